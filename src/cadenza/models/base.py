@@ -1,0 +1,111 @@
+"""GenerativeModule: the contract every model family keeps (DESIGN.md).
+
+A family implements `training_step`/`validation_step` over `Batch` and
+`sample(n, *, condition=None, max_len=None, temperature=1.0, generator=None) -> Tensor`
+returning codec tensors. This base turns samples into MIDI (`generate`), owns the codec, and
+loads any family from a checkpoint with the weights only (no pickled code is executed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytorch_lightning as pl
+import torch
+
+from cadenza.errors import CadenzaError, ConfigError
+from cadenza.representations.base import Codec
+
+FAMILIES: dict[str, type[GenerativeModule]] = {}
+
+
+class GenerativeModule(pl.LightningModule):
+    family: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "family" in cls.__dict__:
+            FAMILIES[cls.family] = cls
+
+    def __init__(self, codec: dict | Codec) -> None:
+        super().__init__()
+        self.codec = codec if isinstance(codec, Codec) else Codec.from_dict(dict(codec))
+
+    # --- the family contract ---------------------------------------------------------------
+    def sample(
+        self,
+        n: int,
+        *,
+        condition: Any = None,
+        max_len: int | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        **controls: Any,
+    ) -> list[torch.Tensor]:
+        """n pieces as codec tensors (tokens [L] or frames [T, D]), each of its own length."""
+        raise NotImplementedError
+
+    # --- shared -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, n: int, **kwargs: Any) -> list[Any]:
+        """n pieces as PrettyMIDI objects."""
+        was_training = self.training
+        self.eval()
+        try:
+            return [self.codec.decode(x.cpu()) for x in self.sample(n, **kwargs)]
+        finally:
+            self.train(was_training)
+
+    @classmethod
+    def load(cls, ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> GenerativeModule:
+        """Rebuild any family from a checkpoint: codec and hyper-parameters come from inside it."""
+        path = Path(ckpt_path)
+        if not path.is_file():
+            raise CadenzaError(f"checkpoint not found: {path} (pass ckpt_path=/path/to/file.ckpt)")
+        try:
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is the same user problem
+            raise CadenzaError(f"cannot read checkpoint {path}: {e}") from e
+        hp = ckpt.get("hyper_parameters") or {}
+        family = hp.get("family")
+        if family not in FAMILIES:
+            raise CadenzaError(
+                f"{path} is not a Cadenza model checkpoint (family={family!r}; known: "
+                f"{sorted(FAMILIES)})"
+            )
+        target = FAMILIES[family]
+        kwargs = {k: v for k, v in hp.items() if k != "family"}
+        model = target(**kwargs)
+        model.load_state_dict(ckpt["state_dict"])
+        return model.eval()
+
+
+def check_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    """Validate a config integer at start-up; the message names the key."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            if isinstance(value, str) or float(value) != int(value):
+                raise ValueError
+            value = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{name} must be an integer >= {minimum}, got {value!r}; "
+                f"fix the override, e.g. {name}={max(minimum, 1) * 256}"
+            ) from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_float(name: str, value: Any, *, minimum: float = 0.0, maximum: float | None = None) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        hi = "" if maximum is None else f" and <= {maximum}"
+        raise ConfigError(f"{name} must be >= {minimum}{hi}, got {value}")
+    return value

@@ -1,0 +1,93 @@
+"""The Codec contract: one object owns both directions between music and tensors.
+
+Like Magenta's data converters and MidiTok's tokenizers, a codec knows its own sizes, so the model
+is sized from it and no dimension is written twice in YAML. `to_dict()` is stored in every
+checkpoint; `Codec.from_dict()` rebuilds the exact codec for sampling with no config at hand.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from cadenza.errors import ConfigError
+
+_REGISTRY: dict[str, type[Codec]] = {}
+
+
+class Codec(ABC):
+    """Music <-> tensor.
+
+    kind == "tokens": encode -> LongTensor [L] of ids in [0, vocab_size).
+    kind == "frames": encode -> FloatTensor [T, feature_dim] of 0/1 (piano-roll style frames).
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[str]  # "tokens" | "frames"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            _REGISTRY[cls.name] = cls
+
+    # --- sizes -----------------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        raise AttributeError(f"{type(self).__name__} is a frame codec: use feature_dim")
+
+    @property
+    def feature_dim(self) -> int:
+        raise AttributeError(f"{type(self).__name__} is a token codec: use vocab_size")
+
+    # --- both directions -------------------------------------------------------------------
+    @abstractmethod
+    def encode(self, midi: Any) -> torch.Tensor:
+        """PrettyMIDI -> tensor. Raises BadMidiError(reason="no_notes") if nothing is left."""
+
+    @abstractmethod
+    def decode(self, x: torch.Tensor) -> Any:
+        """Tensor (as `encode` returns, or generated) -> PrettyMIDI."""
+
+    # --- musical lengths -------------------------------------------------------------------
+    @abstractmethod
+    def steps_for_bars(self, bars: float) -> int:
+        """How many model steps (frames or tokens, an estimate for tokens) make `bars` 4/4 bars."""
+
+    # --- augmentation on encoded data (cheap, no re-parse) ---------------------------------
+    @abstractmethod
+    def transpose(self, x: np.ndarray, semitones: int) -> np.ndarray | None:
+        """Shift encoded music by `semitones`; None if a note would leave the codec's range."""
+
+    # --- persistence -----------------------------------------------------------------------
+    @abstractmethod
+    def params(self) -> dict[str, Any]:
+        """Constructor arguments: JSON-safe primitives only (checkpoints load weights_only)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.params()}
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> Codec:
+        d = dict(d)
+        name = d.pop("name", None)
+        if name not in _REGISTRY:
+            raise ConfigError(f"unknown codec {name!r}; known codecs: {sorted(_REGISTRY)}")
+        return _REGISTRY[name](**d)
+
+    # Storage dtype of the cached arrays (frames are 0/1, tokens fit int16).
+    @property
+    def storage_dtype(self) -> np.dtype:
+        return np.dtype(np.uint8 if self.kind == "frames" else np.int16)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Codec) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(repr(sorted(self.to_dict().items())))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
