@@ -1,1 +1,8 @@
+"""Model families. Importing this package registers every family with GenerativeModule."""
 
+from __future__ import annotations
+
+from cadenza.models.base import FAMILIES, GenerativeModule
+from cadenza.models.lstm import LSTMModule
+
+__all__ = ["FAMILIES", "GenerativeModule", "LSTMModule"]

@@ -47,6 +47,14 @@ class GenerativeModule(pl.LightningModule):
         raise NotImplementedError
 
     # --- shared -----------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Plain containers only, so `load` can use torch.load(weights_only=True): a checkpoint
+        # from a stranger then cannot run code. The family name lets `load` pick the class.
+        hp = _plain(dict(checkpoint.get("hyper_parameters") or {}))
+        hp["family"] = self.family
+        checkpoint["hyper_parameters"] = hp
+        checkpoint.pop("hparams_type", None)
+
     @torch.no_grad()
     def generate(self, n: int, **kwargs: Any) -> list[Any]:
         """n pieces as PrettyMIDI objects."""
@@ -79,6 +87,22 @@ class GenerativeModule(pl.LightningModule):
         model = target(**kwargs)
         model.load_state_dict(ckpt["state_dict"])
         return model.eval()
+
+
+def _plain(obj: Any) -> Any:
+    """DictConfig / AttributeDict / tuples -> dicts, lists and primitives."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(obj, DictConfig | ListConfig):
+            obj = OmegaConf.to_container(obj, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        pass
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
 
 
 def check_int(name: str, value: Any, *, minimum: int = 1) -> int:

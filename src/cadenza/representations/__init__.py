@@ -1,1 +1,9 @@
+"""Codecs between music and tensors; importing this package registers them for from_dict."""
 
+from __future__ import annotations
+
+from cadenza.representations.base import Codec
+from cadenza.representations.events import EventCodec
+from cadenza.representations.pianoroll import PianoRollCodec
+
+__all__ = ["Codec", "EventCodec", "PianoRollCodec"]

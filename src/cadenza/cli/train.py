@@ -1,0 +1,21 @@
+"""cadenza-train experiment=bach_lstm [trainer=ddp] [ckpt_path=...] [-m sweeps]"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from cadenza.cli import CONFIG_DIR, run_task
+from cadenza.training.loop import train
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    result = run_task(train, cfg)
+    # Returned for Hydra sweepers (hparams_search): the value to minimise.
+    metric = cfg.get("optimized_metric")
+    return result["metrics"].get(metric) if metric and result else None
+
+
+if __name__ == "__main__":
+    main()

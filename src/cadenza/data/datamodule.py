@@ -1,0 +1,171 @@
+"""One LightningDataModule serves every model family: a Source, a Codec, and a cache.
+
+Build it first: `.codec` is ready at construction, so the model is sized from it. Lightning runs
+`prepare_data` on one process per node (the slow, cached encode), then `setup` on every rank,
+which only reads the manifest and memory-maps the split arrays.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from cadenza.data.datasets import PieceDataset, collate
+from cadenza.data.prepare import PreparedData, SplitData, prepare
+from cadenza.data.sources import Source
+from cadenza.data.splits import check_fractions
+from cadenza.errors import ConfigError
+from cadenza.paths import cache_root
+from cadenza.representations.base import Codec
+
+log = logging.getLogger("cadenza")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive_int(key: str, value: Any, optional: bool = False) -> int | None:
+    if optional and value is None:
+        return None
+    if not _is_int(value) or value < 1:
+        extra = " or null" if optional else ""
+        raise ConfigError(f"data.{key} must be a positive integer{extra}, got {value!r}")
+    return int(value)
+
+
+def _non_negative_int(key: str, value: Any) -> int:
+    if not _is_int(value) or value < 0:
+        raise ConfigError(f"data.{key} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def _transpose_range(value: Any) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    # OmegaConf's ListConfig is a Sequence but not a list; a str is a Sequence we must refuse.
+    ok = isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2
+    if not ok or not all(_is_int(v) for v in value) or value[0] > value[1]:
+        raise ConfigError(
+            f"data.transpose must be null or [low, high] semitones with low <= high "
+            f"(e.g. [-5, 6]), got {value!r}"
+        )
+    return int(value[0]), int(value[1])
+
+
+class MusicDataModule(pl.LightningDataModule):
+    """Batches of encoded pieces (`Batch`: x [B, T, D] frames or [B, T] tokens, lengths [B])."""
+
+    def __init__(
+        self,
+        source: Source,
+        codec: Codec,
+        cache_dir: str | None = None,
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        train_window: int | None = None,
+        transpose: Sequence[int] | None = None,
+        num_workers: int = 0,
+        prepare_workers: int = 2,
+        valid_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        root: str | None = None,
+    ) -> None:
+        super().__init__()
+        # Everything is checked here, before any slow work, so a bad override fails in a second.
+        if not isinstance(source, Source):
+            raise ConfigError(f"data.source must be a cadenza Source, got {type(source).__name__}")
+        if not isinstance(codec, Codec):
+            raise ConfigError(
+                f"data.codec (the representation) must be a cadenza Codec, "
+                f"got {type(codec).__name__}"
+            )
+        if cache_dir is not None and not isinstance(cache_dir, str | Path):
+            raise ConfigError(f"data.cache_dir must be a path or null, got {cache_dir!r}")
+        check_fractions(valid_fraction, test_fraction)
+        self.source = source
+        self.codec = codec
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else cache_root()
+        self.batch_size = _positive_int("batch_size", batch_size)
+        self.eval_batch_size = (
+            _positive_int("eval_batch_size", eval_batch_size, optional=True) or self.batch_size
+        )
+        self.train_window = _positive_int("train_window", train_window, optional=True)
+        self.transpose = _transpose_range(transpose)
+        self.num_workers = _non_negative_int("num_workers", num_workers)
+        self.prepare_workers = _non_negative_int("prepare_workers", prepare_workers)
+        self.valid_fraction = float(valid_fraction)
+        self.test_fraction = float(test_fraction)
+        self.root = root  # only for messages: sources already hold their own paths
+        self._prepared: PreparedData | None = None
+        self._splits: dict[str, SplitData] = {}
+
+    # --- preparation -------------------------------------------------------------------------
+    def _prepare(self) -> PreparedData:
+        return prepare(
+            self.source,
+            self.codec,
+            self.cache_dir,
+            workers=self.prepare_workers,
+            valid_fraction=self.valid_fraction,
+            test_fraction=self.test_fraction,
+        )
+
+    def prepare_data(self) -> None:
+        self._prepared = self._prepare()
+
+    def setup(self, stage: str | None = None) -> None:
+        # Instant on a cache hit; on ranks that skipped prepare_data it reads what rank 0 wrote.
+        if self._prepared is None:
+            self._prepared = self._prepare()
+        if not self._splits:
+            self._splits = {s: self._prepared.load_split(s) for s in ("train", "valid", "test")}
+
+    @property
+    def prepared(self) -> PreparedData:
+        """The cache this module reads (prepared on first access if need be)."""
+        if self._prepared is None:
+            self._prepared = self._prepare()
+        return self._prepared
+
+    def split(self, name: str) -> SplitData:
+        if not self._splits:
+            self.setup()
+        return self._splits[name]
+
+    # --- loaders -----------------------------------------------------------------------------
+    def _loader(self, name: str, training: bool) -> DataLoader | list:
+        split = self.split(name)
+        if len(split) == 0:
+            log.warning("data split %r of %s is empty; no %s batches", name, self.source, name)
+            return []
+        dataset = PieceDataset(
+            split,
+            window=self.train_window if training else None,
+            transpose=self.transpose if training else None,
+            codec=self.codec,
+            training=training,
+        )
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if training else self.eval_batch_size,
+            shuffle=training,
+            num_workers=self.num_workers,
+            collate_fn=partial(collate, kind=self.codec.kind),
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader | list:
+        return self._loader("train", training=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader("valid", training=False)
+
+    def test_dataloader(self) -> DataLoader | list:
+        return self._loader("test", training=False)

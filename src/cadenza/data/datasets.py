@@ -1,0 +1,74 @@
+"""Torch Dataset over one memory-mapped split, and the collate that makes a Batch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from cadenza.data.augment import random_transpose
+from cadenza.data.batch import Batch
+from cadenza.data.prepare import SplitData
+from cadenza.representations.base import Codec
+
+
+class PieceDataset(Dataset):
+    """Item i -> (x, i): x is frames [T, D] float32 or tokens [L] long.
+
+    Training with a `window` gives a random crop of `window` steps (shorter pieces whole) and an
+    optional random transpose in [low, high]; eval gives whole pieces, untouched.
+    """
+
+    def __init__(
+        self,
+        split: SplitData,
+        *,
+        window: int | None,
+        transpose: tuple[int, int] | None,
+        codec: Codec,
+        training: bool,
+    ) -> None:
+        self.split = split
+        self.window = window
+        self.transpose = tuple(transpose) if transpose is not None else None
+        self.codec = codec
+        self.training = training
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = self.split.piece(i)
+        if self.training:
+            # Seeded from torch's RNG: distinct per DataLoader worker and reproducible under
+            # Lightning's seed_everything(workers=True), unlike a numpy generator made once.
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+            if self.window is not None and len(x) > self.window:
+                start = int(rng.integers(0, len(x) - self.window + 1))
+                x = x[start : start + self.window]
+            if self.transpose is not None:
+                x = random_transpose(self.codec, np.asarray(x), *self.transpose, rng)
+        # Copy out of the read-only memmap; torch wants writable memory.
+        arr = np.array(x)
+        if self.codec.kind == "frames":
+            return torch.from_numpy(arr.astype(np.float32)), i
+        return torch.from_numpy(arr.astype(np.int64)), i
+
+
+def collate(items: Sequence[tuple[torch.Tensor, int]], kind: str) -> Batch:
+    """Pad to the longest item with 0: frames -> x [B, T, D] float32, tokens -> x [B, T] long."""
+    if not items:
+        raise ValueError("collate needs at least one item")
+    lengths = torch.tensor([len(x) for x, _ in items], dtype=torch.long)
+    index = torch.tensor([i for _, i in items], dtype=torch.long)
+    T = int(lengths.max())
+    first = items[0][0]
+    if kind == "frames":
+        x = torch.zeros(len(items), T, first.shape[-1], dtype=torch.float32)
+    else:
+        x = torch.zeros(len(items), T, dtype=torch.long)
+    for b, (piece, _) in enumerate(items):
+        x[b, : len(piece)] = piece
+    return Batch(x=x, lengths=lengths, index=index)

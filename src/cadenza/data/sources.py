@@ -1,0 +1,261 @@
+"""Where pieces come from: a folder of MIDI files, music21's corpus, or the Boulanger benchmarks.
+
+A Source lists its pieces cheaply (`items()`) and parses one on demand (`load(item)`), so
+`prepare` can fan the parsing out to worker processes. Sources and their items are pickled to
+those workers, so they hold paths and small payloads, never open files or parsed scores.
+`to_dict()` goes into the cache key: it carries a fingerprint of the files, so a changed folder
+is prepared again rather than served stale.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cadenza.errors import CadenzaError
+from cadenza.paths import data_root
+
+MIDI_SUFFIXES = (".mid", ".midi")
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """One piece. `key` is stable and human-readable (relative path, or 'train/17').
+
+    `split` is the dataset's own split when it defines one (it then wins over the hash split).
+    `payload` is whatever `load` needs (a path, or the piece itself); it must pickle.
+    """
+
+    key: str
+    split: str | None = None
+    payload: Any = None
+
+
+class Source(ABC):
+    """A collection of pieces. `name` names the cache folder, so it is short and path-safe."""
+
+    name: str
+
+    @abstractmethod
+    def items(self) -> list[SourceItem]:
+        """Every piece, in a deterministic order. Cheap: no parsing."""
+
+    @abstractmethod
+    def load(self, item: SourceItem) -> Any:
+        """Parse one item -> PrettyMIDI. Raises BadMidiError when the piece cannot be used."""
+
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe description, including a content fingerprint; part of the cache key."""
+
+    def describe(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.describe()})"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.") or "source"
+
+
+def _check_limit(limit: int | None) -> int | None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise CadenzaError(f"data.source.limit must be a positive integer or null, got {limit!r}")
+    return limit
+
+
+def _fingerprint(paths: list[Path], base: Path) -> dict[str, Any]:
+    """Count, total size and a hash of (name, size, mtime): a rename or an edit changes it.
+
+    Names are relative to `base` so the fingerprint survives moving the whole folder.
+    """
+    h = hashlib.sha1()
+    total = 0
+    for p in paths:
+        st = p.stat()
+        total += st.st_size
+        h.update(f"{p.relative_to(base).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return {"files": len(paths), "bytes": total, "fingerprint": h.hexdigest()}
+
+
+class MidiFolderSource(Source):
+    """Every .mid/.midi file (any letter case) under `root`, recursively, sorted by path."""
+
+    def __init__(self, root: str | Path, limit: int | None = None) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.limit = _check_limit(limit)
+        self.name = _slug(self.root.name)
+        self._paths: list[Path] | None = None
+
+    def _listing(self) -> list[Path]:
+        if self._paths is None:
+            if not self.root.is_dir():
+                raise CadenzaError(
+                    f"MIDI folder {self.root} does not exist. Point the data config at your "
+                    f"files with `data.root=/path/to/midi` (or set CADENZA_DATA)."
+                )
+            paths = sorted(
+                p for p in self.root.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file()
+            )
+            if not paths:
+                raise CadenzaError(
+                    f"MIDI folder {self.root} holds no .mid/.midi files (searched recursively). "
+                    f"Point the data config at your files with `data.root=/path/to/midi`."
+                )
+            self._paths = paths[: self.limit] if self.limit else paths
+        return self._paths
+
+    def items(self) -> list[SourceItem]:
+        return [
+            SourceItem(key=p.relative_to(self.root).as_posix(), payload=str(p))
+            for p in self._listing()
+        ]
+
+    def load(self, item: SourceItem) -> Any:
+        from cadenza.io.midi import load_midi
+
+        return load_midi(item.payload)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "midi_folder",
+            "root": str(self.root),
+            "limit": self.limit,
+            **_fingerprint(self._listing(), self.root),
+        }
+
+    def describe(self) -> str:
+        return f"MIDI folder {self.root}"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Workers get the item payloads; the listing need not travel with the source.
+        return {**self.__dict__, "_paths": None}
+
+
+class Music21Source(Source):
+    """music21's bundled corpus (default: the Bach chorales), the dataset that needs no download."""
+
+    def __init__(self, collection: str = "bach", limit: int | None = None) -> None:
+        self.collection = collection
+        self.limit = _check_limit(limit)
+        self.name = f"music21-{_slug(collection)}"
+        self._paths: list[Path] | None = None
+
+    def _listing(self) -> list[Path]:
+        if self._paths is None:
+            from cadenza.io.corpus import corpus_paths
+
+            paths = sorted(Path(p) for p in corpus_paths(self.collection))
+            if not paths:
+                raise CadenzaError(
+                    f"music21 corpus collection {self.collection!r} is empty; "
+                    f"try data.source.collection=bach"
+                )
+            self._paths = paths[: self.limit] if self.limit else paths
+        return self._paths
+
+    def items(self) -> list[SourceItem]:
+        return [
+            SourceItem(key=f"{self.collection}/{p.name}", payload=str(p)) for p in self._listing()
+        ]
+
+    def load(self, item: SourceItem) -> Any:
+        from cadenza.io.corpus import corpus_to_midi_bytes
+        from cadenza.io.midi import load_midi_bytes
+
+        return load_midi_bytes(corpus_to_midi_bytes(Path(item.payload)), item.key)
+
+    def to_dict(self) -> dict[str, Any]:
+        paths = self._listing()
+        return {
+            "type": "music21",
+            "collection": self.collection,
+            "limit": self.limit,
+            **_fingerprint(paths, Path(os.path.commonpath([p.parent for p in paths]))),
+        }
+
+    def describe(self) -> str:
+        return f"music21 corpus '{self.collection}'"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_paths": None}
+
+
+# name -> (file stem, steps per quarter note). JSB is sampled per quarter, the rest per eighth.
+BOULANGER_SETS: dict[str, tuple[str, int]] = {
+    "jsb": ("JSB_Chorales", 1),
+    "nottingham": ("Nottingham", 2),
+    "musedata": ("MuseData", 2),
+    "piano_midi": ("Piano_midi", 2),
+}
+BOULANGER_FOLDER = "boulanger2012-polyphonic"
+BOULANGER_TEMPO = 120.0
+
+
+class BoulangerSource(Source):
+    """The four Boulanger-Lewandowski (2012) piano-roll benchmarks with their canonical splits.
+
+    Each piece is a list of steps, each step the sorted MIDI pitches sounding in it. A piece is
+    rebuilt as one piano track at 120 bpm with `steps_per_beat` steps per quarter note, so a
+    PianoRollCodec with the same `steps_per_beat` gives back exactly the benchmark's roll.
+    """
+
+    def __init__(self, name: str, root: str | Path | None = None) -> None:
+        if name not in BOULANGER_SETS:
+            raise CadenzaError(
+                f"unknown Boulanger dataset {name!r}; valid names: {sorted(BOULANGER_SETS)}"
+            )
+        self.dataset = name
+        self.name = name
+        stem, self.steps_per_beat = BOULANGER_SETS[name]
+        base = Path(root).expanduser().resolve() if root is not None else data_root()
+        self.path = base / BOULANGER_FOLDER / f"{stem}.json.gz"
+        self.seconds_per_step = 60.0 / BOULANGER_TEMPO / self.steps_per_beat
+
+    def _check_file(self) -> None:
+        if not self.path.is_file():
+            raise CadenzaError(
+                f"Boulanger dataset file {self.path} is missing. Set CADENZA_DATA (or data.root) "
+                f"to the folder that holds {BOULANGER_FOLDER}/."
+            )
+
+    def items(self) -> list[SourceItem]:
+        self._check_file()
+        with gzip.open(self.path, "rt") as f:
+            data = json.load(f)
+        # The piece travels as its payload: re-reading the archive in every worker costs more.
+        return [
+            SourceItem(key=f"{split}/{i}", split=split, payload=piece)
+            for split in ("train", "valid", "test")
+            for i, piece in enumerate(data[split])
+        ]
+
+    def load(self, item: SourceItem) -> Any:
+        from cadenza.io.midi import build_midi, notes_from_pitch_steps
+
+        track = notes_from_pitch_steps(item.payload, self.seconds_per_step)
+        return build_midi([track], tempo=BOULANGER_TEMPO)
+
+    def to_dict(self) -> dict[str, Any]:
+        self._check_file()
+        st = self.path.stat()
+        return {
+            "type": "boulanger",
+            "name": self.dataset,
+            "file": str(self.path),
+            "bytes": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "steps_per_beat": self.steps_per_beat,
+            "tempo": BOULANGER_TEMPO,
+        }
+
+    def describe(self) -> str:
+        return f"Boulanger '{self.dataset}' ({self.path})"

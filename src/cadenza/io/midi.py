@@ -1,0 +1,220 @@
+"""MIDI in and out: the only module in Cadenza that imports pretty_midi.
+
+Everything above this layer sees notes as plain arrays (`TrackNotes.notes` [N, 4] =
+start_s, end_s, pitch, velocity) or as a `PrettyMIDI` object handed back unchanged. A bad file
+never escapes as a mido/pretty_midi exception: it becomes `BadMidiError` with a stable reason.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+
+from cadenza.errors import BadMidiError, CadenzaError
+
+MAX_SECONDS = 3600.0  # longer than any real piece in our corpora: a sign of a garbage tempo map
+
+__all__ = [
+    "MAX_SECONDS",
+    "TrackNotes",
+    "build_midi",
+    "load_midi",
+    "load_midi_bytes",
+    "midi_to_bytes",
+    "notes_from_pitch_steps",
+    "save_midi",
+    "time_to_beats",
+    "tracks_of",
+]
+
+
+@dataclass
+class TrackNotes:
+    """One instrument's notes. `notes`: float64 [N, 4] (start_s, end_s, pitch, velocity)."""
+
+    program: int
+    is_drum: bool
+    name: str
+    notes: np.ndarray
+
+
+# --- loading ---------------------------------------------------------------------------------
+def load_midi(path: str | os.PathLike[str]) -> pretty_midi.PrettyMIDI:
+    """Parse a MIDI file, or raise BadMidiError naming the file and why it is unusable."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as e:
+        raise CadenzaError(f"{path}: no such MIDI file; check the path") from e
+    except OSError as e:
+        raise BadMidiError(str(path), "corrupt", f"cannot read: {e}") from e
+    return load_midi_bytes(data, name=str(path))
+
+
+def load_midi_bytes(data: bytes, name: str = "<bytes>") -> pretty_midi.PrettyMIDI:
+    """Parse MIDI bytes (uploads, music21 conversions) with the same guards as `load_midi`."""
+    if len(data) == 0:
+        raise BadMidiError(name, "empty_file")
+    data = _strip_riff(data)
+    if not data.startswith(b"MThd"):
+        raise BadMidiError(name, "not_midi", "no MThd header")
+    # Checking chunk lengths ourselves makes "truncated" deterministic: mido's own reaction to a
+    # short file depends on where the cut falls (EOFError, KeyError, or silently fewer tracks).
+    short = _truncation(data)
+    if short:
+        raise BadMidiError(name, "truncated", short)
+    try:
+        with warnings.catch_warnings():
+            # pretty_midi warns about tempo events on non-zero tracks; common and harmless here.
+            warnings.simplefilter("ignore")
+            pm = pretty_midi.PrettyMIDI(io.BytesIO(data))
+            end = pm.get_end_time()
+    except EOFError as e:
+        raise BadMidiError(name, "truncated", f"data ends early ({type(e).__name__})") from e
+    except Exception as e:  # mido/pretty_midi raise KeyError, IndexError, ValueError, OSError...
+        raise BadMidiError(name, "corrupt", f"{type(e).__name__}: {e}"[:200]) from e
+    if not any(inst.notes for inst in pm.instruments):
+        raise BadMidiError(name, "no_notes")
+    if not np.isfinite(end) or end > MAX_SECONDS:
+        raise BadMidiError(name, "too_long", f"ends at {end:.0f} s > {MAX_SECONDS:.0f} s")
+    return pm
+
+
+def _strip_riff(data: bytes) -> bytes:
+    # RIFF-wrapped MIDI (.rmi) carries a plain SMF inside; mido only reads the plain form.
+    if data.startswith(b"RIFF"):
+        at = data.find(b"MThd", 0, 64)
+        if at >= 0:
+            return data[at:]
+    return data
+
+
+def _truncation(data: bytes) -> str:
+    """'' if every chunk the header promises is complete, else what is missing."""
+    if len(data) < 14:
+        return f"header is {len(data)} bytes, needs 14"
+    (header_len,) = struct.unpack(">I", data[4:8])
+    (n_tracks,) = struct.unpack(">H", data[10:12])
+    pos, found = 8 + header_len, 0
+    while found < n_tracks:
+        if pos + 8 > len(data):
+            return f"{found} of {n_tracks} tracks present"
+        (length,) = struct.unpack(">I", data[pos + 4 : pos + 8])
+        if pos + 8 + length > len(data):
+            return f"track chunk {found} needs {length} bytes, {len(data) - pos - 8} left"
+        if data[pos : pos + 4] == b"MTrk":
+            found += 1
+        pos += 8 + length
+    return ""
+
+
+# --- reading notes ---------------------------------------------------------------------------
+def tracks_of(pm: pretty_midi.PrettyMIDI, include_drums: bool = True) -> list[TrackNotes]:
+    """Instruments in file order (empty ones kept, so indices stay stable), notes sorted."""
+    out = []
+    for inst in pm.instruments:
+        if inst.is_drum and not include_drums:
+            continue
+        notes = np.array(
+            [(n.start, n.end, n.pitch, n.velocity) for n in inst.notes], dtype=np.float64
+        ).reshape(-1, 4)
+        notes = notes[np.lexsort((notes[:, 2], notes[:, 0]))]
+        out.append(TrackNotes(int(inst.program), bool(inst.is_drum), inst.name, notes))
+    return out
+
+
+def time_to_beats(pm: pretty_midi.PrettyMIDI, times: np.ndarray) -> np.ndarray:
+    """Seconds [N] -> fractional quarter-note beats [N], following every tempo change.
+
+    Counted from the tempo map rather than `pm.get_beats()`: in 6/8 (Nottingham's jigs)
+    get_beats steps in dotted quarters, so an eighth note would fall on 1/3 of a beat and a
+    4-steps-per-beat grid could not hold it. Past the last tempo change, the last tempo holds.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    change_s, qpm = pm.get_tempo_changes()
+    if len(change_s) == 0:
+        change_s, qpm = np.array([0.0]), np.array([120.0])
+    beats_per_s = qpm / 60.0
+    # Beats elapsed at each tempo change; before the first change the first tempo applies.
+    beats_at = np.concatenate([[0.0], np.cumsum(np.diff(change_s) * beats_per_s[:-1])])
+    seg = np.clip(np.searchsorted(change_s, times, side="right") - 1, 0, len(change_s) - 1)
+    lead_in = change_s[0] * beats_per_s[0]  # pretty_midi's first change is at 0 s in practice
+    return lead_in + beats_at[seg] + (times - change_s[seg]) * beats_per_s[seg]
+
+
+# --- writing ---------------------------------------------------------------------------------
+def build_midi(
+    tracks: list[TrackNotes], tempo: float = 120.0, resolution: int = 480
+) -> pretty_midi.PrettyMIDI:
+    """Notes in seconds -> PrettyMIDI at one constant tempo (get_beats() matches `tempo`)."""
+    # initial_tempo sets the tick scale, which is what write() and get_tempo_changes() read.
+    pm = pretty_midi.PrettyMIDI(resolution=resolution, initial_tempo=float(tempo))
+    for tr in tracks:
+        inst = pretty_midi.Instrument(program=int(tr.program), is_drum=tr.is_drum, name=tr.name)
+        for start, end, pitch, vel in np.asarray(tr.notes, dtype=np.float64).reshape(-1, 4):
+            if end <= start:  # zero-length notes write as an off before the on
+                continue
+            inst.notes.append(
+                pretty_midi.Note(
+                    velocity=int(np.clip(round(vel), 1, 127)),
+                    pitch=int(np.clip(pitch, 0, 127)),
+                    start=float(start),
+                    end=float(end),
+                )
+            )
+        pm.instruments.append(inst)
+    return pm
+
+
+def save_midi(pm: pretty_midi.PrettyMIDI, path: str | os.PathLike[str]) -> Path:
+    """Write atomically (temp file in the same folder, then os.replace); creates parents."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(midi_to_bytes(pm))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def midi_to_bytes(pm: pretty_midi.PrettyMIDI) -> bytes:
+    buf = io.BytesIO()
+    pm.write(buf)
+    return buf.getvalue()
+
+
+def notes_from_pitch_steps(
+    steps: list[list[int]], seconds_per_step: float, velocity: int = 80, program: int = 0
+) -> TrackNotes:
+    """Pitch-set piano roll (one list of pitches per step) -> one track of held notes.
+
+    A pitch present in consecutive steps is one held note, as in Boulanger-Lewandowski's rolls
+    (which cannot tell a held note from a re-struck one).
+    """
+    open_at: dict[int, int] = {}
+    notes: list[tuple[float, float, float, float]] = []
+
+    def close(pitch: int, step: int) -> None:
+        start = open_at.pop(pitch)
+        notes.append((start * seconds_per_step, step * seconds_per_step, pitch, velocity))
+
+    for t, step in enumerate(steps):
+        now = {int(p) for p in step}
+        for p in [p for p in open_at if p not in now]:
+            close(p, t)
+        for p in now - open_at.keys():
+            open_at[p] = t
+    for p in list(open_at):
+        close(p, len(steps))
+    arr = np.array(notes, dtype=np.float64).reshape(-1, 4)
+    arr = arr[np.lexsort((arr[:, 2], arr[:, 0]))]
+    return TrackNotes(program=program, is_drum=False, name="", notes=arr)

@@ -1,0 +1,141 @@
+"""Conditional NADE output layer for binary frames (RNN-NADE, Boulanger-Lewandowski et al. 2012).
+
+NADE (Larochelle & Murray 2011) factorises p(v) = prod_d p(v_d | v_<d) with a hidden layer
+shared across d:
+
+    a_d = b_h + W[:, :d] v_<d                 [H]   (W [H, D])
+    p(v_d = 1 | v_<d) = sigmoid(b_v[d] + V[d] . sigmoid(a_d))     (V [D, H])
+
+In the RNN-NADE the recurrent state supplies per-step biases b_v [.., D] and b_h [.., H]; the
+weights W, V are shared over time. Teacher-forced log_prob computes all D conditionals at once
+with an exclusive cumsum of v_j W[:, j] over j (memory N*D*H); sampling is sequential over D.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cadenza.sampling import GREEDY_TEMPERATURE, uniform
+
+# Rows per chunk when no gradient is needed: bounds the [n, D, H] temporaries to ~64 MB at
+# D=88, H=150. With autograd the saved activations of every chunk stay alive anyway, so
+# chunking would only add overhead there.
+EVAL_CHUNK_ELEMENTS = 16_000_000
+# Use the sparse path while a frame's non-zeros K satisfy K + 1 <= D / SPARSE_FRACTION.
+SPARSE_FRACTION = 4
+
+
+class NADE(nn.Module):
+    def __init__(self, visible_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.visible_dim = visible_dim
+        self.hidden_dim = hidden_dim
+        # Uniform(+-1/sqrt(fan_in)), as nn.Linear; a_d sums up to D inputs, so W is scaled by D.
+        self.W = nn.Parameter(torch.empty(hidden_dim, visible_dim))  # [H, D]
+        self.V = nn.Parameter(torch.empty(visible_dim, hidden_dim))  # [D, H]
+        nn.init.uniform_(self.W, -1 / math.sqrt(visible_dim), 1 / math.sqrt(visible_dim))
+        nn.init.uniform_(self.V, -1 / math.sqrt(hidden_dim), 1 / math.sqrt(hidden_dim))
+
+    def logits(
+        self, v: torch.Tensor, b_v: torch.Tensor, b_h: torch.Tensor, method: str = "auto"
+    ) -> torch.Tensor:
+        """Teacher-forced conditional logits: v [N, D], b_v [N, D], b_h [N, H] -> [N, D].
+
+        method: "dense" (cumsum over all D), "sparse" (one hidden state per gap between
+        non-zeros) or "auto" (sparse while frames are sparse). Both are exact.
+        """
+        if method not in ("auto", "dense", "sparse"):
+            raise ValueError(f"method must be auto|dense|sparse, got {method!r}")
+        nnz = int((v != 0).sum(dim=1).max()) if v.numel() else 0
+        sparse_enough = nnz + 1 <= max(1, self.visible_dim // SPARSE_FRACTION)
+        if method == "sparse" or (method == "auto" and sparse_enough):
+            return self._logits_sparse(v, b_v, b_h, nnz)
+        return self._logits_dense(v, b_v, b_h)
+
+    def _logits_dense(self, v: torch.Tensor, b_v: torch.Tensor, b_h: torch.Tensor) -> torch.Tensor:
+        # contrib[n, j, :] = v[n, j] * W[:, j]; its exclusive cumsum over j is W[:, :d] v_<d.
+        contrib = v.unsqueeze(-1) * self.W.t()  # [N, D, H]
+        acts = torch.cumsum(contrib, dim=1)  # [N, D, H], inclusive
+        # Shift by one along D (exclusive) and add the per-step hidden bias.
+        pre = torch.cat([b_h.unsqueeze(1), acts[:, :-1] + b_h.unsqueeze(1)], dim=1)  # [N, D, H]
+        h = torch.sigmoid(pre)  # [N, D, H]
+        # logits[n, d] = b_v[n, d] + sum_h V[d, h] h[n, d, h]: a batched (over d) mat-vec.
+        hv = torch.bmm(h.transpose(0, 1), self.V.unsqueeze(-1)).squeeze(-1).t()  # [N, D]
+        return b_v + hv
+
+    def _logits_sparse(
+        self, v: torch.Tensor, b_v: torch.Tensor, b_h: torch.Tensor, nnz: int
+    ) -> torch.Tensor:
+        # a_d only changes after a non-zero v_j, so a frame with K notes has just K+1 distinct
+        # hidden states (one per gap between notes). Piano rolls hold a few notes out of 88,
+        # so this is ~D/(K+1) times less work than the dense path, and exact for any v.
+        N, D = v.shape
+        pos = torch.arange(D, device=v.device).expand(N, D)
+        # Indices of the non-zeros in increasing order, padded with D (a zero column of W).
+        keys = torch.where(v != 0, pos, torch.full_like(pos, D))
+        idx = keys.sort(dim=1).values[:, :nnz]  # [N, K]
+        Wt = F.pad(self.W.t(), (0, 0, 0, 1))  # [D + 1, H], last row zero
+        vals = F.pad(v, (0, 1)).gather(1, idx)  # [N, K], 0 at padding
+        cols = F.embedding(idx, Wt) * vals.unsqueeze(-1)  # [N, K, H]
+        # Pre-activation of each gap k: b_h + sum of the first k note columns.
+        acts = torch.cumsum(cols, dim=1) + b_h.unsqueeze(1)  # [N, K, H]
+        pre = torch.cat([b_h.unsqueeze(1), acts], dim=1)  # [N, K+1, H]
+        hv = torch.sigmoid(pre) @ self.V.t()  # [N, K+1, D]
+        gap = (torch.cumsum(v != 0, dim=1) - (v != 0).long()).unsqueeze(1)  # [N, 1, D]
+        return b_v + hv.gather(1, gap).squeeze(1)  # [N, D]
+
+    def log_prob(
+        self, v: torch.Tensor, b_v: torch.Tensor, b_h: torch.Tensor, method: str = "auto"
+    ) -> torch.Tensor:
+        """log p(v): v [N, D] (0/1 float), b_v [N, D], b_h [N, H] -> [N]."""
+        if v.shape[0] == 0:
+            return b_v.new_zeros(0)
+        v = v.to(b_v.dtype)
+        if torch.is_grad_enabled():
+            return self._log_prob(v, b_v, b_h, method)
+        rows = max(1, EVAL_CHUNK_ELEMENTS // (self.visible_dim * self.hidden_dim))
+        parts = [
+            self._log_prob(v[i : i + rows], b_v[i : i + rows], b_h[i : i + rows], method)
+            for i in range(0, v.shape[0], rows)
+        ]
+        return torch.cat(parts)
+
+    def _log_prob(
+        self, v: torch.Tensor, b_v: torch.Tensor, b_h: torch.Tensor, method: str
+    ) -> torch.Tensor:
+        logits = self.logits(v, b_v, b_h, method)  # [N, D]
+        # log Bernoulli(v | sigmoid(logit)) = -BCE-with-logits, numerically stable.
+        nll = F.binary_cross_entropy_with_logits(logits, v, reduction="none")  # [N, D]
+        return -nll.sum(dim=-1)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        b_v: torch.Tensor,
+        b_h: torch.Tensor,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """b_v [N, D], b_h [N, H] -> v [N, D] float 0/1, sampled one unit at a time.
+
+        temperature divides each conditional logit (<= GREEDY_TEMPERATURE: take the mode).
+        """
+        N, D = b_v.shape
+        # One uniform per unit drawn up front: the stream matches across devices and chunks.
+        u = uniform((N, D), b_v.device, generator)  # [N, D]
+        v = b_v.new_zeros(N, D)
+        a = b_h.clone()  # [N, H], running pre-activation W[:, :d] v_<d + b_h
+        Wt = self.W.t()  # [D, H]
+        for d in range(D):
+            logit = b_v[:, d] + torch.sigmoid(a) @ self.V[d]  # [N]
+            if temperature <= GREEDY_TEMPERATURE:
+                vd = (logit > 0).to(v.dtype)
+            else:
+                vd = (u[:, d] < torch.sigmoid(logit / temperature)).to(v.dtype)
+            v[:, d] = vd
+            a = a + vd.unsqueeze(-1) * Wt[d]
+        return v

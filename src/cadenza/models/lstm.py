@@ -1,0 +1,244 @@
+"""LSTMModule: the "lstm" family: RNN-NADE (or sigmoid) over frames, next-token LSTM over tokens.
+
+The networks live in components/rnn.py as plain nn.Modules; this file adds config validation,
+optimisation, exact epoch-level NLL logging and the sampling contract of GenerativeModule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from cadenza.data.batch import Batch
+from cadenza.errors import ConfigError
+from cadenza.metrics.likelihood import NLLAggregator
+from cadenza.models.base import GenerativeModule, check_float, check_int
+from cadenza.models.components.rnn import FrameLSTM, TokenLSTM
+from cadenza.representations.base import Codec
+from cadenza.sampling import check_controls
+
+# Length of a sample when neither max_len nor steps is given.
+DEFAULT_BARS = 8
+
+
+def _codec_dict(codec: Any) -> dict[str, Any]:
+    """A plain dict (JSON-safe), so checkpoints load with weights_only=True."""
+    if isinstance(codec, Codec):
+        return codec.to_dict()
+    if isinstance(codec, DictConfig):
+        return OmegaConf.to_container(codec, resolve=True)  # type: ignore[return-value]
+    if isinstance(codec, dict):
+        return dict(codec)
+    raise ConfigError(f"model.codec must be a codec dict (codec.to_dict()), got {type(codec)}")
+
+
+def _token_id(codec: Codec, names: tuple[str, ...], default: int) -> int:
+    for name in names:
+        if hasattr(codec, name):
+            return int(getattr(codec, name))
+    return default
+
+
+class LSTMModule(GenerativeModule):
+    family = "lstm"
+
+    def __init__(
+        self,
+        codec: dict,
+        hidden_size: int = 256,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        embedding_dim: int = 128,
+        output: str = "nade",
+        nade_hidden: int = 150,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        scheduler_monitor: str = "val/nll",
+    ) -> None:
+        codec = _codec_dict(codec)
+        super().__init__(codec)
+        frames = self.codec.kind == "frames"
+        # Reassigning the arguments matters: save_hyperparameters reads these locals, so the
+        # checkpoint stores the validated, plain values.
+        hidden_size = check_int("model.hidden_size", hidden_size)
+        num_layers = check_int("model.num_layers", num_layers)
+        dropout = check_float("model.dropout", dropout, minimum=0.0, maximum=1.0)
+        if dropout >= 1.0:
+            raise ConfigError(
+                f"model.dropout must be < 1 (it is a drop probability), got {dropout}"
+            )
+        embedding_dim = check_int("model.embedding_dim", embedding_dim, minimum=0 if frames else 1)
+        if output not in ("nade", "sigmoid"):
+            raise ConfigError(f"model.output must be 'nade' or 'sigmoid', got {output!r}")
+        nade_hidden = check_int(
+            "model.nade_hidden", nade_hidden, minimum=1 if frames and output == "nade" else 0
+        )
+        for key, fn in (("optimizer", optimizer), ("scheduler", scheduler)):
+            if fn is not None and not callable(fn):
+                raise ConfigError(
+                    f"model.{key} must be a partial (`_partial_: true` in the config), got {fn!r}"
+                )
+        if not isinstance(scheduler_monitor, str) or not scheduler_monitor:
+            raise ConfigError("model.scheduler_monitor must be a metric key, e.g. val/nll")
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+
+        self.net: FrameLSTM | TokenLSTM
+        if frames:
+            self.net = FrameLSTM(
+                self.codec.feature_dim, hidden_size, num_layers, dropout, embedding_dim,
+                output, nade_hidden,
+            )  # fmt: skip
+        else:
+            self.pad_id = _token_id(self.codec, ("pad_id", "PAD"), 0)
+            self.bos_id = _token_id(self.codec, ("bos_id", "BOS"), 1)
+            self.eos_id = _token_id(self.codec, ("eos_id", "EOS"), 2)
+            self.net = TokenLSTM(
+                self.codec.vocab_size, hidden_size, num_layers, dropout, embedding_dim, self.pad_id
+            )
+        self.val_nll = NLLAggregator()
+        self.test_nll = NLLAggregator()
+
+    @property
+    def is_frames(self) -> bool:
+        return isinstance(self.net, FrameLSTM)
+
+    # --- training --------------------------------------------------------------------------
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(NLL summed over the batch, count): frames (keys summed) or predicted tokens."""
+        return self.net.loss(batch)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        nll_sum, count = self(batch)
+        loss = nll_sum / count.clamp_min(1)  # nats per frame / per token
+        self.log(
+            "train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(batch)
+        )
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self.val_nll.update(*self(batch))
+        # Logging the Metric object: Lightning calls compute() once per epoch, after
+        # torchmetrics has summed (nll_sum, count) over all batches and ranks.
+        self.log("val/nll", self.val_nll, on_step=False, on_epoch=True, prog_bar=True)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self.test_nll.update(*self(batch))
+        self.log("test/nll", self.test_nll, on_step=False, on_epoch=True)
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            opt = torch.optim.Adam(self.parameters(), lr=1e-3)
+        else:
+            opt = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return opt
+        sched = self.scheduler_factory(optimizer=opt)
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {"scheduler": sched, "monitor": self.hparams.scheduler_monitor},
+        }
+
+    # --- sampling --------------------------------------------------------------------------
+    def _prefix(self, primer: torch.Tensor | None) -> torch.Tensor:
+        """The validated primer: frames [P, D] float; tokens [P] long starting with BOS, no EOS."""
+        if self.is_frames:
+            D = self.codec.feature_dim
+            if primer is None:
+                return torch.zeros(0, D)
+            if primer.dim() != 2 or primer.shape[1] != D:
+                raise ConfigError(f"a frame primer must be [T, {D}], got {list(primer.shape)}")
+            return primer.detach().float().cpu()
+        if primer is None:
+            return torch.tensor([self.bos_id])
+        if primer.dim() != 1 or primer.is_floating_point():
+            raise ConfigError(
+                f"a token primer must be a 1-D tensor of ids, got {primer.dtype} "
+                f"{list(primer.shape)}"
+            )
+        p = primer.detach().long().cpu()
+        if len(p) and (p.min() < 0 or p.max() >= self.codec.vocab_size):
+            raise ConfigError(f"primer ids must lie in [0, {self.codec.vocab_size})")
+        # Drop trailing padding and the end marker: the continuation picks up where music stops.
+        while len(p) and int(p[-1]) in (self.pad_id, self.eos_id):
+            p = p[:-1]
+        if len(p) == 0 or int(p[0]) != self.bos_id:
+            p = torch.cat([torch.tensor([self.bos_id]), p])
+        return p
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        *,
+        condition: Any = None,
+        max_len: int | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        primer: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
+        """n pieces on the CPU: frames [max_len, D] 0/1 floats; tokens [<= max_len] ids.
+
+        max_len counts the whole returned piece, primer (and BOS) included; default: the
+        primer plus DEFAULT_BARS bars. Tokens start with BOS (or the primer without its EOS)
+        and stop at EOS. `condition` is ignored: this family is unconditional.
+        """
+        n = check_int("n", n)
+        check_controls(temperature, top_k, top_p)
+        if self.is_frames and (top_k is not None or top_p is not None):
+            raise ConfigError(
+                "top_k/top_p apply to token models (one categorical per step); a frame model "
+                "samples each key as a binary unit: use temperature only"
+            )
+        prefix = self._prefix(primer)
+        P = prefix.shape[0]
+        if max_len is None:
+            max_len = P + self.codec.steps_for_bars(DEFAULT_BARS)
+        max_len = check_int("max_len", max_len)
+        if max_len <= P:
+            raise ConfigError(f"max_len={max_len} leaves no room after the {P}-step primer")
+        was_training = self.training
+        self.eval()
+        try:
+            return self._sample(n, prefix, max_len - P, temperature, generator, top_k, top_p)
+        finally:
+            self.train(was_training)
+
+    def _sample(
+        self,
+        n: int,
+        prefix: torch.Tensor,
+        steps: int,
+        temperature: float,
+        generator: torch.Generator | None,
+        top_k: int | None,
+        top_p: float | None,
+    ) -> list[torch.Tensor]:
+        batch_prefix = prefix.to(self.device).unsqueeze(0).expand(n, *prefix.shape)
+        if isinstance(self.net, FrameLSTM):
+            new = self.net.generate(
+                n, steps, primer=batch_prefix, temperature=temperature, generator=generator
+            )  # [n, steps, D]
+            return list(torch.cat([batch_prefix, new], dim=1).cpu().unbind(0))
+        tokens, lengths = self.net.generate(
+            batch_prefix, steps, eos_id=self.eos_id, banned=(self.pad_id, self.bos_id),
+            temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
+        )  # fmt: skip
+        tokens, lengths = tokens.cpu(), lengths.cpu()
+        return [tokens[i, : int(lengths[i])].clone() for i in range(n)]
+
+    def continue_from(
+        self, primer: torch.Tensor, n: int = 1, steps: int | None = None, **kwargs: Any
+    ) -> list[torch.Tensor]:
+        """n continuations of `primer` by up to `steps` new frames/tokens (primer included)."""
+        if steps is None:
+            steps = self.codec.steps_for_bars(DEFAULT_BARS)
+        steps = check_int("steps", steps)
+        P = self._prefix(primer).shape[0]
+        return self.sample(n, primer=primer, max_len=P + steps, **kwargs)

@@ -1,0 +1,177 @@
+"""Binary piano roll on a beat grid: the representation of Boulanger-Lewandowski's benchmarks.
+
+Frames are `steps_per_beat` per quarter note, so a piece's rhythm survives tempo changes. Each
+frame is `n_tracks` blocks of `n_pitches` 0/1 values; a held note is a run of 1s, so a note
+re-struck with no gap merges with the one before (as in the original benchmark rolls).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from cadenza.errors import BadMidiError, ConfigError
+from cadenza.io.midi import TrackNotes, build_midi, time_to_beats, tracks_of
+from cadenza.representations.base import Codec
+
+
+class PianoRollCodec(Codec):
+    """PrettyMIDI <-> FloatTensor [T, n_tracks * n_pitches] of 0/1.
+
+    tracks: "merge" (every non-drum instrument in one block) or "instruments:N" (the first N
+    non-drum instruments in file order, one block each; missing ones stay silent).
+    """
+
+    name = "pianoroll"
+    kind = "frames"
+
+    def __init__(
+        self,
+        steps_per_beat: int = 4,
+        low_pitch: int = 21,
+        high_pitch: int = 108,
+        tracks: str = "merge",
+        tempo: float = 120.0,
+        program: int = 0,
+        max_steps: int | None = None,
+    ) -> None:
+        if steps_per_beat < 1:
+            raise ConfigError(f"representation.steps_per_beat must be >= 1, got {steps_per_beat}")
+        if not 0 <= low_pitch <= high_pitch <= 127:
+            raise ConfigError(
+                f"representation pitch range {low_pitch}..{high_pitch} must lie within 0..127"
+            )
+        self.steps_per_beat = int(steps_per_beat)
+        self.low_pitch = int(low_pitch)
+        self.high_pitch = int(high_pitch)
+        self.tracks = str(tracks)
+        self.n_tracks = _parse_tracks(self.tracks)
+        self.tempo = float(tempo)
+        self.program = int(program)
+        self.max_steps = None if max_steps is None else int(max_steps)
+
+    @property
+    def n_pitches(self) -> int:
+        return self.high_pitch - self.low_pitch + 1
+
+    @property
+    def feature_dim(self) -> int:
+        return self.n_tracks * self.n_pitches
+
+    # --- encode ----------------------------------------------------------------------------
+    def quantize(self, midi: Any) -> list[np.ndarray]:
+        """Per track block, int64 [N, 3] (on_step, off_step, pitch) of the notes kept.
+
+        on = round(beat * steps_per_beat); a note covers [on, max(off, on + 1)).
+        """
+        pitched = tracks_of(midi, include_drums=False)
+        if self.tracks == "merge":
+            groups = [np.concatenate([t.notes for t in pitched])] if pitched else []
+        else:
+            groups = [t.notes for t in pitched[: self.n_tracks]]
+        blocks = []
+        for notes in groups:
+            notes = notes[(notes[:, 2] >= self.low_pitch) & (notes[:, 2] <= self.high_pitch)]
+            # floor(x + 0.5), not np.round: half-steps always go up, never to the even neighbour.
+            on = np.floor(time_to_beats(midi, notes[:, 0]) * self.steps_per_beat + 0.5)
+            off = np.floor(time_to_beats(midi, notes[:, 1]) * self.steps_per_beat + 0.5)
+            off = np.maximum(off, on + 1)
+            blocks.append(np.stack([on, off, notes[:, 2]], axis=1).astype(np.int64))
+        blocks += [np.zeros((0, 3), np.int64)] * (self.n_tracks - len(blocks))
+        return blocks
+
+    def encode(self, midi: Any) -> torch.Tensor:
+        """PrettyMIDI -> FloatTensor [T, D] of 0/1; T = last note-off step (cut to max_steps)."""
+        blocks = self.quantize(midi)
+        T = max((int(b[:, 1].max()) for b in blocks if len(b)), default=0)
+        if T == 0:
+            raise BadMidiError(
+                "<pianoroll>", "no_notes", f"no pitched note in {self.low_pitch}..{self.high_pitch}"
+            )
+        roll = np.zeros((T, self.n_tracks, self.n_pitches), dtype=np.float32)
+        for k, block in enumerate(blocks):
+            for on, off, pitch in block:
+                roll[on:off, k, pitch - self.low_pitch] = 1.0
+        if self.max_steps is not None:
+            roll = roll[: self.max_steps]
+        return torch.from_numpy(roll.reshape(len(roll), self.feature_dim))
+
+    # --- decode ----------------------------------------------------------------------------
+    def runs(self, x: torch.Tensor | np.ndarray) -> list[np.ndarray]:
+        """Runs of active frames per block: int64 [N, 3] (on_step, off_step, pitch).
+
+        Values > 0.5 count as on, so probabilities from a model decode too.
+        """
+        arr = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
+        roll = arr.reshape(len(arr), self.n_tracks, self.n_pitches) > 0.5
+        padded = np.zeros((len(roll) + 2, self.n_tracks, self.n_pitches), dtype=np.int8)
+        padded[1:-1] = roll
+        edges = np.diff(padded, axis=0)  # +1 where a run starts, -1 one past where it ends
+        out = []
+        for k in range(self.n_tracks):
+            st, sp = np.nonzero(edges[:, k] == 1)
+            en, ep = np.nonzero(edges[:, k] == -1)
+            # Sorting by (pitch, step) pairs each start with its own end.
+            s_order, e_order = np.lexsort((st, sp)), np.lexsort((en, ep))
+            runs = np.stack([st[s_order], en[e_order], sp[s_order] + self.low_pitch], axis=1)
+            out.append(runs[np.lexsort((runs[:, 2], runs[:, 0]))].astype(np.int64))
+        return out
+
+    def decode(self, x: torch.Tensor) -> Any:
+        """[T, D] frames -> PrettyMIDI at `tempo`, one instrument per block (empty ones kept)."""
+        sec_per_step = 60.0 / (self.tempo * self.steps_per_beat)
+        tracks = []
+        for k, runs in enumerate(self.runs(x)):
+            notes = np.zeros((len(runs), 4))
+            notes[:, 0:2] = runs[:, 0:2] * sec_per_step
+            notes[:, 2] = runs[:, 2]
+            notes[:, 3] = 80
+            name = "piano roll" if self.n_tracks == 1 else f"track {k}"
+            tracks.append(TrackNotes(self.program, False, name, notes))
+        return build_midi(tracks, tempo=self.tempo)
+
+    # --- lengths, augmentation, persistence ------------------------------------------------
+    def steps_for_bars(self, bars: float) -> int:
+        return round(bars * 4 * self.steps_per_beat)
+
+    def transpose(self, x: np.ndarray, semitones: int) -> np.ndarray | None:
+        """[T, D] -> [T, D] shifted `semitones` within each block; None if a note falls out."""
+        k = int(semitones)
+        roll = np.asarray(x).reshape(len(x), self.n_tracks, self.n_pitches)
+        if k == 0:
+            return np.array(x, copy=True)
+        if abs(k) >= self.n_pitches:
+            return None if roll.any() else np.array(x, copy=True)
+        lost = roll[:, :, -k:] if k > 0 else roll[:, :, :-k]
+        if lost.any():
+            return None
+        out = np.zeros_like(roll)
+        if k > 0:
+            out[:, :, k:] = roll[:, :, :-k]
+        else:
+            out[:, :, :k] = roll[:, :, -k:]
+        return out.reshape(np.shape(x))
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "steps_per_beat": self.steps_per_beat,
+            "low_pitch": self.low_pitch,
+            "high_pitch": self.high_pitch,
+            "tracks": self.tracks,
+            "tempo": self.tempo,
+            "program": self.program,
+            "max_steps": self.max_steps,
+        }
+
+
+def _parse_tracks(tracks: str) -> int:
+    if tracks == "merge":
+        return 1
+    head, _, count = tracks.partition(":")
+    if head == "instruments" and count.isdigit() and int(count) >= 1:
+        return int(count)
+    raise ConfigError(
+        f"representation.tracks must be 'merge' or 'instruments:N' (N >= 1), got {tracks!r}"
+    )

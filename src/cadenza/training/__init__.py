@@ -1,0 +1,1 @@
+"""Training glue: config helpers, checkpoint I/O, callbacks and the train() entry."""

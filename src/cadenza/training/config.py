@@ -1,0 +1,63 @@
+"""Hydra/OmegaConf helpers: resolvers, instantiation that keeps our errors readable."""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as _instantiate
+from omegaconf import OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from cadenza.errors import CadenzaError, ConfigError
+
+
+def wandb_logged_in() -> bool:
+    """True when the user has a W&B API key; otherwise runs log offline (no network needed)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc(Path.home() / ".netrc").authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("cadenza_wandb_offline"):
+        OmegaConf.register_new_resolver("cadenza_wandb_offline", lambda: not wandb_logged_in())
+
+
+def instantiate(node: Any, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate, but a CadenzaError raised inside a constructor comes out as
+    itself (not wrapped in three lines of Hydra context), and a missing `???` value says which
+    key to set."""
+    try:
+        return _instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        while cause is not None and not isinstance(cause, CadenzaError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise ConfigError(str(e)) from e
+    except MissingMandatoryValue as e:
+        raise missing_value_error(e) from None
+
+
+def missing_value_error(e: MissingMandatoryValue) -> ConfigError:
+    key = e.full_key or "a required value"
+    return ConfigError(f"{key} must be set: add `{key}=...` to the command line")
+
+
+def require(cfg: Any, key: str) -> Any:
+    """cfg value at dotted `key`, with a ConfigError naming it if it is `???` or missing."""
+    try:
+        value = OmegaConf.select(cfg, key, throw_on_missing=True)
+    except MissingMandatoryValue as e:
+        raise missing_value_error(e) from None
+    if value is None:
+        raise ConfigError(f"{key} must be set: add `{key}=...` to the command line")
+    return value

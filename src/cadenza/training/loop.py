@@ -1,0 +1,88 @@
+"""train(cfg): build data -> model (sized from the codec) -> trainer, fit, test, link, sample."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from cadenza.errors import ConfigError
+from cadenza.training.checkpoint_io import AtomicCheckpointIO, link_latest
+from cadenza.training.config import instantiate, register_resolvers
+
+log = logging.getLogger("cadenza")
+
+
+def _instantiate_group(group: DictConfig | None) -> list[Any]:
+    """callbacks/loggers groups are dicts of named configs; null entries switch one off."""
+    if not group:
+        return []
+    return [instantiate(c) for c in group.values() if c is not None and "_target_" in c]
+
+
+def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
+    """Everything `train` needs, validated before any data is prepared or any step is taken."""
+    register_resolvers()
+    datamodule = instantiate(cfg.data)
+    # The model is sized from the codec: no dimension is written twice in YAML.
+    model = instantiate(cfg.model, codec=datamodule.codec.to_dict())
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=_instantiate_group(cfg.get("callbacks")),
+        logger=_instantiate_group(cfg.get("logger")) or False,
+        plugins=[AtomicCheckpointIO()],
+    )
+    return datamodule, model, trainer
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train (or resume with cfg.ckpt_path), then test the best checkpoint; returns metrics and
+    the paths it wrote."""
+    if cfg.get("seed") is not None:
+        pl.seed_everything(int(cfg.seed), workers=True)
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is not None and not Path(ckpt_path).is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path} does not exist: give the .ckpt file to resume")
+
+    datamodule, model, trainer = build(cfg)
+    log.info("model: %s, %.2fM parameters", type(model).__name__, _params(model) / 1e6)
+    if cfg.get("train", True):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+    result: dict[str, Any] = {"metrics": metrics}
+    ckpt_cb = trainer.checkpoint_callback
+    best = getattr(ckpt_cb, "best_model_path", "") or ""
+    last = getattr(ckpt_cb, "last_model_path", "") or ""
+    if trainer.is_global_zero and (best or last):
+        result["best_ckpt"], result["last_ckpt"] = best or None, last or None
+        latest = Path(cfg.paths.checkpoint_root) / "latest.ckpt"
+        result["latest_ckpt"] = str(link_latest(Path(best or last), latest))
+        log.info("checkpoint: %s (-> %s)", latest, best or last)
+
+    if cfg.get("test") and len(datamodule.split("test")) > 0:
+        test_ckpt = best if best else None
+        test_metrics = trainer.test(model, datamodule=datamodule, ckpt_path=test_ckpt)
+        if test_metrics:
+            result["metrics"].update({k: float(v) for k, v in test_metrics[0].items()})
+
+    n_samples = int(OmegaConf.select(cfg, "sample.n", default=0) or 0)
+    if n_samples > 0 and trainer.is_global_zero:
+        from cadenza.generate import generate_to_files
+        from cadenza.models.base import GenerativeModule
+
+        # Sample from the best checkpoint as a producer would; with no checkpoint (fast_dev_run)
+        # from the weights in memory.
+        source = result.get("best_ckpt") or result.get("last_ckpt")
+        sampler = GenerativeModule.load(source) if source else model.cpu()
+        sample_cfg = OmegaConf.to_container(cfg.sample, resolve=True)
+        result["samples"] = [str(p) for p in generate_to_files(sampler, **sample_cfg)]
+        log.info("wrote %d samples to %s", n_samples, sample_cfg["out_dir"])
+    return result
+
+
+def _params(model: pl.LightningModule) -> int:
+    return sum(p.numel() for p in model.parameters())

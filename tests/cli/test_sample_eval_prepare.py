@@ -1,0 +1,139 @@
+"""cadenza-sample / cadenza-eval / cadenza-prepare as a producer and a researcher use them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cadenza.io.midi import load_midi, tracks_of
+from cadenza.models import GenerativeModule
+from cadenza.training.loop import train
+from tests.fixtures.midi_factory import write_broken_folder, write_chords, write_scale
+from tests.helpers import compose_train, run_cli
+
+
+@pytest.fixture(scope="module")
+def smoke_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("smoke")
+    result = train(compose_train(tmp, ["experiment=smoke", "test=false", "sample.n=0"]))
+    return Path(result["latest_ckpt"])
+
+
+def _notes(path: Path) -> list[tuple[float, float, int]]:
+    return sorted(
+        (round(n[0], 4), round(n[1], 4), int(n[2]))
+        for t in tracks_of(load_midi(path))
+        for n in t.notes
+    )
+
+
+def test_same_seed_same_notes_and_files_for_a_daw(smoke_ckpt: Path, tmp_path: Path) -> None:
+    runs = {}
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        proc = run_cli(
+            "cadenza-sample",
+            f"ckpt_path={smoke_ckpt}",
+            "n=2",
+            f"out_dir={tmp_path / name}",
+            f"seed={seed}",
+            "bars=2",
+            "temperature=1.2",
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs[name] = sorted((tmp_path / name).glob("*.mid"))
+        assert len(runs[name]) == 2 and all(p.with_suffix(".png").exists() for p in runs[name])
+    assert [_notes(p) for p in runs["a"]] == [_notes(p) for p in runs["b"]]
+    assert [_notes(p) for p in runs["a"]] != [_notes(p) for p in runs["c"]]
+    # 2 bars of 4/4 at 2 steps per beat = 16 steps of 0.25 s at the codec's 120 bpm
+    assert max(end for _, end, _ in _notes(runs["a"][0])) <= 4.0 + 1e-6
+
+
+def test_primer_is_continued(smoke_ckpt: Path, tmp_path: Path) -> None:
+    primer = write_chords(tmp_path / "primer.mid")
+    proc = run_cli(
+        "cadenza-sample",
+        f"ckpt_path={smoke_ckpt}",
+        "n=1",
+        f"out_dir={tmp_path / 'out'}",
+        f"primer={primer}",
+        "steps=16",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    codec = GenerativeModule.load(smoke_ckpt).codec
+    primed = codec.encode(load_midi(primer))
+    out = codec.encode(load_midi(tmp_path / "out" / "sample_000.mid"))
+    # the piece starts with the primer (up to the primer's final note-offs) and goes on
+    assert (out[: len(primed) - 1] == primed[: len(primed) - 1]).all()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ckpt_path=/no/such.ckpt"], "checkpoint not found"),
+        ([], "ckpt_path must be set"),
+        (["CKPT", "top_k=5"], "top_k"),
+        (["CKPT", "temperature=-1"], "temperature"),
+        (["CKPT", "n=abc"], "n must be an integer"),
+        (["CKPT", "primer=/no/such.mid"], "such.mid"),
+    ],
+    ids=[
+        "missing-ckpt",
+        "no-ckpt",
+        "top-k-on-frames",
+        "negative-temperature",
+        "n-abc",
+        "missing-primer",
+    ],
+)
+def test_sample_errors_are_one_clear_line(
+    smoke_ckpt: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    args = [f"ckpt_path={smoke_ckpt}" if a == "CKPT" else a for a in args]
+    proc = run_cli("cadenza-sample", *args, f"out_dir={tmp_path}", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "cadenza: error:" in proc.stderr and message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_eval_reports_test_nll(smoke_ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    proc = run_cli(
+        "cadenza-eval",
+        f"ckpt_path={smoke_ckpt}",
+        "data=music21",
+        "data.source.limit=12",
+        f"out={out}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["split"] == "test" and 0 < report["metrics"]["test/nll"] < 100
+
+
+def test_prepare_reports_skips_and_caches(tmp_path: Path) -> None:
+    folder = tmp_path / "my midi"
+    expected = write_broken_folder(folder / "broken")
+    write_scale(folder / "Good One.MID")
+    write_chords(folder / "sub dir" / "good two.midi")
+    write_scale(folder / "sub dir" / "deeper" / "good three.mid", transpose=2)
+    args = ("cadenza-prepare", "data=midi_folder", f"data.root={folder}")
+    first = run_cli(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    out = first.stdout + first.stderr
+    for reason in set(expected.values()):
+        assert reason in out
+    second = run_cli(*args, cwd=tmp_path)
+    assert second.returncode == 0
+    assert "cache" in (second.stdout + second.stderr).lower()
+
+
+def test_prepare_of_unusable_folder_is_one_clear_error(tmp_path: Path) -> None:
+    write_broken_folder(tmp_path / "junk")
+    proc = run_cli(
+        "cadenza-prepare", "data=midi_folder", f"data.root={tmp_path / 'junk'}", cwd=tmp_path
+    )
+    assert proc.returncode == 2 and "junk" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,174 @@
+"""MusicDataModule: config validation, batch shapes and padding, crops, transposition."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cadenza.data import MusicDataModule
+from cadenza.data.augment import random_transpose
+from cadenza.data.batch import Batch
+from cadenza.data.sources import BoulangerSource, MidiFolderSource
+from cadenza.errors import ConfigError
+from cadenza.io.midi import TrackNotes, build_midi, save_midi
+from cadenza.representations import EventCodec, PianoRollCodec
+from tests.fixtures.data import data_root
+
+ROLL = PianoRollCodec(steps_per_beat=4)
+
+
+@pytest.fixture
+def midi_folder(tmp_path: Path) -> Path:
+    """12 pieces of 10..32 beats (40..128 frames at 4 steps/beat), pitches 48..83."""
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        n = 10 + 2 * i
+        pitches = 48 + rng.integers(0, 36, n)
+        notes = np.array([(0.5 * k, 0.5 * (k + 1), p, 90) for k, p in enumerate(pitches)], float)
+        save_midi(build_midi([TrackNotes(0, False, "m", notes)]), tmp_path / "in" / f"{i}.mid")
+    return tmp_path / "in"
+
+
+def make_dm(folder: Path, tmp_path: Path, **kwargs: object) -> MusicDataModule:
+    args = {"codec": ROLL, "cache_dir": str(tmp_path / "cache"), "prepare_workers": 0}
+    dm = MusicDataModule(MidiFolderSource(str(folder)), **{**args, **kwargs})  # type: ignore[arg-type]
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def test_train_batches_are_padded_random_crops(midi_folder: Path, tmp_path: Path) -> None:
+    dm = make_dm(midi_folder, tmp_path, batch_size=4, train_window=64)
+    train = dm.split("train")
+    assert len(train) >= 8
+    batch = next(iter(dm.train_dataloader()))
+    assert isinstance(batch, Batch)
+    B, T, D = batch.x.shape
+    assert B == 4 and D == ROLL.feature_dim == 88 and batch.x.dtype == torch.float32
+    assert T == int(batch.lengths.max()) <= 64
+    for b in range(B):
+        n, i = int(batch.lengths[b]), int(batch.index[b])
+        assert n == min(64, int(train.lengths[i]))
+        assert not batch.x[b, n:].any()  # zero padding after the piece
+        crop = batch.x[b, :n].numpy().astype(np.uint8)
+        piece = train.piece(i)
+        # The crop is a contiguous window of the stored piece.
+        assert any(np.array_equal(piece[s : s + n], crop) for s in range(len(piece) - n + 1)), (
+            f"item {i} is not a window of its piece"
+        )
+    assert batch.mask.sum() == batch.lengths.sum()
+
+
+def test_eval_batches_are_whole_pieces(midi_folder: Path, tmp_path: Path) -> None:
+    dm = make_dm(midi_folder, tmp_path, batch_size=2, eval_batch_size=8, train_window=16)
+    for loader, split in ((dm.val_dataloader(), "valid"), (dm.test_dataloader(), "test")):
+        data = dm.split(split)
+        seen = []
+        for batch in loader:
+            for b, i in enumerate(batch.index.tolist()):
+                n = int(batch.lengths[b])
+                assert n == int(data.lengths[i])
+                np.testing.assert_array_equal(batch.x[b, :n].numpy(), data.piece(i))
+                seen.append(i)
+        assert sorted(seen) == list(range(len(data))) and seen
+
+
+def test_token_batches_pad_with_zero(midi_folder: Path, tmp_path: Path) -> None:
+    codec = EventCodec()
+    dm = make_dm(midi_folder, tmp_path, codec=codec, batch_size=3)
+    batch = next(iter(dm.val_dataloader()))
+    assert batch.x.dtype == torch.long and batch.x.ndim == 2
+    for b, i in enumerate(batch.index.tolist()):
+        n = int(batch.lengths[b])
+        piece = dm.split("valid").piece(i)
+        np.testing.assert_array_equal(batch.x[b, :n].numpy(), piece)
+        assert batch.x[b, 0] == 1 and batch.x[b, n - 1] == 2 and not batch.x[b, n:].any()
+    assert int(batch.x.max()) < codec.vocab_size
+
+
+def test_transpose_shifts_pitch_and_stays_in_range(midi_folder: Path, tmp_path: Path) -> None:
+    dm = make_dm(midi_folder, tmp_path, batch_size=12, transpose=[3, 3])
+    train = dm.split("train")
+    batch = next(iter(dm.train_dataloader()))
+    for b, i in enumerate(batch.index.tolist()):
+        n = int(batch.lengths[b])
+        piece = train.piece(i)
+        np.testing.assert_array_equal(batch.x[b, :n].numpy(), np.roll(piece, 3, axis=1))
+        assert batch.x[b, :n].sum() == piece.sum()
+
+
+def test_random_transpose_falls_back_when_nothing_fits() -> None:
+    rng = np.random.default_rng(0)
+    roll = np.zeros((4, 88), np.uint8)
+    roll[:, 87] = 1  # the top key: any upward shift would lose it
+    assert random_transpose(ROLL, roll, 1, 6, rng) is roll
+    roll[:, 87], roll[:, 40] = 0, 1
+    shifts = set()
+    for _ in range(50):
+        out = random_transpose(ROLL, roll, -5, 6, rng)
+        assert out.shape == roll.shape and out.sum() == roll.sum()
+        shifts.add(int(np.flatnonzero(out[0])[0]) - 40)
+    assert shifts == set(range(-5, 7))
+
+
+def test_codec_is_ready_before_any_preparation(midi_folder: Path, tmp_path: Path) -> None:
+    dm = MusicDataModule(MidiFolderSource(str(midi_folder)), ROLL, cache_dir=str(tmp_path / "c"))
+    assert dm.codec.feature_dim == 88
+    assert not (tmp_path / "c").exists()
+
+
+def test_empty_split_gives_no_batches_and_a_warning(
+    midi_folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dm = make_dm(midi_folder, tmp_path, valid_fraction=0.0, test_fraction=0.2)
+    with caplog.at_level(logging.WARNING, logger="cadenza"):
+        assert dm.val_dataloader() == []
+    assert "'valid'" in caplog.text and "empty" in caplog.text
+    assert len(dm.test_dataloader()) >= 1
+
+
+def test_worker_processes_serve_the_same_batches(midi_folder: Path, tmp_path: Path) -> None:
+    dm = make_dm(midi_folder, tmp_path, num_workers=1, eval_batch_size=4)
+    loader = dm.val_dataloader()
+    assert loader.persistent_workers
+    lengths = sorted(int(n) for batch in loader for n in batch.lengths)
+    assert lengths == sorted(dm.split("valid").lengths.tolist())
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("batch_size", "abc"),
+        ("batch_size", 0),
+        ("eval_batch_size", -1),
+        ("train_window", 2.5),
+        ("transpose", [6, -5]),
+        ("transpose", "up"),
+        ("num_workers", -1),
+        ("prepare_workers", True),
+        ("valid_fraction", 1.5),
+    ],
+)
+def test_bad_arguments_name_their_key(tmp_path: Path, key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=f"data.{key}") as err:
+        MusicDataModule(MidiFolderSource(str(tmp_path)), ROLL, **{key: value})  # type: ignore[arg-type]
+    assert repr(value) in str(err.value) or str(value) in str(err.value)
+
+
+def test_jsb_datamodule_serves_the_benchmark(tmp_path: Path) -> None:
+    source = BoulangerSource("jsb", root=str(data_root()))
+    codec = PianoRollCodec(steps_per_beat=source.steps_per_beat)
+    dm = MusicDataModule(source, codec, cache_dir=str(tmp_path / "cache"), batch_size=8)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.prepared.sizes()["train"] == (229, 13807)
+    total = sum(int(b.lengths.sum()) for b in dm.val_dataloader())
+    assert total == 4602
+    batch = next(iter(dm.train_dataloader()))
+    assert batch.x.shape[0] == 8 and batch.x.shape[2] == 88
+    # Every frame of a chorale has 0..4 voices sounding.
+    assert int(batch.x.sum(-1).max()) <= 4

@@ -1,0 +1,133 @@
+"""Sources: what they list, what they load, and the errors a user sees for a wrong path/name."""
+
+from __future__ import annotations
+
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cadenza.data.sources import BoulangerSource, MidiFolderSource, Music21Source
+from cadenza.errors import BadMidiError, CadenzaError
+from cadenza.io.midi import tracks_of
+from tests.fixtures.data import data_root
+from tests.fixtures.midi_factory import SCALE, write_broken_folder, write_chords, write_scale
+
+
+def test_folder_lists_midi_recursively_in_any_case(tmp_path: Path) -> None:
+    write_scale(tmp_path / "a scale.mid")
+    write_chords(tmp_path / "Sub Folder" / "Chords.MID")
+    write_scale(tmp_path / "Sub Folder" / "deeper" / "x.midi")
+    write_scale(tmp_path / "y.MIDI")
+    (tmp_path / "notes.txt").write_text("not listed")
+    (tmp_path / "fake.mid.bak").write_text("not listed")
+
+    source = MidiFolderSource(str(tmp_path))
+    items = source.items()
+    assert [i.key for i in items] == [
+        "Sub Folder/Chords.MID",
+        "Sub Folder/deeper/x.midi",
+        "a scale.mid",
+        "y.MIDI",
+    ]
+    assert all(i.split is None for i in items)
+    pm = source.load(items[2])
+    np.testing.assert_array_equal(tracks_of(pm)[0].notes[:, 2], SCALE)
+    assert source.to_dict()["files"] == 4
+    assert [i.key for i in MidiFolderSource(str(tmp_path), limit=2).items()] == [
+        "Sub Folder/Chords.MID",
+        "Sub Folder/deeper/x.midi",
+    ]
+    # Workers receive the source by pickle.
+    assert pickle.loads(pickle.dumps(source)).load(items[2]) is not None
+
+
+def test_folder_fingerprint_follows_file_changes(tmp_path: Path) -> None:
+    write_scale(tmp_path / "a.mid")
+    before = MidiFolderSource(str(tmp_path)).to_dict()
+    assert before == MidiFolderSource(str(tmp_path)).to_dict()
+    time.sleep(0.01)
+    write_chords(tmp_path / "a.mid")
+    after = MidiFolderSource(str(tmp_path)).to_dict()
+    assert after["fingerprint"] != before["fingerprint"]
+    write_scale(tmp_path / "b.mid")
+    assert MidiFolderSource(str(tmp_path)).to_dict()["files"] == 2
+
+
+def test_folder_load_raises_bad_midi_with_reason(tmp_path: Path) -> None:
+    expected = write_broken_folder(tmp_path)
+    source = MidiFolderSource(str(tmp_path))
+    reasons = {}
+    for item in source.items():
+        try:
+            source.load(item)
+        except BadMidiError as e:
+            reasons[item.key] = e.reason
+    # drums_only.mid loads; only the codec rejects it.
+    assert reasons == {k: v for k, v in expected.items() if k != "drums_only.mid"}
+
+
+def test_missing_or_empty_folder_says_what_to_set(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(CadenzaError, match="data.root=") as err:
+        MidiFolderSource(str(missing)).items()
+    assert str(missing) in str(err.value)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "song.wav").write_bytes(b"RIFF")
+    with pytest.raises(CadenzaError, match="no .mid/.midi files") as err:
+        MidiFolderSource(str(tmp_path / "empty")).items()
+    assert str(tmp_path / "empty") in str(err.value)
+
+
+def test_boulanger_unknown_name_lists_valid_ones() -> None:
+    with pytest.raises(CadenzaError) as err:
+        BoulangerSource("bach")
+    for name in ("jsb", "nottingham", "musedata", "piano_midi"):
+        assert name in str(err.value)
+
+
+def test_boulanger_missing_file_says_set_cadenza_data(tmp_path: Path) -> None:
+    with pytest.raises(CadenzaError, match="CADENZA_DATA") as err:
+        BoulangerSource("jsb", root=str(tmp_path)).items()
+    assert "JSB_Chorales.json.gz" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "steps_per_beat", "counts"),
+    [
+        ("jsb", 1, {"train": 229, "valid": 76, "test": 77}),
+        ("nottingham", 2, {"train": 694, "valid": 173, "test": 170}),
+        ("musedata", 2, {"train": 524, "valid": 135, "test": 124}),
+        ("piano_midi", 2, {"train": 87, "valid": 12, "test": 25}),
+    ],
+)
+def test_boulanger_lists_canonical_splits(name: str, steps_per_beat: int, counts: dict) -> None:
+    source = BoulangerSource(name, root=str(data_root()))
+    assert source.steps_per_beat == steps_per_beat
+    items = source.items()
+    got = {s: sum(1 for i in items if i.split == s) for s in counts}
+    assert got == counts
+    assert items[0].key == "train/0"
+
+
+def test_boulanger_piece_becomes_held_notes_at_120_bpm() -> None:
+    source = BoulangerSource("jsb", root=str(data_root()))
+    item = source.items()[0]
+    notes = tracks_of(source.load(item))[0].notes  # [N, 4] start_s, end_s, pitch, velocity
+    # Quarter-note steps at 120 bpm: every note starts and ends on a multiple of 0.5 s.
+    np.testing.assert_allclose(notes[:, :2] % 0.5, 0, atol=1e-6)
+    first_step = sorted(int(p) for p in notes[notes[:, 0] == 0][:, 2])
+    assert first_step == item.payload[0]
+    # A pitch held over consecutive steps is one note, so there are fewer notes than step-pitches.
+    assert len(notes) < sum(len(step) for step in item.payload)
+
+
+def test_music21_source_lists_and_loads_bach() -> None:
+    source = Music21Source("bach", limit=2)
+    items = source.items()
+    assert len(items) == 2 and all(i.key.startswith("bach/") for i in items)
+    pm = source.load(items[0])
+    assert sum(len(t.notes) for t in tracks_of(pm)) > 20
+    assert source.to_dict()["files"] == 2

@@ -1,0 +1,198 @@
+"""cadenza.io.midi: guarded loading, note arrays, beat mapping, writing; real and broken files."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from cadenza.errors import BadMidiError, CadenzaError
+from cadenza.io.midi import (
+    TrackNotes,
+    build_midi,
+    load_midi,
+    load_midi_bytes,
+    midi_to_bytes,
+    notes_from_pitch_steps,
+    save_midi,
+    time_to_beats,
+    tracks_of,
+)
+from cadenza.representations import EventCodec, PianoRollCodec
+from tests.fixtures.data import data_root, real_midi, real_midi_params
+from tests.fixtures.midi_factory import (
+    SCALE,
+    scale_notes,
+    write_broken_folder,
+    write_drums_only,
+    write_scale,
+    write_two_tracks,
+)
+
+TICK = 0.5 / 480  # one tick at 120 bpm, resolution 480: the precision a written file keeps
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("broken")
+    return folder, write_broken_folder(folder)
+
+
+BROKEN_NAMES = ["empty.mid", "silent.mid", "truncated.mid", "notes.mid", "My Song.MID"]
+
+
+@pytest.mark.parametrize("name", BROKEN_NAMES)
+def test_broken_file_gives_reason_and_names_file(broken, name):
+    folder, expected = broken
+    with pytest.raises(BadMidiError) as info:
+        load_midi(folder / name)
+    assert info.value.reason == expected[name]
+    assert name in str(info.value)
+    assert info.value.path == str(folder / name)
+
+
+@pytest.mark.parametrize("name", BROKEN_NAMES)
+def test_broken_bytes_give_same_reason(broken, name):
+    folder, expected = broken
+    with pytest.raises(BadMidiError) as info:
+        load_midi_bytes((folder / name).read_bytes(), name="upload.mid")
+    assert info.value.reason == expected[name]
+    assert "upload.mid" in str(info.value)
+
+
+@pytest.mark.parametrize("codec", [PianoRollCodec(), EventCodec()], ids=["pianoroll", "events"])
+def test_drums_only_loads_but_codecs_reject(broken, codec):
+    folder, expected = broken
+    pm = load_midi(folder / "drums_only.mid")
+    assert [len(t.notes) for t in tracks_of(pm)] == [16]
+    assert tracks_of(pm, include_drums=False) == []
+    with pytest.raises(BadMidiError) as info:
+        codec.encode(pm)
+    assert info.value.reason == expected["drums_only.mid"] == "no_notes"
+
+
+@pytest.mark.parametrize("cut", [0.1, 0.3, 0.6, 0.9, 0.99], ids=lambda c: f"cut{int(c * 100)}")
+def test_truncation_is_deterministic_on_a_real_file(cut):
+    data = real_midi("pop909/midi/001.mid").read_bytes()
+    with pytest.raises(BadMidiError) as info:
+        load_midi_bytes(data[: int(len(data) * cut)], name="cut.mid")
+    assert info.value.reason == "truncated"
+
+
+def test_too_long_and_missing(tmp_path):
+    late = np.array([[0.0, 1.0, 60, 80], [3700.0, 3701.0, 62, 80]])
+    path = save_midi(build_midi([TrackNotes(0, False, "late", late)]), tmp_path / "late.mid")
+    with pytest.raises(BadMidiError) as info:
+        load_midi(path)
+    assert info.value.reason == "too_long"
+    with pytest.raises(CadenzaError, match="no such MIDI file"):
+        load_midi(tmp_path / "absent.mid")
+
+
+def test_scale_written_and_read_back(tmp_path):
+    path = write_scale(tmp_path / "deep" / "er" / "scale.mid")
+    assert path.is_file() and sorted(p.name for p in path.parent.iterdir()) == ["scale.mid"]
+    (track,) = tracks_of(load_midi(path))
+    assert track.notes.shape == (8, 4) and track.notes.dtype == np.float64
+    np.testing.assert_allclose(track.notes, scale_notes(), atol=TICK)
+    assert track.notes[:, 2].tolist() == SCALE
+
+
+def test_two_tracks_keep_order_programs_and_names(tmp_path):
+    pm = load_midi(write_two_tracks(tmp_path / "two.mid"))
+    tracks = tracks_of(pm)
+    assert [(t.program, t.name, len(t.notes)) for t in tracks] == [
+        (0, "melody", 8),
+        (32, "bass", 4),
+    ]
+    # Sorted by start then pitch.
+    for t in tracks:
+        order = np.lexsort((t.notes[:, 2], t.notes[:, 0]))
+        assert order.tolist() == list(range(len(t.notes)))
+
+
+def test_bytes_round_trip():
+    pm = build_midi([TrackNotes(0, False, "scale", scale_notes())], tempo=90.0)
+    data = midi_to_bytes(pm)
+    assert data[:4] == b"MThd"
+    back = load_midi_bytes(data)
+    # A file stores whole microseconds per beat, so 90 bpm comes back within 1e-6.
+    np.testing.assert_allclose(back.get_tempo_changes()[1], [90.0], rtol=1e-5)
+    np.testing.assert_allclose(tracks_of(back)[0].notes, scale_notes(), atol=60 / 90 / 480)
+
+
+@pytest.mark.parametrize("tempo", [60.0, 90.0, 120.0, 150.0])
+def test_time_to_beats_constant_tempo(tmp_path, tempo):
+    pm = load_midi_bytes(
+        midi_to_bytes(build_midi([TrackNotes(0, False, "", scale_notes())], tempo))
+    )
+    np.testing.assert_allclose(pm.get_beats()[1] - pm.get_beats()[0], 60 / tempo, rtol=1e-5)
+    times = np.array([0.0, 0.5, 1.25, 100.0])  # 100 s is far past the end: extrapolated
+    np.testing.assert_allclose(time_to_beats(pm, times), times * tempo / 60, rtol=1e-5)
+
+
+@pytest.mark.parametrize("rel", [p.values[0] for p in real_midi_params()[-3:]], ids=str)
+def test_time_to_beats_follows_tempo_changes(rel):
+    pm = load_midi(real_midi(rel))
+    assert len(pm.get_tempo_changes()[0]) > 5  # piano-midi.de files carry a tempo map
+    beats = pm.get_beats()
+    np.testing.assert_allclose(time_to_beats(pm, beats), np.arange(len(beats)), atol=1e-6)
+
+
+def test_time_to_beats_counts_quarters_in_six_eight():
+    pm = load_midi(real_midi("nottingham/MIDI/jigs1.mid"))
+    assert (pm.time_signature_changes[0].numerator, pm.time_signature_changes[0].denominator) == (
+        6,
+        8,
+    )
+    starts = np.concatenate([t.notes[:, 0] for t in tracks_of(pm)])
+    sixteenths = time_to_beats(pm, starts) * 4
+    np.testing.assert_allclose(sixteenths, np.round(sixteenths), atol=1e-6)
+    on_eighths = np.isclose(sixteenths % 2, 0)
+    assert on_eighths.mean() > 0.95  # a jig is eighth notes, with a few ornaments between
+    # get_beats() steps in dotted quarters here: an eighth would sit at 1/3 of its beat.
+    assert np.isclose(pm.get_beats()[1], 0.75)
+
+
+def test_notes_from_pitch_steps_holds_repeated_pitches():
+    steps = [[60], [60, 64], [64], [], [60], [60]]
+    tr = notes_from_pitch_steps(steps, seconds_per_step=0.5, velocity=70, program=5)
+    assert (tr.program, tr.is_drum) == (5, False)
+    assert tr.notes.tolist() == [[0.0, 1.0, 60, 70], [0.5, 1.5, 64, 70], [2.0, 3.0, 60, 70]]
+
+
+def test_boulanger_roll_survives_midi_and_pianoroll_codec():
+    with gzip.open(data_root() / "boulanger2012-polyphonic/Nottingham.json.gz") as f:
+        pieces = json.load(f)
+    steps = pieces["test"][0]  # eighth-note steps
+    pm = load_midi_bytes(midi_to_bytes(build_midi([notes_from_pitch_steps(steps, 0.25)])))
+    roll = PianoRollCodec(steps_per_beat=2).encode(pm).numpy()
+    last = max(t for t, s in enumerate(steps) if s) + 1
+    expected = np.zeros((last, 88), np.float32)
+    for t, s in enumerate(steps[:last]):
+        expected[t, np.array(s, dtype=int) - 21] = 1
+    assert roll.shape == expected.shape
+    np.testing.assert_array_equal(roll, expected)
+
+
+@pytest.mark.parametrize("rel", [p.values[0] for p in real_midi_params()], ids=str)
+def test_real_files_load_with_notes(rel):
+    pm = load_midi(real_midi(rel))
+    tracks = tracks_of(pm)
+    n_notes = sum(len(t.notes) for t in tracks)
+    assert n_notes == sum(len(i.notes) for i in pm.instruments) > 50
+    assert all(((t.notes[:, 1] >= t.notes[:, 0]).all()) for t in tracks)
+    if rel.startswith("pop909"):
+        assert [t.name for t in tracks] == ["MELODY", "BRIDGE", "PIANO"]
+
+
+def test_drums_written_as_drums(tmp_path):
+    (track,) = tracks_of(load_midi(write_drums_only(tmp_path / "d.mid")))
+    assert track.is_drum and sorted(set(track.notes[:, 2].tolist())) == [36, 38]
+
+
+def test_factory_transposes(tmp_path):
+    (track,) = tracks_of(load_midi(write_scale(tmp_path / "s.mid", transpose=2)))
+    assert track.notes[:, 2].tolist() == [p + 2 for p in SCALE]
