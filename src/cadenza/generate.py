@@ -57,17 +57,22 @@ def generate_to_files(
     n = check_int("n", n)
     length = resolve_length(model, steps, bars)
     generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
-    kwargs: dict[str, Any] = {"max_len": length, "temperature": temperature, "generator": generator}
+    kwargs: dict[str, Any] = {"temperature": temperature, "generator": generator}
     if top_k is not None:
         kwargs["top_k"] = top_k
     if top_p is not None:
         kwargs["top_p"] = top_p
-    if primer is not None:
-        kwargs["primer"] = load_primer(model, primer)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    midis = model.generate(n, **kwargs)
+    if primer is None:
+        midis = model.generate(n, max_len=length, **kwargs)
+    else:
+        # `length` counts the new music after the primer, as a producer means it.
+        if not hasattr(model, "continue_from"):
+            raise ConfigError(f"the {model.family} family cannot continue a primer")
+        pieces = model.continue_from(load_primer(model, primer), n=n, steps=length, **kwargs)
+        midis = [model.codec.decode(x) for x in pieces]
     paths, meta = [], []
     for i, pm in enumerate(midis):
         path = save_midi(pm, out / f"{prefix}_{i:03d}.mid")

@@ -263,3 +263,15 @@ def test_generate_returns_midi() -> None:
     model = LSTMModule(**KINDS["nade"])
     (midi,) = model.generate(1, max_len=8, generator=torch.Generator().manual_seed(0))
     assert hasattr(midi, "instruments")
+
+
+def test_hydra_config_builds_the_model_with_a_plain_codec_dict() -> None:
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(Path(__file__).parents[2] / "configs" / "model" / "lstm.yaml")
+    cfg.hidden_size, cfg.nade_hidden = 16, 8
+    model = instantiate(cfg, codec=FRAMES.to_dict())  # hydra hands codec over as a DictConfig
+    assert type(model.hparams["codec"]) is dict and model.codec == FRAMES
+    assert isinstance(model.configure_optimizers(), torch.optim.Adam)
+    assert LSTMModule(codec=FRAMES, **SMALL).hparams["codec"] == FRAMES.to_dict()

@@ -237,8 +237,12 @@ def _results(source: Source, codec: Codec, items: list[SourceItem], workers: int
     workers = min(workers, len(items))
     # Chunks amortise the pickling round trip; ~8 chunks per worker keeps the load balanced.
     chunksize = max(1, min(64, len(items) // (workers * 8)))
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(source, codec)) as ex:
+    ex = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(source, codec))
+    try:
         yield from ex.map(_encode_in_worker, items, chunksize=chunksize)
+    finally:
+        # If the consumer stops early (an error), pending chunks are dropped, not waited for.
+        ex.shutdown(wait=True, cancel_futures=True)
 
 
 def _encode_into(
