@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+
+_SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -14,4 +17,7 @@ def _test_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["WANDB_SILENT"] = "true"
     # One cache for the whole session: a dataset prepared by one test is a cache hit for the
     # next (which is itself what the cache promises). Never the user's data/processed.
+    # Subprocesses (the CLI tests) read the data root from the environment, as users do.
+    if not os.environ.get("CADENZA_DATA") and _SHARED_DATA.is_dir():
+        os.environ["CADENZA_DATA"] = str(_SHARED_DATA)
     os.environ["CADENZA_CACHE"] = str(tmp_path_factory.mktemp("cadenza-cache"))

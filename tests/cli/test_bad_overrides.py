@@ -31,7 +31,7 @@ from tests.helpers import run_cli
     ],
 )
 def test_bad_override(tmp_path: Path, args: list[str], code: int, messages: list[str]) -> None:
-    proc = run_cli("cadenza-train", *args, "logger=null", cwd=tmp_path, timeout=120)
+    proc = run_cli("cadenza-train", *args, "logger=none", cwd=tmp_path, timeout=120)
     assert proc.returncode == code, proc.stderr[-2000:]
     for m in messages:
         assert m in proc.stderr

@@ -42,7 +42,7 @@ def test_experiment_runs_fast_dev_run(experiment: str, tmp_path: Path, real_midi
         "cadenza-train",
         f"experiment={experiment}",
         "++trainer.fast_dev_run=true",
-        "logger=null",
+        "logger=none",
         "sample.n=1",
         "sample.steps=8",
         f"sample.out_dir={tmp_path}/s",
@@ -63,7 +63,7 @@ def test_multirun_sweeps_two_jobs(tmp_path: Path) -> None:
         "experiment=smoke",
         "model.hidden_size=16,24",
         "++trainer.fast_dev_run=true",
-        "logger=null",
+        "logger=none",
         "sample.n=0",
         cwd=tmp_path,
     )

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, open_dict
 
 from cadenza.cli import CONFIG_DIR, run_task
 from cadenza.errors import ConfigError
@@ -25,12 +25,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     split = cfg.get("split", "test")
     if split not in ("valid", "test"):
         raise ConfigError(f"split must be 'valid' or 'test', got {split!r}")
-    data_cfg = OmegaConf.to_container(cfg.data, resolve=False)
-    data_cfg["codec"] = {
-        "_target_": "cadenza.representations.base.Codec.from_dict",
-        "d": model.codec.to_dict(),
-    }
-    datamodule = instantiate(OmegaConf.create(data_cfg))
+    with open_dict(cfg):
+        cfg.data.codec = {
+            "_target_": "cadenza.representations.base.Codec.from_dict",
+            "d": model.codec.to_dict(),
+        }
+    datamodule = instantiate(cfg.data)
     trainer = pl.Trainer(
         accelerator=cfg.get("accelerator", "cpu"), devices=1, logger=False,
         enable_checkpointing=False, enable_progress_bar=False,
