@@ -25,6 +25,7 @@ import platform
 import tempfile
 import time
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -41,10 +42,10 @@ RESULTS = Path(__file__).parent / "results" / "polyphonic_nll.json"
 
 # Per dataset: steps per beat of the canonical rolls and training settings chosen on validation.
 SETTINGS = {
-    "jsb": dict(spb=1, window=None, batch=16, minutes=5.0, patience=20),
-    "nottingham": dict(spb=2, window=100, batch=32, minutes=15.0, patience=8),
-    "musedata": dict(spb=2, window=100, batch=32, minutes=15.0, patience=8),
-    "piano_midi": dict(spb=2, window=100, batch=16, minutes=10.0, patience=8),
+    "jsb": dict(spb=1, window=None, batch=16, minutes=5.0, patience=20, dropout=0.5, lr=3e-3),
+    "nottingham": dict(spb=2, window=100, batch=32, minutes=15.0, patience=8, dropout=0.3, lr=3e-3),
+    "musedata": dict(spb=2, window=100, batch=32, minutes=15.0, patience=8, dropout=0.3, lr=3e-3),
+    "piano_midi": dict(spb=2, window=100, batch=16, minutes=10.0, patience=8, dropout=0.5, lr=3e-3),
 }
 
 # Published test NLL (nats per time step). Boulanger-Lewandowski et al. 2012 (RNN-NADE),
@@ -61,13 +62,25 @@ def build(name: str, args: argparse.Namespace, cache: Path) -> tuple[MusicDataMo
     s = SETTINGS[name]
     codec = PianoRollCodec(steps_per_beat=s["spb"], low_pitch=21, high_pitch=108)
     dm = MusicDataModule(
-        BoulangerSource(name), codec, cache_dir=str(cache), batch_size=s["batch"],
-        train_window=s["window"], transpose=None,
+        BoulangerSource(name),
+        codec,
+        cache_dir=str(cache),
+        batch_size=s["batch"],
+        train_window=s["window"],
+        transpose=None,
     )
+    lr = args.lr or s["lr"]
+    dropout = s["dropout"] if args.dropout is None else args.dropout
     model = LSTMModule(
-        codec.to_dict(), hidden_size=args.hidden, nade_hidden=args.nade_hidden,
-        dropout=args.dropout, embedding_dim=args.embedding,
-        optimizer=lambda params: torch.optim.Adam(params, lr=args.lr),
+        codec.to_dict(),
+        hidden_size=args.hidden,
+        nade_hidden=args.nade_hidden,
+        dropout=dropout,
+        embedding_dim=args.embedding,
+        optimizer=partial(torch.optim.Adam, lr=lr),
+        # Halve the step size when validation stalls: the last few tenths of a nat come late.
+        scheduler=partial(torch.optim.lr_scheduler.ReduceLROnPlateau, mode="min", factor=0.5,
+                          patience=args.plateau) if args.plateau else None,
     )
     return dm, model
 
@@ -80,9 +93,15 @@ def train_and_test(name: str, args: argparse.Namespace, cache: Path) -> dict:
         ckpt = ModelCheckpoint(dirpath=tmp, monitor="val/nll", mode="min", save_top_k=1)
         stop = EarlyStopping(monitor="val/nll", mode="min", patience=SETTINGS[name]["patience"])
         trainer = pl.Trainer(
-            accelerator="cpu", devices=1, max_epochs=args.max_epochs,
-            max_time={"minutes": minutes}, gradient_clip_val=1.0, logger=False,
-            callbacks=[ckpt, stop], enable_progress_bar=False, enable_model_summary=False,
+            accelerator="cpu",
+            devices=1,
+            max_epochs=args.max_epochs,
+            max_time={"minutes": minutes},
+            gradient_clip_val=args.clip,
+            logger=False,
+            callbacks=[ckpt, stop],
+            enable_progress_bar=False,
+            enable_model_summary=False,
             plugins=[AtomicCheckpointIO()],
         )
         t0 = time.perf_counter()
@@ -130,14 +149,14 @@ def throughput(name: str, args: argparse.Namespace, cache: Path, n_batches: int 
     torch.manual_seed(args.seed)
     _, bare_model = build(name, args, cache)
     net = bare_model.net.train()
-    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr or SETTINGS[name]["lr"])
     for i, batch in enumerate(batches):
         if i == warmup:
             t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         nll, count = net.loss(batch)
         (nll / count).backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip)
         opt.step()
     bare = frames / (time.perf_counter() - t0)
 
@@ -145,9 +164,16 @@ def throughput(name: str, args: argparse.Namespace, cache: Path, n_batches: int 
     _, model = build(name, args, cache)
     timer = _StepTimer(warmup)
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_epochs=1, gradient_clip_val=1.0, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        limit_val_batches=0, callbacks=[timer],
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        gradient_clip_val=args.clip,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[timer],
     )
     loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False)
     trainer.fit(model, train_dataloaders=loader)
@@ -167,9 +193,12 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=300)
     parser.add_argument("--nade-hidden", type=int, default=150)
     parser.add_argument("--embedding", type=int, default=0, help="0: raw frames into the LSTM")
-    parser.add_argument("--dropout", type=float, default=0.0)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--dropout", type=float, default=None, help="default: per dataset")
+    parser.add_argument("--lr", type=float, default=None, help="default: per dataset")
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--clip", type=float, default=5.0, help="gradient norm clipping")
+    parser.add_argument("--plateau", type=int, default=5,
+                        help="ReduceLROnPlateau patience in epochs (0: constant lr)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-throughput", action="store_true")
     parser.add_argument("--cache", default=os.environ.get("CADENZA_CACHE", "data/processed"))
@@ -184,18 +213,24 @@ def main() -> None:
         entry = train_and_test(name, args, cache)
         if not args.no_throughput:
             entry.update(throughput(name, args, cache))
-        entry.update({
-            "model": f"LSTM({args.hidden})-NADE({args.nade_hidden}), dropout {args.dropout}, "
-                     f"Adam lr {args.lr}",
-            "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
-            "date": date.today().isoformat(),
-            "command": f"python benchmarks/polyphonic_nll.py --dataset {name}"
-                       + (f" --minutes {args.minutes}" if args.minutes else ""),
-        })
+        entry.update(
+            {
+                "model": f"LSTM({args.hidden})-NADE({args.nade_hidden}), dropout "
+                f"{model_dropout(name, args)}, Adam lr {args.lr or SETTINGS[name]['lr']}",
+                "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
+                "date": date.today().isoformat(),
+                "command": f"python benchmarks/polyphonic_nll.py --dataset {name}"
+                + (f" --minutes {args.minutes}" if args.minutes else ""),
+            }
+        )
         results[name] = entry
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
+
+
+def model_dropout(name: str, args: argparse.Namespace) -> float:
+    return SETTINGS[name]["dropout"] if args.dropout is None else args.dropout
 
 
 def print_table(results: dict) -> None:

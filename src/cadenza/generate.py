@@ -84,9 +84,15 @@ def generate_to_files(
         if notes == 0:
             log.warning("%s has no notes: try a higher temperature or a longer length", path)
     controls = {
-        "n": n, "seed": seed, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-        "steps": length, "primer": str(primer) if primer else None,
-        "codec": model.codec.to_dict(), "family": model.family,
+        "n": n,
+        "seed": seed,
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
+        "steps": length,
+        "primer": str(primer) if primer else None,
+        "codec": model.codec.to_dict(),
+        "family": model.family,
     }
     (out / "samples.json").write_text(json.dumps({"controls": controls, "samples": meta}, indent=2))
     return paths

@@ -44,7 +44,7 @@ def test_smoke_experiment_trains_checkpoints_and_samples(tmp_path: Path) -> None
     assert len(result["samples"]) == 3
     for path in map(Path, result["samples"]):
         pitches = [n[2] for t in tracks_of(load_midi(path)) for n in t.notes]
-        assert pitches and 36 <= min(pitches) and max(pitches) <= 84
+        assert pitches and min(pitches) >= 36 and max(pitches) <= 84
         assert path.with_suffix(".png").stat().st_size > 1000
     meta = json.loads((Path(result["samples"][0]).parent / "samples.json").read_text())
     assert meta["controls"]["steps"] == 16

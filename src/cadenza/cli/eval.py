@@ -32,8 +32,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         }
     datamodule = instantiate(cfg.data)
     trainer = pl.Trainer(
-        accelerator=cfg.get("accelerator", "cpu"), devices=1, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False,
+        accelerator=cfg.get("accelerator", "cpu"),
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
     )
     run = trainer.test if split == "test" else trainer.validate
     metrics = {k: float(v) for k, v in run(model, datamodule=datamodule, verbose=False)[0].items()}

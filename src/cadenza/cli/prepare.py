@@ -10,17 +10,13 @@ from cadenza.training.config import instantiate
 
 
 def prepare(cfg: DictConfig) -> str:
-    from cadenza.data.prepare import prepare as prepare_dataset
-
-    dm = instantiate(cfg.data)
-    prepared = prepare_dataset(
-        dm.source, dm.codec, dm.cache_dir, workers=dm.prepare_workers,
-        valid_fraction=dm.valid_fraction, test_fraction=dm.test_fraction,
-        force=bool(cfg.get("force", False)),
-    )
-    summary = prepared.summary()
-    print(summary)
-    return summary
+    datamodule = instantiate(cfg.data)
+    prepared = datamodule.prepare_cache(force=bool(cfg.get("force", False)))
+    # The one-line summary is logged by prepare(); here, which files were skipped and why.
+    report = prepared.skipped_report()
+    if report:
+        print(report)
+    return prepared.summary()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="prepare")

@@ -16,9 +16,7 @@ class Condition:
     taste: torch.Tensor | None = None  # [B, D] listener taste vectors
 
     def to(self, device: torch.device | str, **_: object) -> Condition:
-        return Condition(
-            **{f.name: _move(getattr(self, f.name), device) for f in fields(self)}
-        )
+        return Condition(**{f.name: _move(getattr(self, f.name), device) for f in fields(self)})
 
 
 @dataclass

@@ -107,7 +107,8 @@ class MusicDataModule(pl.LightningDataModule):
         self._splits: dict[str, SplitData] = {}
 
     # --- preparation -------------------------------------------------------------------------
-    def _prepare(self) -> PreparedData:
+    def prepare_cache(self, force: bool = False) -> PreparedData:
+        """Encode and cache the dataset (instant when this exact config is cached already)."""
         return prepare(
             self.source,
             self.codec,
@@ -115,15 +116,16 @@ class MusicDataModule(pl.LightningDataModule):
             workers=self.prepare_workers,
             valid_fraction=self.valid_fraction,
             test_fraction=self.test_fraction,
+            force=force,
         )
 
     def prepare_data(self) -> None:
-        self._prepared = self._prepare()
+        self._prepared = self.prepare_cache()
 
     def setup(self, stage: str | None = None) -> None:
         # Instant on a cache hit; on ranks that skipped prepare_data it reads what rank 0 wrote.
         if self._prepared is None:
-            self._prepared = self._prepare()
+            self._prepared = self.prepare_cache()
         if not self._splits:
             self._splits = {s: self._prepared.load_split(s) for s in ("train", "valid", "test")}
 
@@ -131,7 +133,7 @@ class MusicDataModule(pl.LightningDataModule):
     def prepared(self) -> PreparedData:
         """The cache this module reads (prepared on first access if need be)."""
         if self._prepared is None:
-            self._prepared = self._prepare()
+            self._prepared = self.prepare_cache()
         return self._prepared
 
     def split(self, name: str) -> SplitData:

@@ -94,6 +94,21 @@ class PreparedData:
             keys=[p["key"] for p in pieces],
         )
 
+    def skipped_report(self, limit: int = 50) -> str:
+        """One line per skipped file with its reason (at most `limit`; the manifest has all)."""
+        skipped = self.manifest["skipped"]
+        lines = [
+            f"  skipped {s['key']}: {s['reason']}"
+            + (f" ({s['detail']})" if s.get("detail") else "")
+            for s in skipped[:limit]
+        ]
+        if len(skipped) > limit:
+            lines.append(
+                f"  ... and {len(skipped) - limit} more, all listed in "
+                f"{self.folder / 'manifest.json'}"
+            )
+        return "\n".join(lines)
+
     def summary(self) -> str:
         """One line: pieces and steps per split, skipped files per reason."""
         parts = [f"{s} {n} pieces / {t} steps" for s, (n, t) in self.sizes().items()]
@@ -138,7 +153,9 @@ def prepare(
     if not force and manifest_path.is_file():
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("key") == key and manifest.get("format_version") == FORMAT_VERSION:
-            return PreparedData(folder, manifest, cache_hit=True)
+            prepared = PreparedData(folder, manifest, cache_hit=True)
+            log.info("%s", prepared.summary())
+            return prepared
 
     started = time.perf_counter()
     _check_storage(codec)

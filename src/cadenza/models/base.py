@@ -66,7 +66,9 @@ class GenerativeModule(pl.LightningModule):
             self.train(was_training)
 
     @classmethod
-    def load(cls, ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> GenerativeModule:
+    def load(
+        cls, ckpt_path: str | Path, map_location: str | torch.device = "cpu"
+    ) -> GenerativeModule:
         """Rebuild any family from a checkpoint: codec and hyper-parameters come from inside it."""
         path = Path(ckpt_path)
         if not path.is_file():
@@ -122,7 +124,9 @@ def check_int(name: str, value: Any, *, minimum: int = 1) -> int:
     return value
 
 
-def check_float(name: str, value: Any, *, minimum: float = 0.0, maximum: float | None = None) -> float:
+def check_float(
+    name: str, value: Any, *, minimum: float = 0.0, maximum: float | None = None
+) -> float:
     if isinstance(value, bool):
         raise ConfigError(f"{name} must be a number, got {value!r}")
     try:

@@ -31,6 +31,10 @@ class SeenDataRecorder(pl.Callback):
         rank = trainer.global_rank
         loader = trainer.train_dataloader
         size = len(loader.dataset) if loader is not None and hasattr(loader, "dataset") else None
-        out = {"rank": rank, "world_size": trainer.world_size, "dataset_size": size,
-               "seen": self.seen}
+        out = {
+            "rank": rank,
+            "world_size": trainer.world_size,
+            "dataset_size": size,
+            "seen": self.seen,
+        }
         (self.out_dir / f"seen_rank{rank}.json").write_text(json.dumps(out))
