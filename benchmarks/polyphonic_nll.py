@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import platform
+import sys
 import tempfile
 import time
 from datetime import date
@@ -79,8 +80,14 @@ def build(name: str, args: argparse.Namespace, cache: Path) -> tuple[MusicDataMo
         embedding_dim=args.embedding,
         optimizer=partial(torch.optim.Adam, lr=lr),
         # Halve the step size when validation stalls: the last few tenths of a nat come late.
-        scheduler=partial(torch.optim.lr_scheduler.ReduceLROnPlateau, mode="min", factor=0.5,
-                          patience=args.plateau) if args.plateau else None,
+        scheduler=partial(
+            torch.optim.lr_scheduler.ReduceLROnPlateau,
+            mode="min",
+            factor=0.5,
+            patience=args.plateau,
+        )
+        if args.plateau
+        else None,
     )
     return dm, model
 
@@ -136,6 +143,8 @@ class _StepTimer(Callback):
 def throughput(name: str, args: argparse.Namespace, cache: Path, n_batches: int = 40) -> dict:
     """Frames per second: LightningModule in a Trainer vs a bare loop, same model and batches."""
     warmup = 5
+    # Constant step size: a plateau scheduler needs val/nll, and this run has no validation.
+    args = argparse.Namespace(**{**vars(args), "plateau": 0})
     dm, _ = build(name, args, cache)
     dm.setup("fit")
     torch.manual_seed(args.seed)
@@ -197,10 +206,19 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None, help="default: per dataset")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--clip", type=float, default=5.0, help="gradient norm clipping")
-    parser.add_argument("--plateau", type=int, default=5,
-                        help="ReduceLROnPlateau patience in epochs (0: constant lr)")
+    parser.add_argument(
+        "--plateau",
+        type=int,
+        default=5,
+        help="ReduceLROnPlateau patience in epochs (0: constant lr)",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument(
+        "--throughput-only",
+        action="store_true",
+        help="re-measure throughput, keep the stored NLL figures",
+    )
     parser.add_argument("--cache", default=os.environ.get("CADENZA_CACHE", "data/processed"))
     args = parser.parse_args()
     if args.threads:
@@ -210,19 +228,20 @@ def main() -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     cache = Path(args.cache)
     for name in names:
-        entry = train_and_test(name, args, cache)
+        entry = results.get(name, {}) if args.throughput_only else train_and_test(name, args, cache)
         if not args.no_throughput:
             entry.update(throughput(name, args, cache))
-        entry.update(
-            {
-                "model": f"LSTM({args.hidden})-NADE({args.nade_hidden}), dropout "
-                f"{model_dropout(name, args)}, Adam lr {args.lr or SETTINGS[name]['lr']}",
-                "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
-                "date": date.today().isoformat(),
-                "command": f"python benchmarks/polyphonic_nll.py --dataset {name}"
-                + (f" --minutes {args.minutes}" if args.minutes else ""),
-            }
-        )
+        if not args.throughput_only:
+            entry.update(
+                {
+                    "model": f"LSTM({args.hidden})-NADE({args.nade_hidden}), dropout "
+                    f"{model_dropout(name, args)}, Adam lr {args.lr or SETTINGS[name]['lr']}, "
+                    f"clip {args.clip}, plateau patience {args.plateau}",
+                    "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
+                    "date": date.today().isoformat(),
+                    "command": " ".join(["python benchmarks/polyphonic_nll.py", *sys.argv[1:]]),
+                }
+            )
         results[name] = entry
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
