@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -140,24 +141,13 @@ class _StepTimer(Callback):
         self.t1 = time.perf_counter()
 
 
-def throughput(name: str, args: argparse.Namespace, cache: Path, n_batches: int = 40) -> dict:
-    """Frames per second: LightningModule in a Trainer vs a bare loop, same model and batches."""
-    warmup = 5
-    # Constant step size: a plateau scheduler needs val/nll, and this run has no validation.
-    args = argparse.Namespace(**{**vars(args), "plateau": 0})
-    dm, _ = build(name, args, cache)
-    dm.setup("fit")
+def _bare_run(
+    name: str, args: argparse.Namespace, cache: Path, batches: list, warmup: int
+) -> float:
+    """Seconds for batches[warmup:] in a plain PyTorch loop (Adam + clipping, as Lightning)."""
     torch.manual_seed(args.seed)
-    loader = dm.train_dataloader()
-    batches = []
-    while len(batches) < n_batches:
-        batches.extend(loader)
-    batches = batches[:n_batches]
-    frames = sum(int(b.lengths.sum()) for b in batches[warmup:])
-
-    torch.manual_seed(args.seed)
-    _, bare_model = build(name, args, cache)
-    net = bare_model.net.train()
+    _, model = build(name, args, cache)
+    net = model.net.train()
     opt = torch.optim.Adam(net.parameters(), lr=args.lr or SETTINGS[name]["lr"])
     for i, batch in enumerate(batches):
         if i == warmup:
@@ -167,8 +157,13 @@ def throughput(name: str, args: argparse.Namespace, cache: Path, n_batches: int 
         (nll / count).backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip)
         opt.step()
-    bare = frames / (time.perf_counter() - t0)
+    return time.perf_counter() - t0
 
+
+def _lightning_run(
+    name: str, args: argparse.Namespace, cache: Path, batches: list, warmup: int
+) -> float:
+    """Seconds for batches[warmup:] through LSTMModule in a Trainer."""
     torch.manual_seed(args.seed)
     _, model = build(name, args, cache)
     timer = _StepTimer(warmup)
@@ -186,11 +181,38 @@ def throughput(name: str, args: argparse.Namespace, cache: Path, n_batches: int 
     )
     loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False)
     trainer.fit(model, train_dataloaders=loader)
-    lightning = frames / (timer.t1 - timer.t0)
+    return timer.t1 - timer.t0
+
+
+def throughput(
+    name: str, args: argparse.Namespace, cache: Path, n_batches: int = 60, repeats: int = 3
+) -> dict:
+    """Training frames per second: LightningModule in a Trainer vs a bare loop, same nn.Module
+    and the same batches. The two alternate `repeats` times and the medians are compared, so
+    drift on a shared machine hits both alike."""
+    warmup = 5
+    # Constant step size: a plateau scheduler needs val/nll, and this run has no validation.
+    args = argparse.Namespace(**{**vars(args), "plateau": 0})
+    dm, _ = build(name, args, cache)
+    dm.setup("fit")
+    torch.manual_seed(args.seed)
+    loader = dm.train_dataloader()
+    batches = []
+    while len(batches) < n_batches:
+        batches.extend(loader)
+    batches = batches[:n_batches]
+    frames = sum(int(b.lengths.sum()) for b in batches[warmup:])
+    bare, lightning = [], []
+    for _ in range(repeats):
+        bare.append(frames / _bare_run(name, args, cache, batches, warmup))
+        lightning.append(frames / _lightning_run(name, args, cache, batches, warmup))
+    bare_fps, lightning_fps = statistics.median(bare), statistics.median(lightning)
     return {
-        "bare_frames_per_s": round(bare, 1),
-        "lightning_frames_per_s": round(lightning, 1),
-        "lightning_over_bare": round(lightning / bare, 3),
+        "bare_frames_per_s": round(bare_fps, 1),
+        "lightning_frames_per_s": round(lightning_fps, 1),
+        "lightning_over_bare": round(lightning_fps / bare_fps, 3),
+        "throughput_runs": repeats,
+        "throughput_batches_timed": n_batches - warmup,
     }
 
 
