@@ -25,9 +25,25 @@ def wandb_logged_in() -> bool:
         return False
 
 
+def job_suffix() -> str:
+    """ "_<job number>" inside a Hydra multirun (jobs of one sweep can start in the same
+    second), "" for a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return ""
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN or hydra_cfg.job.get("num") is None:
+        return ""
+    return f"_{hydra_cfg.job.num}"
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("cadenza_wandb_offline"):
         OmegaConf.register_new_resolver("cadenza_wandb_offline", lambda: not wandb_logged_in())
+    if not OmegaConf.has_resolver("cadenza_job_suffix"):
+        OmegaConf.register_new_resolver("cadenza_job_suffix", job_suffix)
 
 
 def instantiate(node: Any, **kwargs: Any) -> Any:
