@@ -111,3 +111,14 @@ def test_ddp_on_two_cpu_processes_splits_data_and_writes_one_checkpoint(tmp_path
     # rank 0 alone wrote: one best + one last, no duplicates from rank 1
     assert {p.name for p in _ckpts(tmp_path / "checkpoints" / "run")} >= {"last.ckpt"}
     assert len(_ckpts(tmp_path / "checkpoints" / "run")) == 2
+
+
+def test_folder_too_small_for_a_validation_split_is_a_clear_error(tmp_path: Path) -> None:
+    from cadenza.errors import ConfigError
+    from tests.fixtures.midi_factory import write_chords, write_scale
+
+    write_scale(tmp_path / "midi" / "a.mid")
+    write_chords(tmp_path / "midi" / "b.mid")
+    cfg = compose_train(tmp_path, ["experiment=midi_folder_lstm", f"data.root={tmp_path}/midi"])
+    with pytest.raises(ConfigError, match="no validation pieces.*data.valid_fraction"):
+        train(cfg)

@@ -50,6 +50,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule, model, trainer = build(cfg)
     log.info("model: %s, %.2fM parameters", type(model).__name__, _params(model) / 1e6)
     if cfg.get("train", True):
+        # Checkpoints and early stopping select on val/nll: fail now, clearly, without one.
+        if len(datamodule.split("valid")) == 0 and not trainer.fast_dev_run:
+            raise ConfigError(
+                f"{datamodule.source.describe()} has no validation pieces after splitting "
+                f"({len(datamodule.split('train'))} for training): add files or raise "
+                "data.valid_fraction"
+            )
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
