@@ -120,7 +120,8 @@ class MusicDataModule(pl.LightningDataModule):
         )
 
     def prepare_data(self) -> None:
-        self._prepared = self.prepare_cache()
+        if self._prepared is None:  # train() may have prepared already, to check the splits
+            self._prepared = self.prepare_cache()
 
     def setup(self, stage: str | None = None) -> None:
         # Instant on a cache hit; on ranks that skipped prepare_data it reads what rank 0 wrote.
