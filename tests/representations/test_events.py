@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from cadenza.errors import BadMidiError
+from cadenza.errors import BadMidiError, ConfigError
 from cadenza.io.midi import TrackNotes, build_midi, load_midi, tracks_of
 from cadenza.representations import Codec, EventCodec
 from tests.fixtures.data import real_midi, real_midi_params
@@ -176,3 +176,17 @@ def test_dict_round_trip_and_estimates():
     assert ev.steps_for_bars(4) == 240  # 4 bars x 2 s x 30 tokens/s
     with pytest.raises(AttributeError):
         _ = codec.feature_dim
+
+
+def test_max_note_seconds_cuts_droning_generated_notes() -> None:
+    from cadenza.representations.events import BOS, EOS
+
+    free, capped = EventCodec(), EventCodec(max_note_seconds=2.0)
+    on60 = free.on_offset + 60 - free.low_pitch
+    shift_1s = free.shift_offset + 99  # TIME_SHIFT of 100 steps = 1 s
+    tokens = torch.tensor([BOS, on60, *[shift_1s] * 10, EOS])  # NOTE_ON, 10 s, no NOTE_OFF
+    assert free.decode_notes(tokens).tolist() == [[0, 1000, 60, 64]]
+    assert capped.decode_notes(tokens).tolist() == [[0, 200, 60, 64]]
+    assert Codec.from_dict(capped.to_dict()).max_note_seconds == 2.0
+    with pytest.raises(ConfigError, match="max_note_seconds"):
+        EventCodec(max_note_seconds=0)

@@ -45,6 +45,7 @@ class EventCodec(Codec):
         velocity_bins: int = 32,
         include_drums: bool = False,
         max_events: int | None = None,
+        max_note_seconds: float | None = None,
     ) -> None:
         if not 0 <= low_pitch <= high_pitch <= 127:
             raise ConfigError(
@@ -63,6 +64,13 @@ class EventCodec(Codec):
         self.velocity_bins = int(velocity_bins)
         self.include_drums = bool(include_drums)
         self.max_events = None if max_events is None else int(max_events)
+        if max_note_seconds is not None and not max_note_seconds > 0:
+            raise ConfigError(
+                f"representation.max_note_seconds must be > 0 or null, got {max_note_seconds}"
+            )
+        # Decoding only: a generated NOTE_ON whose NOTE_OFF never comes would otherwise drone to
+        # the end of the piece (Magenta's Performance RNN caps note length the same way).
+        self.max_note_seconds = None if max_note_seconds is None else float(max_note_seconds)
         n = self.high_pitch - self.low_pitch + 1
         self.n_pitches = n
         self.on_offset = 3
@@ -149,7 +157,8 @@ class EventCodec(Codec):
         """Ids [L] -> int64 [N, 4] (on_step, off_step, pitch, velocity), sorted by (on, pitch).
 
         Tolerates model output: stops at EOS, skips PAD/BOS/unknown ids, ignores a note-off
-        with no open note, closes dangling notes at the end (lasting at least one step).
+        with no open note, closes dangling notes at the end (lasting at least one step), and
+        cuts notes to `max_note_seconds` when that is set.
         """
         ids = np.asarray(tokens.detach().cpu() if isinstance(tokens, torch.Tensor) else tokens)
         open_notes: dict[int, list[tuple[int, int]]] = {}  # pitch -> FIFO of (on, velocity)
@@ -174,6 +183,9 @@ class EventCodec(Codec):
         for pitch, pending in open_notes.items():
             notes += [(on, max(now, on + 1), pitch, v) for on, v in pending]
         arr = np.array(notes, dtype=np.int64).reshape(-1, 4)
+        if self.max_note_seconds is not None:
+            longest = max(1, round(self.max_note_seconds * self.steps_per_second))
+            arr[:, 1] = np.minimum(arr[:, 1], arr[:, 0] + longest)
         return arr[np.lexsort((arr[:, 2], arr[:, 0]))]
 
     def decode(self, x: torch.Tensor) -> Any:
@@ -217,4 +229,5 @@ class EventCodec(Codec):
             "velocity_bins": self.velocity_bins,
             "include_drums": self.include_drums,
             "max_events": self.max_events,
+            "max_note_seconds": self.max_note_seconds,
         }
