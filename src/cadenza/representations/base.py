@@ -18,6 +18,21 @@ from cadenza.errors import ConfigError
 _REGISTRY: dict[str, type[Codec]] = {}
 
 
+def check_pitch_range(low_pitch: int, high_pitch: int) -> tuple[int, int]:
+    """Validated (low, high), inclusive MIDI pitches; every codec with a range shares this."""
+    if not 0 <= low_pitch <= high_pitch <= 127:
+        raise ConfigError(
+            f"representation pitch range {low_pitch}..{high_pitch} must lie within 0..127"
+        )
+    return int(low_pitch), int(high_pitch)
+
+
+def check_steps_per_beat(steps_per_beat: int) -> int:
+    if steps_per_beat < 1:
+        raise ConfigError(f"representation.steps_per_beat must be >= 1, got {steps_per_beat}")
+    return int(steps_per_beat)
+
+
 class Codec(ABC):
     """Music <-> tensor.
 

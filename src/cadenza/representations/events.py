@@ -21,7 +21,7 @@ import torch
 
 from cadenza.errors import BadMidiError, ConfigError
 from cadenza.io.midi import TrackNotes, build_midi, tracks_of
-from cadenza.representations.base import Codec
+from cadenza.representations.base import Codec, check_pitch_range
 
 PAD, BOS, EOS = 0, 1, 2
 # Measured over 25 random files each with the defaults: Nottingham ~14 tokens/s, POP909 ~30,
@@ -47,10 +47,7 @@ class EventCodec(Codec):
         max_events: int | None = None,
         max_note_seconds: float | None = None,
     ) -> None:
-        if not 0 <= low_pitch <= high_pitch <= 127:
-            raise ConfigError(
-                f"representation pitch range {low_pitch}..{high_pitch} must lie within 0..127"
-            )
+        check_pitch_range(low_pitch, high_pitch)
         if not 1 <= velocity_bins <= 127:
             raise ConfigError(f"representation.velocity_bins must be 1..127, got {velocity_bins}")
         if steps_per_second < 1 or max_shift_steps < 1:

@@ -16,7 +16,7 @@ import torch
 
 from cadenza.errors import BadMidiError, ConfigError
 from cadenza.io.midi import TrackNotes, build_midi, time_to_beats, tracks_of
-from cadenza.representations.base import Codec
+from cadenza.representations.base import Codec, check_pitch_range, check_steps_per_beat
 
 PAD, HOLD, REST = 0, 1, 2
 FIRST_NOTE = 3
@@ -42,12 +42,8 @@ class MelodyCodec(Codec):
         tempo: float = 120.0,
         program: int = 0,
     ) -> None:
-        if steps_per_beat < 1:
-            raise ConfigError(f"representation.steps_per_beat must be >= 1, got {steps_per_beat}")
-        if not 0 <= low_pitch <= high_pitch <= 127:
-            raise ConfigError(
-                f"representation pitch range {low_pitch}..{high_pitch} must lie within 0..127"
-            )
+        check_steps_per_beat(steps_per_beat)
+        check_pitch_range(low_pitch, high_pitch)
         if tempo <= 0:
             raise ConfigError(f"representation.tempo must be > 0, got {tempo}")
         self.steps_per_beat = int(steps_per_beat)

@@ -14,7 +14,7 @@ import torch
 
 from cadenza.errors import BadMidiError, ConfigError
 from cadenza.io.midi import TrackNotes, build_midi, time_to_beats, tracks_of
-from cadenza.representations.base import Codec
+from cadenza.representations.base import Codec, check_pitch_range, check_steps_per_beat
 
 
 class PianoRollCodec(Codec):
@@ -37,12 +37,8 @@ class PianoRollCodec(Codec):
         program: int = 0,
         max_steps: int | None = None,
     ) -> None:
-        if steps_per_beat < 1:
-            raise ConfigError(f"representation.steps_per_beat must be >= 1, got {steps_per_beat}")
-        if not 0 <= low_pitch <= high_pitch <= 127:
-            raise ConfigError(
-                f"representation pitch range {low_pitch}..{high_pitch} must lie within 0..127"
-            )
+        check_steps_per_beat(steps_per_beat)
+        check_pitch_range(low_pitch, high_pitch)
         self.steps_per_beat = int(steps_per_beat)
         self.low_pitch = int(low_pitch)
         self.high_pitch = int(high_pitch)
