@@ -40,7 +40,7 @@ def generate_to_files(
     out_dir: str | Path,
     n: int = 8,
     seed: int = 0,
-    temperature: float = 1.0,
+    temperature: float | None = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
     steps: int | None = None,
@@ -55,7 +55,10 @@ def generate_to_files(
     The same seed and controls give the same notes (one torch.Generator drives every draw).
     """
     n = check_int("n", n)
-    length = resolve_length(model, steps, bars)
+    temperature = 1.0 if temperature is None else temperature
+    # A VAE writes windows of its own fixed length (model.bars); other families take one.
+    fixed = getattr(model, "window_steps", None)
+    length = fixed if fixed is not None else resolve_length(model, steps, bars)
     generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
     kwargs: dict[str, Any] = {"temperature": temperature, "generator": generator}
     if top_k is not None:
@@ -66,7 +69,7 @@ def generate_to_files(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if primer is None:
-        midis = model.generate(n, max_len=length, **kwargs)
+        midis = model.generate(n, max_len=None if fixed else length, **kwargs)
     else:
         # `length` counts the new music after the primer, as a producer means it.
         if not hasattr(model, "continue_from"):

@@ -120,9 +120,45 @@ def test_no_melody_raises_bad_midi(tracks):
     assert info.value.reason == "no_notes"
 
 
+def test_name_selection_picks_first_matching_pitched_track():
+    def named(name: str, rows, is_drum: bool = False) -> TrackNotes:
+        return TrackNotes(0, is_drum, name, np.array(rows, dtype=np.float64).reshape(-1, 4))
+
+    pm = build_midi(
+        [
+            named("Melody", [(0.0, 0.5, 67, 90)], is_drum=True),  # drums never count
+            named("PIANO", [(0.0, 1.0, 72, 90)]),
+            named(" melody ", TUNE),
+            named("MELODY", [(0.0, 0.5, 50, 90)]),  # a second match: the first one wins
+        ]
+    )
+    for inst in ("name:MELODY", "name:melody", "name: Melody"):
+        assert MelodyCodec(instrument=inst).encode(pm).tolist() == TUNE_TOKENS
+    assert MelodyCodec(instrument="name:piano").encode(pm).tolist() == [on(72)] + [H] * 7
+    assert MelodyCodec(instrument="name:MELODY").params()["instrument"] == "name:MELODY"
+    with pytest.raises(BadMidiError) as info:
+        MelodyCodec(instrument="name:BASS").encode(pm)
+    assert info.value.reason == "no_notes"
+
+
+def test_name_selection_on_pop909():
+    path = data_root() / "pop909" / "midi" / "001.mid"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing from the data root")
+    pm = load_midi(path)
+    assert [t.name for t in tracks_of(pm)] == ["MELODY", "BRIDGE", "PIANO"]
+    by_name = MelodyCodec(instrument="name:MELODY").encode(pm)
+    assert torch.equal(by_name, MelodyCodec(instrument="index:0").encode(pm))
+    assert not torch.equal(MelodyCodec(instrument="name:bridge").encode(pm), by_name)
+    # Song 001's vocal line is monophonic within 61..70: every one of its 264 notes comes back.
+    codec = MelodyCodec(instrument="name:MELODY")
+    assert len(codec.notes(by_name)) == len(tracks_of(pm)[0].notes) == 264
+    np.testing.assert_array_equal(codec.notes(by_name), codec.quantize(pm))
+
+
 def test_missing_instrument_selection_raises_bad_midi():
     pm = build_midi([track(TUNE, program=0)])
-    for inst in ("program:5", "index:1"):
+    for inst in ("program:5", "index:1", "name:melody"):
         with pytest.raises(BadMidiError):
             MelodyCodec(instrument=inst).encode(pm)
 
@@ -264,6 +300,9 @@ def test_dict_round_trip_and_sizes():
         {"instrument": "voice"},
         {"instrument": "program:200"},
         {"instrument": "index:-1"},
+        {"instrument": "name:"},
+        {"instrument": "name:   "},
+        {"instrument": "Name:MELODY"},
         {"low_pitch": 90, "high_pitch": 80},
         {"steps_per_beat": 0},
         {"tempo": 0.0},

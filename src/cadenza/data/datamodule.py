@@ -16,7 +16,7 @@ from typing import Any
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from cadenza.data.datasets import PieceDataset, collate
+from cadenza.data.datasets import PieceDataset, WindowDataset, collate
 from cadenza.data.prepare import PreparedData, SplitData, prepare
 from cadenza.data.sources import Source
 from cadenza.data.splits import check_fractions
@@ -76,6 +76,9 @@ class MusicDataModule(pl.LightningDataModule):
         valid_fraction: float = 0.1,
         test_fraction: float = 0.1,
         root: str | None = None,
+        window_bars: int | None = None,
+        window_hop_bars: int = 1,
+        max_rest_fraction: float = 0.5,
     ) -> None:
         super().__init__()
         # Everything is checked here, before any slow work, so a bad override fails in a second.
@@ -102,9 +105,24 @@ class MusicDataModule(pl.LightningDataModule):
         self.prepare_workers = _non_negative_int("prepare_workers", prepare_workers)
         self.valid_fraction = float(valid_fraction)
         self.test_fraction = float(test_fraction)
+        # Fixed windows of `window_bars` bars (a VAE's examples): training takes one every
+        # `window_hop_bars`; validation and test take non-overlapping ones, so no step counts twice.
+        self.window_bars = _positive_int("window_bars", window_bars, optional=True)
+        self.window_hop_bars = _positive_int("window_hop_bars", window_hop_bars)
+        if isinstance(max_rest_fraction, bool) or not isinstance(max_rest_fraction, int | float):
+            raise ConfigError(f"data.max_rest_fraction must be a number, got {max_rest_fraction!r}")
+        if not 0.0 <= max_rest_fraction <= 1.0:
+            raise ConfigError(f"data.max_rest_fraction must lie in [0, 1], got {max_rest_fraction}")
+        self.max_rest_fraction = float(max_rest_fraction)
+        if self.window_bars is not None and not hasattr(codec, "window_starts"):
+            raise ConfigError(
+                f"data.window_bars needs a codec that cuts bar windows (melody, "
+                f"multitrack_melody); {codec.name} does not: set data.window_bars=null"
+            )
         self.root = root  # only for messages: sources already hold their own paths
         self._prepared: PreparedData | None = None
         self._splits: dict[str, SplitData] = {}
+        self._windows: dict[tuple[str, bool], WindowDataset] = {}
 
     # --- preparation -------------------------------------------------------------------------
     def prepare_cache(self, force: bool = False) -> PreparedData:
@@ -148,13 +166,12 @@ class MusicDataModule(pl.LightningDataModule):
         if len(split) == 0:
             log.warning("data split %r of %s is empty; no %s batches", name, self.source, name)
             return []
-        dataset = PieceDataset(
-            split,
-            window=self.train_window if training else None,
-            transpose=self.transpose if training else None,
-            codec=self.codec,
-            training=training,
-        )
+        dataset = self.dataset(name, training)
+        if len(dataset) == 0:
+            log.warning(
+                "no %d-bar window in data split %r of %s", self.window_bars, name, self.source
+            )
+            return []
         return DataLoader(
             dataset,
             batch_size=self.batch_size if training else self.eval_batch_size,
@@ -163,6 +180,31 @@ class MusicDataModule(pl.LightningDataModule):
             collate_fn=partial(collate, kind=self.codec.kind),
             persistent_workers=self.num_workers > 0,
         )
+
+    def dataset(self, name: str, training: bool | None = None) -> PieceDataset | WindowDataset:
+        """The Dataset behind a split's loader (training: crops/windows + augmentation)."""
+        training = name == "train" if training is None else training
+        split = self.split(name)
+        if self.window_bars is None:
+            return PieceDataset(
+                split,
+                window=self.train_window if training else None,
+                transpose=self.transpose if training else None,
+                codec=self.codec,
+                training=training,
+            )
+        key = (name, training)
+        if key not in self._windows:  # indexing windows reads every piece: do it once
+            self._windows[key] = WindowDataset(
+                split,
+                bars=self.window_bars,
+                hop_bars=self.window_hop_bars if training else self.window_bars,
+                max_rest_fraction=self.max_rest_fraction,
+                transpose=self.transpose if training else None,
+                codec=self.codec,
+                training=training,
+            )
+        return self._windows[key]
 
     def train_dataloader(self) -> DataLoader | list:
         return self._loader("train", training=True)

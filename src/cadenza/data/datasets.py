@@ -57,18 +57,62 @@ class PieceDataset(Dataset):
         return torch.from_numpy(arr.astype(np.int64)), i
 
 
+class WindowDataset(Dataset):
+    """Fixed-length, bar-aligned windows of every piece (a VAE's training examples).
+
+    Built from the codec's `window_starts` / `cut_window` (MelodyCodec, MultiTrackMelodyCodec):
+    item i -> (window [L] or [L, K] long, i). Only (piece, start) pairs are kept, so a corpus
+    with 10^5 windows costs a few MB. Training adds the random transpose of `PieceDataset`.
+    """
+
+    def __init__(
+        self,
+        split: SplitData,
+        *,
+        bars: int,
+        hop_bars: int,
+        max_rest_fraction: float,
+        transpose: tuple[int, int] | None,
+        codec: Codec,
+        training: bool,
+    ) -> None:
+        self.split = split
+        self.bars = bars
+        self.codec = codec
+        self.transpose = tuple(transpose) if transpose is not None else None
+        self.training = training
+        self.index = np.array(
+            [
+                (i, start)
+                for i in range(len(split))
+                for start in codec.window_starts(split.piece(i), bars, hop_bars, max_rest_fraction)
+            ],
+            dtype=np.int64,
+        ).reshape(-1, 2)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        piece, start = (int(v) for v in self.index[i])
+        x = self.codec.cut_window(self.split.piece(piece), start, self.bars)
+        if self.training and self.transpose is not None:
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+            x = random_transpose(self.codec, x, *self.transpose, rng)
+        return torch.from_numpy(np.array(x).astype(np.int64)), i
+
+
 def collate(items: Sequence[tuple[torch.Tensor, int]], kind: str) -> Batch:
-    """Pad to the longest item with 0: frames -> x [B, T, D] float32, tokens -> x [B, T] long."""
+    """Pad to the longest item with 0: frames -> x [B, T, D] float32, tokens -> x [B, T] long
+    (multi-track tokens [B, T, K])."""
     if not items:
         raise ValueError("collate needs at least one item")
     lengths = torch.tensor([len(x) for x, _ in items], dtype=torch.long)
     index = torch.tensor([i for _, i in items], dtype=torch.long)
     T = int(lengths.max())
     first = items[0][0]
-    if kind == "frames":
-        x = torch.zeros(len(items), T, first.shape[-1], dtype=torch.float32)
-    else:
-        x = torch.zeros(len(items), T, dtype=torch.long)
+    dtype = torch.float32 if kind == "frames" else torch.long
+    x = torch.zeros(len(items), T, *first.shape[1:], dtype=dtype)
     for b, (piece, _) in enumerate(items):
         x[b, : len(piece)] = piece
     return Batch(x=x, lengths=lengths, index=index)

@@ -275,7 +275,7 @@ def _encode_into(
     seen: dict[str, str] = {}
     duplicates_kept = 0
     offset = 0
-    row = (codec.feature_dim,) if codec.kind == "frames" else ()
+    row = codec.row_shape
     for item, (arr, digest, reason, detail) in zip(items, _results(source, codec, items, workers)):
         if arr is None or digest is None:
             skipped.append({"key": item.key, "reason": str(reason), "detail": detail})
@@ -305,7 +305,7 @@ def _write_splits(
     codec: Codec, folder: Path, raw_path: Path, kept: list[dict[str, Any]], splits: list[str]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     dtype = codec.storage_dtype
-    row = (codec.feature_dim,) if codec.kind == "frames" else ()
+    row = codec.row_shape
     total = sum(k["length"] for k in kept)
     raw = np.memmap(raw_path, dtype=dtype, mode="r", shape=(total, *row))
     entries: dict[str, Any] = {}

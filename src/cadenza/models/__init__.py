@@ -4,5 +4,6 @@ from __future__ import annotations
 
 from cadenza.models.base import FAMILIES, GenerativeModule
 from cadenza.models.lstm import LSTMModule
+from cadenza.models.vae import VAEModule
 
-__all__ = ["FAMILIES", "GenerativeModule", "LSTMModule"]
+__all__ = ["FAMILIES", "GenerativeModule", "LSTMModule", "VAEModule"]

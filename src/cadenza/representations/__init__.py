@@ -5,6 +5,7 @@ from __future__ import annotations
 from cadenza.representations.base import Codec
 from cadenza.representations.events import EventCodec
 from cadenza.representations.melody import MelodyCodec
+from cadenza.representations.multitrack import MultiTrackMelodyCodec
 from cadenza.representations.pianoroll import PianoRollCodec
 
-__all__ = ["Codec", "EventCodec", "MelodyCodec", "PianoRollCodec"]
+__all__ = ["Codec", "EventCodec", "MelodyCodec", "MultiTrackMelodyCodec", "PianoRollCodec"]

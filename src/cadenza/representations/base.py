@@ -92,6 +92,12 @@ class Codec(ABC):
             raise ConfigError(f"unknown codec {name!r}; known codecs: {sorted(_REGISTRY)}")
         return _REGISTRY[name](**d)
 
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        """Shape of one step of `encode`'s output: () for tokens [L], (D,) for frames [T, D].
+        A multi-track token codec returns (K,): tokens [T, K], one id per track and step."""
+        return (self.feature_dim,) if self.kind == "frames" else ()
+
     # Storage dtype of the cached arrays (frames are 0/1, tokens fit int16).
     @property
     def storage_dtype(self) -> np.dtype:

@@ -26,8 +26,9 @@ class MelodyCodec(Codec):
     """PrettyMIDI <-> LongTensor [T] of ids: one token per grid step (16th notes by default).
 
     instrument: "top" (skyline of every non-drum note: the highest pitch sounding at each step),
-    "program:N" (the first non-drum instrument with General MIDI program N) or "index:N" (the
-    N-th non-drum instrument, from 0).
+    "program:N" (the first non-drum instrument with General MIDI program N), "index:N" (the
+    N-th non-drum instrument, from 0) or "name:TEXT" (the first non-drum instrument whose track
+    name is TEXT, ignoring case and surrounding spaces: POP909's MELODY, BRIDGE, PIANO).
     """
 
     name = "melody"
@@ -90,6 +91,8 @@ class MelodyCodec(Codec):
             chosen = [t.notes for t in pitched]
         elif mode == "program":
             chosen = [t.notes for t in pitched if t.program == n][:1]
+        elif mode == "name":
+            chosen = [t.notes for t in pitched if t.name.strip().casefold() == n][:1]
         else:
             chosen = [pitched[n].notes] if n < len(pitched) else []
         notes = np.concatenate(chosen) if chosen else np.zeros((0, 4))
@@ -155,13 +158,17 @@ class MelodyCodec(Codec):
 
     def decode(self, x: torch.Tensor) -> Any:
         """Tokens [L] -> PrettyMIDI at `tempo` with one instrument (`program`)."""
+        return build_midi([self.track(x)], tempo=self.tempo)
+
+    def track(self, x: torch.Tensor | np.ndarray, name: str = "melody") -> TrackNotes:
+        """Tokens [L] -> one `program` track in seconds at `tempo` (velocity 80)."""
         runs = self.notes(x)
         sec_per_step = 60.0 / (self.tempo * self.steps_per_beat)
         notes = np.zeros((len(runs), 4))
         notes[:, 0:2] = runs[:, 0:2] * sec_per_step
         notes[:, 2] = runs[:, 2]
         notes[:, 3] = 80
-        return build_midi([TrackNotes(self.program, False, "melody", notes)], tempo=self.tempo)
+        return TrackNotes(self.program, False, name, notes)
 
     # --- lengths, windows, augmentation, persistence ---------------------------------------
     def steps_for_bars(self, bars: float) -> int:
@@ -172,6 +179,18 @@ class MelodyCodec(Codec):
     ) -> list[np.ndarray]:
         """`windows` on this codec's bar length."""
         return windows(tokens, bars, hop_bars, max_rest_fraction, steps_per_bar=self.steps_per_bar)
+
+    def window_starts(
+        self, tokens: np.ndarray, bars: int, hop_bars: int = 1, max_rest_fraction: float = 0.5
+    ) -> list[int]:
+        """Start steps of the windows `windows` would return (datasets index these lazily)."""
+        return window_starts(
+            tokens, bars, hop_bars, max_rest_fraction, steps_per_bar=self.steps_per_bar
+        )
+
+    def cut_window(self, tokens: np.ndarray, start: int, bars: int) -> np.ndarray:
+        """The `bars`-bar window at `start`, standing on its own (see `windows`)."""
+        return cut_window(tokens, start, bars * self.steps_per_bar)
 
     def transpose(self, x: np.ndarray, semitones: int) -> np.ndarray | None:
         """Shift every NOTE_ON by `semitones`; None if one would leave [low_pitch, high_pitch]."""
@@ -209,6 +228,18 @@ def windows(
     MusicVAE's training windows do), so every window decodes on its own; windows with more than
     `max_rest_fraction` of their steps REST are left out. Partial windows at the end are dropped.
     """
+    starts = window_starts(tokens, bars, hop_bars, max_rest_fraction, steps_per_bar=steps_per_bar)
+    return [cut_window(tokens, s, bars * steps_per_bar) for s in starts]
+
+
+def window_starts(
+    tokens: np.ndarray,
+    bars: int,
+    hop_bars: int = 1,
+    max_rest_fraction: float = 0.5,
+    *,
+    steps_per_bar: int = 16,
+) -> list[int]:
     if bars < 1 or hop_bars < 1 or steps_per_bar < 1:
         raise ConfigError(
             f"windows need bars, hop_bars, steps_per_bar >= 1, got {bars}, {hop_bars}, "
@@ -216,27 +247,40 @@ def windows(
         )
     tokens = np.asarray(tokens)
     length, hop = bars * steps_per_bar, hop_bars * steps_per_bar
-    out = []
-    for start in range(0, len(tokens) - length + 1, hop):
-        win = tokens[start : start + length].copy()
-        if win[0] == HOLD:
-            k = start
-            while k > 0 and tokens[k] == HOLD:
-                k -= 1
-            win[0] = tokens[k] if tokens[k] >= FIRST_NOTE else REST
-        if np.count_nonzero(win == REST) > max_rest_fraction * length:
-            continue
-        out.append(win)
-    return out
+    if len(tokens) < length:
+        return []
+    # Rests per window from one cumulative sum: O(T) for every start at once.
+    rests = np.concatenate([[0], np.cumsum(tokens == REST)])
+    starts = np.arange(0, len(tokens) - length + 1, hop)
+    keep = rests[starts + length] - rests[starts] <= max_rest_fraction * length
+    return starts[keep].tolist()
 
 
-def _parse_instrument(instrument: str) -> tuple[str, int]:
+def cut_window(tokens: np.ndarray, start: int, length: int) -> np.ndarray:
+    """tokens[start : start + length], with a leading HOLD replaced by the note it holds."""
+    tokens = np.asarray(tokens)
+    win = tokens[start : start + length].copy()
+    if len(win) and win[0] == HOLD:
+        k = start
+        while k > 0 and tokens[k] == HOLD:
+            k -= 1
+        win[0] = tokens[k] if tokens[k] >= FIRST_NOTE else REST
+    return win
+
+
+def _parse_instrument(
+    instrument: str, key: str = "representation.instrument"
+) -> tuple[str, int | str]:
+    """("top", 0), ("program", N), ("index", N) or ("name", casefolded TEXT); `key` names the
+    config entry in the error (MultiTrackMelodyCodec checks each of its tracks with it)."""
     if instrument == "top":
         return "top", 0
     head, _, n = instrument.partition(":")
     if head in ("program", "index") and n.isdigit() and (head == "index" or int(n) <= 127):
         return head, int(n)
+    if head == "name" and n.strip():
+        return head, n.strip().casefold()
     raise ConfigError(
-        "representation.instrument must be 'top', 'program:N' (0..127) or 'index:N', "
+        f"{key} must be 'top', 'program:N' (0..127), 'index:N' or 'name:TEXT' (a track name), "
         f"got {instrument!r}"
     )

@@ -51,10 +51,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info("model: %s, %.2fM parameters", type(model).__name__, _params(model) / 1e6)
     if cfg.get("train", True):
         # Checkpoints and early stopping select on val/nll: fail now, clearly, without one.
-        if len(datamodule.split("valid")) == 0 and not trainer.fast_dev_run:
+        if len(datamodule.dataset("valid")) == 0 and not trainer.fast_dev_run:
             raise ConfigError(
-                f"{datamodule.source.describe()} has no validation pieces after splitting "
-                f"({len(datamodule.split('train'))} for training): add files or raise "
+                f"{datamodule.source.describe()} has no validation "
+                f"{'windows' if datamodule.window_bars else 'pieces'} after splitting "
+                f"({len(datamodule.dataset('train'))} for training): add files or raise "
                 "data.valid_fraction"
             )
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)

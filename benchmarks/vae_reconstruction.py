@@ -1,0 +1,212 @@
+"""MusicVAE reconstruction on held-out Nottingham melodies: 2 and 16 bars, flat vs hierarchical.
+
+Each config is trained by the real CLI (`cadenza-train experiment=nottingham_vae_<2|16>bar
+model.decoder=...`, the checkpoint chosen on validation sampled accuracy) and then scored on
+every non-overlapping window of the test tunes (tunes split by content hash, never seen in
+training):
+
+- recon_acc_tf: per-step token accuracy of decode(mu) with teacher forcing;
+- recon_acc_sampled: the same with the decoder reading only its own (greedy) outputs, the
+  accuracy of what a producer hears when reconstructing;
+- kl: KL(q(z|x) || p(z)) in nats per window; elbo; active latent units;
+- interpolation smoothness: over pairs of test windows, the mean |change| per step of an
+  attribute (note density, mean pitch) along the 9-point latent path (slerp of the codes,
+  greedy decode) and along MusicVAE's naive data-space crossfade (each token from b with
+  probability alpha, else from a), plus how far each path's total change exceeds the direct
+  change between its endpoints (1.0 = monotone).
+
+    python benchmarks/vae_reconstruction.py                         # all four configs
+    python benchmarks/vae_reconstruction.py --configs melody_16bar_hier --minutes 30
+
+Writes benchmarks/results/vae_reconstruction.json as {"<config>": {"recon_acc_tf",
+"recon_acc_sampled", "kl", ...}} (other configs' entries are kept) and prints the table last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from cadenza.data import MusicDataModule
+from cadenza.data.sources import MidiFolderSource
+from cadenza.metrics.attributes import ATTRIBUTES, attribute_table
+from cadenza.models import GenerativeModule, VAEModule
+from cadenza.paths import data_root
+
+RESULTS = Path(__file__).parent / "results" / "vae_reconstruction.json"
+BIN = Path(sys.executable).parent
+
+# config -> (experiment, decoder, default minutes of training on this 2-core CPU)
+CONFIGS = {
+    "melody_2bar_flat": ("nottingham_vae_2bar", "flat", 6.0),
+    "melody_2bar_hier": ("nottingham_vae_2bar", "hierarchical", 6.0),
+    "melody_16bar_flat": ("nottingham_vae_16bar", "flat", 8.0),
+    "melody_16bar_hier": ("nottingham_vae_16bar", "hierarchical", 8.0),
+}
+# MusicVAE (Roberts et al. 2018, Table 1) on Lakh MIDI melodies, for scale; not the same data.
+MUSICVAE = {
+    "melody_2bar_flat": (0.986, 0.951),
+    "melody_16bar_flat": (0.883, 0.620),
+    "melody_16bar_hier": (0.919, 0.812),
+}
+PAIRS, PATH_STEPS = 64, 9
+
+
+def train(config: str, minutes: float, root: Path, extra: list[str]) -> tuple[Path, str, float]:
+    experiment, decoder, _ = CONFIGS[config]
+    hms = time.strftime("%H:%M:%S", time.gmtime(minutes * 60))
+    args = [
+        f"experiment={experiment}", f"model.decoder={decoder}", f"name={config}",
+        f"trainer.max_time=00:{hms}", "trainer.enable_progress_bar=false", "test=false",
+        "sample.n=0", "logger=csv", f"paths.root_dir={root}", *extra,
+    ]  # fmt: skip
+    command = "cadenza-train " + " ".join(args[:4] + args[4:5] + extra)
+    print(f"[{config}] {command}", flush=True)
+    started = time.perf_counter()
+    log = root / f"{config}.log"
+    with log.open("w") as f:
+        done = subprocess.run(
+            [str(BIN / "cadenza-train"), *args], stdout=f, stderr=subprocess.STDOUT
+        )
+    if done.returncode != 0:
+        sys.exit(f"training {config} failed; see {log}:\n" + log.read_text()[-3000:])
+    return root / "checkpoints" / config / "latest.ckpt", command, time.perf_counter() - started
+
+
+def test_windows(model: VAEModule, batch_size: int = 128) -> tuple[MusicDataModule, torch.Tensor]:
+    dm = MusicDataModule(
+        MidiFolderSource(str(data_root() / "nottingham" / "MIDI" / "melody")),
+        model.codec,
+        batch_size=batch_size,
+        window_bars=model.hparams.bars,
+        transpose=None,
+    )
+    ds = dm.dataset("test", training=False)
+    return dm, torch.stack([ds[i][0] for i in range(len(ds))])
+
+
+def crossfade(a: torch.Tensor, b: torch.Tensor, alphas: np.ndarray, rng: np.random.Generator):
+    """MusicVAE's data-space baseline: token t from b with probability alpha, else from a."""
+    return [torch.where(torch.from_numpy(rng.random(a.shape) < al), b, a) for al in alphas]
+
+
+def path_stats(model: VAEModule, paths: list[list[torch.Tensor]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for col, name in enumerate(ATTRIBUTES):
+        if name not in ("density", "mean_pitch"):
+            continue
+        steps, excess = [], []
+        for path in paths:
+            vals = attribute_table(model.codec, [model._untrack(torch.as_tensor(w)).numpy()
+                                                 for w in path])[:, col]  # fmt: skip
+            if not np.isfinite(vals).all():
+                continue
+            d = np.abs(np.diff(vals))
+            steps.append(d.mean())
+            direct = abs(vals[-1] - vals[0])
+            if direct > 1e-6:
+                excess.append(d.sum() / direct)
+        out[f"{name}_step"] = float(np.mean(steps))
+        out[f"{name}_excess"] = float(np.median(excess))
+    return out
+
+
+def interpolation(model: VAEModule, x: torch.Tensor, seed: int = 0) -> dict[str, dict]:
+    rng = np.random.default_rng(seed)
+    pairs = [tuple(rng.choice(len(x), 2, replace=False)) for _ in range(PAIRS)]
+    alphas = np.linspace(0, 1, PATH_STEPS)
+    latent, data = [], []
+    for i, j in pairs:
+        latent.append(list(model.interpolate(x[i], x[j], PATH_STEPS)))
+        xa, xb = model.as_tracks(x[i][None])[0], model.as_tracks(x[j][None])[0]
+        data.append(crossfade(xa, xb, alphas, rng))
+    return {"latent": path_stats(model, latent), "crossfade": path_stats(model, data)}
+
+
+def evaluate(ckpt: Path) -> dict:
+    model = GenerativeModule.load(ckpt)
+    assert isinstance(model, VAEModule)
+    dm, x = test_windows(model)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (m,) = trainer.test(model, dataloaders=dm.test_dataloader(), verbose=False)
+    return {
+        "recon_acc_tf": m["test/recon_acc_tf"],
+        "recon_acc_sampled": m["test/recon_acc_sampled"],
+        "kl": m["test/kl"],
+        "elbo": m["test/elbo"],
+        "active_units": m["test/active_units"],
+        "test_windows": len(x),
+        "params": sum(p.numel() for p in model.parameters()),
+        "interpolation": interpolation(model, x),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--minutes", type=float, default=None, help="training budget per config")
+    ap.add_argument("--root", type=Path, default=None, help="keep runs here (default: temp)")
+    ap.add_argument("overrides", nargs="*", help="extra cadenza-train overrides")
+    args = ap.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = (args.root or Path(tmp)).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        for config in args.configs:
+            minutes = args.minutes or CONFIGS[config][2]
+            ckpt, command, seconds = train(config, minutes, root, args.overrides)
+            entry = evaluate(ckpt)
+            entry.update(
+                train_seconds=round(seconds, 1), command=command,
+                machine=f"{platform.processor() or platform.machine()}, "
+                f"{os.cpu_count()} cores, torch {torch.__version__}, CPU",
+                date=str(date.today()),
+            )  # fmt: skip
+            results[config] = entry
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            RESULTS.write_text(json.dumps(results, indent=1))
+            print(
+                f"[{config}] "
+                + json.dumps({k: entry[k] for k in ("recon_acc_tf", "recon_acc_sampled", "kl")}),
+                flush=True,
+            )
+    print_table(results)
+
+
+def print_table(results: dict) -> None:
+    print(
+        "\nHeld-out Nottingham melody windows (test tunes), greedy decoding from the posterior mean"
+    )
+    head = f"{'config':<20} {'acc TF':>7} {'acc sampled':>11} {'KL nats':>8} {'AU':>4} "
+    head += f"{'density/step lat|xfade':>23} {'excess lat|xfade':>17} {'MusicVAE TF|samp':>17}"
+    print(head)
+    for config in CONFIGS:
+        r = results.get(config)
+        if r is None:
+            continue
+        il, ix = r["interpolation"]["latent"], r["interpolation"]["crossfade"]
+        ref = MUSICVAE.get(config)
+        ref_s = f"{ref[0]:.3f}|{ref[1]:.3f}" if ref else "-"
+        print(
+            f"{config:<20} {r['recon_acc_tf']:>7.3f} {r['recon_acc_sampled']:>11.3f} "
+            f"{r['kl']:>8.1f} {r['active_units']:>4.0f} "
+            f"{il['density_step']:>11.2f}|{ix['density_step']:<11.2f} "
+            f"{il['density_excess']:>8.2f}|{ix['density_excess']:<8.2f} {ref_s:>17}"
+        )
+
+
+if __name__ == "__main__":
+    main()
