@@ -22,7 +22,11 @@ def test_experiment_builds_model_sized_from_codec(experiment: str, tmp_path: Pat
     datamodule, model, trainer = build(compose_train(tmp_path, overrides))
     codec = datamodule.codec
     assert model.codec == codec
-    if codec.kind == "frames":
+    if model.family == "vae":
+        assert model.encoder.embed.vocab == codec.vocab_size
+        assert model.tracks == (codec.row_shape[0] if codec.row_shape else 1)
+        assert model.window_steps == codec.steps_for_bars(datamodule.window_bars)
+    elif codec.kind == "frames":
         assert model.net.feature_dim == codec.feature_dim
     else:
         assert model.net.embed.num_embeddings == codec.vocab_size
