@@ -118,8 +118,9 @@ def path_stats(model: VAEModule, paths: list[list[torch.Tensor]]) -> dict[str, f
             direct = abs(vals[-1] - vals[0])
             if direct > 1e-6:
                 excess.append(d.sum() / direct)
-        out[f"{name}_step"] = float(np.mean(steps))
-        out[f"{name}_excess"] = float(np.median(excess))
+        # None, not NaN, when no path qualifies (e.g. every decode is the same): valid JSON.
+        out[f"{name}_step"] = float(np.mean(steps)) if steps else None
+        out[f"{name}_excess"] = float(np.median(excess)) if excess else None
     return out
 
 
@@ -203,9 +204,13 @@ def print_table(results: dict) -> None:
         print(
             f"{config:<20} {r['recon_acc_tf']:>7.3f} {r['recon_acc_sampled']:>11.3f} "
             f"{r['kl']:>8.1f} {r['active_units']:>4.0f} "
-            f"{il['density_step']:>11.2f}|{ix['density_step']:<11.2f} "
-            f"{il['density_excess']:>8.2f}|{ix['density_excess']:<8.2f} {ref_s:>17}"
+            f"{_f(il['density_step']):>11}|{_f(ix['density_step']):<11} "
+            f"{_f(il['density_excess']):>8}|{_f(ix['density_excess']):<8} {ref_s:>17}"
         )
+
+
+def _f(v: float | None) -> str:
+    return "-" if v is None or v != v else f"{v:.2f}"
 
 
 if __name__ == "__main__":
