@@ -47,6 +47,33 @@ class GenerativeModule(pl.LightningModule):
         raise NotImplementedError
 
     # --- shared -----------------------------------------------------------------------------
+    def set_optimization(self, optimizer: Any, scheduler: Any, scheduler_monitor: Any) -> None:
+        """Validate and keep the optimizer / scheduler partials of the model config."""
+        for key, fn in (("optimizer", optimizer), ("scheduler", scheduler)):
+            if fn is not None and not callable(fn):
+                raise ConfigError(
+                    f"model.{key} must be a partial (`_partial_: true` in the config), got {fn!r}"
+                )
+        if not isinstance(scheduler_monitor, str) or not scheduler_monitor:
+            raise ConfigError("model.scheduler_monitor must be a metric key, e.g. val/nll")
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.scheduler_monitor = scheduler_monitor
+
+    def configure_optimizers(self) -> Any:
+        factory = getattr(self, "optimizer_factory", None)
+        opt = (
+            torch.optim.Adam(self.parameters(), lr=1e-3)
+            if factory is None
+            else factory(params=self.parameters())
+        )
+        if getattr(self, "scheduler_factory", None) is None:
+            return opt
+        sched = self.scheduler_factory(optimizer=opt)
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {"scheduler": sched, "monitor": self.scheduler_monitor},
+        }
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Plain containers only, so `load` can use torch.load(weights_only=True): a checkpoint
         # from a stranger then cannot run code. The family name lets `load` pick the class.

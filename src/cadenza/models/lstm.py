@@ -76,16 +76,8 @@ class LSTMModule(GenerativeModule):
         nade_hidden = check_int(
             "model.nade_hidden", nade_hidden, minimum=1 if frames and output == "nade" else 0
         )
-        for key, fn in (("optimizer", optimizer), ("scheduler", scheduler)):
-            if fn is not None and not callable(fn):
-                raise ConfigError(
-                    f"model.{key} must be a partial (`_partial_: true` in the config), got {fn!r}"
-                )
-        if not isinstance(scheduler_monitor, str) or not scheduler_monitor:
-            raise ConfigError("model.scheduler_monitor must be a metric key, e.g. val/nll")
+        self.set_optimization(optimizer, scheduler, scheduler_monitor)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
 
         self.net: FrameLSTM | TokenLSTM
         if frames:
@@ -129,19 +121,6 @@ class LSTMModule(GenerativeModule):
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self.test_nll.update(*self(batch))
         self.log("test/nll", self.test_nll, on_step=False, on_epoch=True)
-
-    def configure_optimizers(self) -> Any:
-        if self.optimizer_factory is None:
-            opt = torch.optim.Adam(self.parameters(), lr=1e-3)
-        else:
-            opt = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return opt
-        sched = self.scheduler_factory(optimizer=opt)
-        return {
-            "optimizer": opt,
-            "lr_scheduler": {"scheduler": sched, "monitor": self.hparams.scheduler_monitor},
-        }
 
     # --- sampling --------------------------------------------------------------------------
     def _prefix(self, primer: torch.Tensor | None) -> torch.Tensor:

@@ -107,11 +107,8 @@ class VAEModule(GenerativeModule):
         )
         if sampled_eval_batches is not None:
             sampled_eval_batches = check_int("model.sampled_eval_batches", sampled_eval_batches)
-        for key, fn in (("optimizer", optimizer), ("scheduler", scheduler)):
-            if fn is not None and not callable(fn):
-                raise ConfigError(f"model.{key} must be a partial (`_partial_: true`), got {fn!r}")
+        self.set_optimization(optimizer, scheduler, scheduler_monitor)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
-        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
 
         self.window_steps = self.codec.steps_for_bars(bars)  # every example is this long
         self.tracks = self.codec.row_shape[0] if self.codec.row_shape else 1
@@ -355,17 +352,3 @@ class VAEModule(GenerativeModule):
                 for buf in (self.attribute_vectors, self.attribute_gaps):
                     buf.copy_(self.trainer.strategy.reduce(buf.to(self.device), reduce_op="mean"))
         self._attr_codes, self._attr_windows = [], []
-
-    def configure_optimizers(self) -> Any:
-        opt = (
-            torch.optim.Adam(self.parameters(), lr=1e-3)
-            if self.optimizer_factory is None
-            else self.optimizer_factory(params=self.parameters())
-        )
-        if self.scheduler_factory is None:
-            return opt
-        sched = self.scheduler_factory(optimizer=opt)
-        return {
-            "optimizer": opt,
-            "lr_scheduler": {"scheduler": sched, "monitor": self.hparams.scheduler_monitor},
-        }
