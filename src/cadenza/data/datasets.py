@@ -14,6 +14,13 @@ from cadenza.data.prepare import SplitData
 from cadenza.representations.base import Codec
 
 
+def item_rng() -> np.random.Generator:
+    """A numpy generator for one item's augmentation, seeded from torch's RNG: distinct per
+    DataLoader worker and reproducible under Lightning's seed_everything(workers=True), unlike
+    a numpy generator made once."""
+    return np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+
+
 class PieceDataset(Dataset):
     """Item i -> (x, i): x is frames [T, D] float32 or tokens [L] long.
 
@@ -42,9 +49,7 @@ class PieceDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         x = self.split.piece(i)
         if self.training:
-            # Seeded from torch's RNG: distinct per DataLoader worker and reproducible under
-            # Lightning's seed_everything(workers=True), unlike a numpy generator made once.
-            rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+            rng = item_rng()
             if self.window is not None and len(x) > self.window:
                 start = int(rng.integers(0, len(x) - self.window + 1))
                 x = x[start : start + self.window]
@@ -97,7 +102,7 @@ class WindowDataset(Dataset):
         piece, start = (int(v) for v in self.index[i])
         x = self.codec.cut_window(self.split.piece(piece), start, self.bars)
         if self.training and self.transpose is not None:
-            rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+            rng = item_rng()
             x = random_transpose(self.codec, x, *self.transpose, rng)
         return torch.from_numpy(np.array(x).astype(np.int64)), i
 
