@@ -176,3 +176,35 @@ def prior_with_attribute_to_files(
     _report(out, {"mode": "prior", "attribute": attribute, "temperature": temperature,
                   "seed": seed, "attribute_change": change, "samples": entries})  # fmt: skip
     return paths, change
+
+
+def latent_walk_to_files(
+    model: Any, out_dir: str | Path, steps: int = 8, seed: int = 0, png: bool = True,
+    prefix: str = "interp", temperature: float | None = None,
+) -> list[Path]:  # fmt: skip
+    """A GAN has no encoder, so its interpolation walks between two random points of its
+    latent space (drawn from `seed`): `steps` phrases as MIDI files plus one sheet."""
+    if not hasattr(model, "interpolation_latents"):
+        raise ConfigError("a latent walk needs a gan checkpoint; a vae interpolates a= b= files")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    path_latents = model.interpolation_latents(steps, g)
+    scale = 1.0 if temperature is None else temperature
+    path_latents = [{k: v * scale for k, v in z.items()} for z in path_latents]
+    paths, entries, pms = [], [], []
+    for i, z in enumerate(path_latents):
+        roll = model.sample(1, latents=[z])[0]
+        pm = model.codec.decode(roll)
+        path = save_midi(pm, out / f"{prefix}_{i:03d}.mid")
+        if png:
+            save_pianoroll_png(pm, path.with_suffix(".png"), title=f"{prefix} {i}/{steps - 1}")
+        pms.append(pm)
+        paths.append(path)
+        entries.append({"file": path.name, "notes": sum(len(n) for n in model.codec.notes(roll))})
+    if png:
+        titles = [f"{i}: t={t:.2f}" for i, t in enumerate(np.linspace(0, 1, len(pms)))]
+        save_pianoroll_sheet(pms, out / f"{prefix}_sheet.png", titles)
+    _report(out, {"mode": "interpolate", "family": model.family, "seed": seed,
+                  "steps": len(pms), "temperature": scale, "samples": entries})  # fmt: skip
+    return paths

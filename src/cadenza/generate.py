@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from cadenza.errors import ConfigError
+from cadenza.errors import BadMidiError, ConfigError
 from cadenza.io.midi import load_midi, save_midi, tracks_of
 from cadenza.models.base import GenerativeModule, check_float, check_int
 from cadenza.viz import save_pianoroll_png
@@ -35,6 +35,26 @@ def load_primer(model: GenerativeModule, path: str | Path) -> torch.Tensor:
     return primer
 
 
+def load_condition(model: GenerativeModule, path: str | Path) -> torch.Tensor:
+    """The condition track [T, P] a track-conditional model plays against, from a MIDI file:
+    the checkpoint's own track selection, or for a file without that track (a bare melody)
+    the skyline of all its notes."""
+    if not getattr(model, "conditional", False):
+        raise ConfigError(f"condition=... needs a track-conditional gan; this is a {model.family}")
+    pm = load_midi(path)
+    try:
+        condition = model.condition_from_roll(model.codec.encode(pm))
+    except BadMidiError as e:  # none of the checkpoint's tracks is in the file
+        if e.reason != "no_notes":
+            raise
+        condition = torch.zeros(0)
+    if not condition.any():
+        codec = model.codec
+        skyline = type(codec).from_dict({**codec.to_dict(), "tracks": ["top"] * codec.n_tracks})
+        condition = skyline.encode(pm)[:, 0]
+    return condition
+
+
 def generate_to_files(
     model: GenerativeModule,
     out_dir: str | Path,
@@ -46,6 +66,7 @@ def generate_to_files(
     steps: int | None = None,
     bars: float | None = 8,
     primer: str | None = None,
+    condition: str | None = None,
     png: bool = True,
     prefix: str = "sample",
     **_: Any,
@@ -68,7 +89,12 @@ def generate_to_files(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if primer is None:
+    if condition is not None:
+        # The accompaniment is as long as the melody unless steps= asks for a length.
+        cond = load_condition(model, condition)
+        asked = None if steps is None else length
+        midis = model.generate(n, condition=cond, max_len=asked, **kwargs)
+    elif primer is None:
         midis = model.generate(n, max_len=None if fixed else length, **kwargs)
     else:
         # `length` counts the new music after the primer, as a producer means it.
@@ -94,6 +120,7 @@ def generate_to_files(
         "top_p": top_p,
         "steps": length,
         "primer": str(primer) if primer else None,
+        "condition": str(condition) if condition else None,
         "codec": model.codec.to_dict(),
         "family": model.family,
     }

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from cadenza.data import MusicDataModule
 from cadenza.data.augment import random_transpose
@@ -15,8 +16,9 @@ from cadenza.data.batch import Batch
 from cadenza.data.sources import BoulangerSource, MidiFolderSource
 from cadenza.errors import ConfigError
 from cadenza.io.midi import TrackNotes, build_midi, save_midi
-from cadenza.representations import EventCodec, PianoRollCodec
+from cadenza.representations import EventCodec, MultiTrackPianoRollCodec, PianoRollCodec
 from tests.fixtures.data import data_root
+from tests.helpers import compose_train
 
 ROLL = PianoRollCodec(steps_per_beat=4)
 
@@ -172,3 +174,79 @@ def test_jsb_datamodule_serves_the_benchmark(tmp_path: Path) -> None:
     assert batch.x.shape[0] == 8 and batch.x.shape[2] == 88
     # Every frame of a chorale has 0..4 voices sounding.
     assert int(batch.x.sum(-1).max()) <= 4
+
+
+def write_band(path: Path, seed: int) -> None:
+    """A distinct 3-track piece per seed: 8 + seed bars of a 4-note chord per half note, a
+    quarter-note line on top and a whole-note bass."""
+    rng = np.random.default_rng(seed)
+    bars = 8 + seed
+    chords, line, bass = [], [], []
+    for b in range(bars):
+        root = 48 + int(rng.integers(0, 12))
+        bass.append((2.0 * b, 2.0 * (b + 1), root - 12, 80))  # a bar is 2 s at 120 bpm
+        for h in range(2):
+            t = 2.0 * b + h
+            chords += [(t, t + 1.0, root + d, 70) for d in (0, 4, 7, 10)]
+        line += [(2.0 * b + 0.5 * q, 2.0 * b + 0.5 * (q + 1), 72 + int(rng.integers(0, 8)), 90)
+                 for q in range(4)]  # fmt: skip
+    parts = [("lead", line), ("chords", chords), ("bass", bass)]
+    tracks = [TrackNotes(0, False, name, np.array(rows, float)) for name, rows in parts]
+    save_midi(build_midi(tracks), path)
+
+
+def test_multitrack_pianoroll_windows_come_as_float_rolls(tmp_path: Path) -> None:
+    for i in range(8):
+        write_band(tmp_path / "band" / f"{i}.mid", seed=i)
+    codec = MultiTrackPianoRollCodec(["name:lead", "name:chords", "name:bass"], steps_per_beat=4)
+    L = 4 * codec.steps_per_bar  # 64 steps
+    dm = make_dm(
+        tmp_path / "band", tmp_path, codec=codec, window_bars=4, batch_size=4, transpose=[-5, 6]
+    )
+    train = dm.split("train")
+    assert train.data.dtype == np.uint8 and train.data.shape[1:] == (3, 84)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch.x.dtype == torch.float32 and batch.x.shape == (4, L, 3, 84)
+    assert batch.lengths.tolist() == [L] * 4
+    assert set(batch.x.unique().tolist()) == {0.0, 1.0}
+    # Every window has its 4 chord notes and one bass note sounding at every step.
+    assert (batch.x[:, :, 1].sum(-1) == 4).all() and (batch.x[:, :, 2].sum(-1) == 1).all()
+    # Validation: non-overlapping 4-bar windows, untouched; a partial window at the end is left
+    # out.
+    valid, windows = dm.split("valid"), dm.dataset("valid")
+    assert len(windows) == sum(len(valid.piece(i)) // L for i in range(len(valid))) > 0
+    for x, i in windows:
+        piece, start = (int(v) for v in windows.index[i])
+        assert x.dtype == torch.float32 and x.shape == (L, 3, 84) and start % L == 0
+        np.testing.assert_array_equal(x.numpy(), valid.piece(piece)[start : start + L])
+
+
+def test_window_bars_needs_a_windowing_codec(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="multitrack_pianoroll"):
+        MusicDataModule(MidiFolderSource(str(tmp_path)), ROLL, window_bars=4)
+
+
+@pytest.mark.parametrize(
+    ("data", "overrides", "source_type", "row"),
+    [
+        ("jsb_satb", ["representation.tracks=[index:0,index:1,index:2,index:3]",
+                      "representation.steps_per_beat=4", "representation.low_pitch=36",
+                      "representation.high_pitch=83", "representation.programs=[52,52,52,52]"],
+         "CoconetSource", (4, 48)),
+        ("pop909_multitrack", [], "MidiFolderSource", (3, 84)),
+    ],
+    ids=["jsb_satb", "pop909_multitrack"],
+)  # fmt: skip
+def test_multitrack_data_configs_build(
+    tmp_path: Path, data: str, overrides: list[str], source_type: str, row: tuple
+) -> None:
+    cfg = compose_train(
+        tmp_path,
+        [f"data={data}", "representation=multitrack_pianoroll", f"paths.data_dir={data_root()}"]
+        + overrides,
+    )
+    dm = instantiate(cfg.data)  # builds the source and codec only; nothing is prepared
+    assert type(dm.source).__name__ == source_type and dm.codec.row_shape == row
+    assert (dm.window_bars, dm.window_hop_bars, dm.max_rest_fraction) == (4, 1, 0.5)
+    assert dm.transpose == (-5, 6) and dm.batch_size == 32
+    assert dm.source.items()  # the data is where the config says

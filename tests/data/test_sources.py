@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cadenza.data.sources import BoulangerSource, MidiFolderSource, Music21Source
+from cadenza.data.sources import BoulangerSource, CoconetSource, MidiFolderSource, Music21Source
 from cadenza.errors import BadMidiError, CadenzaError
 from cadenza.io.midi import tracks_of
+from cadenza.representations import MultiTrackPianoRollCodec
 from tests.fixtures.data import data_root
 from tests.fixtures.midi_factory import SCALE, write_broken_folder, write_chords, write_scale
 
@@ -131,3 +132,58 @@ def test_music21_source_lists_and_loads_bach() -> None:
     pm = source.load(items[0])
     assert sum(len(t.notes) for t in tracks_of(pm)) > 20
     assert source.to_dict()["files"] == 2
+
+
+# --- Coconet's voice-separated JSB chorales --------------------------------------------------
+def test_coconet_lists_the_canonical_split_as_four_named_voices() -> None:
+    source = CoconetSource(root=str(data_root()))
+    items = source.items()
+    assert {s: sum(1 for i in items if i.split == s) for s in ("train", "valid", "test")} == {
+        "train": 229,
+        "valid": 76,
+        "test": 77,
+    }
+    assert items[0].key == "train/0" and items[-1].key == "test/76"
+    tracks = tracks_of(source.load(items[0]))
+    assert [(t.name, t.program, t.is_drum) for t in tracks] == [
+        (name, 52, False) for name in ("Soprano", "Alto", "Tenor", "Bass")
+    ]
+    assert source.to_dict()["bytes"] == 102808
+    assert pickle.loads(pickle.dumps(source)).load(items[0]) is not None  # workers get it
+
+
+@pytest.mark.parametrize("key", ["train/0", "valid/5", "test/76"])
+def test_coconet_roll_has_one_note_per_voice_and_matches_the_arrays(key: str) -> None:
+    source = CoconetSource(root=str(data_root()))
+    item = next(i for i in source.items() if i.key == key)
+    codec = MultiTrackPianoRollCodec(
+        tracks=[f"index:{k}" for k in range(4)], steps_per_beat=4, low_pitch=36, high_pitch=83
+    )
+    roll = codec.encode(source.load(item)).numpy()  # [T, 4, 48]
+    pitches = item.payload  # [T', 4] float32, NaN = silent
+    assert roll.shape[1:] == (4, 48) and roll.sum(axis=2).max() <= 1
+    # The roll ends with the last sounding step; trailing silence of every voice is not kept.
+    last = int(np.flatnonzero(~np.isnan(pitches).all(axis=1))[-1]) + 1
+    assert len(roll) == last
+    want = np.full((last, 4), -1)
+    sounding = ~np.isnan(pitches[:last])
+    want[sounding] = pitches[:last][sounding]
+    got = np.where(roll.any(axis=2), roll.argmax(axis=2) + 36, -1)
+    np.testing.assert_array_equal(got, want)
+    # Equal consecutive pitches are one held note: fewer notes than sounding steps.
+    notes = codec.notes(roll)
+    assert sum(map(len, notes)) < int(sounding.sum())
+    for voice in notes:
+        assert (voice[1:, 0] >= voice[:-1, 1]).all()  # one voice never overlaps itself
+
+
+def test_coconet_missing_or_altered_file_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(CadenzaError, match="CADENZA_DATA") as err:
+        CoconetSource(root=str(tmp_path)).items()
+    assert "Jsb16thSeparated.npz" in str(err.value) and "data.root" in str(err.value)
+    fake = tmp_path / "jsb-chorales" / "Jsb16thSeparated.npz"
+    fake.parent.mkdir()
+    np.savez(fake, train=np.zeros(3))
+    # Never unpickled: the digest is checked first.
+    with pytest.raises(CadenzaError, match="sha256"):
+        CoconetSource(root=str(tmp_path)).items()

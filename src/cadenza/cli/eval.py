@@ -1,6 +1,10 @@
 """cadenza-eval ckpt_path=... data=boulanger data.name=jsb split=test: NLL of a checkpoint.
 
 The codec comes from the checkpoint, so the data is encoded exactly as the model was trained.
+
+cadenza-eval mode=music generated=DIR reference=DIR [steps_per_beat=12] [out=...]: MuseGAN and
+MusPy statistics of both MIDI folders and the overlap / KL of their distributions, as a table
+and as JSON (`cadenza.metrics.music_eval`). No checkpoint and no torch needed.
 """
 
 from __future__ import annotations
@@ -15,8 +19,45 @@ from cadenza.cli import CONFIG_DIR, run_task
 from cadenza.errors import ConfigError
 from cadenza.training.config import instantiate, require
 
+DEFAULT_OUT = {"nll": "outputs/eval/eval.json", "music": "outputs/eval/music.json"}
 
-def evaluate(cfg: DictConfig) -> dict[str, float]:
+
+def evaluate(cfg: DictConfig) -> dict:
+    mode = cfg.get("mode", "nll")
+    if mode not in DEFAULT_OUT:
+        raise ConfigError(f"mode must be 'nll' or 'music', got {mode!r}")
+    if mode == "music":
+        return evaluate_music_cli(cfg)
+    return evaluate_nll(cfg)
+
+
+def evaluate_music_cli(cfg: DictConfig) -> dict:
+    from cadenza.metrics.music_eval import evaluate_music, format_table, write_report
+
+    steps_per_beat = cfg.get("steps_per_beat", 12)
+    if (
+        not isinstance(steps_per_beat, int)
+        or isinstance(steps_per_beat, bool)
+        or steps_per_beat < 1
+    ):
+        raise ConfigError(f"steps_per_beat must be a positive integer, got {steps_per_beat!r}")
+    report = evaluate_music(
+        cfg.get("generated"), cfg.get("reference"), steps_per_beat=steps_per_beat
+    )
+    print(format_table(report))
+    for item in report["skipped"]:
+        print(f"skipped ({item['set']}): {item['path']}: {item['reason']}")
+    out = write_report(report, cfg.get("out") or DEFAULT_OUT["music"])
+    print(f"wrote {out}")
+    return report
+
+
+def evaluate_nll(cfg: DictConfig) -> dict[str, float]:
+    if cfg.get("ckpt_path") is None:
+        raise ConfigError(
+            "ckpt_path must be set: add `ckpt_path=...` to the command line "
+            "(mode=nll, the default, evaluates a checkpoint; mode=music compares MIDI folders)"
+        )
     import pytorch_lightning as pl
 
     from cadenza.models import GenerativeModule
@@ -40,7 +81,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     )
     run = trainer.test if split == "test" else trainer.validate
     metrics = {k: float(v) for k, v in run(model, datamodule=datamodule, verbose=False)[0].items()}
-    out = Path(cfg.out)
+    out = Path(cfg.get("out") or DEFAULT_OUT["nll"])
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {"ckpt_path": str(cfg.ckpt_path), "split": split, "metrics": metrics}
     out.write_text(json.dumps(report, indent=2))

@@ -3,7 +3,9 @@
 mode=prior (every family): n new pieces; temperature / top_k / top_p / seed / steps|bars /
 primer (lstm); attribute=density:+1.5 (vae) shifts every code along an attribute vector.
 mode=reconstruct input=a.mid (vae): the first window of a.mid through the latent and back.
-mode=interpolate a=x.mid b=y.mid steps=8 (vae): the latent path as MIDI files + one sheet.
+mode=interpolate a=x.mid b=y.mid steps=8 (vae): the latent path as MIDI files + one sheet;
+  on a gan (no encoder), steps=8 phrases on the path between two random latents (seed).
+condition=melody.mid (track-conditional gan): accompaniment for the melody, one track each.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ def sample(cfg: DictConfig) -> list[str]:
         n = controls["n"] if controls["temperature"] is not None else 1
         paths = explore.reconstruct_to_files(
             model, path, n=n, temperature=controls["temperature"], attribute=attribute, **common
+        )
+    elif mode == "interpolate" and model.family == "gan":
+        paths = explore.latent_walk_to_files(
+            model, steps=controls["steps"] or 8, temperature=controls["temperature"], **common
         )
     elif mode == "interpolate":
         a = inputs["a"] or _missing("a", "mode=interpolate a=x.mid b=y.mid steps=8")

@@ -60,7 +60,8 @@ def _transpose_range(value: Any) -> tuple[int, int] | None:
 
 
 class MusicDataModule(pl.LightningDataModule):
-    """Batches of encoded pieces (`Batch`: x [B, T, D] frames or [B, T] tokens, lengths [B])."""
+    """Batches of encoded pieces (`Batch`: x [B, T, D] frames or [B, T] tokens, lengths [B];
+    a multi-track codec adds its track axes, e.g. rolls [B, T, K, P])."""
 
     def __init__(
         self,
@@ -117,7 +118,8 @@ class MusicDataModule(pl.LightningDataModule):
         if self.window_bars is not None and not hasattr(codec, "window_starts"):
             raise ConfigError(
                 f"data.window_bars needs a codec that cuts bar windows (melody, "
-                f"multitrack_melody); {codec.name} does not: set data.window_bars=null"
+                f"multitrack_melody, multitrack_pianoroll); {codec.name} does not: set "
+                f"data.window_bars=null"
             )
         self.root = root  # only for messages: sources already hold their own paths
         self._prepared: PreparedData | None = None

@@ -65,9 +65,10 @@ class PieceDataset(Dataset):
 class WindowDataset(Dataset):
     """Fixed-length, bar-aligned windows of every piece (a VAE's training examples).
 
-    Built from the codec's `window_starts` / `cut_window` (MelodyCodec, MultiTrackMelodyCodec):
-    item i -> (window [L] or [L, K] long, i). Only (piece, start) pairs are kept, so a corpus
-    with 10^5 windows costs a few MB. Training adds the random transpose of `PieceDataset`.
+    Built from the codec's `window_starts` / `cut_window` (MelodyCodec, MultiTrackMelodyCodec,
+    MultiTrackPianoRollCodec): item i -> (window, i), tokens [L] or [L, K] long or frames
+    [L, K, P] float32. Only (piece, start) pairs are kept, so a corpus with 10^5 windows costs a
+    few MB. Training adds the random transpose of `PieceDataset`.
     """
 
     def __init__(
@@ -104,12 +105,14 @@ class WindowDataset(Dataset):
         if self.training and self.transpose is not None:
             rng = item_rng()
             x = random_transpose(self.codec, x, *self.transpose, rng)
-        return torch.from_numpy(np.array(x).astype(np.int64)), i
+        # A new array either way (astype copies), so the read-only memmap is never handed out.
+        dtype = np.float32 if self.codec.kind == "frames" else np.int64
+        return torch.from_numpy(np.asarray(x).astype(dtype)), i
 
 
 def collate(items: Sequence[tuple[torch.Tensor, int]], kind: str) -> Batch:
-    """Pad to the longest item with 0: frames -> x [B, T, D] float32, tokens -> x [B, T] long
-    (multi-track tokens [B, T, K])."""
+    """Pad to the longest item with 0: frames -> x [B, T, D] float32 (multi-track rolls
+    [B, T, K, P]), tokens -> x [B, T] long (multi-track tokens [B, T, K])."""
     if not items:
         raise ValueError("collate needs at least one item")
     lengths = torch.tensor([len(x) for x, _ in items], dtype=torch.long)

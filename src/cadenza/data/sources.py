@@ -1,4 +1,5 @@
-"""Where pieces come from: a folder of MIDI files, music21's corpus, or the Boulanger benchmarks.
+"""Where pieces come from: a folder of MIDI files, music21's corpus, the Boulanger benchmarks,
+or Coconet's voice-separated JSB chorales.
 
 A Source lists its pieces cheaply (`items()`) and parses one on demand (`load(item)`), so
 `prepare` can fan the parsing out to worker processes. Sources and their items are pickled to
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import re
@@ -18,6 +20,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from cadenza.errors import CadenzaError
 from cadenza.paths import data_root
@@ -259,3 +263,93 @@ class BoulangerSource(Source):
 
     def describe(self) -> str:
         return f"Boulanger '{self.dataset}' ({self.path})"
+
+
+COCONET_FOLDER = "jsb-chorales"
+COCONET_FILE = "Jsb16thSeparated.npz"
+# The published file's digest (jsb-chorales/DATASET.md). Its arrays are pickled objects, and
+# unpickling runs code, so a file that differs is refused before it is ever unpickled.
+COCONET_SHA256 = "2adcdf0d57880c3763f104555072285fe7f9e3d6049fcc4b9830557b8d4a7820"
+COCONET_VOICES = ("Soprano", "Alto", "Tenor", "Bass")
+COCONET_PROGRAM = 52  # General MIDI choir aahs
+COCONET_STEPS_PER_BEAT = 4  # 16th notes
+COCONET_TEMPO = 120.0
+
+
+class CoconetSource(Source):
+    """The 382 JSB chorales as Coconet's voice-separated arrays (Huang et al. 2017), with the
+    Boulanger-Lewandowski train/valid/test split (229/76/77).
+
+    Each piece is [T, 4] pitches (soprano, alto, tenor, bass) on a 16th-note grid, NaN where a
+    voice is silent. It is rebuilt as four instruments named Soprano, Alto, Tenor, Bass
+    (program 52) at 120 bpm, 4 steps per quarter note, so a multi-track codec with
+    tracks index:0..3 at 4 steps per beat gives back one voice per track. The arrays cannot
+    tell a repeated note from a held one: consecutive equal pitches become one held note.
+    """
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.name = "jsb-satb"
+        base = Path(root).expanduser().resolve() if root is not None else data_root()
+        self.path = base / COCONET_FOLDER / COCONET_FILE
+        self.seconds_per_step = 60.0 / COCONET_TEMPO / COCONET_STEPS_PER_BEAT
+
+    def _check_file(self) -> None:
+        if not self.path.is_file():
+            raise CadenzaError(
+                f"Coconet JSB file {self.path} is missing. Set CADENZA_DATA (or data.root) to "
+                f"the folder that holds {COCONET_FOLDER}/{COCONET_FILE}."
+            )
+
+    def items(self) -> list[SourceItem]:
+        self._check_file()
+        data = self.path.read_bytes()  # hash and parse the same bytes: no swap in between
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != COCONET_SHA256:
+            raise CadenzaError(
+                f"{self.path} has sha256 {digest}, not the published {COCONET_SHA256}; "
+                f"refusing to unpickle it (pickled arrays can run code). Replace it with the "
+                f"original file (see {COCONET_FOLDER}/DATASET.md)."
+            )
+        arrays = np.load(io.BytesIO(data), allow_pickle=True, encoding="latin1")
+        # The piece travels as its payload ([T, 4] float32, NaN = silent), as in Boulanger.
+        return [
+            SourceItem(key=f"{split}/{i}", split=split, payload=np.asarray(piece, np.float32))
+            for split in ("train", "valid", "test")
+            for i, piece in enumerate(arrays[split])
+        ]
+
+    def load(self, item: SourceItem) -> Any:
+        from cadenza.io.midi import TrackNotes, build_midi
+
+        piece = np.asarray(item.payload, dtype=np.float32).reshape(-1, len(COCONET_VOICES))
+        pitches = np.where(np.isnan(piece), -1, piece).astype(np.int64)  # [T, 4], -1 = silent
+        tracks = []
+        for v, name in enumerate(COCONET_VOICES):
+            p = pitches[:, v]
+            # A run of one pitch (or of silence) starts wherever the value changes.
+            starts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])
+            ends = np.r_[starts[1:], len(p)]
+            keep = p[starts] >= 0
+            s, e = starts[keep], ends[keep]
+            notes = np.stack(
+                [s * self.seconds_per_step, e * self.seconds_per_step, p[s], np.full(len(s), 80)],
+                axis=1,
+            ).astype(np.float64)
+            tracks.append(TrackNotes(COCONET_PROGRAM, False, name, notes))
+        return build_midi(tracks, tempo=COCONET_TEMPO)
+
+    def to_dict(self) -> dict[str, Any]:
+        self._check_file()
+        st = self.path.stat()
+        return {
+            "type": "coconet",
+            "file": str(self.path),
+            "bytes": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "steps_per_beat": COCONET_STEPS_PER_BEAT,
+            "tempo": COCONET_TEMPO,
+            "program": COCONET_PROGRAM,
+        }
+
+    def describe(self) -> str:
+        return f"Coconet JSB chorales ({self.path})"

@@ -6,6 +6,14 @@ from cadenza.representations.base import Codec
 from cadenza.representations.events import EventCodec
 from cadenza.representations.melody import MelodyCodec
 from cadenza.representations.multitrack import MultiTrackMelodyCodec
+from cadenza.representations.multitrack_pianoroll import MultiTrackPianoRollCodec
 from cadenza.representations.pianoroll import PianoRollCodec
 
-__all__ = ["Codec", "EventCodec", "MelodyCodec", "MultiTrackMelodyCodec", "PianoRollCodec"]
+__all__ = [
+    "Codec",
+    "EventCodec",
+    "MelodyCodec",
+    "MultiTrackMelodyCodec",
+    "MultiTrackPianoRollCodec",
+    "PianoRollCodec",
+]

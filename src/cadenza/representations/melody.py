@@ -85,17 +85,7 @@ class MelodyCodec(Codec):
     def quantize(self, midi: Any) -> np.ndarray:
         """int64 [N, 3] (on_step, off_step, pitch) of the chosen instrument's notes, folded into
         range (notes no octave can hold are dropped). A note covers [on, max(off, on + 1))."""
-        pitched = tracks_of(midi, include_drums=False)
-        mode, n = self._select
-        if mode == "top":
-            chosen = [t.notes for t in pitched]
-        elif mode == "program":
-            chosen = [t.notes for t in pitched if t.program == n][:1]
-        elif mode == "name":
-            chosen = [t.notes for t in pitched if t.name.strip().casefold() == n][:1]
-        else:
-            chosen = [pitched[n].notes] if n < len(pitched) else []
-        notes = np.concatenate(chosen) if chosen else np.zeros((0, 4))
+        notes = select_notes(midi, self._select)
         pitch = self.fold(notes[:, 2])
         notes, pitch = notes[pitch >= 0], pitch[pitch >= 0]
         # floor(x + 0.5), not np.round: half-steps always go up, as in PianoRollCodec.
@@ -266,6 +256,27 @@ def cut_window(tokens: np.ndarray, start: int, length: int) -> np.ndarray:
             k -= 1
         win[0] = tokens[k] if tokens[k] >= FIRST_NOTE else REST
     return win
+
+
+def select_notes(midi: Any, selection: tuple[str, int | str], drums: bool = False) -> np.ndarray:
+    """float64 [N, 4] notes of the instrument(s) a parsed selection picks (see
+    `_parse_instrument`); empty when the file has no such instrument.
+
+    Only drum instruments are candidates when `drums`, only pitched ones otherwise, so
+    "index:0" of a drum track is the first drum kit (MultiTrackPianoRollCodec's drum tracks).
+    "top" returns every candidate's notes: the caller takes the skyline."""
+    candidates = [t for t in tracks_of(midi) if t.is_drum == drums]
+    mode, n = selection
+    if mode == "top":
+        chosen = [t.notes for t in candidates]
+    elif mode == "program":
+        chosen = [t.notes for t in candidates if t.program == n][:1]
+    elif mode == "name":
+        chosen = [t.notes for t in candidates if t.name.strip().casefold() == n][:1]
+    else:
+        k = int(n)
+        chosen = [candidates[k].notes] if k < len(candidates) else []
+    return np.concatenate(chosen) if chosen else np.zeros((0, 4))
 
 
 def _parse_instrument(

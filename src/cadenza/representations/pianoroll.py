@@ -67,14 +67,10 @@ class PianoRollCodec(Codec):
             groups = [np.concatenate([t.notes for t in pitched])] if pitched else []
         else:
             groups = [t.notes for t in pitched[: self.n_tracks]]
-        blocks = []
-        for notes in groups:
-            notes = notes[(notes[:, 2] >= self.low_pitch) & (notes[:, 2] <= self.high_pitch)]
-            # floor(x + 0.5), not np.round: half-steps always go up, never to the even neighbour.
-            on = np.floor(time_to_beats(midi, notes[:, 0]) * self.steps_per_beat + 0.5)
-            off = np.floor(time_to_beats(midi, notes[:, 1]) * self.steps_per_beat + 0.5)
-            off = np.maximum(off, on + 1)
-            blocks.append(np.stack([on, off, notes[:, 2]], axis=1).astype(np.int64))
+        blocks = [
+            quantize_notes(midi, notes, self.steps_per_beat, self.low_pitch, self.high_pitch)
+            for notes in groups
+        ]
         blocks += [np.zeros((0, 3), np.int64)] * (self.n_tracks - len(blocks))
         return blocks
 
@@ -101,19 +97,7 @@ class PianoRollCodec(Codec):
         Values > 0.5 count as on, so probabilities from a model decode too.
         """
         arr = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
-        roll = arr.reshape(len(arr), self.n_tracks, self.n_pitches) > 0.5
-        padded = np.zeros((len(roll) + 2, self.n_tracks, self.n_pitches), dtype=np.int8)
-        padded[1:-1] = roll
-        edges = np.diff(padded, axis=0)  # +1 where a run starts, -1 one past where it ends
-        out = []
-        for k in range(self.n_tracks):
-            st, sp = np.nonzero(edges[:, k] == 1)
-            en, ep = np.nonzero(edges[:, k] == -1)
-            # Sorting by (pitch, step) pairs each start with its own end.
-            s_order, e_order = np.lexsort((st, sp)), np.lexsort((en, ep))
-            runs = np.stack([st[s_order], en[e_order], sp[s_order] + self.low_pitch], axis=1)
-            out.append(runs[np.lexsort((runs[:, 2], runs[:, 0]))].astype(np.int64))
-        return out
+        return roll_runs(arr.reshape(len(arr), self.n_tracks, self.n_pitches) > 0.5, self.low_pitch)
 
     def decode(self, x: torch.Tensor) -> Any:
         """[T, D] frames -> PrettyMIDI at `tempo`, one instrument per block (empty ones kept)."""
@@ -160,6 +144,41 @@ class PianoRollCodec(Codec):
             "program": self.program,
             "max_steps": self.max_steps,
         }
+
+
+def quantize_notes(
+    midi: Any, notes: np.ndarray, steps_per_beat: int, low_pitch: int, high_pitch: int
+) -> np.ndarray:
+    """Notes [N, 4] in seconds -> int64 [M, 3] (on_step, off_step, pitch) of those within
+    low_pitch..high_pitch (the rest are dropped, not folded).
+
+    on = round(beat * steps_per_beat); a note covers [on, max(off, on + 1)), so a note shorter
+    than a step still sounds for one.
+    """
+    notes = notes[(notes[:, 2] >= low_pitch) & (notes[:, 2] <= high_pitch)]
+    # floor(x + 0.5), not np.round: half-steps always go up, never to the even neighbour.
+    on = np.floor(time_to_beats(midi, notes[:, 0]) * steps_per_beat + 0.5)
+    off = np.floor(time_to_beats(midi, notes[:, 1]) * steps_per_beat + 0.5)
+    off = np.maximum(off, on + 1)
+    return np.stack([on, off, notes[:, 2]], axis=1).astype(np.int64).reshape(-1, 3)
+
+
+def roll_runs(roll: np.ndarray, low_pitch: int) -> list[np.ndarray]:
+    """Bool roll [T, K, P] -> per track k, int64 [N, 3] (on_step, off_step, pitch) of its runs
+    of active steps, sorted by onset then pitch."""
+    T, K, P = roll.shape
+    padded = np.zeros((T + 2, K, P), dtype=np.int8)
+    padded[1:-1] = roll
+    edges = np.diff(padded, axis=0)  # +1 where a run starts, -1 one past where it ends
+    out = []
+    for k in range(K):
+        st, sp = np.nonzero(edges[:, k] == 1)
+        en, ep = np.nonzero(edges[:, k] == -1)
+        # Sorting by (pitch, step) pairs each start with its own end.
+        s_order, e_order = np.lexsort((st, sp)), np.lexsort((en, ep))
+        runs = np.stack([st[s_order], en[e_order], sp[s_order] + low_pitch], axis=1)
+        out.append(runs[np.lexsort((runs[:, 2], runs[:, 0]))].astype(np.int64))
+    return out
 
 
 def _parse_tracks(tracks: str) -> int:

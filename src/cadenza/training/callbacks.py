@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 
 
 class SeenDataRecorder(pl.Callback):
@@ -38,3 +39,46 @@ class SeenDataRecorder(pl.Callback):
             "seen": self.seen,
         }
         (self.out_dir / f"seen_rank{rank}.json").write_text(json.dumps(out))
+
+
+class PianoRollGrid(pl.Callback):
+    """After every validation epoch, a sheet of `n` sampled piano rolls (same seed each epoch,
+    so the sheets show how the same latents evolve): `<log dir>/pianorolls/epochNNN.png`, and
+    to every logger that takes images (wandb's `log_image`, TensorBoard's `add_image`)."""
+
+    def __init__(self, n: int = 8, seed: int = 0, bars: float = 4) -> None:
+        self.n, self.seed, self.bars = int(n), int(seed), float(bars)
+        self.written: list[Path] = []
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.n < 1:
+            return
+        # log_dir is a collective (rank 0 broadcasts it): every rank asks, then only rank 0 draws.
+        log_dir = trainer.log_dir or trainer.default_root_dir
+        if not trainer.is_global_zero:
+            return
+        if getattr(pl_module, "conditional", False):
+            return  # needs a condition track to play against; val samples are in the metrics
+        import numpy as np
+
+        from cadenza.viz import save_pianoroll_sheet
+
+        # Families with a fixed length (a VAE window, a GAN phrase) write that; others `bars`.
+        fixed = getattr(pl_module, "window_steps", None) or getattr(pl_module, "phrase_steps", None)
+        max_len = None if fixed else pl_module.codec.steps_for_bars(self.bars)
+        g = torch.Generator().manual_seed(self.seed)
+        pms = pl_module.generate(self.n, max_len=max_len, generator=g)
+        epoch = trainer.current_epoch
+        out = Path(log_dir) / "pianorolls"
+        path = save_pianoroll_sheet(pms, out / f"epoch{epoch:03d}.png",
+                                    [f"epoch {epoch} #{i}" for i in range(len(pms))])  # fmt: skip
+        self.written.append(path)
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):
+                step = trainer.global_step
+                logger.log_image(key="samples/pianorolls", images=[str(path)], step=step)
+            elif hasattr(getattr(logger, "experiment", None), "add_image"):
+                from matplotlib.image import imread
+
+                img = (imread(path)[..., :3] * 255).astype(np.uint8)
+                logger.experiment.add_image("samples/pianorolls", img, epoch, dataformats="HWC")

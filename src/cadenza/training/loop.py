@@ -87,9 +87,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         source = result.get("best_ckpt") or result.get("last_ckpt")
         sampler = GenerativeModule.load(source) if source else model.cpu()
         sample_cfg = OmegaConf.to_container(cfg.sample, resolve=True)
+        if getattr(sampler, "conditional", False) and not sample_cfg.get("condition"):
+            # Nothing to accompany was given: accompany the first held-out phrase's melody.
+            sample_cfg["condition"] = str(_held_out_phrase(datamodule, sampler, sample_cfg))
         result["samples"] = [str(p) for p in generate_to_files(sampler, **sample_cfg)]
         log.info("wrote %d samples to %s", n_samples, sample_cfg["out_dir"])
     return result
+
+
+def _held_out_phrase(datamodule: Any, model: Any, sample_cfg: dict) -> Path:
+    """The first validation window as `<out_dir>/condition/phrase.mid` (all its real tracks)."""
+    from cadenza.io.midi import save_midi
+
+    window, _ = datamodule.dataset("valid", training=False)[0]
+    out = Path(sample_cfg["out_dir"]) / "condition" / "phrase.mid"
+    return save_midi(model.codec.decode(window), out)
 
 
 def _params(model: pl.LightningModule) -> int:

@@ -1,0 +1,196 @@
+"""The gan family: network shapes, the penalties, a real training run whose losses move,
+sampling (phrases, conditional, latent walk), checkpoint resume with both optimizers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cadenza.errors import ConfigError
+from cadenza.models import GANModule, GenerativeModule
+from cadenza.models.components.gan_nets import MODES, Discriminator, Generator, gradient_penalty
+from tests.models.gan_fixtures import fit, pop909_codec, pop909_phrases, small_gan
+
+K, N, S, P = 3, 4, 48, 84
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("conditional", [False, True])
+def test_generator_and_critic_shapes(mode: str, conditional: bool) -> None:
+    g = Generator(K, N, S, P, latent_size=8, mode=mode, hidden=16, conditional=conditional)
+    latents = {k: torch.randn(5, *s) for k, s in g.latent_sizes().items()}
+    cond = torch.rand(5, N, S, P) if conditional else None
+    x = g(latents, cond).detach()
+    assert x.shape == (5, K, N, S, P)
+    assert float(x.min()) >= 0 and float(x.max()) <= 1
+    assert Discriminator(K, N, S, P, hidden=16)(x).shape == (5,)
+
+
+def test_latent_kinds_follow_musegan_modes() -> None:
+    kinds = {m: set(Generator(K, N, S, P, 8, m, 16).latent_sizes()) for m in MODES}
+    assert kinds["composer"] == {"shared", "shared_time"}
+    assert kinds["jamming"] == {"private", "private_time"}
+    assert kinds["hybrid"] == kinds["composer"] | kinds["jamming"]
+
+
+def test_jamming_tracks_are_independent_networks() -> None:
+    """Jamming: changing track 0's private latents changes track 0 only."""
+    g = Generator(K, N, S, P, 8, "jamming", 16).eval()
+    z = {k: torch.randn(2, *s) for k, s in g.latent_sizes().items()}
+    z2 = {k: v.clone() for k, v in z.items()}
+    z2["private"][:, 0] += 1.0
+    a, b = g(z), g(z2)
+    assert not torch.allclose(a[:, 0], b[:, 0])
+    assert torch.allclose(a[:, 1:], b[:, 1:])
+
+
+class LinearCritic(nn.Module):
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = nn.Parameter(w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.flatten(1) * self.w).sum(1)
+
+
+def test_gradient_penalty_matches_hand_value_and_is_finite() -> None:
+    # A linear critic's gradient is w everywhere: GP = (||w|| - 1)^2; ||(3, 4)|| = 5 -> 16.
+    critic = LinearCritic(torch.tensor([3.0, 4.0]))
+    real, fake = torch.rand(6, 2), torch.rand(6, 2)
+    assert gradient_penalty(critic, real, fake).item() == pytest.approx(16.0)
+    d = Discriminator(K, N, S, P, hidden=16)
+    gp = gradient_penalty(d, torch.rand(4, K, N, S, P), torch.rand(4, K, N, S, P))
+    assert torch.isfinite(gp) and gp >= 0
+    gp.backward()  # differentiable w.r.t. the critic's weights
+    assert all(torch.isfinite(p.grad).all() for p in d.parameters() if p.grad is not None)
+
+
+def test_bad_config_values_name_the_key() -> None:
+    codec = pop909_codec()
+    with pytest.raises(ConfigError, match="model.mode"):
+        small_gan(codec, mode="duet")
+    with pytest.raises(ConfigError, match="model.objective"):
+        small_gan(codec, objective="hinge")
+    with pytest.raises(ConfigError, match="model.condition_track"):
+        small_gan(codec, condition_track="name:DRUMS")
+    with pytest.raises(ConfigError, match="steps_per_beat"):
+        small_gan(pop909_codec(steps_per_beat=3))
+    odd = type(codec)(tracks=["index:0"], steps_per_beat=4, low_pitch=24, high_pitch=100)
+    with pytest.raises(ConfigError, match="whole octaves"):
+        small_gan(odd)
+
+
+@pytest.fixture(scope="module")
+def phrases() -> np.ndarray:
+    return pop909_phrases(pop909_codec(), songs=3)
+
+
+@pytest.mark.parametrize("objective", ["r1", "wgan_gp"])
+def test_training_on_real_phrases_moves_both_networks(
+    objective: str, phrases: np.ndarray, tmp_path: Path
+) -> None:
+    torch.manual_seed(0)
+    model = small_gan(pop909_codec(), objective=objective, n_critic=2, r1_every=2)
+    g0 = [p.detach().clone() for p in model.generator.parameters()]
+    d0 = [p.detach().clone() for p in model.critic.parameters()]
+    ema0 = [p.detach().clone() for p in model.ema.parameters()]
+    losses: list[float] = []
+
+    import pytorch_lightning as pl
+
+    class LossRecorder(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *_):  # noqa: ANN001
+            losses.append(float(trainer.callback_metrics["train/critic_loss"]))
+
+    fit(model, phrases, tmp_path, steps=24, callbacks=[LossRecorder()])
+    assert len(losses) >= 8 and all(np.isfinite(losses))
+    assert max(losses) - min(losses) > 1e-3  # the critic loss moves
+    assert any(not torch.equal(a, b) for a, b in zip(g0, model.generator.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(d0, model.critic.parameters()))
+    # The EMA follows the generator slowly: it moved, but is not the generator.
+    ema = list(model.ema.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(ema0, ema))
+    assert any(not torch.equal(a, b) for a, b in zip(ema, model.generator.parameters()))
+    assert not any(p.requires_grad for p in model.ema.parameters())
+
+
+def test_resume_restores_both_optimizers_and_the_ema(phrases: np.ndarray, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = small_gan(pop909_codec())
+    trainer = fit(model, phrases, tmp_path, steps=8)
+    ckpt = tmp_path / "run.ckpt"
+    trainer.save_checkpoint(ckpt)
+    saved = torch.load(ckpt, weights_only=True)
+    assert len(saved["optimizer_states"]) == 2
+    assert any(k.startswith("ema.") for k in saved["state_dict"])
+
+    resumed = small_gan(pop909_codec())
+    seen: dict[str, object] = {}
+
+    import pytorch_lightning as pl
+
+    class Peek(pl.Callback):
+        def on_train_start(self, trainer, pl_module):  # noqa: ANN001
+            opt_g, opt_d = (o.optimizer for o in pl_module.optimizers())
+            seen["g_steps"] = [s["step"].item() for s in opt_g.state.values()][:1]
+            seen["d_steps"] = [s["step"].item() for s in opt_d.state.values()][:1]
+            seen["critic_steps"] = pl_module._critic_steps
+            seen["ema"] = [p.detach().clone() for p in pl_module.ema.parameters()]
+
+    fit(resumed, phrases, tmp_path, steps=10, callbacks=[Peek()], ckpt_path=str(ckpt))
+    g_state, d_state = (s["state"] for s in saved["optimizer_states"])
+    assert seen["d_steps"] == [next(iter(d_state.values()))["step"].item()]
+    assert seen["g_steps"] == [next(iter(g_state.values()))["step"].item()]
+    assert seen["critic_steps"] == model._critic_steps > 0
+    for a, b in zip(seen["ema"], model.ema.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_loads_weights_only_and_samples(phrases: np.ndarray, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = small_gan(pop909_codec())
+    trainer = fit(model, phrases, tmp_path, steps=4)
+    trainer.save_checkpoint(tmp_path / "g.ckpt")
+    loaded = GenerativeModule.load(tmp_path / "g.ckpt")
+    assert isinstance(loaded, GANModule)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    a, b = model.eval().sample(2, generator=g1), loaded.sample(2, generator=g2)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_sampling_lengths_phrases_and_controls() -> None:
+    torch.manual_seed(0)
+    model = small_gan(pop909_codec()).eval()
+    L = model.phrase_steps
+    assert L == 4 * 16
+    one = model.sample(3, generator=torch.Generator().manual_seed(0))
+    assert len(one) == 3 and one[0].shape == (L, 3, 84)
+    assert set(torch.unique(one[0]).tolist()) <= {0.0, 1.0}
+    # 6 bars: two phrases, cut; the time-independent latents are the piece's, shared.
+    long = model.sample(2, max_len=6 * 16, generator=torch.Generator().manual_seed(0))
+    assert long[0].shape == (96, 3, 84)
+    midi = model.codec.decode(long[0])
+    assert len(midi.instruments) == 3  # one instrument per track
+    with pytest.raises(ConfigError, match="top_k"):
+        model.sample(1, top_k=5)
+    with pytest.raises(ConfigError, match="condition"):
+        model.sample(1, condition=torch.zeros(L, 84))
+    path = model.interpolation_latents(5, torch.Generator().manual_seed(1))
+    walk = model.sample(1, latents=path)
+    assert len(path) == 5 and walk[0].shape == (5 * L, 3, 84)
+
+
+def test_conditional_gan_keeps_the_melody(phrases: np.ndarray) -> None:
+    torch.manual_seed(0)
+    model = small_gan(pop909_codec(), condition_track="name:MELODY").eval()
+    assert model.hparams.condition_track == 0 and model.conditional
+    melody = torch.from_numpy(phrases[0][:, 0])  # [T, P] the real melody of one phrase
+    out = model.sample(2, condition=melody, generator=torch.Generator().manual_seed(0))
+    assert out[0].shape == (model.phrase_steps, 3, 84)
+    assert torch.equal(out[0][:, 0], melody) and torch.equal(out[1][:, 0], melody)
+    with pytest.raises(ConfigError, match="condition=melody.mid"):
+        model.sample(1)
