@@ -28,12 +28,7 @@ import argparse
 import json
 import math
 import os
-import platform
-import subprocess
-import sys
 import tempfile
-import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +42,9 @@ from cadenza.metrics.music_sets import set_metrics
 from cadenza.models import GANModule, GenerativeModule
 from cadenza.models.gan import TOLERANCE, stat_gap
 from cadenza.paths import data_root
+from cli_runs import max_time, provenance, run_train
 
 RESULTS = Path(__file__).parent / "results" / "gan_metrics.json"
-BIN = Path(sys.executable).parent
 
 # dataset -> (experiment, default minutes of training on this 2-core CPU)
 DATASETS = {"pop909": ("pop909_gan", 30.0), "jsb": ("jsb_gan", 15.0)}
@@ -65,26 +60,19 @@ MUSEGAN_QN = {"real": [0.82, 0.90], "musegan_models": [0.45, 0.70]}
 
 def train(dataset: str, minutes: float, root: Path, extra: list[str]) -> tuple[Path, str, float]:
     experiment = DATASETS[dataset][0]
-    hms = time.strftime("%H:%M:%S", time.gmtime(minutes * 60))
     args = [
-        f"experiment={experiment}", f"name={dataset}_bench", f"trainer.max_time=00:{hms}",
+        f"experiment={experiment}", f"name={dataset}_bench",
+        f"trainer.max_time={max_time(minutes)}",
         "trainer.enable_progress_bar=false", "test=false", "sample.n=0", "logger=csv",
         f"paths.root_dir={root}", *extra,
     ]  # fmt: skip
     command = "cadenza-train " + " ".join(args[:3] + extra)
     print(f"[{dataset}] {command}", flush=True)
-    started = time.perf_counter()
-    log = root / f"{dataset}.log"
-    with log.open("w") as f:
-        done = subprocess.run(
-            [str(BIN / "cadenza-train"), *args], stdout=f, stderr=subprocess.STDOUT
-        )
-    if done.returncode != 0:
-        sys.exit(f"training {dataset} failed; see {log}:\n" + log.read_text()[-3000:])
+    seconds = run_train(dataset, args, root / f"{dataset}.log")
     folder = root / "checkpoints" / f"{dataset}_bench"
     best = sorted(folder.glob("epoch*.ckpt"))  # save_top_k=1 on val/stat_gap
     ckpt = best[0] if best else folder / "latest.ckpt"
-    return ckpt, command, time.perf_counter() - started
+    return ckpt, command, seconds
 
 
 def real_phrases(dataset: str, model: GANModule) -> np.ndarray:
@@ -170,12 +158,7 @@ def main() -> None:
                 minutes = args.minutes or DATASETS[dataset][1]
                 ckpt, command, seconds = train(dataset, minutes, root, args.overrides)
             entry = evaluate(dataset, ckpt, args.phrases)
-            entry.update(
-                train_seconds=round(seconds, 1), command=command,
-                machine=f"{platform.processor() or platform.machine()}, "
-                f"{os.cpu_count()} cores, torch {torch.__version__}, CPU",
-                date=str(date.today()),
-            )  # fmt: skip
+            entry.update(provenance(command, seconds))
             results[dataset] = entry
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             RESULTS.write_text(json.dumps(results, indent=1))

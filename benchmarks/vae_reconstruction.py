@@ -27,12 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
-import sys
 import tempfile
-import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +39,9 @@ from cadenza.data.sources import MidiFolderSource
 from cadenza.metrics.attributes import ATTRIBUTES, attribute_table
 from cadenza.models import GenerativeModule, VAEModule
 from cadenza.paths import data_root
+from cli_runs import max_time, provenance, run_train
 
 RESULTS = Path(__file__).parent / "results" / "vae_reconstruction.json"
-BIN = Path(sys.executable).parent
 
 # config -> (experiment, decoder, default minutes of training on this 2-core CPU)
 CONFIGS = {
@@ -66,23 +61,15 @@ PAIRS, PATH_STEPS = 64, 9
 
 def train(config: str, minutes: float, root: Path, extra: list[str]) -> tuple[Path, str, float]:
     experiment, decoder, _ = CONFIGS[config]
-    hms = time.strftime("%H:%M:%S", time.gmtime(minutes * 60))
     args = [
         f"experiment={experiment}", f"model.decoder={decoder}", f"name={config}",
-        f"trainer.max_time=00:{hms}", "trainer.enable_progress_bar=false", "test=false",
+        f"trainer.max_time={max_time(minutes)}", "trainer.enable_progress_bar=false", "test=false",
         "sample.n=0", "logger=csv", f"paths.root_dir={root}", *extra,
     ]  # fmt: skip
     command = "cadenza-train " + " ".join(args[:4] + args[4:5] + extra)
     print(f"[{config}] {command}", flush=True)
-    started = time.perf_counter()
-    log = root / f"{config}.log"
-    with log.open("w") as f:
-        done = subprocess.run(
-            [str(BIN / "cadenza-train"), *args], stdout=f, stderr=subprocess.STDOUT
-        )
-    if done.returncode != 0:
-        sys.exit(f"training {config} failed; see {log}:\n" + log.read_text()[-3000:])
-    return root / "checkpoints" / config / "latest.ckpt", command, time.perf_counter() - started
+    seconds = run_train(config, args, root / f"{config}.log")
+    return root / "checkpoints" / config / "latest.ckpt", command, seconds
 
 
 def test_windows(model: VAEModule, batch_size: int = 128) -> tuple[MusicDataModule, torch.Tensor]:
@@ -170,12 +157,7 @@ def main() -> None:
             minutes = args.minutes or CONFIGS[config][2]
             ckpt, command, seconds = train(config, minutes, root, args.overrides)
             entry = evaluate(ckpt)
-            entry.update(
-                train_seconds=round(seconds, 1), command=command,
-                machine=f"{platform.processor() or platform.machine()}, "
-                f"{os.cpu_count()} cores, torch {torch.__version__}, CPU",
-                date=str(date.today()),
-            )  # fmt: skip
+            entry.update(provenance(command, seconds))
             results[config] = entry
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             RESULTS.write_text(json.dumps(results, indent=1))

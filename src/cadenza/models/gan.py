@@ -109,7 +109,7 @@ class GANModule(GenerativeModule):
         gp_weight: float = 10.0,
         r1_gamma: float = 10.0,
         r1_every: int = 16,
-        binarize: str = "none",
+        binarize: str = "ste",
         condition_track: int | str | None = None,
         ema_decay: float = 0.999,
         lr_generator: float = 1e-3,

@@ -24,6 +24,17 @@ from cadenza.representations.melody import HOLD, REST, MelodyCodec
 DEFAULT_TRACKS = ("index:0", "index:1", "index:2", "index:3")
 
 
+def check_tracks(tracks: Any) -> list[str]:
+    """`representation.tracks` as a list of selection strings; one bare string is refused.
+    (Hydra hands over ListConfig, not list, so any sequence is accepted.)"""
+    if isinstance(tracks, str) or not isinstance(tracks, Sequence) or len(tracks) == 0:
+        raise ConfigError(
+            "representation.tracks must be a non-empty list of instrument selections "
+            f"(e.g. [index:0, index:1] or [name:MELODY, name:BRIDGE]), got {tracks!r}"
+        )
+    return [str(t) for t in tracks]
+
+
 class MultiTrackMelodyCodec(Codec):
     """PrettyMIDI <-> LongTensor [T, K] of MelodyCodec ids, column k from `tracks[k]`.
 
@@ -45,13 +56,7 @@ class MultiTrackMelodyCodec(Codec):
         tempo: float = 120.0,
         programs: Sequence[int] | None = None,
     ) -> None:
-        # Hydra hands over ListConfig, not list: accept any sequence, but not one bare string.
-        if isinstance(tracks, str) or not isinstance(tracks, Sequence) or len(tracks) == 0:
-            raise ConfigError(
-                "representation.tracks must be a non-empty list of instrument selections "
-                f"(e.g. [index:0, index:1] or [name:MELODY, name:BRIDGE]), got {tracks!r}"
-            )
-        tracks = [str(t) for t in tracks]
+        tracks = check_tracks(tracks)
         for i, t in enumerate(tracks):
             melody._parse_instrument(t, key=f"representation.tracks[{i}]")
         if programs is None:

@@ -22,8 +22,8 @@ from cadenza.io.midi import TrackNotes, build_midi
 from cadenza.representations import melody
 from cadenza.representations.base import Codec, check_pitch_range, check_steps_per_beat
 from cadenza.representations.melody import HOLD, REST
-from cadenza.representations.multitrack import DEFAULT_TRACKS
-from cadenza.representations.pianoroll import quantize_notes, roll_runs
+from cadenza.representations.multitrack import DEFAULT_TRACKS, check_tracks
+from cadenza.representations.pianoroll import quantize_notes, roll_runs, shift_pitches
 
 
 class MultiTrackPianoRollCodec(Codec):
@@ -50,13 +50,7 @@ class MultiTrackPianoRollCodec(Codec):
         programs: Sequence[int] | None = None,
         drums: Sequence[bool] | None = None,
     ) -> None:
-        # Hydra hands over ListConfig, not list: accept any sequence, but not one bare string.
-        if isinstance(tracks, str) or not isinstance(tracks, Sequence) or len(tracks) == 0:
-            raise ConfigError(
-                "representation.tracks must be a non-empty list of instrument selections "
-                f"(e.g. [index:0, index:1] or [name:MELODY, name:PIANO]), got {tracks!r}"
-            )
-        self.tracks = [str(t) for t in tracks]
+        self.tracks = check_tracks(tracks)
         self._selects = [
             melody._parse_instrument(t, key=f"representation.tracks[{i}]")
             for i, t in enumerate(self.tracks)
@@ -216,17 +210,9 @@ class MultiTrackPianoRollCodec(Codec):
         out = np.array(roll, copy=True)
         if k == 0 or not pitched:
             return out.reshape(np.shape(x))
-        part = roll[:, pitched]  # [T, K', P]
-        if abs(k) >= self.n_pitches:
-            return None if part.any() else out.reshape(np.shape(x))
-        lost = part[:, :, -k:] if k > 0 else part[:, :, :-k]
-        if lost.any():
+        shifted = shift_pitches(roll[:, pitched], k)  # [T, K', P]
+        if shifted is None:
             return None
-        shifted = np.zeros_like(part)
-        if k > 0:
-            shifted[:, :, k:] = part[:, :, :-k]
-        else:
-            shifted[:, :, :k] = part[:, :, -k:]
         out[:, pitched] = shifted
         return out.reshape(np.shape(x))
 

@@ -118,21 +118,9 @@ class PianoRollCodec(Codec):
 
     def transpose(self, x: np.ndarray, semitones: int) -> np.ndarray | None:
         """[T, D] -> [T, D] shifted `semitones` within each block; None if a note falls out."""
-        k = int(semitones)
         roll = np.asarray(x).reshape(len(x), self.n_tracks, self.n_pitches)
-        if k == 0:
-            return np.array(x, copy=True)
-        if abs(k) >= self.n_pitches:
-            return None if roll.any() else np.array(x, copy=True)
-        lost = roll[:, :, -k:] if k > 0 else roll[:, :, :-k]
-        if lost.any():
-            return None
-        out = np.zeros_like(roll)
-        if k > 0:
-            out[:, :, k:] = roll[:, :, :-k]
-        else:
-            out[:, :, :k] = roll[:, :, -k:]
-        return out.reshape(np.shape(x))
+        out = shift_pitches(roll, int(semitones))
+        return None if out is None else out.reshape(np.shape(x))
 
     def params(self) -> dict[str, Any]:
         return {
@@ -178,6 +166,22 @@ def roll_runs(roll: np.ndarray, low_pitch: int) -> list[np.ndarray]:
         s_order, e_order = np.lexsort((st, sp)), np.lexsort((en, ep))
         runs = np.stack([st[s_order], en[e_order], sp[s_order] + low_pitch], axis=1)
         out.append(runs[np.lexsort((runs[:, 2], runs[:, 0]))].astype(np.int64))
+    return out
+
+
+def shift_pitches(roll: np.ndarray, k: int) -> np.ndarray | None:
+    """A roll [T, K, P] moved k columns up the pitch axis (a new array); None if a note would
+    fall off either end."""
+    if k == 0:
+        return np.array(roll, copy=True)
+    lost = roll[:, :, -k:] if k > 0 else roll[:, :, :-k]
+    if abs(k) >= roll.shape[2] or lost.any():
+        return None if roll.any() else np.array(roll, copy=True)
+    out = np.zeros_like(roll)
+    if k > 0:
+        out[:, :, k:] = roll[:, :, :-k]
+    else:
+        out[:, :, :k] = roll[:, :, -k:]
     return out
 
 

@@ -1,0 +1,44 @@
+"""What the benchmark scripts share: training through the real CLI, and the provenance
+(command, machine, date) every published figure carries."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+BIN = Path(sys.executable).parent
+
+
+def max_time(minutes: float) -> str:
+    """A trainer.max_time value (DD:HH:MM:SS) for `minutes`."""
+    return "00:" + time.strftime("%H:%M:%S", time.gmtime(minutes * 60))
+
+
+def run_train(label: str, args: list[str], log: Path) -> float:
+    """`cadenza-train *args` with its output in `log`; exits with the log's tail on failure.
+    Returns the wall-clock seconds it took."""
+    started = time.perf_counter()
+    with log.open("w") as f:
+        done = subprocess.run(
+            [str(BIN / "cadenza-train"), *args], stdout=f, stderr=subprocess.STDOUT
+        )
+    if done.returncode != 0:
+        sys.exit(f"training {label} failed; see {log}:\n" + log.read_text()[-3000:])
+    return time.perf_counter() - started
+
+
+def provenance(command: str, seconds: float) -> dict[str, object]:
+    return {
+        "train_seconds": round(seconds, 1),
+        "command": command,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, CPU",
+        "date": str(date.today()),
+    }
