@@ -70,7 +70,7 @@ def train(dataset: str, minutes: float, root: Path, extra: list[str]) -> tuple[P
     print(f"[{dataset}] {command}", flush=True)
     seconds = run_train(dataset, args, root / f"{dataset}.log")
     folder = root / "checkpoints" / f"{dataset}_bench"
-    best = sorted(folder.glob("epoch*.ckpt"))  # save_top_k=1 on val/stat_gap
+    best = sorted(folder.rglob("epoch*.ckpt"))  # save_top_k=1 on val/stat_gap
     ckpt = best[0] if best else folder / "latest.ckpt"
     return ckpt, command, seconds
 
