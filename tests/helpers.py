@@ -50,3 +50,25 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def train_ddp_sim(tmp_path: Path, experiment: str) -> tuple[dict, list[dict]]:
+    """train() one epoch of `experiment` on 2 CPU processes (trainer=ddp_sim), recording which
+    training items each rank saw. -> (train's result, [rank 0's record, rank 1's record])."""
+    import json
+
+    from cadenza.training.loop import train
+
+    seen_dir = tmp_path / "seen"
+    cfg = compose_train(
+        tmp_path,
+        [
+            f"experiment={experiment}", "trainer=ddp_sim", "trainer.max_epochs=1", "test=false",
+            "sample.n=0", "+callbacks.seen._target_=cadenza.training.callbacks.SeenDataRecorder",
+            f"+callbacks.seen.out_dir={seen_dir}",
+        ],
+    )  # fmt: skip
+    result = train(cfg)
+    ranks = [json.loads((seen_dir / f"seen_rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    return result, ranks

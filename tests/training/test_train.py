@@ -13,7 +13,7 @@ import torch
 from cadenza.io.midi import load_midi, tracks_of
 from cadenza.models import GenerativeModule
 from cadenza.training.loop import train
-from tests.helpers import compose_train
+from tests.helpers import compose_train, train_ddp_sim
 
 
 def _ckpts(folder: Path) -> list[Path]:
@@ -87,22 +87,7 @@ def test_missing_resume_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes_splits_data_and_writes_one_checkpoint(tmp_path: Path) -> None:
-    seen_dir = tmp_path / "seen"
-    cfg = compose_train(
-        tmp_path,
-        [
-            "experiment=smoke",
-            "trainer=ddp_sim",
-            "trainer.max_epochs=1",
-            "test=false",
-            "sample.n=0",
-            "+callbacks.seen._target_=cadenza.training.callbacks.SeenDataRecorder",
-            f"+callbacks.seen.out_dir={seen_dir}",
-        ],
-    )
-    train(cfg)
-    ranks = [json.loads((seen_dir / f"seen_rank{r}.json").read_text()) for r in (0, 1)]
-    assert [r["world_size"] for r in ranks] == [2, 2]
+    _, ranks = train_ddp_sim(tmp_path, "smoke")
     seen0, seen1 = set(ranks[0]["seen"]), set(ranks[1]["seen"])
     # Each rank trained on its own shard; together they cover the split. DistributedSampler
     # repeats at most world_size - 1 items to even out the shards, so allow that overlap.

@@ -17,7 +17,7 @@ from cadenza.io.midi import build_midi, load_midi, save_midi, tracks_of
 from cadenza.models import GANModule, GenerativeModule
 from cadenza.training.loop import train
 from tests.fixtures.data import data_root
-from tests.helpers import compose_train, run_cli
+from tests.helpers import compose_train, run_cli, train_ddp_sim
 from tests.models.gan_fixtures import pop909_codec, pop909_phrases, small_gan
 
 EPOCH_METRICS = [
@@ -124,18 +124,7 @@ def test_cli_accompanies_a_bare_melody(gan_ckpts, tmp_path):
 @pytest.mark.slow
 def test_gan_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     data_root()
-    seen_dir = tmp_path / "seen"
-    cfg = compose_train(
-        tmp_path,
-        [
-            "experiment=smoke_gan", "trainer=ddp_sim", "trainer.max_epochs=1", "test=false",
-            "sample.n=0", "+callbacks.seen._target_=cadenza.training.callbacks.SeenDataRecorder",
-            f"+callbacks.seen.out_dir={seen_dir}",
-        ],
-    )  # fmt: skip
-    result = train(cfg)
-    ranks = [json.loads((seen_dir / f"seen_rank{r}.json").read_text()) for r in (0, 1)]
-    assert [r["world_size"] for r in ranks] == [2, 2]
+    result, ranks = train_ddp_sim(tmp_path, "smoke_gan")
     seen0, seen1 = set(ranks[0]["seen"]), set(ranks[1]["seen"])
     assert seen0 and seen1 and len(seen0 & seen1) <= 1  # each rank its own phrases
     model = GenerativeModule.load(result["latest_ckpt"])

@@ -4,7 +4,6 @@ processes."""
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from omegaconf import open_dict
 from cadenza.models import GenerativeModule, VAEModule
 from cadenza.training.loop import train
 from tests.fixtures.data import data_root
-from tests.helpers import compose_train
+from tests.helpers import compose_train, train_ddp_sim
 
 EPOCH_METRICS = [
     "val/recon_acc_tf", "val/recon_acc_sampled", "val/kl", "val/elbo", "val/active_units",
@@ -48,22 +47,7 @@ def test_smoke_vae_logs_every_metric_per_epoch_and_samples(tmp_path: Path) -> No
 @pytest.mark.slow
 def test_vae_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     data_root()
-    seen_dir = tmp_path / "seen"
-    cfg = compose_train(
-        tmp_path,
-        [
-            "experiment=smoke_vae",
-            "trainer=ddp_sim",
-            "trainer.max_epochs=1",
-            "test=false",
-            "sample.n=0",
-            "+callbacks.seen._target_=cadenza.training.callbacks.SeenDataRecorder",
-            f"+callbacks.seen.out_dir={seen_dir}",
-        ],
-    )
-    result = train(cfg)
-    ranks = [json.loads((seen_dir / f"seen_rank{r}.json").read_text()) for r in (0, 1)]
-    assert [r["world_size"] for r in ranks] == [2, 2]
+    result, ranks = train_ddp_sim(tmp_path, "smoke_vae")
     seen0, seen1 = set(ranks[0]["seen"]), set(ranks[1]["seen"])
     assert seen0 and seen1 and len(seen0 & seen1) <= 1
     assert seen0 | seen1 == set(range(ranks[0]["dataset_size"]))  # every training window
