@@ -48,6 +48,9 @@ def test_smoke_gan_trains_logs_checkpoints_and_samples(tmp_path: Path) -> None:
     assert [s.name for s in sheets] == ["epoch000.png", "epoch001.png"]
     model = GenerativeModule.load(result["latest_ckpt"])
     assert isinstance(model, GANModule) and model.codec.n_tracks == 3
+    # last.ckpt is the newest state (what a killed run resumes from), whichever epoch was best.
+    last = torch.load(result["last_ckpt"], map_location="cpu", weights_only=True)
+    assert last["epoch"] == 1 and Path(result["last_ckpt"]).name == "last.ckpt"
     assert len(result["samples"]) == 2
     # One named instrument per track (a track a tiny GAN left silent is not in the file).
     names = [i.name for i in load_midi(result["samples"][0]).instruments]

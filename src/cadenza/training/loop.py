@@ -62,9 +62,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     result: dict[str, Any] = {"metrics": metrics}
-    ckpt_cb = trainer.checkpoint_callback
-    best = getattr(ckpt_cb, "best_model_path", "") or ""
-    last = getattr(ckpt_cb, "last_model_path", "") or ""
+    # The monitored callback keeps the best; the unmonitored one (configs/callbacks) the newest.
+    ckpt_cbs = trainer.checkpoint_callbacks
+    best = next((c.best_model_path for c in ckpt_cbs if c.monitor is not None), "") or ""
+    last = next((c.best_model_path for c in ckpt_cbs if c.monitor is None), "") or ""
     if trainer.is_global_zero and (best or last):
         result["best_ckpt"], result["last_ckpt"] = best or None, last or None
         latest = Path(cfg.paths.checkpoint_root) / "latest.ckpt"
