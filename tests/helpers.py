@@ -72,3 +72,11 @@ def train_ddp_sim(tmp_path: Path, experiment: str) -> tuple[dict, list[dict]]:
     ranks = [json.loads((seen_dir / f"seen_rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     return result, ranks
+
+
+def with_csv_logger(cfg: DictConfig, save_dir: Path) -> DictConfig:
+    """cfg logging to a CSVLogger under save_dir (compose_train switches loggers off)."""
+    with open_dict(cfg):
+        cfg.logger = {"csv": {"_target_": "pytorch_lightning.loggers.CSVLogger",
+                              "save_dir": str(save_dir), "name": "csv"}}  # fmt: skip
+    return cfg

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import open_dict
 
 from cadenza.io.midi import build_midi, load_midi, save_midi, tracks_of
 from cadenza.models import GANModule, GenerativeModule
 from cadenza.training.loop import train
 from tests.fixtures.data import data_root
-from tests.helpers import compose_train, run_cli, train_ddp_sim
+from tests.helpers import compose_train, run_cli, train_ddp_sim, with_csv_logger
 from tests.models.gan_fixtures import pop909_codec, pop909_phrases, small_gan
 
 EPOCH_METRICS = [
@@ -29,10 +28,7 @@ EPOCH_METRICS = [
 
 def test_smoke_gan_trains_logs_checkpoints_and_samples(tmp_path: Path) -> None:
     data_root()
-    cfg = compose_train(tmp_path, ["experiment=smoke_gan"])
-    with open_dict(cfg):
-        cfg.logger = {"csv": {"_target_": "pytorch_lightning.loggers.CSVLogger",
-                              "save_dir": str(tmp_path / "logs"), "name": "csv"}}  # fmt: skip
+    cfg = with_csv_logger(compose_train(tmp_path, ["experiment=smoke_gan"]), tmp_path / "logs")
     result = train(cfg)
     m = result["metrics"]
     for key in EPOCH_METRICS:

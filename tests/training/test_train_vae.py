@@ -8,12 +8,11 @@ import math
 from pathlib import Path
 
 import pytest
-from omegaconf import open_dict
 
 from cadenza.models import GenerativeModule, VAEModule
 from cadenza.training.loop import train
 from tests.fixtures.data import data_root
-from tests.helpers import compose_train, train_ddp_sim
+from tests.helpers import compose_train, train_ddp_sim, with_csv_logger
 
 EPOCH_METRICS = [
     "val/recon_acc_tf", "val/recon_acc_sampled", "val/kl", "val/elbo", "val/active_units",
@@ -23,10 +22,9 @@ EPOCH_METRICS = [
 
 def test_smoke_vae_logs_every_metric_per_epoch_and_samples(tmp_path: Path) -> None:
     data_root()
-    cfg = compose_train(tmp_path, ["experiment=smoke_vae", "logger=csv"])
-    with open_dict(cfg):
-        cfg.logger = {"csv": {"_target_": "pytorch_lightning.loggers.CSVLogger",
-                              "save_dir": str(tmp_path / "logs"), "name": "csv"}}  # fmt: skip
+    cfg = with_csv_logger(
+        compose_train(tmp_path, ["experiment=smoke_vae", "logger=csv"]), tmp_path / "logs"
+    )
     result = train(cfg)
     m = result["metrics"]
     for key in EPOCH_METRICS:

@@ -35,6 +35,32 @@ def check_tracks(tracks: Any) -> list[str]:
     return [str(t) for t in tracks]
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def per_track(key: str, values: Any, n: int, default: Any, ok: Any, what: str) -> list[Any]:
+    """`values` checked as one entry per track (None: `default` for all), as a plain list."""
+    if values is None:
+        return [default] * n
+    if (
+        isinstance(values, str)
+        or not isinstance(values, Sequence)
+        or len(values) != n
+        or not all(ok(v) for v in values)
+    ):
+        raise ConfigError(
+            f"representation.{key} must be null or {n} {what}, one per track, got {values!r}"
+        )
+    return list(values)
+
+
+def check_programs(programs: Any, n: int) -> list[int]:
+    """`representation.programs`: null (piano for all) or one General MIDI program per track."""
+    return per_track("programs", programs, n, 0, lambda p: _is_int(p) and 0 <= p <= 127,
+                     "General MIDI programs (integers 0..127)")  # fmt: skip
+
+
 class MultiTrackMelodyCodec(Codec):
     """PrettyMIDI <-> LongTensor [T, K] of MelodyCodec ids, column k from `tracks[k]`.
 
@@ -59,20 +85,7 @@ class MultiTrackMelodyCodec(Codec):
         tracks = check_tracks(tracks)
         for i, t in enumerate(tracks):
             melody._parse_instrument(t, key=f"representation.tracks[{i}]")
-        if programs is None:
-            programs = [0] * len(tracks)
-        if (
-            isinstance(programs, str)
-            or not isinstance(programs, Sequence)
-            or len(programs) != len(tracks)
-            or any(
-                isinstance(p, bool) or not isinstance(p, int) or not 0 <= p <= 127 for p in programs
-            )
-        ):
-            raise ConfigError(
-                f"representation.programs must be null or {len(tracks)} General MIDI programs "
-                f"(integers 0..127), one per track, got {programs!r}"
-            )
+        programs = check_programs(programs, len(tracks))
         self.tracks = tracks
         self.programs = [int(p) for p in programs]
         # One codec per track: they check steps_per_beat, the pitch range and tempo themselves.

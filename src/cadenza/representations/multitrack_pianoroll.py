@@ -22,7 +22,12 @@ from cadenza.io.midi import TrackNotes, build_midi
 from cadenza.representations import melody
 from cadenza.representations.base import Codec, check_pitch_range, check_steps_per_beat
 from cadenza.representations.melody import HOLD, REST
-from cadenza.representations.multitrack import DEFAULT_TRACKS, check_tracks
+from cadenza.representations.multitrack import (
+    DEFAULT_TRACKS,
+    check_programs,
+    check_tracks,
+    per_track,
+)
 from cadenza.representations.pianoroll import quantize_notes, roll_runs, shift_pitches
 
 
@@ -56,11 +61,8 @@ class MultiTrackPianoRollCodec(Codec):
             for i, t in enumerate(self.tracks)
         ]
         K = len(self.tracks)
-        self.programs = _per_track(
-            "programs", programs, K, 0, lambda p: _is_int(p) and 0 <= p <= 127,
-            "General MIDI programs (integers 0..127)",
-        )  # fmt: skip
-        self.drums = _per_track(
+        self.programs = check_programs(programs, K)
+        self.drums = per_track(
             "drums", drums, K, False, lambda d: isinstance(d, bool), "booleans (true = drums)"
         )
         self.steps_per_beat = check_steps_per_beat(steps_per_beat)
@@ -226,26 +228,6 @@ class MultiTrackPianoRollCodec(Codec):
             "programs": list(self.programs),
             "drums": list(self.drums),
         }
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _per_track(key: str, values: Any, n: int, default: Any, ok: Any, what: str) -> list[Any]:
-    """`values` checked as one entry per track (None: `default` for all), as a plain list."""
-    if values is None:
-        return [default] * n
-    if (
-        isinstance(values, str)
-        or not isinstance(values, Sequence)
-        or len(values) != n
-        or not all(ok(v) for v in values)
-    ):
-        raise ConfigError(
-            f"representation.{key} must be null or {n} {what}, one per track, got {values!r}"
-        )
-    return list(values)
 
 
 def _skyline(active: np.ndarray) -> np.ndarray:
