@@ -1,4 +1,4 @@
-"""The one error type a user can cause, and the reasons a MIDI file is rejected."""
+"""The one error type a user can cause, and the reasons a MIDI or audio file is rejected."""
 
 from __future__ import annotations
 
@@ -10,19 +10,32 @@ class CadenzaError(Exception):
     """
 
 
-class BadMidiError(CadenzaError):
-    """A MIDI file that cannot be used. `reason` is a short stable key used in summaries."""
+class BadFileError(CadenzaError):
+    """An input file that cannot be used. `reason` is a short stable key used in summaries;
+    the data pipeline skips such a file and lists it with its reason."""
 
-    REASONS = ("empty_file", "not_midi", "truncated", "corrupt", "no_notes", "too_long")
+    REASONS: tuple[str, ...] = ()
 
     def __init__(self, path: str, reason: str, detail: str = "") -> None:
         if reason not in self.REASONS:
-            raise ValueError(f"unknown BadMidiError reason {reason!r}")
+            raise ValueError(f"unknown {type(self).__name__} reason {reason!r}")
         self.path = str(path)
         self.reason = reason
         self.detail = detail
         msg = f"{path}: {reason.replace('_', ' ')}"
         super().__init__(f"{msg} ({detail})" if detail else msg)
+
+
+class BadMidiError(BadFileError):
+    """A MIDI file that cannot be used."""
+
+    REASONS = ("empty_file", "not_midi", "truncated", "corrupt", "no_notes", "too_long")
+
+
+class BadAudioError(BadFileError):
+    """An audio file that cannot be used (unreadable, silent, too short or too long)."""
+
+    REASONS = ("empty_file", "not_audio", "corrupt", "silent", "too_short", "too_long")
 
 
 class ConfigError(CadenzaError):

@@ -27,7 +27,7 @@ import torch
 
 from cadenza.data.sources import Source, SourceItem
 from cadenza.data.splits import SPLITS, assign_splits, check_fractions
-from cadenza.errors import BadMidiError, CadenzaError
+from cadenza.errors import BadFileError, BadMidiError, CadenzaError
 from cadenza.representations.base import Codec
 
 FORMAT_VERSION = 1
@@ -239,7 +239,7 @@ def _encode(source: Source, codec: Codec, item: SourceItem) -> _Result:
         arr = np.ascontiguousarray(x.detach().cpu().numpy().astype(codec.storage_dtype))
         if arr.shape[0] == 0:
             raise BadMidiError(item.key, "no_notes", "encodes to zero steps")
-    except BadMidiError as e:
+    except BadFileError as e:
         return None, None, e.reason, e.detail
     except Exception as e:  # recorded per file as "corrupt", with its text
         return None, None, "corrupt", f"{type(e).__name__}: {e}"
