@@ -35,7 +35,9 @@ class BadMidiError(BadFileError):
 class BadAudioError(BadFileError):
     """An audio file that cannot be used (unreadable, silent, too short or too long)."""
 
-    REASONS = ("empty_file", "not_audio", "corrupt", "silent", "too_short", "too_long")
+    REASONS = (
+        "empty_file", "not_audio", "truncated", "corrupt", "silent", "too_short", "too_long",
+    )  # fmt: skip
 
 
 class ConfigError(CadenzaError):

@@ -135,7 +135,8 @@ def load_audio(
     """Read WAV/FLAC/OGG/MP3/AIFF -> mono Waveform (resampled to `sample_rate` if given).
 
     `max_seconds` reads only the start of the file (a 3600 s cap applies otherwise).
-    Raises BadAudioError: empty_file, not_audio, corrupt, silent, too_short, too_long.
+    Raises BadAudioError: empty_file, not_audio, truncated, corrupt, silent, too_short,
+    too_long.
     """
     path = Path(path)
     try:
@@ -147,7 +148,10 @@ def load_audio(
     try:
         info = soundfile.info(str(path))
     except Exception as e:  # libsndfile's "Format not recognised" and friends
-        raise BadAudioError(str(path), "not_audio", _first_line(e)) from e
+        # A file that starts like a sound file but does not open is broken audio, not a stray
+        # text file: the reason tells a user which of the two to look for.
+        reason = "corrupt" if _looks_like_audio(path) else "not_audio"
+        raise BadAudioError(str(path), reason, _first_line(e)) from e
     if info.frames <= 0 or info.samplerate <= 0:
         raise BadAudioError(str(path), "empty_file", "no audio frames")
     seconds = info.frames / info.samplerate
@@ -158,6 +162,12 @@ def load_audio(
         data, sr = soundfile.read(str(path), frames=frames, dtype="float32", always_2d=True)
     except Exception as e:  # a header that parses over a body that does not
         raise BadAudioError(str(path), "corrupt", _first_line(e)) from e
+    wanted = info.frames if frames < 0 else min(frames, info.frames)
+    # A header that promises more than the body holds (a cut download): reported, not padded.
+    # 1 % slack: an MP3's header only estimates its length.
+    if len(data) < 0.99 * wanted:
+        detail = f"header says {wanted / sr:.2f} s, file holds {len(data) / sr:.2f} s"
+        raise BadAudioError(str(path), "truncated", detail)
     samples = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     return _checked(Waveform(np.ascontiguousarray(samples, np.float32), int(sr)), str(path),
                     sample_rate, min_seconds)  # fmt: skip
@@ -203,6 +213,15 @@ def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     out = librosa.resample(np.asarray(samples, np.float32), orig_sr=orig_sr, target_sr=target_sr,
                            res_type="soxr_hq")  # fmt: skip
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+_MAGIC = (b"RIFF", b"RF64", b"fLaC", b"OggS", b"ID3", b"FORM", b"\xff\xfb", b"\xff\xf3")
+
+
+def _looks_like_audio(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head.startswith(_MAGIC)
 
 
 def _first_line(e: Exception) -> str:
