@@ -12,8 +12,33 @@ TORCH_INDEX ?=
 CADENZA_DATA ?= $(firstword $(wildcard $(abspath ../shared/data)) $(CURDIR)/data)
 export CADENZA_DATA
 
-.PHONY: setup demo test test-fast lint format bench clean
-setup: $(VENV)/.installed
+# FluidSynth + a General MIDI SoundFont make rendered MIDI sound like its instruments
+# (src/cadenza/io/render.py). Installed with apt-get when missing (as root or with password-less
+# sudo); anywhere else renders fall back to the built-in synthesizer, so this step never fails.
+SYSTEM_PACKAGES := fluidsynth fluid-soundfont-gm
+SOUNDFONTS := /usr/share/sounds/sf2/FluidR3_GM.sf2 /usr/share/sounds/sf2/default-GM.sf2 \
+              /usr/share/soundfonts/default.sf2 /usr/share/soundfonts/FluidR3_GM.sf2 \
+              /usr/share/sounds/sf2/TimGM6mb.sf2 $(CADENZA_SOUNDFONT)
+HAVE_RENDERER := command -v fluidsynth >/dev/null 2>&1 && \
+                 for f in $(SOUNDFONTS); do [ -f "$$f" ] && exit 0; done; false
+
+.PHONY: setup system-deps demo test test-fast lint format bench clean
+setup: system-deps $(VENV)/.installed
+
+system-deps:
+	@if ( $(HAVE_RENDERER) ); then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else sudo=none; fi; \
+	if [ "$$sudo" != none ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing $(SYSTEM_PACKAGES) (MIDI rendering) with apt-get"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
+	  { $$sudo apt-get update -qq >/dev/null 2>&1 && \
+	    $$sudo apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null 2>&1; }; \
+	fi; \
+	( $(HAVE_RENDERER) ) || echo "cadenza: no FluidSynth + General MIDI SoundFont (apt-get install \
+	$(SYSTEM_PACKAGES) as root to add them); MIDI renders will use the built-in synthesizer"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

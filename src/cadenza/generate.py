@@ -16,6 +16,7 @@ from cadenza.models.base import GenerativeModule, check_float, check_int
 from cadenza.viz import save_pianoroll_png
 
 log = logging.getLogger("cadenza")
+AUDIO_FORMATS = ("wav", "flac", "ogg")
 
 
 def resolve_length(model: GenerativeModule, steps: Any, bars: Any) -> int:
@@ -69,12 +70,20 @@ def generate_to_files(
     condition: str | None = None,
     png: bool = True,
     prefix: str = "sample",
+    render: str | None = None,
+    synth: str = "auto",
+    soundfont: str | None = None,
+    sample_rate: int = 44100,
     **_: Any,
 ) -> list[Path]:
     """Write n samples as `<prefix>_000.mid` (+ `.png`) and `samples.json`; returns MIDI paths.
+    `render=wav` (or flac / ogg) also renders each MIDI to audio beside it (io.render).
+    A model of audio features (mel_vae) writes `<prefix>_000.wav` + a spectrogram PNG instead.
 
     The same seed and controls give the same notes (one torch.Generator drives every draw).
     """
+    if render is not None and render not in AUDIO_FORMATS:
+        raise ConfigError(f"render must be null or one of {list(AUDIO_FORMATS)}, got {render!r}")
     n = check_int("n", n)
     temperature = 1.0 if temperature is None else temperature
     # A VAE writes windows of its own fixed length (model.bars); other families take one.
@@ -89,6 +98,12 @@ def generate_to_files(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if model.codec.kind == "features":
+        if primer is not None or condition is not None:
+            raise ConfigError(f"the {model.family} family takes no primer= or condition=")
+        controls = {"n": n, "seed": seed, "temperature": temperature}
+        max_len = None if fixed else length
+        return _audio_to_files(model, out, n, max_len, kwargs, png, prefix, controls)
     if condition is not None:
         # The accompaniment is as long as the melody unless steps= asks for a length.
         cond = load_condition(model, condition)
@@ -112,6 +127,12 @@ def generate_to_files(
         meta.append({"file": path.name, "notes": notes, "seconds": round(pm.get_end_time(), 3)})
         if notes == 0:
             log.warning("%s has no notes: try a higher temperature or a longer length", path)
+        elif render is not None:
+            from cadenza.io.render import render_to_file
+
+            audio = render_to_file(pm, path.with_suffix(f".{render}"), sample_rate=sample_rate,
+                                   synth=synth, soundfont=soundfont)  # fmt: skip
+            meta[-1]["audio"] = audio.name
     controls = {
         "n": n,
         "seed": seed,
@@ -121,8 +142,34 @@ def generate_to_files(
         "steps": length,
         "primer": str(primer) if primer else None,
         "condition": str(condition) if condition else None,
+        "render": render,
         "codec": model.codec.to_dict(),
         "family": model.family,
     }
+    (out / "samples.json").write_text(json.dumps({"controls": controls, "samples": meta}, indent=2))
+    return paths
+
+
+def _audio_to_files(
+    model: GenerativeModule, out: Path, n: int, max_len: int | None, kwargs: dict[str, Any],
+    png: bool, prefix: str, controls: dict[str, Any],
+) -> list[Path]:  # fmt: skip
+    """Spectrogram samples heard through the codec (Griffin-Lim): WAV + PNG + samples.json."""
+    from cadenza.io.audio import save_audio
+    from cadenza.viz_spectrogram import save_spectrogram_png
+
+    codec = model.codec
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("top_k", "top_p")}
+    frames = model.sample(n, max_len=max_len, **kwargs)
+    paths, meta = [], []
+    for i, x in enumerate(frames):
+        path = save_audio(codec.decode(x), out / f"{prefix}_{i:03d}.wav")
+        if png:
+            save_spectrogram_png(codec.to_db(x), path.with_suffix(".png"),
+                                 codec.frames_per_second, title=f"{prefix} {i}")  # fmt: skip
+        paths.append(path)
+        meta.append({"file": path.name, "seconds": round(len(x) / codec.frames_per_second, 3)})
+    controls = {**controls, "steps": len(frames[0]), "codec": codec.to_dict(),
+                "family": model.family}  # fmt: skip
     (out / "samples.json").write_text(json.dumps({"controls": controls, "samples": meta}, indent=2))
     return paths

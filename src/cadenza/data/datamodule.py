@@ -102,6 +102,11 @@ class MusicDataModule(pl.LightningDataModule):
         )
         self.train_window = _positive_int("train_window", train_window, optional=True)
         self.transpose = _transpose_range(transpose)
+        if self.transpose is not None and codec.kind == "features":
+            raise ConfigError(
+                f"data.transpose={list(self.transpose)} but the {codec.name} codec cannot "
+                "transpose (audio features are not laid out in semitones): set data.transpose=null"
+            )
         self.num_workers = _non_negative_int("num_workers", num_workers)
         self.prepare_workers = _non_negative_int("prepare_workers", prepare_workers)
         self.valid_fraction = float(valid_fraction)

@@ -22,7 +22,7 @@ def item_rng() -> np.random.Generator:
 
 
 class PieceDataset(Dataset):
-    """Item i -> (x, i): x is frames [T, D] float32 or tokens [L] long.
+    """Item i -> (x, i): x is frames or features [T, D] float32, or tokens [L] long.
 
     Training with a `window` gives a random crop of `window` steps (shorter pieces whole) and an
     optional random transpose in [low, high]; eval gives whole pieces, untouched.
@@ -57,7 +57,7 @@ class PieceDataset(Dataset):
                 x = random_transpose(self.codec, np.asarray(x), *self.transpose, rng)
         # Copy out of the read-only memmap; torch wants writable memory.
         arr = np.array(x)
-        if self.codec.kind == "frames":
+        if self.codec.kind != "tokens":  # 0/1 frames or continuous features
             return torch.from_numpy(arr.astype(np.float32)), i
         return torch.from_numpy(arr.astype(np.int64)), i
 
@@ -106,20 +106,20 @@ class WindowDataset(Dataset):
             rng = item_rng()
             x = random_transpose(self.codec, x, *self.transpose, rng)
         # A new array either way (astype copies), so the read-only memmap is never handed out.
-        dtype = np.float32 if self.codec.kind == "frames" else np.int64
+        dtype = np.int64 if self.codec.kind == "tokens" else np.float32
         return torch.from_numpy(np.asarray(x).astype(dtype)), i
 
 
 def collate(items: Sequence[tuple[torch.Tensor, int]], kind: str) -> Batch:
-    """Pad to the longest item with 0: frames -> x [B, T, D] float32 (multi-track rolls
-    [B, T, K, P]), tokens -> x [B, T] long (multi-track tokens [B, T, K])."""
+    """Pad to the longest item with 0: frames or features -> x [B, T, D] float32 (multi-track
+    rolls [B, T, K, P]), tokens -> x [B, T] long (multi-track tokens [B, T, K])."""
     if not items:
         raise ValueError("collate needs at least one item")
     lengths = torch.tensor([len(x) for x, _ in items], dtype=torch.long)
     index = torch.tensor([i for _, i in items], dtype=torch.long)
     T = int(lengths.max())
     first = items[0][0]
-    dtype = torch.float32 if kind == "frames" else torch.long
+    dtype = torch.long if kind == "tokens" else torch.float32
     x = torch.zeros(len(items), T, *first.shape[1:], dtype=dtype)
     for b, (piece, _) in enumerate(items):
         x[b, : len(piece)] = piece

@@ -7,6 +7,7 @@ never escapes as a mido/pretty_midi exception: it becomes `BadMidiError` with a 
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import struct
@@ -25,6 +26,7 @@ __all__ = [
     "MAX_SECONDS",
     "TrackNotes",
     "build_midi",
+    "clip_midi",
     "load_midi",
     "load_midi_bytes",
     "midi_to_bytes",
@@ -147,6 +149,29 @@ def time_to_beats(pm: pretty_midi.PrettyMIDI, times: np.ndarray) -> np.ndarray:
     seg = np.clip(np.searchsorted(change_s, times, side="right") - 1, 0, len(change_s) - 1)
     lead_in = change_s[0] * beats_per_s[0]  # pretty_midi's first change is at 0 s in practice
     return lead_in + beats_at[seg] + (times - change_s[seg]) * beats_per_s[seg]
+
+
+def clip_midi(pm: pretty_midi.PrettyMIDI, seconds: float) -> pretty_midi.PrettyMIDI:
+    """The first `seconds` of `pm` as a new PrettyMIDI (`pm` is left as it is): notes that
+    start at or after `seconds` are dropped, notes still sounding then end there, and later
+    control changes, bends and meta events go too, so a synthesizer has nothing after the cut
+    to render. Tempo map and resolution are kept.
+    """
+    out = copy.copy(pm)  # shares the (read-only) tempo map; every list below is a new one
+    out.instruments = []
+    for inst in pm.instruments:
+        new = pretty_midi.Instrument(program=inst.program, is_drum=inst.is_drum, name=inst.name)
+        new.notes = [
+            pretty_midi.Note(n.velocity, n.pitch, n.start, min(n.end, seconds))
+            for n in inst.notes
+            if n.start < seconds
+        ]
+        new.control_changes = [copy.copy(c) for c in inst.control_changes if c.time < seconds]
+        new.pitch_bends = [copy.copy(b) for b in inst.pitch_bends if b.time < seconds]
+        out.instruments.append(new)
+    for key in ("key_signature_changes", "time_signature_changes", "lyrics", "text_events"):
+        setattr(out, key, [copy.copy(e) for e in getattr(pm, key, []) if e.time < seconds])
+    return out
 
 
 # --- writing ---------------------------------------------------------------------------------

@@ -60,6 +60,11 @@ class LSTMModule(GenerativeModule):
     ) -> None:
         codec = _codec_dict(codec)
         super().__init__(codec)
+        if self.codec.kind == "features":
+            raise ConfigError(
+                f"the lstm family models 0/1 frames or tokens; {self.codec.name} gives "
+                "continuous audio features: use model=mel_vae"
+            )
         frames = self.codec.kind == "frames"
         # Reassigning the arguments matters: save_hyperparameters reads these locals, so the
         # checkpoint stores the validated, plain values.

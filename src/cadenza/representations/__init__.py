@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cadenza.representations.base import Codec
 from cadenza.representations.events import EventCodec
+from cadenza.representations.mel import MelCodec
 from cadenza.representations.melody import MelodyCodec
 from cadenza.representations.multitrack import MultiTrackMelodyCodec
 from cadenza.representations.multitrack_pianoroll import MultiTrackPianoRollCodec
@@ -12,6 +13,7 @@ from cadenza.representations.pianoroll import PianoRollCodec
 __all__ = [
     "Codec",
     "EventCodec",
+    "MelCodec",
     "MelodyCodec",
     "MultiTrackMelodyCodec",
     "MultiTrackPianoRollCodec",

@@ -38,10 +38,12 @@ class Codec(ABC):
 
     kind == "tokens": encode -> LongTensor [L] of ids in [0, vocab_size).
     kind == "frames": encode -> FloatTensor [T, feature_dim] of 0/1 (piano-roll style frames).
+    kind == "features": encode -> FloatTensor [T, feature_dim] of real values (audio features);
+    decode gives audio (a Waveform), not MIDI.
     """
 
     name: ClassVar[str]
-    kind: ClassVar[str]  # "tokens" | "frames"
+    kind: ClassVar[str]  # "tokens" | "frames" | "features"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -96,7 +98,7 @@ class Codec(ABC):
     def row_shape(self) -> tuple[int, ...]:
         """Shape of one step of `encode`'s output: () for tokens [L], (D,) for frames [T, D].
         A multi-track token codec returns (K,): tokens [T, K], one id per track and step."""
-        return (self.feature_dim,) if self.kind == "frames" else ()
+        return () if self.kind == "tokens" else (self.feature_dim,)
 
     # Storage dtype of the cached arrays (frames are 0/1, tokens fit int16).
     @property

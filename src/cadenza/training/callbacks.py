@@ -59,8 +59,6 @@ class PianoRollGrid(pl.Callback):
             return
         if getattr(pl_module, "conditional", False):
             return  # needs a condition track to play against; val samples are in the metrics
-        import numpy as np
-
         from cadenza.viz import save_pianoroll_sheet
 
         # Families with a fixed length (a VAE window, a GAN phrase) write that; others `bars`.
@@ -73,12 +71,53 @@ class PianoRollGrid(pl.Callback):
         path = save_pianoroll_sheet(pms, out / f"epoch{epoch:03d}.png",
                                     [f"epoch {epoch} #{i}" for i in range(len(pms))])  # fmt: skip
         self.written.append(path)
-        for logger in trainer.loggers:
-            if hasattr(logger, "log_image"):
-                step = trainer.global_step
-                logger.log_image(key="samples/pianorolls", images=[str(path)], step=step)
-            elif hasattr(getattr(logger, "experiment", None), "add_image"):
-                from matplotlib.image import imread
+        send_image(trainer, "samples/pianorolls", path)
 
-                img = (imread(path)[..., :3] * 255).astype(np.uint8)
-                logger.experiment.add_image("samples/pianorolls", img, epoch, dataformats="HWC")
+
+class SpectrogramGrid(pl.Callback):
+    """After every validation epoch, a sheet for a model of audio features (mel_vae): the first
+    `n` validation windows beside their reconstructions, then `n` prior samples (same seed each
+    epoch): `<log dir>/spectrograms/epochNNN.png`, and to every logger that takes images."""
+
+    def __init__(self, n: int = 4, seed: int = 0) -> None:
+        self.n, self.seed = int(n), int(seed)
+        self.written: list[Path] = []
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.n < 1:
+            return
+        log_dir = trainer.log_dir or trainer.default_root_dir  # a collective: every rank asks
+        if not trainer.is_global_zero or not hasattr(pl_module, "reconstruct"):
+            return
+        from cadenza.viz_spectrogram import save_spectrogram_sheet
+
+        codec, epoch = pl_module.codec, trainer.current_epoch
+        valid = trainer.datamodule.dataset("valid", training=False)
+        real = torch.stack([valid[i][0] for i in range(min(self.n, len(valid)))])  # [n, T, M]
+        recon = pl_module.reconstruct(real)
+        g = torch.Generator().manual_seed(self.seed)
+        samples = pl_module.sample(self.n, generator=g)
+        pictures, titles = [], []
+        for i in range(len(real)):
+            pictures += [codec.to_db(real[i]), codec.to_db(recon[i])]
+            titles += [f"valid #{i}", f"reconstruction #{i}"]
+        pictures += [codec.to_db(x) for x in samples]
+        titles += [f"sample #{i} (epoch {epoch})" for i in range(len(samples))]
+        out = Path(log_dir) / "spectrograms" / f"epoch{epoch:03d}.png"
+        path = save_spectrogram_sheet(pictures, out, codec.frames_per_second, titles)
+        self.written.append(path)
+        send_image(trainer, "samples/spectrograms", path)
+
+
+def send_image(trainer: pl.Trainer, key: str, path: Path) -> None:
+    """A PNG to every logger that takes images: wandb's `log_image`, TensorBoard's
+    `add_image`; others (CSV) keep only the file."""
+    for logger in trainer.loggers:
+        if hasattr(logger, "log_image"):
+            logger.log_image(key=key, images=[str(path)], step=trainer.global_step)
+        elif hasattr(getattr(logger, "experiment", None), "add_image"):
+            import numpy as np
+            from matplotlib.image import imread
+
+            img = (imread(path)[..., :3] * 255).astype(np.uint8)
+            logger.experiment.add_image(key, img, trainer.current_epoch, dataformats="HWC")

@@ -1,0 +1,180 @@
+"""Audio sources: a folder of sound files, or any MIDI source rendered once to audio.
+
+Both hand `prepare` a Waveform per piece, so audio goes through the same prepare / cache /
+split path as MIDI (a codec such as MelCodec turns it into frames); unreadable, empty and
+silent files are skipped with their reason like bad MIDI files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from cadenza.data.sources import Source, SourceItem, _check_limit, _fingerprint, _slug
+from cadenza.errors import CadenzaError, ConfigError
+from cadenza.paths import cache_root
+
+
+def _check_seconds(key: str, value: Any, optional: bool = True) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"data.source.{key} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+class AudioFolderSource(Source):
+    """Every WAV/FLAC/OGG/MP3/AIFF file under `root`, recursively, sorted by path. Pieces are
+    read at their own sample rate (the codec resamples) and cut at `max_seconds`."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        limit: int | None = None,
+        max_seconds: float | None = None,
+        min_seconds: float = 0.5,
+    ) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.limit = _check_limit(limit)
+        self.max_seconds = _check_seconds("max_seconds", max_seconds)
+        self.min_seconds = float(_check_seconds("min_seconds", min_seconds, optional=False) or 0)
+        self.name = _slug(self.root.name)
+        self._paths: list[Path] | None = None
+
+    def _listing(self) -> list[Path]:
+        from cadenza.io.audio import AUDIO_SUFFIXES
+
+        if self._paths is None:
+            if not self.root.is_dir():
+                raise CadenzaError(
+                    f"audio folder {self.root} does not exist. Point the data config at your "
+                    f"files with `data.root=/path/to/audio` (or set CADENZA_DATA)."
+                )
+            paths = sorted(
+                p
+                for p in self.root.rglob("*")
+                if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
+            )
+            if not paths:
+                raise CadenzaError(
+                    f"audio folder {self.root} holds no {'/'.join(AUDIO_SUFFIXES)} files "
+                    "(searched recursively). Point the data config at them with `data.root=...`."
+                )
+            self._paths = paths[: self.limit] if self.limit else paths
+        return self._paths
+
+    def items(self) -> list[SourceItem]:
+        return [
+            SourceItem(key=p.relative_to(self.root).as_posix(), payload=str(p))
+            for p in self._listing()
+        ]
+
+    def load(self, item: SourceItem) -> Any:
+        from cadenza.io.audio import load_audio
+
+        return load_audio(item.payload, max_seconds=self.max_seconds, min_seconds=self.min_seconds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "audio_folder",
+            "root": str(self.root),
+            "limit": self.limit,
+            "max_seconds": self.max_seconds,
+            "min_seconds": self.min_seconds,
+            **_fingerprint(self._listing(), self.root),
+        }
+
+    def describe(self) -> str:
+        return f"audio folder {self.root}"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_paths": None}
+
+
+class RenderedMidiSource(Source):
+    """Any MIDI source heard through a synthesizer: each piece is rendered once (FluidSynth
+    with the GM SoundFont, or the built-in synth) to a FLAC file in a render cache and read from
+    there afterwards, so changing the features (mel bands, hop) never renders again.
+
+    The render cache folder is keyed by the MIDI source (with its file fingerprint), the
+    synthesizer actually used, the sample rate and `max_seconds`.
+    """
+
+    def __init__(
+        self,
+        midi: Source,
+        sample_rate: int = 22050,
+        synth: str = "auto",
+        soundfont: str | None = None,
+        max_seconds: float | None = 60.0,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        from cadenza.io.render import SYNTHS, find_soundfont, fluidsynth_status
+
+        if not isinstance(midi, Source):
+            raise ConfigError(
+                f"data.source.midi must be a cadenza MIDI Source, got {type(midi).__name__}"
+            )
+        if synth not in SYNTHS:
+            raise ConfigError(f"data.source.synth must be one of {list(SYNTHS)}, got {synth!r}")
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate < 8000:
+            raise ConfigError(
+                f"data.source.sample_rate must be an integer >= 8000 Hz, got {sample_rate!r}"
+            )
+        self.midi = midi
+        self.sample_rate = sample_rate
+        self.max_seconds = _check_seconds("max_seconds", max_seconds)
+        # "auto" is resolved now: a cache rendered by one synthesizer is never served for another.
+        usable, _ = fluidsynth_status(soundfont)
+        self.synth = ("fluidsynth" if usable else "builtin") if synth == "auto" else synth
+        sf2 = find_soundfont(soundfont) if self.synth == "fluidsynth" else None
+        self.soundfont = str(sf2) if sf2 else None
+        self.cache_dir = Path(cache_dir).expanduser().resolve() if cache_dir else cache_root()
+        self.name = f"{midi.name}-audio"
+
+    def _render_spec(self) -> dict[str, Any]:
+        sf2 = Path(self.soundfont) if self.soundfont else None
+        return {
+            "synth": self.synth,
+            "soundfont": sf2.name if sf2 else None,
+            "soundfont_bytes": sf2.stat().st_size if sf2 and sf2.is_file() else None,
+            "sample_rate": self.sample_rate,
+            "max_seconds": self.max_seconds,
+        }
+
+    @property
+    def render_folder(self) -> Path:
+        spec = {"midi": self.midi.to_dict(), **self._render_spec()}
+        key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+        return self.cache_dir / "rendered" / f"{self.midi.name}-{key}"
+
+    def items(self) -> list[SourceItem]:
+        folder = str(self.render_folder)
+        # The wrapped item travels inside the payload, so workers can load and render it.
+        return [
+            SourceItem(key=it.key, split=it.split, payload=(it, folder)) for it in self.midi.items()
+        ]
+
+    def load(self, item: SourceItem) -> Any:
+        from cadenza.io.audio import load_audio, save_audio
+        from cadenza.io.render import render_midi
+
+        inner, folder = item.payload
+        path = Path(folder) / f"{_slug(inner.key)}.flac"
+        if path.is_file():
+            return load_audio(path)
+        wave = render_midi(
+            self.midi.load(inner), self.sample_rate, synth=self.synth,
+            soundfont=self.soundfont, max_seconds=self.max_seconds,
+        )  # fmt: skip
+        save_audio(wave, path)  # atomic: a killed run never leaves half a file to read later
+        # What the file holds (16-bit), so a first run and a cached one encode the same samples.
+        return load_audio(path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "rendered_midi", "midi": self.midi.to_dict(), **self._render_spec()}
+
+    def describe(self) -> str:
+        return f"{self.midi.describe()} rendered with {self.synth} at {self.sample_rate} Hz"

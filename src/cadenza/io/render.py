@@ -1,0 +1,214 @@
+"""MIDI -> audio: FluidSynth with a General MIDI SoundFont, or the built-in synthesizer.
+
+FluidSynth (the `fluidsynth` program, run as a subprocess) with a GM SoundFont sounds like the
+instruments the file names; `make setup` installs both on Debian/Ubuntu. Where either is
+missing, "auto" says so once and renders with the built-in additive synthesizer (io/synth.py),
+so that rendering, and everything built on it, still works on a bare machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cadenza.errors import BadAudioError, BadMidiError, CadenzaError, ConfigError
+from cadenza.io.audio import Waveform, load_audio, save_audio
+from cadenza.io.midi import clip_midi, load_midi, save_midi, tracks_of
+from cadenza.io.synth import synthesize
+
+SYNTHS = ("auto", "fluidsynth", "builtin")
+DEFAULT_SAMPLE_RATE = 44100
+# Where distributions put a GM SoundFont: Debian/Ubuntu (fluid-soundfont-gm, timgm6mb-soundfont),
+# Fedora/Arch, Homebrew.
+SOUNDFONT_CANDIDATES = (
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/usr/share/soundfonts/default.sf2",
+    "/usr/share/soundfonts/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/TimGM6mb.sf2",
+    "/usr/share/sounds/sf3/default-GM.sf3",
+    "/opt/homebrew/share/soundfonts/default.sf2",
+    "/usr/local/share/soundfonts/default.sf2",
+)
+INSTALL_HINT = (
+    "run `make setup`, or `sudo apt-get install fluidsynth fluid-soundfont-gm` "
+    "(or point $CADENZA_SOUNDFONT at a General MIDI .sf2 file)"
+)
+# After the last note-off: the release and some of the reverb, then a cut (with a short fade).
+TAIL_S = 1.0
+FADE_S = 0.02
+PEAK = 10 ** (-1 / 20)  # -1 dBFS: headroom for lossy encoders and resampling overshoot
+# 0.6 keeps a dense piano score well under full scale (POP909 peaks near 0.55); the float file
+# format means louder scores still do not clip before we normalise.
+FLUIDSYNTH_GAIN = 0.6
+
+log = logging.getLogger("cadenza")
+_warned = False  # the fallback warning is given once per process, not once per file
+
+__all__ = [
+    "DEFAULT_SAMPLE_RATE",
+    "SYNTHS",
+    "find_soundfont",
+    "fluidsynth_status",
+    "render_midi",
+    "render_to_file",
+]
+
+
+def find_soundfont(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The SoundFont to use: `explicit`, else $CADENZA_SOUNDFONT, else the first GM SoundFont
+    found where distributions install one; None if there is none. A path the user named that
+    does not exist or is not a SoundFont raises CadenzaError (a typo should not quietly change
+    the sound)."""
+    named = ((explicit, "soundfont"), (os.environ.get("CADENZA_SOUNDFONT"), "$CADENZA_SOUNDFONT"))
+    for given, what in named:
+        if given:
+            path = Path(given).expanduser()
+            if not path.is_file():
+                raise CadenzaError(f"{what} {path}: no such file; give the path of a .sf2 file")
+            # FluidSynth skips a file it cannot read and plays its own default SoundFont instead,
+            # exiting 0: the wrong sound, silently, unless we look first.
+            if not _is_soundfont(path):
+                raise CadenzaError(f"{what} {path}: not a SoundFont (.sf2/.sf3) file")
+            return path
+    return next((Path(p) for p in SOUNDFONT_CANDIDATES if Path(p).is_file()), None)
+
+
+def _is_soundfont(path: Path) -> bool:
+    with path.open("rb") as f:
+        head = f.read(12)
+    return head[:4] == b"RIFF" and head[8:12] == b"sfbk"
+
+
+def fluidsynth_status(
+    soundfont: str | os.PathLike[str] | None = None,
+) -> tuple[bool, str]:
+    """(True, the SoundFont's path) when FluidSynth can render, else (False, what is missing)."""
+    sf2 = find_soundfont(soundfont)
+    if shutil.which("fluidsynth") is None:
+        return False, "no `fluidsynth` program on PATH"
+    if sf2 is None:
+        return False, "no General MIDI SoundFont (looked in /usr/share/sounds/sf2 and the like)"
+    return True, str(sf2)
+
+
+def render_midi(
+    midi: Any,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    *,
+    synth: str = "auto",
+    soundfont: str | os.PathLike[str] | None = None,
+    max_seconds: float | None = None,
+) -> Waveform:
+    """A PrettyMIDI (or a .mid path) -> mono float32 Waveform at `sample_rate`, peak -1 dBFS.
+
+    Length: the last note's end plus TAIL_S, cut at `max_seconds` (nothing after it is
+    rendered). Raises BadMidiError (a bad file; no_notes also when no note starts before
+    `max_seconds`), ConfigError (a bad argument), CadenzaError (FluidSynth asked for but
+    missing, or failing).
+    """
+    if synth not in SYNTHS:
+        raise ConfigError(f"synth must be one of {list(SYNTHS)}, got {synth!r}")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer):
+        raise ConfigError(f"sample_rate must be an integer number of Hz, got {sample_rate!r}")
+    if not 8000 <= sample_rate <= 96000:  # FluidSynth's own range
+        raise ConfigError(f"sample_rate must lie in 8000..96000 Hz, got {sample_rate}")
+    if max_seconds is not None and (
+        isinstance(max_seconds, bool)
+        or not isinstance(max_seconds, numbers.Real)
+        or not max_seconds > 0
+    ):
+        raise ConfigError(f"max_seconds must be a positive number of seconds, got {max_seconds!r}")
+    name = str(midi) if isinstance(midi, str | os.PathLike) else "<PrettyMIDI>"
+    pm = load_midi(midi) if isinstance(midi, str | os.PathLike) else midi
+    if not hasattr(pm, "instruments"):
+        raise TypeError(f"render_midi takes a PrettyMIDI or a path, got {type(midi).__name__}")
+    if max_seconds is not None:
+        pm = clip_midi(pm, float(max_seconds))
+    tracks = tracks_of(pm)
+    ends = [float(tr.notes[:, 1].max()) for tr in tracks if len(tr.notes)]
+    if not ends:
+        raise BadMidiError(name, "no_notes", f"none before {max_seconds} s" if max_seconds else "")
+    seconds = max(ends) + TAIL_S
+    if max_seconds is not None:
+        seconds = min(seconds, float(max_seconds))
+    n = int(round(seconds * sample_rate))
+
+    if _use_fluidsynth(synth, soundfont):
+        samples = _fluidsynth(pm, int(sample_rate), soundfont, seconds)
+    else:
+        samples = synthesize(tracks, int(sample_rate), n)
+    return Waveform(_finish(samples, n, int(sample_rate)), int(sample_rate))
+
+
+def render_to_file(midi: Any, out_path: str | os.PathLike[str], **kwargs: Any) -> Path:
+    """render_midi, then save as .wav / .flac / .ogg (by suffix, atomically). Returns the path."""
+    out_path = Path(out_path)
+    if out_path.suffix.lower() not in (".wav", ".flac", ".ogg"):  # before, not after, the work
+        raise CadenzaError(f"{out_path}: write audio as .wav, .flac or .ogg")
+    return save_audio(render_midi(midi, **kwargs), out_path)
+
+
+def _use_fluidsynth(synth: str, soundfont: str | os.PathLike[str] | None) -> bool:
+    if synth == "builtin":
+        return False
+    global _warned
+    usable, why = fluidsynth_status(soundfont)
+    if synth == "fluidsynth" and not usable:
+        raise CadenzaError(f"cannot render with FluidSynth: {why}; {INSTALL_HINT}")
+    if not usable and not _warned:
+        _warned = True
+        log.warning(
+            "FluidSynth is not usable (%s), so MIDI is rendered with the plainer built-in "
+            "synthesizer; for General MIDI instruments %s",
+            why,
+            INSTALL_HINT,
+        )
+    return usable
+
+
+def _fluidsynth(
+    pm: Any, sample_rate: int, soundfont: str | os.PathLike[str] | None, seconds: float
+) -> np.ndarray:
+    exe, sf2 = shutil.which("fluidsynth"), find_soundfont(soundfont)
+    assert exe is not None and sf2 is not None  # _use_fluidsynth checked both
+    with tempfile.TemporaryDirectory(prefix="cadenza-render-") as tmp:
+        mid, wav = save_midi(pm, Path(tmp) / "in.mid"), Path(tmp) / "out.wav"
+        # -ni: no shell, no MIDI input; -F: render as fast as possible into a file. 32-bit float
+        # samples, so a loud passage is never clipped before normalisation.
+        cmd = [exe, "-ni", "-q", "-g", str(FLUIDSYNTH_GAIN), "-r", str(sample_rate),
+               "-O", "float", "-T", "wav", "-F", str(wav), str(sf2), str(mid)]  # fmt: skip
+        try:
+            # ~200x real time in practice; the timeout only catches a hung process.
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=60 + 2 * seconds)
+        except subprocess.TimeoutExpired as e:
+            raise CadenzaError(f"fluidsynth took over {e.timeout:.0f} s; giving up") from e
+        if done.returncode != 0 or not wav.is_file():
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            last = lines[-1] if lines else f"exit status {done.returncode}"
+            raise CadenzaError(f"fluidsynth failed on {sf2.name}: {last}")
+        try:
+            return load_audio(wav, sample_rate, max_seconds=seconds).samples
+        except BadAudioError as e:
+            if e.reason == "silent":  # e.g. only keys the SoundFont has no sample for
+                return np.zeros(0, dtype=np.float32)
+            raise CadenzaError(f"fluidsynth wrote an unreadable file: {e}") from e
+
+
+def _finish(samples: np.ndarray, n: int, sample_rate: int) -> np.ndarray:
+    """Exactly n samples, faded out over the last FADE_S (a cut must not click), peak -1 dBFS."""
+    out = np.zeros(n, dtype=np.float32)
+    m = min(n, len(samples))
+    out[:m] = samples[:m]
+    fade = min(int(FADE_S * sample_rate), n)
+    out[n - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+    peak = float(np.abs(out).max()) if n else 0.0
+    return out * np.float32(PEAK / peak) if peak > 0 else out
