@@ -137,3 +137,32 @@ def test_prepare_of_unusable_folder_is_one_clear_error(tmp_path: Path) -> None:
         "cadenza-prepare", "data=midi_folder", f"data.root={tmp_path / 'junk'}", cwd=tmp_path
     )
     assert proc.returncode == 2 and "junk" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_sample_render_wav_writes_audio_beside_each_midi(smoke_ckpt: Path, tmp_path: Path) -> None:
+    from cadenza.io.audio import AudioFeatures, chroma, load_audio
+
+    out = tmp_path / "r"
+    args = [f"ckpt_path={smoke_ckpt}", "n=2", f"out_dir={out}", "bars=2", "seed=1"]
+    proc = run_cli("cadenza-sample", *args, "render=wav", "synth=builtin", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    mids = sorted(out.glob("*.mid"))
+    assert len(mids) == 2
+    for mid in mids:
+        wave = load_audio(mid.with_suffix(".wav"))
+        assert wave.sample_rate == 44100
+        # the audio is these notes: as long as the MIDI (+ the release tail), and its loudest
+        # pitch classes are the MIDI's most-played ones
+        notes = _notes(mid)
+        end = max(n[1] for n in notes)
+        assert end < wave.seconds <= end + 1.05
+        counts = [0.0] * 12
+        for start, stop, pitch in notes:
+            counts[pitch % 12] += stop - start
+        heard = chroma(wave, AudioFeatures()).mean(0)
+        assert int(heard.argmax()) in sorted(range(12), key=lambda c: -counts[c])[:3]
+    meta = json.loads((out / "samples.json").read_text())
+    assert meta["controls"]["render"] == "wav"
+    assert [s["audio"] for s in meta["samples"]] == [m.with_suffix(".wav").name for m in mids]
+    bad = run_cli("cadenza-sample", *args, "render=mp4", cwd=tmp_path)
+    assert bad.returncode == 2 and "render must be null or one of" in bad.stderr

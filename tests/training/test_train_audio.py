@@ -72,3 +72,15 @@ def test_cadenza_sample_writes_audio_from_a_mel_vae_checkpoint(
     assert len(wavs) == 3 and all(load_audio(p).seconds > 1.9 for p in wavs)
     bad = run_cli("cadenza-sample", *args, "primer=x.mid", cwd=tmp_path)
     assert bad.returncode == 2 and "takes no primer" in bad.stderr
+
+
+@pytest.mark.slow
+def test_smoke_audio_vae_under_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
+    from tests.helpers import train_ddp_sim
+
+    data_root()
+    result, ranks = train_ddp_sim(tmp_path, "smoke_audio_vae")
+    seen = [set(r["seen"]) for r in ranks]
+    # each rank its own windows (the sampler pads an odd count with one repeat)
+    assert seen[0] and seen[1] and len(seen[0] & seen[1]) <= 1
+    assert GenerativeModule.load(result["latest_ckpt"]).family == "mel_vae"
