@@ -187,7 +187,7 @@ def _fluidsynth(
         cmd = [exe, "-ni", "-q", "-g", str(FLUIDSYNTH_GAIN), "-r", str(sample_rate),
                "-O", "float", "-T", "wav", "-F", str(wav), str(sf2), str(mid)]  # fmt: skip
         try:
-            # ~200x real time in practice; the timeout only catches a hung process.
+            # 40-170x real time measured (BENCHMARKS.md); the timeout only catches a hung process.
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=60 + 2 * seconds)
         except subprocess.TimeoutExpired as e:
             raise CadenzaError(f"fluidsynth took over {e.timeout:.0f} s; giving up") from e

@@ -1,0 +1,1 @@
+"""The recommender package; content features for the track embedder come first."""
