@@ -12,8 +12,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cadenza.data.sources import Source, SourceItem, _check_limit, _fingerprint, _slug
-from cadenza.errors import CadenzaError, ConfigError
+from cadenza.data.sources import (
+    Source,
+    SourceItem,
+    _check_limit,
+    _fingerprint,
+    _slug,
+    list_files,
+)
+from cadenza.errors import ConfigError
 from cadenza.paths import cache_root
 
 
@@ -47,22 +54,7 @@ class AudioFolderSource(Source):
         from cadenza.io.audio import AUDIO_SUFFIXES
 
         if self._paths is None:
-            if not self.root.is_dir():
-                raise CadenzaError(
-                    f"audio folder {self.root} does not exist. Point the data config at your "
-                    f"files with `data.root=/path/to/audio` (or set CADENZA_DATA)."
-                )
-            paths = sorted(
-                p
-                for p in self.root.rglob("*")
-                if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
-            )
-            if not paths:
-                raise CadenzaError(
-                    f"audio folder {self.root} holds no {'/'.join(AUDIO_SUFFIXES)} files "
-                    "(searched recursively). Point the data config at them with `data.root=...`."
-                )
-            self._paths = paths[: self.limit] if self.limit else paths
+            self._paths = list_files(self.root, AUDIO_SUFFIXES, "audio", self.limit)
         return self._paths
 
     def items(self) -> list[SourceItem]:

@@ -90,6 +90,23 @@ def _fingerprint(paths: list[Path], base: Path) -> dict[str, Any]:
     return {"files": len(paths), "bytes": total, "fingerprint": h.hexdigest()}
 
 
+def list_files(root: Path, suffixes: tuple[str, ...], kind: str, limit: int | None) -> list[Path]:
+    """Files under `root` with one of `suffixes` (any letter case), recursively, sorted by path,
+    the first `limit`; a missing or empty folder is a CadenzaError that says what to set."""
+    if not root.is_dir():
+        raise CadenzaError(
+            f"{kind} folder {root} does not exist. Point the data config at your files with "
+            f"`data.root=/path/to/{kind.lower()}` (or set CADENZA_DATA)."
+        )
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+    if not paths:
+        raise CadenzaError(
+            f"{kind} folder {root} holds no {'/'.join(suffixes)} files (searched recursively). "
+            f"Point the data config at your files with `data.root=/path/to/{kind.lower()}`."
+        )
+    return paths[:limit] if limit else paths
+
+
 class MidiFolderSource(Source):
     """Every .mid/.midi file (any letter case) under `root`, recursively, sorted by path."""
 
@@ -101,20 +118,7 @@ class MidiFolderSource(Source):
 
     def _listing(self) -> list[Path]:
         if self._paths is None:
-            if not self.root.is_dir():
-                raise CadenzaError(
-                    f"MIDI folder {self.root} does not exist. Point the data config at your "
-                    f"files with `data.root=/path/to/midi` (or set CADENZA_DATA)."
-                )
-            paths = sorted(
-                p for p in self.root.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file()
-            )
-            if not paths:
-                raise CadenzaError(
-                    f"MIDI folder {self.root} holds no .mid/.midi files (searched recursively). "
-                    f"Point the data config at your files with `data.root=/path/to/midi`."
-                )
-            self._paths = paths[: self.limit] if self.limit else paths
+            self._paths = list_files(self.root, MIDI_SUFFIXES, "MIDI", self.limit)
         return self._paths
 
     def items(self) -> list[SourceItem]:
