@@ -1,5 +1,6 @@
 # Two commands on a fresh machine:
 #   make demo   set up .venv, train an LSTM on the Bach chorales inside music21, write samples
+#               (MIDI, piano-roll PNG, and WAV audio)
 #   make test   set up .venv and run the test suite (what CI runs)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -48,7 +49,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	$(BIN)/cadenza-train experiment=bach_lstm
-	@echo "Samples (MIDI + PNG): outputs/bach_lstm/samples/  checkpoint: checkpoints/bach_lstm/latest.ckpt"
+	@echo "Samples (MIDI + PNG + WAV): outputs/bach_lstm/samples/  checkpoint: checkpoints/bach_lstm/latest.ckpt"
 
 test: setup
 	$(BIN)/python -m pytest -q
