@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from cadenza.paths import config_dir
 from cadenza.training.config import register_resolvers, wandb_logged_in
@@ -29,6 +30,15 @@ def test_experiment_builds_model_sized_from_codec(experiment: str, tmp_path: Pat
     elif model.family == "gan":
         assert codec.row_shape == (model.K, model.P) and codec.steps_per_bar == model.S
         assert model.phrase_steps == codec.steps_for_bars(datamodule.window_bars)
+    elif model.family == "mel_vae":
+        assert (model.window_steps, model.bands) == (
+            codec.steps_for_bars(datamodule.window_bars),
+            codec.feature_dim,
+        )
+        assert model.decoder(torch.zeros(1, model.hparams.latent_size)).shape[1:] == (
+            model.window_steps,
+            codec.feature_dim,
+        )
     elif codec.kind == "frames":
         assert model.net.feature_dim == codec.feature_dim
     else:
