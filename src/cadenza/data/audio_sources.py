@@ -12,15 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cadenza.data.sources import (
-    Source,
-    SourceItem,
-    _check_limit,
-    _fingerprint,
-    _slug,
-    list_files,
-)
+from cadenza.data.sources import FolderSource, Source, SourceItem, _slug
 from cadenza.errors import ConfigError
+from cadenza.io.audio import AUDIO_SUFFIXES, load_audio
 from cadenza.paths import cache_root
 
 
@@ -32,9 +26,12 @@ def _check_seconds(key: str, value: Any, optional: bool = True) -> float | None:
     return float(value)
 
 
-class AudioFolderSource(Source):
+class AudioFolderSource(FolderSource):
     """Every WAV/FLAC/OGG/MP3/AIFF file under `root`, recursively, sorted by path. Pieces are
     read at their own sample rate (the codec resamples) and cut at `max_seconds`."""
+
+    suffixes = AUDIO_SUFFIXES
+    kind = "audio"
 
     def __init__(
         self,
@@ -43,46 +40,16 @@ class AudioFolderSource(Source):
         max_seconds: float | None = None,
         min_seconds: float = 0.5,
     ) -> None:
-        self.root = Path(root).expanduser().resolve()
-        self.limit = _check_limit(limit)
+        super().__init__(root, limit)
         self.max_seconds = _check_seconds("max_seconds", max_seconds)
         self.min_seconds = float(_check_seconds("min_seconds", min_seconds, optional=False) or 0)
-        self.name = _slug(self.root.name)
-        self._paths: list[Path] | None = None
-
-    def _listing(self) -> list[Path]:
-        from cadenza.io.audio import AUDIO_SUFFIXES
-
-        if self._paths is None:
-            self._paths = list_files(self.root, AUDIO_SUFFIXES, "audio", self.limit)
-        return self._paths
-
-    def items(self) -> list[SourceItem]:
-        return [
-            SourceItem(key=p.relative_to(self.root).as_posix(), payload=str(p))
-            for p in self._listing()
-        ]
 
     def load(self, item: SourceItem) -> Any:
-        from cadenza.io.audio import load_audio
-
         return load_audio(item.payload, max_seconds=self.max_seconds, min_seconds=self.min_seconds)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "type": "audio_folder",
-            "root": str(self.root),
-            "limit": self.limit,
-            "max_seconds": self.max_seconds,
-            "min_seconds": self.min_seconds,
-            **_fingerprint(self._listing(), self.root),
-        }
-
-    def describe(self) -> str:
-        return f"audio folder {self.root}"
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_paths": None}
+        return {**super().to_dict(), "max_seconds": self.max_seconds,
+                "min_seconds": self.min_seconds}  # fmt: skip
 
 
 class RenderedMidiSource(Source):
@@ -150,7 +117,7 @@ class RenderedMidiSource(Source):
         ]
 
     def load(self, item: SourceItem) -> Any:
-        from cadenza.io.audio import load_audio, save_audio
+        from cadenza.io.audio import save_audio
         from cadenza.io.render import render_midi
 
         inner, folder = item.payload

@@ -107,8 +107,12 @@ def list_files(root: Path, suffixes: tuple[str, ...], kind: str, limit: int | No
     return paths[:limit] if limit else paths
 
 
-class MidiFolderSource(Source):
-    """Every .mid/.midi file (any letter case) under `root`, recursively, sorted by path."""
+class FolderSource(Source):
+    """Every file with one of `suffixes` (any letter case) under `root`, recursively, sorted by
+    path; subclasses say which files (`suffixes`, `kind`) and how to load one."""
+
+    suffixes: tuple[str, ...]
+    kind: str  # "MIDI", "audio": for messages and the config type
 
     def __init__(self, root: str | Path, limit: int | None = None) -> None:
         self.root = Path(root).expanduser().resolve()
@@ -118,7 +122,7 @@ class MidiFolderSource(Source):
 
     def _listing(self) -> list[Path]:
         if self._paths is None:
-            self._paths = list_files(self.root, MIDI_SUFFIXES, "MIDI", self.limit)
+            self._paths = list_files(self.root, self.suffixes, self.kind, self.limit)
         return self._paths
 
     def items(self) -> list[SourceItem]:
@@ -127,25 +131,32 @@ class MidiFolderSource(Source):
             for p in self._listing()
         ]
 
-    def load(self, item: SourceItem) -> Any:
-        from cadenza.io.midi import load_midi
-
-        return load_midi(item.payload)
-
     def to_dict(self) -> dict[str, Any]:
         return {
-            "type": "midi_folder",
+            "type": f"{self.kind.lower()}_folder",
             "root": str(self.root),
             "limit": self.limit,
             **_fingerprint(self._listing(), self.root),
         }
 
     def describe(self) -> str:
-        return f"MIDI folder {self.root}"
+        return f"{self.kind} folder {self.root}"
 
     def __getstate__(self) -> dict[str, Any]:
         # Workers get the item payloads; the listing need not travel with the source.
         return {**self.__dict__, "_paths": None}
+
+
+class MidiFolderSource(FolderSource):
+    """Every .mid/.midi file (any letter case) under `root`, recursively, sorted by path."""
+
+    suffixes = MIDI_SUFFIXES
+    kind = "MIDI"
+
+    def load(self, item: SourceItem) -> Any:
+        from cadenza.io.midi import load_midi
+
+        return load_midi(item.payload)
 
 
 class Music21Source(Source):
