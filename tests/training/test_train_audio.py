@@ -72,6 +72,8 @@ def test_cadenza_sample_writes_audio_from_a_mel_vae_checkpoint(
     assert len(wavs) == 3 and all(load_audio(p).seconds > 1.9 for p in wavs)
     bad = run_cli("cadenza-sample", *args, "primer=x.mid", cwd=tmp_path)
     assert bad.returncode == 2 and "takes no primer" in bad.stderr
+    bad = run_cli("cadenza-sample", *args, "mode=interpolate", "a=x.wav", "b=y.wav", cwd=tmp_path)
+    assert bad.returncode == 2 and "from its prior only" in bad.stderr
 
 
 @pytest.mark.slow

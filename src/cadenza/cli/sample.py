@@ -30,6 +30,11 @@ def sample(cfg: DictConfig) -> list[str]:
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {list(MODES)}, got {mode!r}")
     model = GenerativeModule.load(require(cfg, "ckpt_path"))
+    if model.codec.kind == "features" and (mode != "prior" or controls.get("attribute")):
+        raise ConfigError(
+            f"a {model.family} checkpoint samples audio from its prior only (mode=prior); "
+            f"mode={mode} and attribute= work on MIDI families"
+        )
     controls.pop("ckpt_path")
     attribute = controls.pop("attribute", None)
     inputs = {k: controls.pop(k, None) for k in ("input", "a", "b")}
