@@ -287,11 +287,15 @@ def cqt(wave: Waveform, p: AudioFeatures) -> np.ndarray:
 
 
 def chroma(wave: Waveform, p: AudioFeatures) -> np.ndarray:
-    """Chroma from the CQT [T, 12]; column 0 is C, 9 is A; each frame's maximum is 1."""
+    """Chroma from the CQT [T, 12]; column 0 is C, 9 is A; each frame's maximum is 1.
+
+    Tuning is A4 = 440 Hz, not estimated: rendered MIDI is in that tuning, and librosa's
+    estimate (a piptrack pass, numba-compiled) was most of chroma's cost and crashed a fresh CI
+    run with a segmentation fault from a broken numba cache entry of that very function."""
     with _short_octaves_ok():
         C = librosa.feature.chroma_cqt(
             y=_at(wave, p), sr=p.sample_rate, hop_length=p.hop_length, fmin=p.cqt_fmin,
-            n_octaves=p.cqt_octaves, bins_per_octave=p.cqt_bins_per_octave * 3,
+            n_octaves=p.cqt_octaves, bins_per_octave=p.cqt_bins_per_octave * 3, tuning=0.0,
         )  # fmt: skip
     return np.ascontiguousarray(C.T, dtype=np.float32)
 
