@@ -1,0 +1,151 @@
+"""Listening data as a sparse user x item matrix, and RecBole's random 8:1:1 split per user.
+
+Implicit feedback: a user either played an artist or not, so the matrix holds 1 per pair; the
+play counts stay beside it (`Interactions.plays`) for models that weigh confidence by them.
+Rows and columns are dense indices 0..n-1; `user_ids` / `item_ids` map them back to the file's
+IDs (Last.fm artist IDs are not contiguous).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from cadenza.errors import CadenzaError, ConfigError
+from cadenza.paths import data_root
+
+LASTFM_DIR = "lastfm-hetrec2011-2k"
+LASTFM_HEADER = ("userID", "artistID", "weight")
+
+
+@dataclass(frozen=True)
+class Interactions:
+    matrix: sp.csr_matrix  # [n_users, n_items] float32, 1.0 per (user, item) pair
+    plays: sp.csr_matrix  # [n_users, n_items] float32, same pattern, the play counts
+    user_ids: np.ndarray  # [n_users] the file's ID of each row
+    item_ids: np.ndarray  # [n_items] the file's ID of each column
+
+    @property
+    def n_users(self) -> int:
+        return self.matrix.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.matrix.shape[1]
+
+
+def from_triples(users: np.ndarray, items: np.ndarray, weights: np.ndarray) -> Interactions:
+    """Interactions from parallel arrays of raw IDs and weights [N]; repeated pairs add up."""
+    user_ids, rows = np.unique(users, return_inverse=True)
+    item_ids, cols = np.unique(items, return_inverse=True)
+    shape = (len(user_ids), len(item_ids))
+    plays = sp.csr_matrix((np.asarray(weights, np.float32), (rows, cols)), shape=shape)
+    plays.sum_duplicates()
+    matrix = plays.copy()
+    matrix.data[:] = 1.0
+    return Interactions(matrix, plays, user_ids, item_ids)
+
+
+def lastfm_path(root: Path | None = None) -> Path:
+    return (root or data_root()) / LASTFM_DIR / "user_artists.dat"
+
+
+def load_lastfm(root: Path | None = None) -> Interactions:
+    """HetRec 2011 Last.fm 2K user_artists.dat: 1,892 users x 17,632 artists, 92,834 pairs."""
+    path = lastfm_path(root)
+    if not path.is_file():
+        env = os.environ.get("CADENZA_DATA")
+        where = f"$CADENZA_DATA={env}" if env else "$CADENZA_DATA is unset, so the root is ./data"
+        raise CadenzaError(
+            f"Last.fm listening data not found: {path} is missing ({where}). Set CADENZA_DATA to "
+            f"the folder that holds {LASTFM_DIR}/ (e.g. ../shared/data)."
+        )
+    # The GroupLens original has CRLF line ends; split() takes tabs, CR and LF alike.
+    header, _, body = path.read_text(encoding="utf-8").partition("\n")
+    if tuple(header.split()) != LASTFM_HEADER:
+        raise CadenzaError(
+            f"{path}: expected the header {' '.join(LASTFM_HEADER)!r} (tab-separated), got "
+            f"{header.strip()!r}; point CADENZA_DATA at HetRec's original files."
+        )
+    values = np.array(body.split(), dtype=np.int64)
+    if values.size % 3:
+        raise CadenzaError(f"{path}: a row does not have 3 fields (userID, artistID, weight)")
+    table = values.reshape(-1, 3)
+    return from_triples(table[:, 0], table[:, 1], table[:, 2])
+
+
+@dataclass(frozen=True)
+class Split:
+    """Disjoint train / valid / test matrices, each [n_users, n_items], that add up to the data."""
+
+    train: sp.csr_matrix
+    valid: sp.csr_matrix
+    test: sp.csr_matrix
+    seed: int
+
+    @property
+    def seen_before_test(self) -> sp.csr_matrix:
+        """train + valid: what the test stage masks (RecBole ranks test after both)."""
+        return (self.train + self.valid).tocsr()
+
+
+def split_sizes(n: int, ratios: Sequence[float] = (0.8, 0.1, 0.1)) -> tuple[int, ...]:
+    """How many of a user's n interactions go to each part: RecBole's `_calcu_split_ids`.
+
+    Every part but the first gets floor(ratio * n) and the first (train) the rest. Then, last
+    part first (test, then valid), a part whose exact share is under one interaction
+    (0 < ratio * n < 1) takes one from train, as long as train keeps more than one. For 8:1:1:
+    n = 1 -> (1, 0, 0); n = 2 -> (1, 0, 1); 3 <= n <= 19 -> (n - 2, 1, 1); n = 20 -> (16, 2, 2);
+    n = 50 -> (40, 5, 5). A user with one pair is thus train-only and never evaluated.
+    """
+    total = float(sum(ratios))
+    shares = [r / total for r in ratios]
+    counts = [int(s * n) for s in shares]
+    counts[0] = n - sum(counts[1:])
+    for i in range(1, len(shares)):
+        if counts[0] <= 1:
+            break
+        if 0 < shares[-i] * n < 1:
+            counts[-i] += 1
+            counts[0] -= 1
+    return tuple(counts)
+
+
+def split_per_user(
+    matrix: sp.csr_matrix, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> Split:
+    """RecBole's `split: {RS: [0.8, 0.1, 0.1]}, group_by: user, order: RO` on a user x item matrix.
+
+    Each user's items are put in a random order (RecBole shuffles all interactions, then groups
+    them by user: the same per-user distribution; the draws differ, RecBole uses torch's RNG)
+    and cut by `split_sizes`. Values (1s or play counts) are carried over. Same seed, same split.
+    """
+    if len(ratios) != 3 or min(ratios) < 0 or sum(ratios) <= 0:
+        raise ConfigError(f"split ratios must be three non-negative numbers (train, valid, test), "
+                          f"e.g. (0.8, 0.1, 0.1); got {tuple(ratios)}")  # fmt: skip
+    matrix = sp.csr_matrix(matrix)
+    matrix.sort_indices()  # the shuffle must not depend on how the input happened to be stored
+    rng = np.random.default_rng(seed)
+    parts: list[tuple[list, list, list]] = [([], [], []) for _ in range(3)]
+    for user in range(matrix.shape[0]):
+        lo, hi = matrix.indptr[user], matrix.indptr[user + 1]
+        order = lo + rng.permutation(hi - lo)
+        bounds = np.cumsum((0, *split_sizes(hi - lo, ratios)))
+        for part, (a, b) in zip(parts, zip(bounds[:-1], bounds[1:])):
+            part[0].append(np.full(b - a, user))
+            part[1].append(matrix.indices[order[a:b]])
+            part[2].append(matrix.data[order[a:b]])
+    train, valid, test = (
+        sp.csr_matrix(
+            (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
+            shape=matrix.shape,
+            dtype=matrix.dtype,
+        )
+        for rows, cols, data in parts
+    )
+    return Split(train, valid, test, seed)
