@@ -251,6 +251,12 @@ def _results(source: Source, codec: Codec, items: list[SourceItem], workers: int
         for item in items:
             yield _encode(source, codec, item)
         return
+    # The first piece is encoded here, before the workers fork from this process: one-time
+    # set-up then happens once and is inherited. librosa compiles its numba kernels on first
+    # use into an on-disk cache; two fresh workers compiling at the same moment wrote the same
+    # cache files and left entries that segfault every later process that loads them.
+    yield _encode(source, codec, items[0])
+    items = items[1:]
     workers = min(workers, len(items))
     # Chunks amortise the pickling round trip; ~8 chunks per worker keeps the load balanced.
     chunksize = max(1, min(64, len(items) // (workers * 8)))
