@@ -52,6 +52,9 @@ def test_experiment_runs_fast_dev_run(experiment: str, tmp_path: Path, real_midi
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    if "recommender" in experiment:  # ranks tracks, writes no music: its test metrics show
+        assert "test/ndcg@10" in proc.stdout + proc.stderr
+        return
     # a model of audio features writes audio; every other family MIDI
     suffix = "*.wav" if "audio" in experiment else "*.mid"
     mids = sorted((tmp_path / "s").glob(suffix))

@@ -21,6 +21,12 @@ def test_experiment_builds_model_sized_from_codec(experiment: str, tmp_path: Pat
     if experiment == "midi_folder_lstm":
         overrides.append(f"data.root={tmp_path}")
     datamodule, model, trainer = build(compose_train(tmp_path, overrides))
+    if model.family == "recommender":  # sized from its catalog, not a codec
+        catalog = datamodule.catalog
+        assert (model.hparams.n_users, model.hparams.n_items) == catalog.train.shape
+        assert model.item_features.shape == catalog.features.shape
+        assert model.hparams.item_keys == catalog.item_keys
+        return
     codec = datamodule.codec
     assert model.codec == codec
     if model.family == "vae":

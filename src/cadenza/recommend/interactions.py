@@ -149,3 +149,45 @@ def split_per_user(
         for rows, cols, data in parts
     )
     return Split(train, valid, test, seed)
+
+
+LASTFM_TAGS_HEADER = ("userID", "artistID", "tagID", "day", "month", "year")
+
+
+def lastfm_tags(
+    data: Interactions, allowed: sp.csr_matrix, n_tags: int = 500, root: Path | None = None
+) -> np.ndarray:
+    """Artists' content from user_taggedartists.dat: [n_items, n_tags] float32, L2 rows.
+
+    Only tag assignments whose (user, artist) pair is in `allowed` (the training split) count:
+    a user who tagged an artist has heard them, so tags from held-out pairs would leak the
+    answer. The `n_tags` most used tags are kept; each artist's counts are log-scaled, weighted
+    by inverse document frequency and unit-normalised (an untagged artist is all zeros).
+    """
+    if n_tags == 0:
+        return np.zeros((data.n_items, 0), np.float32)
+    path = lastfm_path(root).with_name("user_taggedartists.dat")
+    if not path.is_file():
+        raise CadenzaError(f"Last.fm tags not found: {path} is missing; set CADENZA_DATA")
+    header, _, body = path.read_text(encoding="utf-8").partition("\n")
+    if tuple(header.split()) != LASTFM_TAGS_HEADER:
+        raise CadenzaError(f"{path}: unexpected header {header.strip()!r}")
+    rows = np.array(body.split(), dtype=np.int64).reshape(-1, len(LASTFM_TAGS_HEADER))
+    u = np.searchsorted(data.user_ids, rows[:, 0]).clip(max=data.n_users - 1)
+    i = np.searchsorted(data.item_ids, rows[:, 1]).clip(max=data.n_items - 1)
+    ok = (data.user_ids[u] == rows[:, 0]) & (data.item_ids[i] == rows[:, 1])
+    ok &= np.asarray(sp.csr_matrix(allowed)[u, i]).ravel() > 0
+    items, tags = i[ok], rows[ok, 2]
+    tag_ids, counts = np.unique(tags, return_counts=True)
+    top = tag_ids[np.argsort(-counts, kind="stable")[:n_tags]]
+    keep = np.isin(tags, top)
+    cols = np.searchsorted(np.sort(top), tags[keep])
+    x = sp.csr_matrix(
+        (np.ones(keep.sum(), np.float32), (items[keep], cols)), shape=(data.n_items, len(top))
+    )
+    x.sum_duplicates()
+    x.data = np.log1p(x.data)
+    idf = np.log(data.n_items / (1.0 + x.getnnz(axis=0))).astype(np.float32)
+    dense = x.toarray() * idf
+    norms = np.linalg.norm(dense, axis=1, keepdims=True)
+    return (dense / np.maximum(norms, 1e-8)).astype(np.float32)

@@ -27,8 +27,12 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
     """Everything `train` needs, validated before any data is prepared or any step is taken."""
     register_resolvers()
     datamodule = instantiate(cfg.data)
-    # The model is sized from the codec: no dimension is written twice in YAML.
-    model = instantiate(cfg.model, codec=datamodule.codec.to_dict())
+    # The model is sized from the codec (the recommender: from its catalog), so no dimension is
+    # written twice in YAML.
+    sizing = getattr(datamodule, "model_sizing", None)
+    model = instantiate(
+        cfg.model, **(sizing() if sizing else {"codec": datamodule.codec.to_dict()})
+    )
     trainer = instantiate(
         cfg.trainer,
         callbacks=_instantiate_group(cfg.get("callbacks")),
@@ -79,7 +83,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             result["metrics"].update({k: float(v) for k, v in test_metrics[0].items()})
 
     n_samples = int(OmegaConf.select(cfg, "sample.n", default=0) or 0)
-    if n_samples > 0 and trainer.is_global_zero:
+    if n_samples > 0 and not hasattr(model, "generate"):
+        log.info("sample.n=%d ignored: %s does not generate music", n_samples, type(model).__name__)
+    elif n_samples > 0 and trainer.is_global_zero:
         from cadenza.generate import generate_to_files
         from cadenza.models.base import GenerativeModule
 

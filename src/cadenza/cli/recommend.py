@@ -1,0 +1,80 @@
+"""cadenza-recommend ckpt=RECOMMENDER.ckpt user=ID k=10 [context=STYLE]
+cadenza-recommend ckpt=... history=[key,key,...] k=10          (a new listener, no retraining)
+cadenza-recommend ckpt=... user=ID generator=GEN.ckpt candidates=32 k=5 out_dir=...
+
+Without generator=: the k best catalog tracks for the listener (already-heard ones left out),
+printed and written to <out_dir>/recommendations.json. With generator=: `candidates` pieces
+sampled from the generator checkpoint (any family that writes MIDI), scored with the catalog's
+own track embedder, and the k best written as MIDI (+ piano roll, + audio with render=wav) with
+their scores in <out_dir>/picks.json.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from cadenza.cli import CONFIG_DIR, run_task
+from cadenza.errors import ConfigError
+from cadenza.models.base import check_int
+from cadenza.training.config import require
+
+
+def recommend(cfg: DictConfig) -> list[dict]:
+    from cadenza.recommend.module import RecommenderModule
+    from cadenza.recommend.workflow import recommend_catalog, recommend_generated
+
+    c = OmegaConf.to_container(cfg, resolve=True)
+    model = RecommenderModule.load(require(cfg, "ckpt"))
+    k = check_int("k", c["k"])
+    history = c.get("history")
+    if history is not None and not isinstance(history, list):
+        raise ConfigError("history must be a list of catalog keys: history=[key1,key2]")
+    listener = {"user": c.get("user"), "history": history, "context": c.get("context")}
+    out = Path(c["out_dir"])
+    if c.get("generator"):
+        from cadenza.models import GenerativeModule
+
+        generator = GenerativeModule.load(c["generator"])
+        if generator.codec.kind == "features":
+            raise ConfigError(f"generator={c['generator']} writes audio ({generator.family}); "
+                              "the recommender scores MIDI from its notes")  # fmt: skip
+        picks = recommend_generated(
+            model, generator, out, **listener, candidates=check_int("candidates",
+            c["candidates"]), k=k, render=c.get("render"), png=c.get("png", True),
+            **c["sample"],
+        )  # fmt: skip
+        print(f"best {len(picks)} of {c['candidates']} samples for {_who(listener)}:")
+        for p in picks:
+            print(f"{p.rank:3d}. {Path(p.midi).name:32s} score {p.score:7.3f}  above "
+                  f"{100 * p.catalog_percentile:5.1f}% of the catalog")  # fmt: skip
+        print(out / "picks.json")
+    else:
+        picks = recommend_catalog(model, **listener, k=k, index=c.get("index", "exact"))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "recommendations.json").write_text(
+            json.dumps({"listener": listener, "picks": [asdict(p) for p in picks]}, indent=2)
+        )
+        print(f"top {len(picks)} for {_who(listener)}:")
+        for p in picks:
+            print(f"{p.rank:3d}. {p.key:40s} score {p.score:7.3f}")
+        print(out / "recommendations.json")
+    return [asdict(p) for p in picks]
+
+
+def _who(listener: dict) -> str:
+    who = f"user {listener['user']}" if listener["user"] is not None else "the given history"
+    return who + (f", context {listener['context']}" if listener["context"] else "")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="recommend")
+def main(cfg: DictConfig) -> None:
+    run_task(recommend, cfg)
+
+
+if __name__ == "__main__":
+    main()

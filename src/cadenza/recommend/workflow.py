@@ -1,0 +1,183 @@
+"""The listener's and the producer's recommender workflows, as functions the CLI and tests call.
+
+- `recommend_catalog`: the k best catalog tracks for a known user (`user=ID`) or for a new
+  listener given as a list of catalog tracks they like (`history=[...]`, taste computed on the
+  fly), optionally asking for a context (a style or tag the model was trained with).
+- `recommend_generated`: sample `candidates` pieces from any generator checkpoint, embed them
+  from their notes exactly as catalog tracks are embedded (the recommender's content features),
+  score them for the listener, keep the k best as MIDI (+ piano roll, + audio) with their scores
+  and where each would rank among the catalog for that listener.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cadenza.errors import BadFileError, CadenzaError, ConfigError
+from cadenza.recommend.index import make_index
+from cadenza.recommend.module import RecommenderModule
+
+
+@dataclass
+class Pick:
+    rank: int
+    key: str  # catalog key, or the generated file's name
+    score: float  # the model's score: mean cosine over heads / tau
+    catalog_percentile: float | None = None  # generated: share of the catalog it outscores
+    midi: str | None = None
+    png: str | None = None
+    audio: str | None = None
+
+
+def listener_taste(
+    model: RecommenderModule,
+    user: str | int | None = None,
+    history: list[str] | None = None,
+    context: str | None = None,
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Taste [1, D] and the catalog ids the listener already has (to leave out)."""
+    if (user is None) == (history is None):
+        raise ConfigError("give exactly one of user=ID (a known listener) or history=[track, "
+                          "...] (a new listener's catalog tracks)")  # fmt: skip
+    item_index = {k: i for i, k in enumerate(model.hparams.item_keys or [])}
+    if user is not None:
+        users = [str(u) for u in (model.hparams.user_keys or [])]
+        if str(user) not in users:
+            raise ConfigError(
+                f"user={user} is not a listener this model knows ({len(users)} "
+                f"users, e.g. {users[:3]}); for a new listener pass history=[...]"
+            )
+        row = users.index(str(user))
+        hist = model.history(torch.tensor([row]))  # [1, I]
+    else:
+        unknown = [k for k in history if str(k) not in item_index]
+        if unknown:
+            raise ConfigError(
+                f"history names tracks not in the catalog: {unknown[:5]} (catalog keys "
+                f"look like {list(item_index)[:3]})"
+            )
+        hist = torch.zeros(1, model.hparams.n_items)
+        hist[0, [item_index[str(k)] for k in history]] = 1.0
+    ctx = None
+    if context is not None:
+        if context not in model.contexts:
+            raise ConfigError(f"context={context} is not one this model was trained with: "
+                              f"{model.contexts or 'none (it takes no context)'}")  # fmt: skip
+        ctx = torch.tensor([model.contexts.index(context)])
+    with torch.no_grad():
+        taste = model.taste_of(hist, ctx)
+    return taste, np.flatnonzero(hist[0].numpy() > 0)
+
+
+def recommend_catalog(
+    model: RecommenderModule,
+    *,
+    user: str | int | None = None,
+    history: list[str] | None = None,
+    context: str | None = None,
+    k: int = 10,
+    exclude_seen: bool = True,
+    index: str = "exact",
+) -> list[Pick]:
+    taste, seen = listener_taste(model, user, history, context)
+    with torch.no_grad():
+        tracks = model.catalog_embeddings().numpy()
+    idx = make_index(index).build(tracks)
+    scores, ids = idx.search(taste.numpy(), k, exclude=[seen] if exclude_seen else None)
+    keys = model.hparams.item_keys or [str(i) for i in range(model.hparams.n_items)]
+    tau = model.hparams.tau
+    return [Pick(r + 1, keys[i], float(s) / tau) for r, (s, i) in
+            enumerate(zip(scores[0], ids[0])) if i >= 0]  # fmt: skip
+
+
+def content_features(model: RecommenderModule, midis: list[Any]) -> np.ndarray:
+    """The recommender's own content features for MIDI pieces [N, F]."""
+    kind = model.hparams.get("feature_kind")
+    if kind != "symbolic":
+        raise ConfigError(f"this recommender's content is {kind or 'nothing'}, not notes, so it "
+                          "cannot score MIDI it has not seen: use one trained on MIDI content, "
+                          "e.g. `cadenza-train experiment=styles_recommender`")  # fmt: skip
+    from cadenza.recommend.symbolic_features import SYMBOLIC_NAMES, symbolic_summary
+
+    names = model.hparams.get("feature_names") or SYMBOLIC_NAMES
+    cols = [SYMBOLIC_NAMES.index(n) for n in names]
+    return np.stack([symbolic_summary(pm)[cols] for pm in midis])
+
+
+def recommend_generated(
+    model: RecommenderModule,
+    generator: Any,
+    out_dir: str | Path,
+    *,
+    user: str | int | None = None,
+    history: list[str] | None = None,
+    context: str | None = None,
+    candidates: int = 32,
+    k: int = 5,
+    render: str | None = None,
+    png: bool = True,
+    **controls: Any,
+) -> list[Pick]:
+    """Sample `candidates` pieces (controls: seed, temperature, top_k, top_p, bars, steps,
+    primer), keep the k best for the listener in out_dir as rank01_....mid + picks.json."""
+    from cadenza.generate import generate_to_files
+    from cadenza.io.midi import load_midi
+
+    if k > candidates:
+        raise ConfigError(f"k={k} is more than candidates={candidates}")
+    out = Path(out_dir)
+    pool = out / "candidates"
+    paths = generate_to_files(generator, pool, n=candidates, png=False, prefix="candidate",
+                              **controls)  # fmt: skip
+    good, midis, skipped = [], [], {}
+    for p in paths:
+        try:
+            pm = load_midi(p)
+            feats = content_features(model, [pm])
+        except BadFileError as e:  # an empty sample (no notes) cannot be scored
+            skipped[p.name] = str(e)
+            continue
+        good.append((p, feats[0]))
+        midis.append(pm)
+    if not good:
+        raise CadenzaError(f"none of the {candidates} samples could be scored: {skipped}")
+    taste, _ = listener_taste(model, user, history, context)
+    with torch.no_grad():
+        emb = model.embed_features(np.stack([f for _, f in good]))
+        scores = model.score(taste, emb)[0].numpy()
+        catalog = model.score(taste, model.catalog_embeddings())[0].numpy()
+    order = np.argsort(-scores, kind="stable")[:k]
+    picks = []
+    for rank, j in enumerate(order, start=1):
+        src = good[j][0]
+        dst = shutil.copyfile(src, out / f"rank{rank:02d}_{src.name}")
+        pick = Pick(rank, src.name, float(scores[j]), float((catalog < scores[j]).mean()),
+                    midi=str(dst))  # fmt: skip
+        if png:
+            from cadenza.viz import save_pianoroll_png
+
+            pick.png = str(
+                save_pianoroll_png(
+                    midis[j], dst.with_suffix(".png"), title=f"rank {rank}: score {scores[j]:.2f}"
+                )
+            )
+        if render is not None:
+            from cadenza.io.render import render_to_file
+
+            pick.audio = str(render_to_file(midis[j], dst.with_suffix(f".{render}")))
+        picks.append(pick)
+    summary = {
+        "listener": {"user": user, "history": history, "context": context},
+        "candidates": len(paths), "scored": len(good), "skipped": skipped,
+        "picks": [asdict(p) for p in picks],
+        "all_scores": {good[j][0].name: float(scores[j]) for j in range(len(good))},
+    }  # fmt: skip
+    (out / "picks.json").write_text(json.dumps(summary, indent=2))
+    return picks
