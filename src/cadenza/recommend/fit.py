@@ -26,12 +26,12 @@ class _KeepBest(pl.Callback):
 
     def __init__(self, monitor: str = "val/ndcg@10", log: Any = None) -> None:
         self.monitor, self.best, self.state, self.epoch = monitor, -np.inf, None, -1
-        self.log = log
+        self.say = log
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.monitor)
-        if self.log and value is not None:
-            self.log(f"    epoch {trainer.current_epoch}: {self.monitor} {float(value):.4f}")
+        if self.say and value is not None:
+            self.say(f"    epoch {trainer.current_epoch}: {self.monitor} {float(value):.4f}")
         if value is not None and not trainer.sanity_checking and float(value) > self.best:
             self.best, self.epoch = float(value), trainer.current_epoch
             self.state = copy.deepcopy(module.state_dict())

@@ -24,8 +24,10 @@ class SeenDataRecorder(pl.Callback):
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        if getattr(batch, "index", None) is not None:
-            self.seen.extend(int(i) for i in batch.index.tolist())
+        # A Batch carries its items' indices; the recommender's dict batches their user ids.
+        index = batch.get("users") if isinstance(batch, dict) else getattr(batch, "index", None)
+        if index is not None:
+            self.seen.extend(int(i) for i in index.tolist())
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
