@@ -39,7 +39,8 @@ def test_known_listener_gets_k_unheard_catalog_tracks(recommender_ckpt: Path, tm
     picks = json.loads((tmp_path / "rec" / "recommendations.json").read_text())["picks"]
     model = RecommenderModule.load(recommender_ckpt)
     row = model.hparams.user_keys.index("listener3")
-    heard = {model.hparams.item_keys[i] for i in model.history(torch.tensor([row]))[0].nonzero().flatten()}
+    heard_ids = model.history(torch.tensor([row]))[0].nonzero().flatten()
+    heard = {model.hparams.item_keys[i] for i in heard_ids}
     assert [p["rank"] for p in picks] == [1, 2, 3, 4, 5]
     assert all(p["key"] in model.hparams.item_keys and p["key"] not in heard for p in picks)
     scores = [p["score"] for p in picks]
