@@ -39,6 +39,8 @@ def test_experiment_runs_fast_dev_run(experiment: str, tmp_path: Path, real_midi
         "bach_lstm": ["data.source.limit=24"],
         # rendering all 909 songs takes minutes: 4 songs' first 10 s prove the same path
         "pop909_audio_vae": ["data.source.midi.limit=4", "data.source.max_seconds=10"],
+        # parsing 600 pieces costs ~30 s; 10 per style prove the same path
+        "styles_recommender": ["data.source.per_style=10", "data.source.n_users=50"],
     }.get(experiment, [])
     proc = run_cli(
         "cadenza-train",

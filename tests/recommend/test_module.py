@@ -79,6 +79,9 @@ def test_shapes_and_unit_vectors(catalog: Catalog) -> None:
     assert torch.allclose(tracks.norm(dim=1), torch.ones(N_ITEMS), atol=1e-5)
     scores = model.score(tastes, tracks)
     assert scores.shape == (5, N_ITEMS)
+    assert torch.equal(model.score_users(users, tracks), scores)
+    with_context = model.score_users(users, tracks, torch.tensor([0, 1, -1, 0, 1]))
+    assert with_context.shape == (5, N_ITEMS)
     assert scores.abs().max() <= 1 / model.hparams.tau + 1e-4  # a mean cosine over tau
 
 

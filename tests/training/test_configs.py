@@ -20,6 +20,8 @@ def test_experiment_builds_model_sized_from_codec(experiment: str, tmp_path: Pat
     overrides = [f"experiment={experiment}"]
     if experiment == "midi_folder_lstm":
         overrides.append(f"data.root={tmp_path}")
+    if experiment == "styles_recommender":  # 10 pieces per style build the same way as 150
+        overrides += ["data.source.per_style=10", "data.source.n_users=50"]
     datamodule, model, trainer = build(compose_train(tmp_path, overrides))
     if model.family == "recommender":  # sized from its catalog, not a codec
         catalog = datamodule.catalog

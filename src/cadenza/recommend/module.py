@@ -159,6 +159,13 @@ class RecommenderModule(pl.LightningModule):
     def user_taste(self, users: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         return self.taste_of(self.history(users), context)
 
+    def score_users(
+        self, users: torch.Tensor, tracks: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """score(user, tracks, context): known users [B] x track embeddings [N, H*D] -> [B, N];
+        tracks from `catalog_embeddings()` or `embed_features()` (cold or generated)."""
+        return self.score(self.user_taste(users, context), tracks)
+
     def score(self, tastes: torch.Tensor, tracks: torch.Tensor) -> torch.Tensor:
         """[B, H*D] x [N, H*D] -> [B, N]: the mean cosine over heads, over tau."""
         return tastes @ tracks.T / self.hparams.tau
