@@ -98,12 +98,7 @@ class GenerativeModule(pl.LightningModule):
     ) -> GenerativeModule:
         """Rebuild any family from a checkpoint: codec and hyper-parameters come from inside it."""
         path = Path(ckpt_path)
-        if not path.is_file():
-            raise CadenzaError(f"checkpoint not found: {path} (pass ckpt_path=/path/to/file.ckpt)")
-        try:
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable file is the same user problem
-            raise CadenzaError(f"cannot read checkpoint {path}: {e}") from e
+        ckpt = read_checkpoint(path, map_location)
         hp = ckpt.get("hyper_parameters") or {}
         family = hp.get("family")
         if family not in FAMILIES:
@@ -116,6 +111,17 @@ class GenerativeModule(pl.LightningModule):
         model = target(**kwargs)
         model.load_state_dict(ckpt["state_dict"])
         return model.eval()
+
+
+def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint's dict with the weights only (torch.load(weights_only=True): a file from a
+    stranger cannot run code); a missing or unreadable file is a CadenzaError."""
+    if not path.is_file():
+        raise CadenzaError(f"checkpoint not found: {path} (pass ckpt_path=/path/to/file.ckpt)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user problem
+        raise CadenzaError(f"cannot read checkpoint {path}: {e}") from e
 
 
 def _plain(obj: Any) -> Any:

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from cadenza.errors import CadenzaError, ConfigError
 from cadenza.metrics.ranking import hits_matrix, ndcg_at_k, recall_at_k, top_k_items
-from cadenza.models.base import _plain, check_float, check_int
+from cadenza.models.base import _plain, check_float, check_int, read_checkpoint
 from cadenza.recommend.embedder import TrackEmbedder, heads_to_vector
 from cadenza.recommend.taste import TasteEncoder
 
@@ -239,12 +239,7 @@ class RecommenderModule(pl.LightningModule):
     def load(cls, path: str | Path, map_location: str = "cpu") -> RecommenderModule:
         """Weights only (no pickled code runs), catalog and keys included."""
         path = Path(path)
-        if not path.is_file():
-            raise CadenzaError(f"recommender checkpoint not found: {path}")
-        try:
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable file is the same user problem
-            raise CadenzaError(f"cannot read checkpoint {path}: {e}") from e
+        ckpt = read_checkpoint(path, map_location)
         hp = dict(ckpt.get("hyper_parameters") or {})
         if hp.pop("family", None) != FAMILY:
             raise CadenzaError(f"{path} is not a recommender checkpoint (train one with "
