@@ -1,4 +1,11 @@
-"""Last.fm HetRec 2K under RecBole's protocol: tuned baselines, and a slot for our model.
+"""The recommender's benchmarks: Last.fm against tuned baselines, the content path, the index.
+
+Sections (`--sections`, all by default): `lastfm` (below), `content` (cold start, generated
+pieces and conditioning vs rerank on real pieces of 4 styles with simulated listeners:
+benchmarks/recommender_content.py) and `index` (top-100 latency and recall of exact vs FAISS
+search over 10k / 100k / 1M synthetic embeddings: benchmarks/recommender_index.py).
+
+Last.fm HetRec 2K under RecBole's protocol, our model against tuned baselines.
 
 Protocol (RecBole's general-recommendation defaults): every (user, artist) pair is one implicit
 interaction; each user's pairs are put in random order and split 8:1:1 into train / valid / test
@@ -14,12 +21,14 @@ does: no refit on train + valid) is scored once on test. The table is the mean Â
 the test figures over the split seeds, beside RecBole's published figures for this dataset.
 
     CADENZA_DATA=../shared/data python benchmarks/recommender.py --seeds 0 1 2
-    python benchmarks/recommender.py --seeds 0 --models ease als
+    python benchmarks/recommender.py --sections lastfm --seeds 0 --models ease als ours
+    python benchmarks/recommender.py --sections index --index-sizes 10000 100000
 
 Writes benchmarks/results/recommender.json as {"lastfm": {"<model>": {"recall@10", "ndcg@10",
 "recall@20", "ndcg@20", "std", "seeds": [per-seed test/valid figures and chosen config], ...}},
-"provenance": {"lastfm": {...}}}; models not run this time, and other sections (cold_start,
-index), are kept. Our model joins as one more entry of MODELS (see below).
+"cold_start": {...}, "generated": {...}, "conditioning": {...}, "index": {...},
+"provenance": {"lastfm": {...}, "content": {...}, "index": {...}}}; models and sections not run
+this time keep their figures.
 """
 
 from __future__ import annotations
@@ -156,13 +165,11 @@ def table(lastfm: dict[str, Any], names: Sequence[str], seeds: Sequence[int]) ->
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    ap.add_argument("--out", type=Path, default=RESULTS)
-    args = ap.parse_args(argv)
+SECTIONS = ("lastfm", "content", "index")
 
+
+def run_lastfm(args: argparse.Namespace, results: dict[str, Any], command: str) -> str:
+    """Fills results["lastfm"][model] for the models run (others in the file are kept)."""
     started = time.perf_counter()
     path = lastfm_path()
     data = load_lastfm()
@@ -175,12 +182,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         for name in args.models:
             runs[name].append(run_one(name, MODELS[name], split, data))
     seconds = time.perf_counter() - started
-
-    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     lastfm = results.setdefault("lastfm", {})
     for name in args.models:
         lastfm[name] = summarise(runs[name], MODELS[name].grid)
-    prov = provenance("python benchmarks/recommender.py " + " ".join(sys.argv[1:]), seconds)
+    prov = provenance(command, seconds)
     prov["machine"] = str(prov["machine"]) + f", implicit {version('implicit')}"
     prov["data"] = {
         "file": f"lastfm-hetrec2011-2k/{path.name}",
@@ -190,10 +195,75 @@ def main(argv: Sequence[str] | None = None) -> None:
     prov["seeds"] = list(args.seeds)
     prov["models"] = list(args.models)
     results.setdefault("provenance", {})["lastfm"] = prov
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
-    print(f"wrote {args.out} ({seconds:.0f}s)\n")
-    print(table(lastfm, args.models, args.seeds))
+    return table(lastfm, args.models, args.seeds)
+
+
+def run_content(args: argparse.Namespace, results: dict[str, Any], command: str) -> str:
+    """The content path on real pieces of 4 styles with simulated listeners (cold start,
+    generated pieces, conditioning vs rerank): benchmarks/recommender_content.py."""
+    import recommender_content
+
+    started = time.perf_counter()
+    sections, text = recommender_content.run_all(
+        args.seeds, minutes=args.generator_minutes, retrain=args.retrain_generators
+    )
+    results.update(sections)
+    results.setdefault("provenance", {})["content"] = provenance(
+        command, time.perf_counter() - started
+    )
+    return text
+
+
+def run_index(args: argparse.Namespace, results: dict[str, Any], command: str) -> str:
+    """Top-100 latency and recall, exact vs FAISS: benchmarks/recommender_index.py."""
+    import recommender_index
+
+    started = time.perf_counter()
+    results["index"] = recommender_index.run_index_benchmark(sizes=args.index_sizes)
+    results.setdefault("provenance", {})["index"] = provenance(
+        command, time.perf_counter() - started
+    )
+    return recommender_index.index_table(results["index"])
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument(
+        "--generator-minutes",
+        type=float,
+        default=4.0,
+        help="content section: CPU minutes to train each style's generator",
+    )
+    ap.add_argument(
+        "--retrain-generators",
+        action="store_true",
+        help="content section: retrain the style generators (else reuse them)",
+    )
+    ap.add_argument("--index-sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
+    command = " ".join(["python benchmarks/recommender.py", *given])
+    runners = {"lastfm": run_lastfm, "content": run_content, "index": run_index}
+    tables = []
+    for section in args.sections:
+        # Each section is written as soon as it is done, merged into the file as it is then
+        # (another run may have written other sections meanwhile); the rest keep their figures.
+        mine: dict[str, Any] = {}
+        tables.append(runners[section](args, mine, command))
+        results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        for key, value in mine.items():
+            if key in ("lastfm", "provenance"):  # merged per model / per section
+                results.setdefault(key, {}).update(value)
+            else:
+                results[key] = value
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1))
+        print(f"wrote {args.out} ({section})", flush=True)
+    print("\n\n".join(tables))
 
 
 if __name__ == "__main__":

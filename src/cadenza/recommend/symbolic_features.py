@@ -262,12 +262,15 @@ def _triple_metre(pm: Any) -> float:
     return float(bool(sigs) and sigs[0].numerator % 3 == 0)
 
 
-# The dims that describe the notes alone: invariant to key (no raw pitch classes), tempo,
-# dynamics, instrumentation and length. What a recommender should judge generated pieces by:
-# a generator's key, tempo, program and length are settings of how it was sampled and rendered
-# (and Boulanger's JSB set is transposed to C and rebuilt at 120 bpm as one piano track).
-_NOT_NOTES = ("pc_", "velocity_", "n_instruments", "n_programs", "gm_", "drum_density",
-              "tempo_", "notes_per_second", "length_beats_log")  # fmt: skip
+# The dims that describe the notes alone: invariant to key (no raw pitch classes), register
+# (no mean / lowest / highest pitch; the spread stays), tempo, dynamics, instrumentation and
+# length. What a recommender should judge generated pieces by: a generator's key, octave,
+# tempo, program and length are settings of how its data was encoded and how it was sampled
+# and rendered (Boulanger's JSB set is transposed to C, sits an octave above the Coconet
+# chorales, and is rebuilt at 120 bpm as one piano track).
+_NOT_NOTES = ("pc_", "pitch_mean", "pitch_min", "pitch_max", "velocity_", "n_instruments",
+              "n_programs", "gm_", "drum_density", "tempo_", "notes_per_second",
+              "length_beats_log")  # fmt: skip
 NOTE_FEATURES: tuple[str, ...] = tuple(
     n for n in SYMBOLIC_NAMES if not any(n.startswith(p) for p in _NOT_NOTES)
 )
