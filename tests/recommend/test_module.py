@@ -199,3 +199,16 @@ def test_catalog_of_other_size_is_refused(catalog: Catalog) -> None:
     other.features = other.features[:, :1]
     with pytest.raises(ConfigError, match="item_features"):
         model.attach(other)
+
+
+def test_taste_recommender_keeps_the_baselines_contract(catalog: Catalog) -> None:
+    from cadenza.recommend.fit import TasteRecommender
+    from cadenza.recommend.interactions import from_triples
+
+    pairs = (catalog.train + catalog.valid + catalog.test).tocoo()
+    data = from_triples(pairs.row, pairs.col, np.full(pairs.nnz, 3.0))
+    split = split_per_user(data.matrix, seed=0)
+    rec = TasteRecommender(data, seed=0, tags=0, max_epochs=3, dim=8, heads=1, hidden=8)
+    scores = rec.fit(split.train, split.valid).scores(np.arange(4))
+    assert scores.shape == (4, data.n_items) and np.isfinite(scores).all()
+    assert rec.model.hparams.feature_dim == 0  # tags=0: an ID-only model still trains and ranks

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from cadenza.errors import ConfigError
 from cadenza.models.base import check_int
 from cadenza.recommend.interactions import (
+    Interactions,
     lastfm_path,
     lastfm_tags,
     load_lastfm,
@@ -85,20 +86,31 @@ class LastfmCatalog:
     def build(self) -> Catalog:
         data = load_lastfm(self.root)
         split = split_per_user(data.matrix, self.ratios, seed=self.split_seed)
-        features = lastfm_tags(data, split.train, self.tags, self.root)  # [I, T] L2 rows
-        history = split.train.copy().astype(np.float32)
-        if self.weighting == "log_plays":
-            history = sp.csr_matrix(split.train.multiply(data.plays), dtype=np.float32)
-            history.data = np.log1p(history.data)
-        f = features.shape[1]
-        return Catalog(
-            item_keys=[str(i) for i in data.item_ids], user_keys=[str(u) for u in data.user_ids],
-            features=features, feature_mean=np.zeros(f, np.float32),
-            feature_std=np.ones(f, np.float32), history=history, train=split.train,
-            valid=split.valid, test=split.test,
-            item_context=np.full(data.n_items, -1, np.int64), description=self.describe(),
-            feature_kind="lastfm_tags",
-        )  # fmt: skip
+        return lastfm_catalog(data, split.train, split.valid, split.test, self.tags,
+                              self.weighting, self.root, self.describe())  # fmt: skip
+
+
+def lastfm_catalog(
+    data: Interactions, train: sp.csr_matrix, valid: sp.csr_matrix,
+    test: sp.csr_matrix | None = None, tags: int = 500, weighting: str = "log_plays",
+    root: Path | None = None, description: str = "",
+) -> Catalog:  # fmt: skip
+    """A Catalog over Last.fm from a split; history and tags come from `train` only."""
+    history = sp.csr_matrix(train, dtype=np.float32)
+    if weighting == "log_plays":
+        history = sp.csr_matrix(sp.csr_matrix(train).multiply(data.plays), dtype=np.float32)
+        history.data = np.log1p(history.data)
+    features = lastfm_tags(data, train, tags, root)  # [I, T] L2 rows
+    f = features.shape[1]
+    return Catalog(
+        item_keys=[str(i) for i in data.item_ids], user_keys=[str(u) for u in data.user_ids],
+        features=features, feature_mean=np.zeros(f, np.float32),
+        feature_std=np.ones(f, np.float32), history=history, train=sp.csr_matrix(train),
+        valid=sp.csr_matrix(valid),
+        test=sp.csr_matrix(train.shape, dtype=np.float32) if test is None else test,
+        item_context=np.full(data.n_items, -1, np.int64), description=description,
+        feature_kind="lastfm_tags",
+    )  # fmt: skip
 
 
 class StyleListenersCatalog:

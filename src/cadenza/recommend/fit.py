@@ -16,8 +16,8 @@ import pytorch_lightning as pl
 import scipy.sparse as sp
 import torch
 
-from cadenza.recommend.datamodule import Catalog, InteractionDataModule
-from cadenza.recommend.interactions import Interactions, lastfm_tags
+from cadenza.recommend.datamodule import Catalog, InteractionDataModule, lastfm_catalog
+from cadenza.recommend.interactions import Interactions
 from cadenza.recommend.module import RecommenderModule
 
 
@@ -83,27 +83,6 @@ def fit_recommender(
     return model.eval()
 
 
-def lastfm_catalog(
-    data: Interactions, train: sp.csr_matrix, valid: sp.csr_matrix, tags: int = 500,
-    weighting: str = "log_plays",
-) -> Catalog:  # fmt: skip
-    """A Catalog over Last.fm from a split's train/valid only (test stays out of sight)."""
-    history = sp.csr_matrix(train, dtype=np.float32)
-    if weighting == "log_plays":
-        history = sp.csr_matrix(sp.csr_matrix(train).multiply(data.plays), dtype=np.float32)
-        history.data = np.log1p(history.data)
-    features = lastfm_tags(data, train, tags)
-    empty = sp.csr_matrix(train.shape, dtype=np.float32)
-    f = features.shape[1]
-    return Catalog(
-        item_keys=[str(i) for i in data.item_ids], user_keys=[str(u) for u in data.user_ids],
-        features=features, feature_mean=np.zeros(f, np.float32),
-        feature_std=np.ones(f, np.float32), history=history, train=sp.csr_matrix(train),
-        valid=sp.csr_matrix(valid), test=empty, item_context=np.full(data.n_items, -1, np.int64),
-        feature_kind="lastfm_tags",
-    )  # fmt: skip
-
-
 class TasteRecommender:
     """The baselines' contract (`fit(train, valid)`, `scores(users)`) around the module."""
 
@@ -117,7 +96,7 @@ class TasteRecommender:
     def fit(self, train: sp.csr_matrix, valid: sp.csr_matrix | None = None) -> TasteRecommender:
         if valid is None:
             raise ValueError("TasteRecommender selects its epoch on a validation split")
-        catalog = lastfm_catalog(self.data, train, valid, self.tags, self.weighting)
+        catalog = lastfm_catalog(self.data, train, valid, tags=self.tags, weighting=self.weighting)
         self.model = fit_recommender(catalog, self.max_epochs, self.patience, self.seed,
                                      lr=self.lr, log=print, **self.model_kwargs)  # fmt: skip
         with torch.no_grad():
