@@ -77,20 +77,37 @@ def test_generated_candidates_are_scored_and_the_best_kept(
         assert 0.0 <= p["catalog_percentile"] <= 1.0
 
 
+def test_a_bad_request_exits_2_with_one_clear_line(recommender_ckpt, tmp_path) -> None:
+    proc = run_cli("cadenza-recommend", f"ckpt={recommender_ckpt}", "user=nobody", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "is not a listener this model knows" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["user=nobody"], "is not a listener this model knows"),
         (["history=[no/such.mid]"], "not in the catalog"),
         (["user=listener3", "context=metal"], "context=metal is not one"),
         (["user=listener3", "history=[a]"], "exactly one of user"),
         (["user=listener3", "k=0"], "k must be >= 1"),
+        (["user=listener3", "history=pop909/013.mid"], "history must be a list"),
     ],
 )
-def test_bad_requests_fail_with_a_clear_message(recommender_ckpt, tmp_path, args, message):
-    proc = run_cli("cadenza-recommend", f"ckpt={recommender_ckpt}", *args, cwd=tmp_path)
-    assert proc.returncode == 2
-    assert message in proc.stderr and "Traceback" not in proc.stderr
+def test_bad_requests_name_the_problem(recommender_ckpt, tmp_path, args, message) -> None:
+    # in-process (the exit-code path is the test above): the same function the CLI calls
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from cadenza.cli.recommend import recommend
+    from cadenza.errors import ConfigError
+    from cadenza.paths import config_dir
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+        cfg = compose("recommend", [f"ckpt={recommender_ckpt}", f"out_dir={tmp_path}", *args])
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        recommend(cfg)
 
 
 @pytest.mark.slow
