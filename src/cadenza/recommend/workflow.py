@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from cadenza.errors import BadFileError, CadenzaError, ConfigError
-from cadenza.recommend.index import make_index
+from cadenza.recommend.index import NearestNeighbourIndex, make_index
 from cadenza.recommend.module import RecommenderModule
 
 
@@ -84,12 +84,16 @@ def recommend_catalog(
     context: str | None = None,
     k: int = 10,
     exclude_seen: bool = True,
-    index: str = "exact",
+    index: str | NearestNeighbourIndex = "exact",
 ) -> list[Pick]:
+    """`index`: a kind (exact | ivf | hnsw) built over the catalog now, or one already built
+    over `model.catalog_embeddings()` (a service builds it once)."""
     taste, seen = listener_taste(model, user, history, context)
-    with torch.no_grad():
-        tracks = model.catalog_embeddings().numpy()
-    idx = make_index(index).build(tracks)
+    if isinstance(index, str):
+        with torch.no_grad():
+            idx = make_index(index).build(model.catalog_embeddings().numpy())
+    else:
+        idx = index
     scores, ids = idx.search(taste.numpy(), k, exclude=[seen] if exclude_seen else None)
     keys = model.hparams.item_keys or [str(i) for i in range(model.hparams.n_items)]
     tau = model.hparams.tau

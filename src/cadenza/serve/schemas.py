@@ -1,0 +1,106 @@
+"""Request and response bodies. Strict: "2" is not a number, an unknown field is an error (a
+typo in a control should not be silently ignored). Caps that depend on the service's config
+(n, bars, steps, k, candidates) are checked by the app against `Limits`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+UploadId = str  # 32 hex characters, from POST /api/uploads
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Sampling(Request):
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    temperature: float | None = Field(None, gt=0, le=5.0, description="null: the model default")
+    top_k: int | None = Field(None, ge=1, description="token models only")
+    top_p: float | None = Field(None, gt=0, le=1.0, description="token models only")
+    bars: float | None = Field(None, gt=0, description="4/4 bars (default 8)")
+    steps: int | None = Field(None, ge=1, description="model steps; wins over bars")
+
+
+class GenerateRequest(Sampling):
+    model: str = Field(..., min_length=1, max_length=200)
+    n: int = Field(1, ge=1)
+    primer: UploadId | None = Field(None, description="an upload to continue (lstm)")
+    condition: UploadId | None = Field(None, description="a melody to accompany (conditional gan)")
+    attribute: str | None = Field(None, max_length=40, description="vae: e.g. density:+1.5")
+    render: bool = Field(False, description="also render each piece to WAV")
+
+
+class InterpolateRequest(Request):
+    model: str = Field(..., min_length=1, max_length=200)
+    a: UploadId | None = Field(None, description="vae: the start phrase (an upload)")
+    b: UploadId | None = Field(None, description="vae: the end phrase (an upload)")
+    steps: int = Field(8, ge=2)
+    temperature: float | None = Field(None, gt=0, le=5.0, description="null: greedy (vae)")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    render: bool = False
+
+
+class RenderRequest(Request):
+    upload: UploadId | None = None
+    job: str | None = None
+    file: str | None = Field(None, description="a .mid file of `job`")
+
+
+class RecommendRequest(Sampling):
+    model: str = Field(..., min_length=1, max_length=200)
+    user: str | None = Field(None, max_length=200, description="a listener the model knows")
+    history: list[str] | None = Field(None, description="or: catalog keys a new listener likes")
+    context: str | None = Field(None, max_length=200)
+    k: int = Field(10, ge=1)
+    generator: str | None = Field(None, description="score pieces sampled from this model")
+    candidates: int = Field(16, ge=1)
+    render: bool = False
+
+
+class Item(BaseModel):
+    name: str
+    midi: str | None = None
+    png: str | None = None
+    audio: str | None = None
+    notes: int | None = None
+    seconds: float | None = None
+
+
+class Job(BaseModel):
+    job: str
+    model: str | None
+    family: str | None
+    seconds: float
+    controls: dict[str, Any]
+    items: list[Item]
+    sheet: str | None = None
+    report: str | None = None
+
+
+class Pick(BaseModel):
+    rank: int
+    key: str
+    score: float
+    catalog_percentile: float | None = None
+    midi: str | None = None
+    png: str | None = None
+    audio: str | None = None
+
+
+class Recommendations(BaseModel):
+    job: str | None
+    model: str
+    listener: dict[str, Any]
+    seconds: float
+    picks: list[Pick]
+
+
+class UploadInfo(BaseModel):
+    upload: str
+    filename: str
+    notes: int
+    seconds: float
+    tracks: int

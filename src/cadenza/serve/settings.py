@@ -1,0 +1,97 @@
+"""What `cadenza-serve` needs to know, checked once at start-up: a wrong value fails before the
+port opens, with a message that names the key (configs/serve.yaml documents each one)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from cadenza.errors import ConfigError
+from cadenza.models.base import check_float, check_int
+
+log = logging.getLogger("cadenza")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on what one request may ask for: they bound its time, memory and disk."""
+
+    max_n: int = 16  # pieces per generate request
+    max_bars: int = 64  # 4/4 bars per piece
+    max_steps: int = 2048  # model steps per piece (when asked in steps)
+    max_upload_bytes: int = 1 << 20  # one MIDI upload (and any request body)
+    max_interpolate_steps: int = 16
+    max_candidates: int = 64  # generated pieces scored per recommend request
+    max_k: int = 100
+    max_history: int = 1000  # catalog tracks naming a new listener's taste
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    checkpoints: Path
+    work_dir: Path = Path("outputs/serve")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    limits: Limits = field(default_factory=Limits)
+    # Model work running at once; more requests wait up to queue_timeout_s, then get a 503.
+    workers: int = 2
+    queue_timeout_s: float = 30.0
+    keep_jobs: int = 200  # newest job folders kept on disk; older ones are deleted
+    keep_uploads: int = 200
+    max_models: int = 64
+    sample_rate: int = 22050  # audio renders: half of CD rate keeps WAVs small for a browser
+    synth: str = "auto"
+    soundfont: str | None = None
+    log_level: str = "info"
+
+    @classmethod
+    def from_dict(cls, cfg: dict[str, Any]) -> ServeSettings:
+        cfg = dict(cfg)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise ConfigError(f"unknown serve setting(s) {unknown}; known: {sorted(known)}")
+        if cfg.get("checkpoints") in (None, "", "???"):
+            raise ConfigError("checkpoints=DIR is required: the folder of checkpoints to serve")
+        limits = cfg.pop("limits", None) or {}
+        lim_known = {f.name for f in fields(Limits)}
+        bad = sorted(set(limits) - lim_known)
+        if bad:
+            raise ConfigError(f"unknown limits.{bad[0]}; known: {sorted(lim_known)}")
+        lim = Limits(**{k: check_int(f"limits.{k}", v) for k, v in limits.items()})
+        out = cls(
+            checkpoints=Path(cfg.pop("checkpoints")).expanduser(),
+            work_dir=Path(cfg.pop("work_dir", "outputs/serve")).expanduser(),
+            limits=lim,
+            **cfg,
+        )
+        out.validate()
+        return out
+
+    def validate(self) -> None:
+        if not self.checkpoints.exists():
+            raise ConfigError(f"checkpoints={self.checkpoints}: no such folder or file")
+        try:
+            ip = ipaddress.ip_address(self.host)
+        except ValueError:
+            if self.host != "localhost":
+                raise ConfigError(f"host={self.host!r} must be an IP address, e.g. 127.0.0.1 "
+                                  "(loopback) or 0.0.0.0 (every interface)") from None  # fmt: skip
+            ip = ipaddress.ip_address("127.0.0.1")
+        if not ip.is_loopback:
+            log.warning("cadenza-serve: host=%s accepts connections from other machines; the "
+                        "service has no authentication", self.host)  # fmt: skip
+        check_int("port", self.port, minimum=0)
+        if self.port > 65535:
+            raise ConfigError(f"port must be <= 65535, got {self.port}")
+        for key in ("workers", "keep_jobs", "keep_uploads", "max_models", "sample_rate"):
+            check_int(key, getattr(self, key))
+        check_float("queue_timeout_s", self.queue_timeout_s, minimum=0.0)
+        if self.synth not in ("auto", "fluidsynth", "builtin"):
+            raise ConfigError(f"synth must be auto, fluidsynth or builtin, got {self.synth!r}")
+        if self.log_level not in ("critical", "error", "warning", "info", "debug"):
+            raise ConfigError(f"log_level must be one of critical|error|warning|info|debug, "
+                              f"got {self.log_level!r}")  # fmt: skip

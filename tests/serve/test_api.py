@@ -1,0 +1,195 @@
+"""The HTTP API in-process (TestClient): every family served from real smoke checkpoints, the
+files it returns read back, and the answers a producer's client relies on."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from fastapi.testclient import TestClient
+
+from cadenza.io.midi import load_midi_bytes, tracks_of
+from cadenza.recommend.module import RecommenderModule
+from cadenza.recommend.workflow import recommend_catalog
+from tests.fixtures.data import data_root
+from tests.serve.conftest import MARKER
+
+
+def melody(name: str) -> Path:
+    return data_root() / "nottingham" / "MIDI" / "melody" / f"{name}.mid"
+
+
+def upload(client: TestClient, data: bytes, name: str = "x.mid") -> dict:
+    r = client.post("/api/uploads", files={"file": (name, data, "audio/midi")})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def fetch(client: TestClient, url: str) -> bytes:
+    r = client.get(url)
+    assert r.status_code == 200, (url, r.text)
+    return r.content
+
+
+def test_health_lists_the_served_models_and_refuses_unsafe_checkpoints(client, checkpoints):
+    health = client.get("/api/health").json()
+    assert health["status"] == "ok" and health["models"] == 4
+    refused = {Path(f["file"]).name: f["error"] for f in health["failed"]}
+    assert set(refused) == {"garbage.ckpt", "evil.ckpt", "latest.ckpt"}
+    assert "links outside" in refused["latest.ckpt"]
+    # Loaded weights-only: the pickled callable in evil.ckpt never ran.
+    assert "weights" in refused["evil.ckpt"].lower() or "unpickl" in refused["evil.ckpt"].lower()
+    assert not (checkpoints.parent / MARKER).exists()
+
+
+def test_models_describe_each_family_with_its_controls(client):
+    models = {m["name"]: m for m in client.get("/api/models").json()["models"]}
+    assert sorted(models) == ["smoke", "smoke_gan", "smoke_recommender", "smoke_vae"]
+    lstm, vae, gan, rec = (models[k] for k in ("smoke", "smoke_vae", "smoke_gan",
+                                                "smoke_recommender"))  # fmt: skip
+    assert lstm["family"] == "lstm" and "primer" in lstm["modes"] and lstm["output"] == "midi"
+    assert lstm["controls"]["n"] == {"min": 1, "max": 4, "default": 4}  # the configured cap
+    assert lstm["controls"]["top_k"] is None  # frames: temperature only
+    assert lstm["codec"]["name"] == "pianoroll" and lstm["codec"]["low_pitch"] == 36
+    assert {"interpolate", "attribute"} <= set(vae["modes"]) and vae["controls"]["bars"] is None
+    assert "latent_walk" in gan["modes"]
+    assert rec["kind"] == "recommender" and "listener3" in rec["users"]
+    assert rec["contexts"] == ["jsb", "nottingham", "pop909", "piano_midi"]
+    assert client.get("/api/models/smoke_vae").json()["family"] == "vae"
+    r = client.get("/api/models/nope")
+    assert r.status_code == 404 and "nope" in r.json()["error"]
+
+
+def test_generate_returns_midi_png_and_wav_files_that_read_back(client):
+    r = client.post("/api/generate", json={"model": "smoke", "n": 2, "bars": 2, "seed": 5,
+                                           "render": True})  # fmt: skip
+    assert r.status_code == 200, r.text
+    job = r.json()
+    assert job["family"] == "lstm" and len(job["items"]) == 2
+    for item in job["items"]:
+        pm = load_midi_bytes(fetch(client, item["midi"]))
+        assert sum(len(t.notes) for t in tracks_of(pm)) == item["notes"] > 0
+        assert fetch(client, item["png"])[:8] == b"\x89PNG\r\n\x1a\n"
+        wav, sr = sf.read(io.BytesIO(fetch(client, item["audio"])))
+        assert sr == 16000 and np.abs(wav).max() > 0.01
+    download = client.get(job["items"][0]["midi"] + "?download=true")
+    assert download.headers["content-type"] == "audio/midi"
+    assert "attachment" in download.headers["content-disposition"]
+    assert "samples" in client.get(job["report"]).json()
+    # The same seed and controls give the same notes; another seed does not.
+    again = client.post("/api/generate", json={"model": "smoke", "n": 2, "bars": 2, "seed": 5})
+    other = client.post("/api/generate", json={"model": "smoke", "n": 2, "bars": 2, "seed": 6})
+    same = fetch(client, again.json()["items"][0]["midi"])
+    assert same == fetch(client, job["items"][0]["midi"])
+    assert fetch(client, other.json()["items"][0]["midi"]) != same
+
+
+def test_a_primer_upload_is_continued(client):
+    first = client.post("/api/generate", json={"model": "smoke", "n": 1, "bars": 2}).json()
+    primer_bytes = fetch(client, first["items"][0]["midi"])
+    info = upload(client, primer_bytes, "idea.mid")
+    assert info["notes"] > 0 and len(info["upload"]) == 32
+    r = client.post("/api/generate", json={"model": "smoke", "n": 1, "bars": 2,
+                                           "primer": info["upload"]})  # fmt: skip
+    assert r.status_code == 200, r.text
+    primer = load_midi_bytes(primer_bytes)
+    out = load_midi_bytes(fetch(client, r.json()["items"][0]["midi"]))
+    end = primer.get_end_time()
+    starts = {(n.pitch, round(n.start, 3)) for i in primer.instruments for n in i.notes}
+    kept = {(n.pitch, round(n.start, 3)) for i in out.instruments for n in i.notes
+            if n.start < end - 1e-6}  # fmt: skip
+    assert kept == starts and out.get_end_time() > end + 1.0
+
+
+def test_vae_interpolates_between_two_uploads_and_samples_with_an_attribute(client):
+    a = upload(client, melody("jigs1").read_bytes(), "jigs1.mid")["upload"]
+    b = upload(client, melody("waltzes1").read_bytes(), "waltzes1.mid")["upload"]
+    r = client.post("/api/interpolate", json={"model": "smoke_vae", "a": a, "b": b, "steps": 3})
+    assert r.status_code == 200, r.text
+    job = r.json()
+    assert [i["name"] for i in job["items"]] == ["interp_000", "interp_001", "interp_002"]
+    assert fetch(client, job["sheet"])[:4] == b"\x89PNG"
+    r = client.post("/api/generate", json={"model": "smoke_vae", "n": 2,
+                                           "attribute": "density:+1.5"})  # fmt: skip
+    assert r.status_code == 200 and len(r.json()["items"]) == 2
+    r = client.post("/api/interpolate", json={"model": "smoke_vae", "a": a, "steps": 3})
+    assert r.status_code == 422 and "a and b" in r.json()["error"]
+
+
+def test_gan_phrases_and_latent_walk(client):
+    r = client.post("/api/generate", json={"model": "smoke_gan", "n": 1, "bars": 4})
+    assert r.status_code == 200, r.text
+    pm = load_midi_bytes(fetch(client, r.json()["items"][0]["midi"]))
+    assert len(pm.instruments) >= 2  # one instrument per track
+    walk = client.post("/api/interpolate", json={"model": "smoke_gan", "steps": 3, "seed": 1})
+    assert walk.status_code == 200 and len(walk.json()["items"]) == 3
+    a = upload(client, melody("jigs1").read_bytes())["upload"]
+    r = client.post("/api/interpolate", json={"model": "smoke_gan", "a": a, "b": a})
+    assert r.status_code == 400 and "no encoder" in r.json()["error"]
+
+
+def test_render_an_upload_or_a_job_file_to_wav(client):
+    up = upload(client, melody("jigs1").read_bytes())["upload"]
+    r = client.post("/api/render", json={"upload": up})
+    assert r.status_code == 200, r.text
+    wav, sr = sf.read(io.BytesIO(fetch(client, r.json()["items"][0]["audio"])))
+    assert sr == 16000 and len(wav) > sr
+    job = client.post("/api/generate", json={"model": "smoke", "n": 1, "bars": 2}).json()
+    r = client.post("/api/render", json={"job": job["job"], "file": "sample_000.mid"})
+    assert r.status_code == 200 and r.json()["items"][0]["audio"].endswith("sample_000.wav")
+    r = client.post("/api/render", json={"job": job["job"], "file": "sample_000.png"})
+    assert r.status_code == 422
+
+
+def test_recommend_matches_the_library_and_leaves_heard_tracks_out(client, checkpoints):
+    r = client.post("/api/recommend", json={"model": "smoke_recommender", "user": "listener3",
+                                            "k": 5})  # fmt: skip
+    assert r.status_code == 200, r.text
+    picks = r.json()["picks"]
+    model = RecommenderModule.load(checkpoints / "smoke_recommender" / "latest.ckpt")
+    expected = recommend_catalog(model, user="listener3", k=5)
+    assert [p["key"] for p in picks] == [p.key for p in expected]
+    assert [p["rank"] for p in picks] == [1, 2, 3, 4, 5]
+    row = model.hparams.user_keys.index("listener3")
+    heard = {model.hparams.item_keys[i] for i in model.history(torch.tensor([row]))[0].nonzero()}
+    assert not heard & {p["key"] for p in picks}
+    liked = [k for k in model.hparams.item_keys if k.startswith("jsb/")][:3]
+    r = client.post("/api/recommend", json={"model": "smoke_recommender", "history": liked,
+                                            "context": "jsb", "k": 4})  # fmt: skip
+    assert r.status_code == 200 and not {p["key"] for p in r.json()["picks"]} & set(liked)
+    r = client.post("/api/recommend", json={"model": "smoke_recommender", "user": "nobody"})
+    assert r.status_code == 400 and "nobody" in r.json()["error"]
+
+
+def test_recommend_generated_pieces_returns_the_best_as_files(client):
+    r = client.post("/api/recommend", json={"model": "smoke_recommender", "user": "listener3",
+                                            "generator": "smoke", "candidates": 4, "k": 2,
+                                            "bars": 2})  # fmt: skip
+    assert r.status_code == 200, r.text
+    picks = r.json()["picks"]
+    assert [p["rank"] for p in picks] == [1, 2] and picks[0]["score"] >= picks[1]["score"]
+    for p in picks:
+        assert load_midi_bytes(fetch(client, p["midi"])).instruments
+        assert fetch(client, p["png"])[:4] == b"\x89PNG" and 0 <= p["catalog_percentile"] <= 1
+
+
+def test_openapi_schema_and_studio_page_are_published(client):
+    schema = client.get("/openapi.json").json()
+    assert {
+        "/api/generate",
+        "/api/interpolate",
+        "/api/render",
+        "/api/recommend",
+        "/api/uploads",
+        "/api/models",
+        "/api/health",
+        "/api/files/{job}/{name}",
+    } <= set(schema["paths"])
+    fields = schema["components"]["schemas"]["GenerateRequest"]["properties"]
+    assert {"model", "n", "temperature", "top_k", "top_p", "seed", "primer"} <= set(fields)
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "/api/generate" in page.text

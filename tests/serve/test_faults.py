@@ -1,0 +1,185 @@
+"""Bad requests get a clear 4xx naming what is wrong, and the next valid request succeeds;
+no request reaches a file outside the service's folders; a crash inside a job is a 500 JSON
+answer, not a dead service; a wrong setting fails at start-up naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from cadenza.errors import ConfigError
+from cadenza.serve.app import Workers
+from cadenza.serve.errors import RequestError
+from cadenza.serve.settings import ServeSettings
+from tests.fixtures.data import data_root
+
+VALID = {"model": "smoke", "n": 1, "bars": 1}
+
+
+def valid_generate_succeeds(client) -> None:
+    r = client.post("/api/generate", json=VALID)
+    assert r.status_code == 200, r.text
+    assert client.get(r.json()["items"][0]["midi"]).content[:4] == b"MThd"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ('{"model": "smoke", "n": ', 422, "not valid JSON"),
+        ('["model", "smoke"]', 422, "body"),
+        ('{"model": "smoke", "n": "2"}', 422, "n: Input should be a valid integer"),
+        ('{"model": "smoke", "temperature": "hot"}', 422, "temperature"),
+        ('{"model": "smoke", "temperature": 0}', 422, "temperature"),
+        ('{"model": "smoke", "render": "yes"}', 422, "render"),
+        ('{"model": "smoke", "n": 1, "tempreature": 1.2}', 422, "tempreature"),
+        ('{"n": 1}', 422, "model: Field required"),
+        ('{"model": "nope"}', 404, "no model 'nope'"),
+        ('{"model": "smoke_recommender"}', 400, "not a generator"),
+        ('{"model": "smoke", "n": 5}', 422, "limits.max_n"),
+        ('{"model": "smoke", "bars": 9}', 422, "limits.max_bars"),
+        ('{"model": "smoke", "top_k": 5}', 400, "top_k"),
+        ('{"model": "smoke_gan", "primer": "00000000000000000000000000000000"}', 400, "primer"),
+        ('{"model": "smoke", "primer": "00000000000000000000000000000000"}', 404, "no upload"),
+        ('{"model": "smoke", "primer": "../../etc/passwd"}', 404, "no upload"),
+    ],
+    ids=[
+        "truncated-json",
+        "not-an-object",
+        "string-for-int",
+        "string-for-float",
+        "zero-temp",
+        "string-for-bool",
+        "unknown-field",
+        "missing-model",
+        "unknown-model",
+        "wrong-kind",
+        "n-over-cap",
+        "bars-over-cap",
+        "top-k-on-frames",
+        "primer-on-gan",
+        "unknown-upload",
+        "path-as-upload",
+    ],  # fmt: skip
+)
+def test_bad_generate_requests_get_a_clear_4xx(client, body, status, says) -> None:
+    r = client.post("/api/generate", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == status, r.text
+    assert says in r.json()["error"]
+    valid_generate_succeeds(client)
+
+
+@pytest.mark.parametrize(
+    ("make", "status", "says"),
+    [
+        (lambda real: b"", 422, "empty file"),
+        (lambda real: b"RIFF....not midi", 422, "not midi"),
+        (lambda real: real[: len(real) // 2], 422, "truncated"),
+        (lambda real: b"MThd" + b"\x00" * 70_000, 413, "limits.max_upload_bytes"),
+    ],
+    ids=["empty", "not-midi", "truncated-real-midi", "oversize"],
+)
+def test_bad_uploads_are_refused_and_nothing_is_kept(client, settings, make, status, says):
+    real = (data_root() / "nottingham" / "MIDI" / "melody" / "jigs1.mid").read_bytes()
+    before = sorted((settings.work_dir / "uploads").iterdir())
+    r = client.post("/api/uploads", files={"file": ("bad.mid", make(real), "audio/midi")})
+    assert r.status_code == status, r.text
+    assert says in r.json()["error"]
+    assert sorted((settings.work_dir / "uploads").iterdir()) == before
+    r = client.post("/api/uploads", files={"file": ("good.mid", real, "audio/midi")})
+    assert r.status_code == 201
+    valid_generate_succeeds(client)
+
+
+def test_a_body_without_content_length_is_still_capped(client) -> None:
+    def chunks():  # sent chunked: the cap must be counted as the body streams in
+        for _ in range(20):
+            yield b"x" * 8192
+
+    r = client.post("/api/generate", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "max_upload_bytes" in r.json()["error"]
+    valid_generate_succeeds(client)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/files/../../etc/passwd",
+        "/api/files/%2e%2e/%2e%2e%2fsettings",
+        "/api/files/{job}/..%2f..%2fuploads",
+        "/api/files/{job}/.hidden",
+        "/api/files/{job}/%2fetc%2fpasswd",
+        "/api/files/notahexid/sample_000.mid",
+    ],  # fmt: skip
+)
+def test_no_path_from_a_request_leaves_the_job_folder(client, path) -> None:
+    job = client.post("/api/generate", json=VALID).json()["job"]
+    r = client.get(path.format(job=job))
+    assert r.status_code == 404
+    assert r.content[:4] != b"MThd" and b"root:" not in r.content
+
+
+def test_a_crash_inside_a_job_is_a_500_and_the_service_keeps_serving(client, settings, monkeypatch):
+    import cadenza.generate
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated failure deep inside a model")
+
+    jobs_before = len(list((settings.work_dir / "jobs").iterdir()))
+    monkeypatch.setattr(cadenza.generate, "generate_to_files", boom)
+    r = client.post("/api/generate", json=VALID)
+    assert r.status_code == 500 and "RuntimeError" in r.json()["error"]
+    assert len(list((settings.work_dir / "jobs").iterdir())) <= jobs_before  # no half job kept
+    monkeypatch.undo()
+    assert client.get("/api/health").json()["status"] == "ok"
+    valid_generate_succeeds(client)
+
+
+def test_workers_answer_busy_instead_of_queueing_forever() -> None:
+    workers = Workers(1, timeout=0.05)
+    with workers.slot():
+        assert workers.busy == 1
+        with pytest.raises(RequestError) as e, workers.slot():
+            pass
+        assert e.value.status == 503 and "busy" in str(e.value)
+    with workers.slot():  # the slot came back
+        assert workers.busy == 1
+
+
+def test_old_jobs_are_pruned_so_the_disk_stays_bounded(client, settings) -> None:
+    jobs = [client.post("/api/generate", json=VALID).json()["job"]
+            for _ in range(settings.keep_jobs + 3)]  # fmt: skip
+    kept = {p.name for p in (settings.work_dir / "jobs").iterdir()}
+    assert len(kept) <= settings.keep_jobs and jobs[-1] in kept and jobs[0] not in kept
+    r = client.get(f"/api/files/{jobs[0]}/sample_000.mid")
+    assert r.status_code == 404 and "newest" in r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("cfg", "says"),
+    [
+        ({"checkpoints": "/no/such/folder"}, "checkpoints=/no/such/folder"),
+        ({"host": "example.com"}, "host="),
+        ({"port": 70000}, "port"),
+        ({"limits": {"max_n": 0}}, "limits.max_n"),
+        ({"limits": {"max_m": 3}}, "limits.max_m"),
+        ({"workers": "two"}, "workers"),
+        ({"colour": "blue"}, "colour"),
+        ({"synth": "moog"}, "synth"),
+    ],
+    ids=[
+        "missing-folder",
+        "hostname",
+        "port",
+        "zero-cap",
+        "unknown-cap",
+        "workers-type",
+        "unknown-key",
+        "synth",
+    ],  # fmt: skip
+)
+def test_a_wrong_setting_fails_at_start_up_naming_the_key(checkpoints, cfg, says) -> None:
+    with pytest.raises(ConfigError, match=says.replace(".", r"\.").replace("/", "/")):
+        ServeSettings.from_dict({"checkpoints": str(checkpoints), **cfg})
+
+
+def test_loopback_is_the_default_host(checkpoints) -> None:
+    assert ServeSettings.from_dict({"checkpoints": str(checkpoints)}).host == "127.0.0.1"
