@@ -14,32 +14,41 @@ CADENZA_DATA ?= $(firstword $(wildcard $(abspath ../shared/data)) $(CURDIR)/data
 export CADENZA_DATA
 
 # FluidSynth + a General MIDI SoundFont make rendered MIDI sound like its instruments
-# (src/cadenza/io/render.py). Installed with apt-get when missing (as root or with password-less
-# sudo); anywhere else renders fall back to the built-in synthesizer, so this step never fails.
-SYSTEM_PACKAGES := fluidsynth fluid-soundfont-gm
+# (src/cadenza/io/render.py); Debian's Chromium + ChromeDriver run the studio page's browser test
+# (tests/serve/test_studio_browser.py). Installed with apt-get when missing (as root or with
+# password-less sudo); anywhere else renders fall back to the built-in synthesizer and the
+# browser test skips (it fails under CI=true), so this step never fails.
+RENDER_PACKAGES := fluidsynth fluid-soundfont-gm
+BROWSER_PACKAGES := chromium chromium-driver
 SOUNDFONTS := /usr/share/sounds/sf2/FluidR3_GM.sf2 /usr/share/sounds/sf2/default-GM.sf2 \
               /usr/share/soundfonts/default.sf2 /usr/share/soundfonts/FluidR3_GM.sf2 \
               /usr/share/sounds/sf2/TimGM6mb.sf2 $(CADENZA_SOUNDFONT)
 HAVE_RENDERER := command -v fluidsynth >/dev/null 2>&1 && \
                  for f in $(SOUNDFONTS); do [ -f "$$f" ] && exit 0; done; false
+HAVE_BROWSER := command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1
 
-.PHONY: setup system-deps demo test test-fast lint format bench clean
+.PHONY: setup system-deps demo serve test test-fast lint format bench clean
 setup: system-deps $(VENV)/.installed
 
 system-deps:
-	@if ( $(HAVE_RENDERER) ); then exit 0; fi; \
+	@missing=""; \
+	( $(HAVE_RENDERER) ) || missing="$(RENDER_PACKAGES)"; \
+	( $(HAVE_BROWSER) ) || missing="$$missing $(BROWSER_PACKAGES)"; \
+	if [ -z "$$(echo $$missing)" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then sudo=""; \
 	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
 	else sudo=none; fi; \
 	if [ "$$sudo" != none ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "Installing $(SYSTEM_PACKAGES) (MIDI rendering) with apt-get"; \
+	  echo "Installing $$(echo $$missing) with apt-get (MIDI rendering, studio browser test)"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  $$sudo apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null 2>&1 || \
+	  $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null 2>&1 || \
 	  { $$sudo apt-get update -qq >/dev/null 2>&1 && \
-	    $$sudo apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null 2>&1; }; \
+	    $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null 2>&1; }; \
 	fi; \
 	( $(HAVE_RENDERER) ) || echo "cadenza: no FluidSynth + General MIDI SoundFont (apt-get install \
-	$(SYSTEM_PACKAGES) as root to add them); MIDI renders will use the built-in synthesizer"
+	$(RENDER_PACKAGES) as root to add them); MIDI renders will use the built-in synthesizer"; \
+	( $(HAVE_BROWSER) ) || echo "cadenza: no chromium + chromedriver (apt-get install \
+	$(BROWSER_PACKAGES)); the studio browser test will skip (and fail under CI=true)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +59,11 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/cadenza-train experiment=bach_lstm
 	@echo "Samples (MIDI + PNG + WAV): outputs/bach_lstm/samples/  checkpoint: checkpoints/bach_lstm/latest.ckpt"
+
+# Serve the demo checkpoint (and any other under checkpoints/) at http://127.0.0.1:8000
+serve: setup
+	@[ -e checkpoints/bach_lstm/latest.ckpt ] || $(MAKE) demo
+	$(BIN)/cadenza-serve checkpoints=checkpoints
 
 test: setup
 	$(BIN)/python -m pytest -q
