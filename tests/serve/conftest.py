@@ -28,6 +28,13 @@ SMOKE = {
     "smoke": ["experiment=smoke", "sample.n=0", "test=false"],
     "smoke_vae": ["experiment=smoke_vae", "sample.n=0", "test=false"],
     "smoke_gan": ["experiment=smoke_gan", "sample.n=0", "test=false", "trainer.max_epochs=1"],
+    "smoke_gan_accompaniment": [
+        "experiment=smoke_gan",
+        "sample.n=0",
+        "test=false",
+        "trainer.max_epochs=1",
+        "model.condition_track=name:MELODY",
+    ],
     "smoke_recommender": ["experiment=smoke_recommender", "test=false"],
 }
 MARKER = "cadenza_pickle_ran"  # the file a malicious checkpoint would create

@@ -36,7 +36,7 @@ def fetch(client: TestClient, url: str) -> bytes:
 
 def test_health_lists_the_served_models_and_refuses_unsafe_checkpoints(client, checkpoints):
     health = client.get("/api/health").json()
-    assert health["status"] == "ok" and health["models"] == 4
+    assert health["status"] == "ok" and health["models"] == 5
     refused = {Path(f["file"]).name: f["error"] for f in health["failed"]}
     assert set(refused) == {"garbage.ckpt", "evil.ckpt", "latest.ckpt"}
     assert "links outside" in refused["latest.ckpt"]
@@ -47,7 +47,10 @@ def test_health_lists_the_served_models_and_refuses_unsafe_checkpoints(client, c
 
 def test_models_describe_each_family_with_its_controls(client):
     models = {m["name"]: m for m in client.get("/api/models").json()["models"]}
-    assert sorted(models) == ["smoke", "smoke_gan", "smoke_recommender", "smoke_vae"]
+    assert sorted(models) == ["smoke", "smoke_gan", "smoke_gan_accompaniment",
+                              "smoke_recommender", "smoke_vae"]  # fmt: skip
+    assert "condition" in models["smoke_gan_accompaniment"]["modes"]
+    assert "condition" not in models["smoke_gan"]["modes"]
     lstm, vae, gan, rec = (models[k] for k in ("smoke", "smoke_vae", "smoke_gan",
                                                 "smoke_recommender"))  # fmt: skip
     assert lstm["family"] == "lstm" and "primer" in lstm["modes"] and lstm["output"] == "midi"
@@ -129,6 +132,21 @@ def test_gan_phrases_and_latent_walk(client):
     a = upload(client, melody("jigs1").read_bytes())["upload"]
     r = client.post("/api/interpolate", json={"model": "smoke_gan", "a": a, "b": a})
     assert r.status_code == 400 and "no encoder" in r.json()["error"]
+
+
+def test_a_conditional_gan_accompanies_an_uploaded_melody(client):
+    tune = upload(client, melody("hpps1").read_bytes(), "tune.mid")
+    r = client.post("/api/generate", json={"model": "smoke_gan_accompaniment", "n": 1,
+                                           "condition": tune["upload"]})  # fmt: skip
+    assert r.status_code == 200, r.text
+    pm = load_midi_bytes(fetch(client, r.json()["items"][0]["midi"]))
+    tune_pitches = {n.pitch for i in load_midi_bytes(melody("hpps1").read_bytes()).instruments
+                    for n in i.notes}  # fmt: skip
+    given = [i for i in pm.instruments if i.notes and {n.pitch for n in i.notes} <= tune_pitches]
+    assert len(pm.instruments) >= 2 and given  # the melody is kept, tracks written around it
+    assert abs(pm.get_end_time() - tune["seconds"]) < 0.25 * tune["seconds"]
+    r = client.post("/api/generate", json={"model": "smoke", "condition": tune["upload"]})
+    assert r.status_code == 400 and "condition" in r.json()["error"]
 
 
 def test_render_an_upload_or_a_job_file_to_wav(client):
