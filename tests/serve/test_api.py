@@ -107,14 +107,22 @@ def test_a_primer_upload_is_continued(client):
     assert kept == starts and out.get_end_time() > end + 1.0
 
 
-def test_vae_interpolates_between_two_uploads_and_samples_with_an_attribute(client):
+def test_vae_interpolates_between_two_uploads_and_samples_with_an_attribute(client, settings):
     a = upload(client, melody("jigs1").read_bytes(), "jigs1.mid")["upload"]
     b = upload(client, melody("waltzes1").read_bytes(), "waltzes1.mid")["upload"]
-    r = client.post("/api/interpolate", json={"model": "smoke_vae", "a": a, "b": b, "steps": 3})
+    # Greedy decoding (the default) of a barely trained VAE can give a silent window: that
+    # piece keeps its MIDI file and gets no audio; the job does not fail.
+    r = client.post("/api/interpolate", json={"model": "smoke_vae", "a": a, "b": b, "steps": 3,
+                                              "render": True})  # fmt: skip
     assert r.status_code == 200, r.text
     job = r.json()
     assert [i["name"] for i in job["items"]] == ["interp_000", "interp_001", "interp_002"]
     assert fetch(client, job["sheet"])[:4] == b"\x89PNG"
+    for item in job["items"]:
+        assert item["notes"] is not None and (item["audio"] is not None) == (item["notes"] > 0)
+        assert (item["png"] is not None) == (item["notes"] > 0)
+    report = fetch(client, job["report"]).decode()
+    assert a in report and str(settings.work_dir) not in report  # ids, not server paths
     r = client.post("/api/generate", json={"model": "smoke_vae", "n": 2,
                                            "attribute": "density:+1.5"})  # fmt: skip
     assert r.status_code == 200 and len(r.json()["items"]) == 2

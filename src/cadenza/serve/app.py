@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -165,7 +166,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     def health() -> dict[str, Any]:
         return {"status": "ok", "models": len(served), "failed": failed, "version": __version__,
                 "uptime_s": round(time.monotonic() - started, 1), "busy": workers.busy,
-                "workers": workers.n}  # fmt: skip
+                "workers": workers.n, "limits": asdict(settings.limits)}  # fmt: skip
 
     @app.get("/api/models")
     def models() -> dict[str, Any]:

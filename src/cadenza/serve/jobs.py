@@ -55,14 +55,19 @@ def _in_job(store: Store, work: Callable[[str, Path], Any]) -> Any:
         raise
 
 
-def _items(job: str, folder: Path, stems: list[str]) -> list[Item]:
-    """One item per piece: its MIDI / PNG / audio files, and notes + seconds from the report."""
+def _items(
+    job: str, folder: Path, stems: list[str], measured: dict[str, dict[str, Any]] | None = None
+) -> list[Item]:
+    """One item per piece: its MIDI / PNG / audio files, and notes + seconds from the report
+    (or as `_complete` measured them)."""
     meta: dict[str, dict[str, Any]] = {}
     report = folder / "samples.json"
     if report.is_file():
         for entry in json.loads(report.read_text()).get("samples", []):
             if isinstance(entry, dict) and "file" in entry:
                 meta[Path(entry["file"]).stem] = entry
+    for stem, m in (measured or {}).items():
+        meta[stem] = {**m, **meta.get(stem, {})}
     items = []
     for stem in stems:
         files = {ext: folder / f"{stem}{ext}" for ext in (".mid", ".png", ".wav")}
@@ -75,15 +80,47 @@ def _items(job: str, folder: Path, stems: list[str]) -> list[Item]:
     return items
 
 
-def _render_all(folder: Path, stems: list[str], settings: ServeSettings) -> None:
-    from cadenza.io.midi import load_midi
+def _complete(
+    folder: Path, stems: list[str], settings: ServeSettings, render: bool
+) -> dict[str, dict[str, Any]]:
+    """Give every piece of a job the files the client expects (a piano roll each, audio when
+    asked), whatever the CLI function wrote; a piece with no notes (a greedy VAE decode can
+    be silent) keeps its MIDI file and gets no audio, it does not fail the job."""
+    from cadenza.errors import BadMidiError
+    from cadenza.io.midi import load_midi, tracks_of
     from cadenza.io.render import render_to_file
+    from cadenza.viz import save_pianoroll_png
 
+    measured: dict[str, dict[str, Any]] = {}
     for stem in stems:
         midi = folder / f"{stem}.mid"
-        if midi.is_file() and not (folder / f"{stem}.wav").exists():
+        if not midi.is_file():
+            continue
+        try:
             pm = load_midi(midi)
+        except BadMidiError as e:
+            if e.reason != "no_notes":
+                raise
+            measured[stem] = {"notes": 0, "seconds": 0.0}
+            continue
+        notes = sum(len(t.notes) for t in tracks_of(pm))
+        measured[stem] = {"notes": notes, "seconds": round(pm.get_end_time(), 3)}
+        if not midi.with_suffix(".png").exists():
+            save_pianoroll_png(pm, midi.with_suffix(".png"), title=stem)
+        if render and not midi.with_suffix(".wav").exists():
             render_to_file(pm, midi.with_suffix(".wav"), **_synth(settings))
+    return measured
+
+
+def _scrub_report(folder: Path, paths: dict[Path | None, str | None]) -> None:
+    """The report names uploads by their ids, not by where the server keeps them."""
+    report = folder / "samples.json"
+    if report.is_file():
+        text = report.read_text()
+        for path, upload in paths.items():
+            if path is not None:
+                text = text.replace(json.dumps(str(path))[1:-1], str(upload))
+        report.write_text(text)
 
 
 def _synth(settings: ServeSettings) -> dict[str, Any]:
@@ -160,19 +197,20 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
                 **_synth(settings),
             )  # fmt: skip
         stems = [p.stem for p in paths]
-        if req.render and req.attribute:
-            _render_all(folder, stems, settings)
-        return _job(job, s, folder, stems, controls, t0)
+        _scrub_report(folder, {primer: req.primer, condition: req.condition})
+        measured = _complete(folder, stems, settings, render=req.render)
+        return _job(job, s, folder, stems, controls, t0, measured=measured)
 
     return _in_job(store, work)
 
 
 def _job(job: str, s: Served | None, folder: Path, stems: list[str], controls: dict[str, Any],
-         t0: float, sheet: Path | None = None) -> Job:  # fmt: skip
+         t0: float, sheet: Path | None = None,
+         measured: dict[str, dict[str, Any]] | None = None) -> Job:  # fmt: skip
     report = folder / "samples.json"
     return Job(job=job, model=s.name if s else None, family=s.family if s else None,
                seconds=round(time.perf_counter() - t0, 3), controls=controls,
-               items=_items(job, folder, stems),
+               items=_items(job, folder, stems, measured),
                sheet=_url(job, sheet) if sheet and sheet.is_file() else None,
                report=_url(job, report) if report.is_file() else None)  # fmt: skip
 
@@ -207,17 +245,18 @@ def interpolate(s: Served, req: InterpolateRequest, store: Store, settings: Serv
             paths = explore.latent_walk_to_files(s.model, folder, steps=req.steps, seed=req.seed,
                                                  temperature=req.temperature)  # fmt: skip
         stems = [p.stem for p in paths]
-        if req.render:
-            _render_all(folder, stems, settings)
-        return _job(job, s, folder, stems, controls, t0, sheet=folder / "interp_sheet.png")
+        if "interpolate" in can:
+            _scrub_report(folder, {a: req.a, b: req.b})
+        measured = _complete(folder, stems, settings, render=req.render)
+        return _job(job, s, folder, stems, controls, t0, sheet=folder / "interp_sheet.png",
+                    measured=measured)  # fmt: skip
 
     return _in_job(store, work)
 
 
 # --- render -------------------------------------------------------------------------------
 def render(req: RenderRequest, store: Store, settings: ServeSettings) -> Job:
-    from cadenza.io.midi import load_midi, save_midi
-    from cadenza.viz import save_pianoroll_png
+    from cadenza.io.midi import load_midi_bytes, save_midi
 
     if (req.upload is None) == (req.job is None):
         raise _fail(422, "give upload (an uploaded MIDI file) or job + file (a MIDI file of a "
@@ -228,15 +267,15 @@ def render(req: RenderRequest, store: Store, settings: ServeSettings) -> Job:
         if not req.file or not req.file.endswith(".mid"):
             raise _fail(422, "file: name the .mid file of the job to render, e.g. sample_000.mid")
         source = store.job_file(req.job, req.file)
-    pm = load_midi(source)
+    # Parsed by name, not by path: an error message never shows where the server keeps files.
+    pm = load_midi_bytes(source.read_bytes(), name=req.file or f"upload {req.upload}")
 
     def work(job: str, folder: Path) -> Job:
         t0 = time.perf_counter()
         stem = "upload" if req.upload else Path(req.file).stem
         save_midi(pm, folder / f"{stem}.mid")
-        save_pianoroll_png(pm, folder / f"{stem}.png", title=stem)
-        _render_all(folder, [stem], settings)
-        return _job(job, None, folder, [stem], req.model_dump(), t0)
+        measured = _complete(folder, [stem], settings, render=True)
+        return _job(job, None, folder, [stem], req.model_dump(), t0, measured=measured)
 
     return _in_job(store, work)
 

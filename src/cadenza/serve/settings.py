@@ -47,6 +47,11 @@ class ServeSettings:
     soundfont: str | None = None
     log_level: str = "info"
 
+    def __post_init__(self) -> None:
+        # Paths given as strings from Python (ServeSettings(checkpoints="ckpts")) work too.
+        object.__setattr__(self, "checkpoints", Path(self.checkpoints).expanduser())
+        object.__setattr__(self, "work_dir", Path(self.work_dir).expanduser())
+
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> ServeSettings:
         cfg = dict(cfg)

@@ -1,0 +1,278 @@
+"""The studio page end to end: headless Chromium driven by Selenium against a real
+`cadenza-serve` process (the `serve_url` fixture), as a producer would use it.
+
+One story in one test, because each step leaves the page in the state the next one starts from:
+a bad primer is reported and forgotten, two pieces are generated, played and downloaded, a
+listener gets recommendations, and a full-page screenshot of the result is kept as an artifact.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+GENERATE_TIMEOUT_S = 90
+# Headless, and none of the background fetches Chromium would make: no network here, none in CI.
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1600",
+]
+
+
+def _unavailable(reason: str) -> None:
+    """A missing browser skips the test on a workstation but fails it in CI, where it must run."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: the browser test must run in CI)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        _unavailable("selenium is not installed (pip install selenium)")
+    for exe in (CHROMIUM, CHROMEDRIVER):
+        if shutil.which(exe) is None:
+            _unavailable(f"{exe} not found (apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in [*CHROMIUM_ARGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # An explicit driver path: Selenium Manager never runs, so nothing is downloaded.
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _fetch(
+    url: str, data: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any, bytes]:
+    """(status, headers, body) of one request from outside the browser; errors are answers too."""
+    req = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as res:
+            return res.status, res.headers, res.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def _upload(base: str, path: Path) -> tuple[int, dict[str, Any]]:
+    """POST /api/uploads as the page does (multipart, field `file`): what the API itself says."""
+    boundary = uuid.uuid4().hex
+    head = (
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+        "Content-Type: audio/midi\r\n\r\n"
+    )
+    body = head.encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    status, _, raw = _fetch(f"{base}/api/uploads", body, headers)
+    return status, json.loads(raw)
+
+
+def _console(driver: Any) -> str:
+    """The page's console, for failure messages: a JS error explains a result that never came."""
+    try:
+        return "\n".join(e["message"] for e in driver.get_log("browser"))
+    except Exception:  # noqa: BLE001 - only a diagnostic
+        return "(console unavailable)"
+
+
+def _wait_for(driver: Any, what: str, condition: Any, timeout: float) -> Any:
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition)
+    except TimeoutException:
+        status = driver.find_element("id", "status").text
+        pytest.fail(f"{what} not within {timeout:g} s; status: {status!r}\n{_console(driver)}")
+
+
+def _wait_done(driver: Any, results_id: str, what: str, timeout: float) -> None:
+    """Results elements go loading -> done | error; an error fails with the page's alert."""
+    results = driver.find_element("id", results_id)
+    state = _wait_for(
+        driver,
+        what,
+        lambda d: (
+            results.get_attribute("data-state") in ("done", "error")
+            and results.get_attribute("data-state")
+        ),
+        timeout,
+    )
+    if state != "done":
+        pytest.fail(f"{what} failed: {driver.find_element('id', 'status').text!r}")
+
+
+def _set_number(driver: Any, element_id: str, value: float) -> None:
+    field = driver.find_element("id", element_id)
+    field.clear()
+    field.send_keys(str(value))
+
+
+def _select(driver: Any, element_id: str, value: str) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element("id", element_id)).select_by_value(value)
+
+
+def _idle(driver: Any) -> None:
+    _wait_for(
+        driver, "the page to go idle", lambda d: not d.find_element("id", "busy").is_displayed(), 60
+    )
+
+
+def _bad_primer_is_reported(driver: Any, base: str, tmp_path: Path) -> None:
+    bad = tmp_path / "not_midi.mid"
+    bad.write_bytes(b"this is a text file, not a standard MIDI file\n" * 4)
+    status, body = _upload(base, bad)
+    assert status == 422, body
+    driver.find_element("id", "primer").send_keys(str(bad))
+    alert = driver.find_element("css selector", "[role=alert]")
+    _wait_for(driver, "the upload error", lambda d: body["error"] in alert.text, 30)
+    assert alert.get_attribute("data-kind") == "error"
+    assert alert.text == f"not_midi.mid: {body['error']}"
+    # The rejected file is forgotten: the next Generate runs without a primer.
+    assert driver.find_element("id", "primer").get_attribute("value") == ""
+    _idle(driver)
+
+
+def _generate_two_pieces(driver: Any) -> None:
+    _select(driver, "model", "smoke")
+    # Only the controls the model takes are shown: a piano-roll LSTM has no top-k / top-p.
+    assert driver.find_element("id", "n").is_displayed()
+    assert not driver.find_element("id", "top-k").is_displayed()
+    assert not driver.find_element("id", "top-p").is_displayed()
+    assert driver.find_element("id", "primer").is_displayed()
+    _set_number(driver, "n", 2)
+    _set_number(driver, "bars", 2)
+    started = time.monotonic()
+    driver.find_element("id", "generate").click()
+    _wait_done(driver, "results", "2 generated pieces", GENERATE_TIMEOUT_S)
+    print(f"generate n=2 bars=2 with render: {time.monotonic() - started:.1f} s in the browser")
+    assert driver.find_element("id", "status").text == ""  # the primer error is gone
+
+    items = driver.find_elements("css selector", "#results [data-testid=result-item]")
+    assert len(items) == 2
+    for item in items:
+        audio = item.find_element("css selector", "[data-testid=result-audio]")
+        status, headers, wav = _fetch(audio.get_attribute("src"))
+        assert status == 200
+        assert headers["content-type"].startswith("audio/wav")
+        assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE"
+        # Chromium decodes PCM WAV itself (no proprietary codecs needed), so the player must
+        # have read the header: readyState >= HAVE_METADATA, or a duration, or an error code.
+        ready = _wait_for(
+            driver,
+            "the audio metadata",
+            lambda d, a=audio: d.execute_script(
+                "const a = arguments[0];"
+                "return a.error ? 'error ' + a.error.code : (a.readyState > 0 || a.duration > 0);",
+                a,
+            ),
+            20,
+        )
+        assert ready is True, f"the browser could not load {audio.get_attribute('src')}: {ready}"
+        assert driver.execute_script("return arguments[0].duration", audio) > 0
+
+        img = item.find_element("css selector", "[data-testid=result-png]")
+        _wait_for(
+            driver,
+            "the piano roll",
+            lambda d, i=img: d.execute_script("return arguments[0].complete", i),
+            20,
+        )
+        assert driver.execute_script("return arguments[0].naturalWidth", img) > 0
+
+        link = item.find_element("css selector", "[data-testid=result-midi]")
+        assert link.text == "Download MIDI"
+        status, headers, midi = _fetch(link.get_attribute("href"))
+        assert status == 200
+        assert midi[:4] == b"MThd"
+        assert "attachment" in headers.get("content-disposition", "")
+
+
+def _recommend(driver: Any) -> None:
+    _select(driver, "rec-model", "smoke_recommender")
+    _select(driver, "rec-user", "listener3")
+    _set_number(driver, "rec-k", 5)
+    driver.find_element("id", "recommend").click()
+    _wait_done(driver, "rec-results", "5 recommendations", 30)
+    rows = driver.find_elements("css selector", "#rec-results [data-testid=rec-row]")
+    ranks = [int(r.find_element("css selector", "td.rank").text) for r in rows]
+    assert ranks == [1, 2, 3, 4, 5]
+    scores = [float(r.get_attribute("data-score")) for r in rows]
+    assert all(a >= b for a, b in zip(scores, scores[1:])), scores
+    assert all(r.find_element("css selector", "td.key").text for r in rows)
+
+
+def _full_page_screenshot(driver: Any, path: Path) -> None:
+    # Selenium's full-page screenshot is Firefox-only; Chromium's DevTools protocol can
+    # capture past the viewport. From the top, so the sticky header is drawn where it belongs.
+    driver.execute_script("window.scrollTo(0, 0)")
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+        },
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+@pytest.mark.slow
+def test_studio_generates_recommends_and_reports_errors(
+    serve_url: str, browser: Any, tmp_path: Path
+) -> None:
+    browser.get(f"{serve_url}/")
+    _wait_for(
+        browser,
+        "the model list",
+        lambda d: d.find_element("tag name", "body").get_attribute("data-ready"),
+        30,
+    )
+    generators = [
+        o.get_attribute("value") for o in browser.find_elements("css selector", "#model option")
+    ]
+    assert "smoke" in generators and "smoke_recommender" not in generators
+
+    _bad_primer_is_reported(browser, serve_url, tmp_path)
+    _generate_two_pieces(browser)
+    _recommend(browser)
+
+    artifacts = Path(os.environ.get("CADENZA_ARTIFACTS") or REPO / "tests" / "artifacts")
+    shot = artifacts / "studio.png"
+    _full_page_screenshot(browser, shot)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 10_000
