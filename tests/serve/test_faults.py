@@ -89,6 +89,13 @@ def test_bad_uploads_are_refused_and_nothing_is_kept(client, settings, make, sta
     valid_generate_succeeds(client)
 
 
+def test_unknown_routes_and_methods_answer_in_the_same_shape(client) -> None:
+    r = client.get("/api/no_such_route")
+    assert r.status_code == 404 and r.json() == {"error": "Not Found", "status": 404}
+    r = client.get("/api/generate")
+    assert r.status_code == 405 and r.json()["status"] == 405
+
+
 def test_a_body_without_content_length_is_still_capped(client) -> None:
     def chunks():  # sent chunked: the cap must be counted as the body streams in
         for _ in range(20):

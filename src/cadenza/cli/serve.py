@@ -6,6 +6,8 @@ under /api, its OpenAPI schema at /openapi.json. Settings: configs/serve.yaml.
 
 from __future__ import annotations
 
+import os
+
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
@@ -13,12 +15,17 @@ from cadenza.cli import CONFIG_DIR, run_task
 
 
 def serve(cfg: DictConfig) -> None:
+    import torch
     import uvicorn
 
     from cadenza.serve.app import create_app
     from cadenza.serve.settings import ServeSettings
 
     settings = ServeSettings.from_dict(OmegaConf.to_container(cfg, resolve=False))
+    # Process-wide, so set here and not in create_app (tests build apps in their own process).
+    torch.set_num_threads(
+        settings.torch_threads or max(1, (os.cpu_count() or 1) // settings.workers)
+    )
     app = create_app(settings)
 
     class Server(uvicorn.Server):

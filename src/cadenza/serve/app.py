@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, File, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cadenza import __version__
@@ -148,8 +149,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         problems = [_describe(p) for p in e.errors()]
         return error(422, "; ".join(problems[:3]), detail=jsonable(e.errors()))
 
-    @app.exception_handler(HTTPException)
-    async def _http(_: Request, e: HTTPException) -> JSONResponse:
+    # Starlette's own (unknown route 404, wrong method 405) as well as ours.
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
         return error(e.status_code, str(e.detail))
 
     @app.exception_handler(Exception)

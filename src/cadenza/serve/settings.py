@@ -39,6 +39,9 @@ class ServeSettings:
     # Model work running at once; more requests wait up to queue_timeout_s, then get a 503.
     workers: int = 2
     queue_timeout_s: float = 30.0
+    # torch's threads per worker; null: the machine's cores / workers, so that concurrent
+    # jobs share the cores instead of fighting over them.
+    torch_threads: int | None = None
     keep_jobs: int = 200  # newest job folders kept on disk; older ones are deleted
     keep_uploads: int = 200
     max_models: int = 64
@@ -95,6 +98,8 @@ class ServeSettings:
         for key in ("workers", "keep_jobs", "keep_uploads", "max_models", "sample_rate"):
             check_int(key, getattr(self, key))
         check_float("queue_timeout_s", self.queue_timeout_s, minimum=0.0)
+        if self.torch_threads is not None:
+            check_int("torch_threads", self.torch_threads)
         if self.synth not in ("auto", "fluidsynth", "builtin"):
             raise ConfigError(f"synth must be auto, fluidsynth or builtin, got {self.synth!r}")
         if self.log_level not in ("critical", "error", "warning", "info", "debug"):
