@@ -326,19 +326,21 @@ def table(
     cells: list[dict[str, Any]], memory: dict[str, Any], faults: dict[str, Any] | None
 ) -> str:
     lines = [
-        f"{'endpoint':10s} {'clients':>7s} {'ok req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s} "
-        f"{'errors':>7s} {'(503)':>6s} {'RSS after MiB':>14s}"
+        f"{'round':>5s} {'endpoint':10s} {'clients':>7s} {'ok req/s':>9s} {'p50 ms':>8s} "
+        f"{'p99 ms':>8s} {'errors':>7s} {'(503)':>6s} {'RSS after MiB':>14s}"
     ]
     for c in cells:
         p50, p99 = c["latency_ms"]["p50"], c["latency_ms"]["p99"]
         lines.append(
-            f"{c['endpoint']:10s} {c['clients']:7d} {c['req_per_s']:9.2f} "
+            f"{c.get('round', 1):5d} {c['endpoint']:10s} {c['clients']:7d} {c['req_per_s']:9.2f} "
             f"{p50 if p50 is not None else '-':>8} {p99 if p99 is not None else '-':>8} "
             f"{c['errors']:7d} {c['busy']:6d} {c['memory']['rss_mib']:14.1f}"
         )
     lines.append(
         f"server RSS {memory['start']['rss_mib']} -> {memory['end']['rss_mib']} MiB "
-        f"(growth {memory['growth_mib']:+.1f}, peak {memory['end']['hwm_mib']})"
+        f"(growth {memory['growth_mib']:+.1f}, peak {memory['end']['hwm_mib']}); after each "
+        f"round {memory['rss_after_round_mib']} MiB (last - first "
+        f"{memory['growth_after_first_round_mib']:+.1f})"
     )
     if faults is not None:
         lines.append(
@@ -372,20 +374,26 @@ def measure(args: argparse.Namespace, server: Server) -> dict[str, Any]:
         f"after warm-up {timeline[0]}",
         flush=True,
     )
-    cells = []
-    for endpoint in args.endpoints:
-        for clients in args.levels:
-            cell = drive(url, endpoint, getattr(bodies, endpoint), clients, args)
-            cell["memory"] = server.memory()
-            cell["disk"] = dir_stats(server.work_dir)
-            timeline.append({"at": f"{endpoint} x{clients}", **cell["memory"], **cell["disk"]})
-            cells.append(cell)
-            print(
-                f"{endpoint} x{clients}: {cell['req_per_s']} ok/s, p50 "
-                f"{cell['latency_ms']['p50']} ms, {cell['errors']} errors "
-                f"{cell['status_codes']}, RSS {cell['memory']['rss_mib']} MiB",
-                flush=True,
-            )
+    cells, after_round = [], []
+    # Every round repeats the same cells: the first warms the allocator, caches and every
+    # thread's buffers; a leak shows as RSS that keeps rising from one round to the next.
+    for rnd in range(1, args.rounds + 1):
+        for endpoint in args.endpoints:
+            for clients in args.levels:
+                cell = drive(url, endpoint, getattr(bodies, endpoint), clients, args)
+                cell["round"] = rnd
+                cell["memory"] = server.memory()
+                cell["disk"] = dir_stats(server.work_dir)
+                at = f"round {rnd} {endpoint} x{clients}"
+                timeline.append({"at": at, **cell["memory"], **cell["disk"]})
+                cells.append(cell)
+                print(
+                    f"{at}: {cell['req_per_s']} ok/s, p50 "
+                    f"{cell['latency_ms']['p50']} ms, {cell['errors']} errors "
+                    f"{cell['status_codes']}, RSS {cell['memory']['rss_mib']} MiB",
+                    flush=True,
+                )
+        after_round.append(server.memory()["rss_mib"])
     faults = None
     if args.faults:
         # GET /api/health names the service's limits; the spec's default where it does not
@@ -403,7 +411,7 @@ def measure(args: argparse.Namespace, server: Server) -> dict[str, Any]:
     timeline.append({"at": "end", **server.memory(), **dir_stats(server.work_dir)})
     start, end = timeline[0], timeline[-1]
     disk = ("work_dir_mib", "jobs_on_disk", "uploads_on_disk")
-    params = ("endpoints", "levels", "seconds", "warmup", "bars", "render", "timeout")
+    params = ("endpoints", "levels", "rounds", "seconds", "warmup", "bars", "render", "timeout")
     return {
         "parameters": {k: getattr(args, k) for k in params}
         | {"generator": gen, "recommender": rec, "users_cycled": len(users),
@@ -413,6 +421,8 @@ def measure(args: argparse.Namespace, server: Server) -> dict[str, Any]:
         "cells": cells,
         "memory": {"after_startup": after_startup, "start": start, "end": end,
                    "growth_mib": round(end["rss_mib"] - start["rss_mib"], 1),
+                   "rss_after_round_mib": after_round,
+                   "growth_after_first_round_mib": round(after_round[-1] - after_round[0], 1),
                    "timeline": timeline},
         "work_dir": {"keep_jobs": KEEP_JOBS, "before": {k: start[k] for k in disk},
                      "after": {k: end[k] for k in disk}},
@@ -426,6 +436,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="measured seconds per cell")
     ap.add_argument("--warmup", type=float, default=2.0, help="uncounted seconds before each cell")
     ap.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16], help="concurrent clients")
+    ap.add_argument("--rounds", type=int, default=2, help="times every cell is run (leak check)")
     ap.add_argument("--endpoints", nargs="+", default=list(ENDPOINTS), choices=ENDPOINTS)
     ap.add_argument("--generator", help="default: the first generator with MIDI output")
     ap.add_argument("--recommender", help="default: the first recommender")

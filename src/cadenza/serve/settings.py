@@ -42,6 +42,8 @@ class ServeSettings:
     # torch's threads per worker; null: the machine's cores / workers, so that concurrent
     # jobs share the cores instead of fighting over them.
     torch_threads: int | None = None
+    # glibc heaps shared by the request threads (cli/serve.py says why); null: glibc's default.
+    malloc_arenas: int | None = 2
     keep_jobs: int = 200  # newest job folders kept on disk; older ones are deleted
     keep_uploads: int = 200
     max_models: int = 64
@@ -98,8 +100,9 @@ class ServeSettings:
         for key in ("workers", "keep_jobs", "keep_uploads", "max_models", "sample_rate"):
             check_int(key, getattr(self, key))
         check_float("queue_timeout_s", self.queue_timeout_s, minimum=0.0)
-        if self.torch_threads is not None:
-            check_int("torch_threads", self.torch_threads)
+        for key in ("torch_threads", "malloc_arenas"):
+            if getattr(self, key) is not None:
+                check_int(key, getattr(self, key))
         if self.synth not in ("auto", "fluidsynth", "builtin"):
             raise ConfigError(f"synth must be auto, fluidsynth or builtin, got {self.synth!r}")
         if self.log_level not in ("critical", "error", "warning", "info", "debug"):
