@@ -23,7 +23,8 @@ are of the 2xx answers.
 
 Memory is the server process's VmRSS and VmHWM (peak) from /proc/<pid>/status: after start-up,
 after start-up + a short warm-up of each endpoint (`start`), after every cell and at the `end`;
-`growth_mib` is end - start. `tree_rss_mib` adds the server's child processes (renderers).
+`tree_rss_mib` adds the server's child processes (renderers; the worker processes of
+`processes=N`), and is what the table, `growth_mib` (end - start) and the per-round figures use.
 The work_dir's size and job count are read at the same moments (the service deletes all but the
 newest keep_jobs job folders).
 
@@ -334,10 +335,10 @@ def table(
         lines.append(
             f"{c.get('round', 1):5d} {c['endpoint']:10s} {c['clients']:7d} {c['req_per_s']:9.2f} "
             f"{p50 if p50 is not None else '-':>8} {p99 if p99 is not None else '-':>8} "
-            f"{c['errors']:7d} {c['busy']:6d} {c['memory']['rss_mib']:14.1f}"
+            f"{c['errors']:7d} {c['busy']:6d} {c['memory']['tree_rss_mib']:14.1f}"
         )
     lines.append(
-        f"server RSS {memory['start']['rss_mib']} -> {memory['end']['rss_mib']} MiB "
+        f"server RSS {memory['start']['tree_rss_mib']} -> {memory['end']['tree_rss_mib']} MiB "
         f"(growth {memory['growth_mib']:+.1f}, peak {memory['end']['hwm_mib']}); after each "
         f"round {memory['rss_after_round_mib']} MiB (last - first "
         f"{memory['growth_after_first_round_mib']:+.1f})"
@@ -390,10 +391,10 @@ def measure(args: argparse.Namespace, server: Server) -> dict[str, Any]:
                 print(
                     f"{at}: {cell['req_per_s']} ok/s, p50 "
                     f"{cell['latency_ms']['p50']} ms, {cell['errors']} errors "
-                    f"{cell['status_codes']}, RSS {cell['memory']['rss_mib']} MiB",
+                    f"{cell['status_codes']}, RSS {cell['memory']['tree_rss_mib']} MiB",
                     flush=True,
                 )
-        after_round.append(server.memory()["rss_mib"])
+        after_round.append(server.memory()["tree_rss_mib"])
     faults = None
     if args.faults:
         # GET /api/health names the service's limits; the spec's default where it does not
@@ -420,7 +421,7 @@ def measure(args: argparse.Namespace, server: Server) -> dict[str, Any]:
                    "health_end": health_end, "log": server.tracebacks()},
         "cells": cells,
         "memory": {"after_startup": after_startup, "start": start, "end": end,
-                   "growth_mib": round(end["rss_mib"] - start["rss_mib"], 1),
+                   "growth_mib": round(end["tree_rss_mib"] - start["tree_rss_mib"], 1),
                    "rss_after_round_mib": after_round,
                    "growth_after_first_round_mib": round(after_round[-1] - after_round[0], 1),
                    "timeline": timeline},

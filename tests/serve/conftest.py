@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -88,13 +89,13 @@ def client(settings: ServeSettings) -> Iterator[TestClient]:
         yield c
 
 
-@pytest.fixture(scope="session")
-def serve_url(checkpoints: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `cadenza-serve` process on a free loopback port."""
-    work = tmp_path_factory.mktemp("served-process")
+@contextmanager
+def running_server(checkpoints: Path, work: Path, *args: str) -> Iterator[tuple[str, int]]:
+    """A real `cadenza-serve` process on a free loopback port -> (its URL, its pid); stopped
+    (SIGTERM, then SIGKILL) on the way out."""
     exe = Path(sys.executable).parent / "cadenza-serve"
     proc = subprocess.Popen(
-        [str(exe), f"checkpoints={checkpoints}", "port=0", f"work_dir={work}", "sample_rate=16000"],
+        [str(exe), f"checkpoints={checkpoints}", "port=0", f"work_dir={work}", *args],
         cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "HYDRA_FULL_ERROR": "0"},
     )  # fmt: skip
@@ -114,10 +115,18 @@ def serve_url(checkpoints: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     # Keep reading its log, or a full pipe would block the server.
     threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
     try:
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def serve_url(checkpoints: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The service as a real process, shared by the tests that need one."""
+    work = tmp_path_factory.mktemp("served-process")
+    with running_server(checkpoints, work, "sample_rate=16000") as (url, _):
+        yield url

@@ -3,10 +3,15 @@ request with a 4xx, and the next request still works."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import httpx
 import pytest
 
 from tests.helpers import run_cli
+from tests.serve.conftest import running_server
 
 pytestmark = pytest.mark.slow
 
@@ -33,3 +38,32 @@ def test_a_wrong_setting_stops_the_server_before_it_listens(tmp_path) -> None:
     proc = run_cli("cadenza-serve", f"checkpoints={tmp_path}/none", "port=0", cwd=tmp_path)
     assert proc.returncode == 2 and "listening" not in proc.stdout
     assert f"checkpoints={tmp_path}/none: no such folder" in proc.stderr
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_processes_2_serves_from_two_worker_processes_and_stops_them(checkpoints, tmp_path):
+    with running_server(checkpoints, tmp_path, "processes=2", "workers=1") as (url, pid):
+        # Hydra's process runs uvicorn's supervisor, which runs one process per worker.
+        workers = _children(pid)
+        assert len(workers) >= 2
+        body = {"model": "smoke", "n": 1, "bars": 2}
+        with httpx.Client(base_url=url, timeout=120) as http, ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: http.post("/api/generate", json=body), range(4)))
+            assert [a.status_code for a in answers] == [200] * 4
+            assert http.get(answers[0].json()["items"][0]["midi"]).content[:4] == b"MThd"
+            assert http.get("/api/health").json()["models"] == 5
+    deadline = time.monotonic() + 10
+    while [p for p in workers if Path(f"/proc/{p}").exists()] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in workers if Path(f"/proc/{p}").exists()]  # none left running

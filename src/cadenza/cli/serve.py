@@ -1,60 +1,75 @@
-"""cadenza-serve checkpoints=DIR [host=127.0.0.1] [port=8000] [workers=2] [limits.max_n=16]
+"""cadenza-serve checkpoints=DIR [host=127.0.0.1] [port=8000] [workers=2] [processes=1]
+[limits.max_n=16]
 
 Serves every checkpoint under DIR over HTTP (FastAPI on uvicorn): the studio page at /, the API
-under /api, its OpenAPI schema at /openapi.json. Settings: configs/serve.yaml.
+under /api, its OpenAPI schema at /openapi.json. Settings: configs/serve.yaml. Prints
+"cadenza-serve: listening on http://HOST:PORT" once requests are answered (port=0: a free port).
 """
 
 from __future__ import annotations
 
-import ctypes
+import json
 import os
+import threading
+import time
+import urllib.request
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from cadenza.cli import CONFIG_DIR, run_task
-
-M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
+from cadenza.errors import ConfigError
 
 
 def serve(cfg: DictConfig) -> None:
-    import torch
     import uvicorn
 
-    from cadenza.serve.app import create_app
+    from cadenza.serve.process import SETTINGS_ENV, configure_process
     from cadenza.serve.settings import ServeSettings
 
     settings = ServeSettings.from_dict(OmegaConf.to_container(cfg, resolve=False))
-    # Process-wide, so set here and not in create_app (tests build apps in their own process).
-    limit_malloc_arenas(settings.malloc_arenas)
-    torch.set_num_threads(
-        settings.torch_threads or max(1, (os.cpu_count() or 1) // settings.workers)
-    )
-    app = create_app(settings)
+    if settings.processes == 1:
+        from cadenza.serve.app import create_app
 
-    class Server(uvicorn.Server):
-        async def startup(self, sockets: list | None = None) -> None:
-            await super().startup(sockets)
-            if self.started:  # the real port, also when port=0 asked for a free one
-                port = self.servers[0].sockets[0].getsockname()[1]
-                print(f"cadenza-serve: listening on http://{settings.host}:{port} "
-                      f"({len(app.state.served)} models)", flush=True)  # fmt: skip
+        configure_process(settings)
+        app = create_app(settings)  # a bad folder fails here, before the port opens
+        config = uvicorn.Config(app, host=settings.host, port=settings.port,
+                                log_level=settings.log_level)  # fmt: skip
+        sock = config.bind_socket()
+        _announce_when_ready(
+            settings.host, sock.getsockname()[1], f"{len(app.state.served)} models"
+        )
+        uvicorn.Server(config).run(sockets=[sock])
+        return
+    from uvicorn.supervisors import Multiprocess
 
-    Server(uvicorn.Config(app, host=settings.host, port=settings.port,
-                          log_level=settings.log_level)).run()  # fmt: skip
+    from cadenza.serve.registry import find_checkpoints
+
+    if not find_checkpoints(settings.checkpoints):
+        raise ConfigError(f"checkpoints={settings.checkpoints}: no *.ckpt files to serve")
+    os.environ[SETTINGS_ENV] = json.dumps(settings.to_dict())
+    config = uvicorn.Config("cadenza.serve.process:app_from_environment", factory=True,
+                            host=settings.host, port=settings.port, workers=settings.processes,
+                            log_level=settings.log_level)  # fmt: skip
+    sock = config.bind_socket()
+    _announce_when_ready(settings.host, sock.getsockname()[1], f"{settings.processes} processes")
+    Multiprocess(config, sockets=[sock]).run()
 
 
-def limit_malloc_arenas(n: int | None) -> bool:
-    """glibc gives threads their own heaps (up to 8 per core) and rarely hands their free pages
-    back: with requests moving between a pool of threads, RSS climbed ~10 MiB a minute under
-    load (benchmarks/service_load.py). A few shared heaps keep it flat. No-op off glibc."""
-    if n is None:
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    return libc.mallopt(M_ARENA_MAX, n) == 1
+def _announce_when_ready(host: str, port: int, what: str, timeout: float = 600.0) -> None:
+    """Print the listening line once /api/health answers (the real port, also for port=0)."""
+
+    def poll() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://{host}:{port}/api/health", timeout=5):
+                    print(f"cadenza-serve: listening on http://{host}:{port} ({what})", flush=True)
+                    return
+            except OSError:
+                time.sleep(0.2)
+
+    threading.Thread(target=poll, daemon=True).start()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="serve")

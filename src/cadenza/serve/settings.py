@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ class ServeSettings:
     limits: Limits = field(default_factory=Limits)
     # Model work running at once; more requests wait up to queue_timeout_s, then get a 503.
     workers: int = 2
+    # uvicorn worker processes, each with its own copy of the models (serve/process.py says why).
+    processes: int = 1
     queue_timeout_s: float = 30.0
     # torch's threads per worker; null: the machine's cores / workers, so that concurrent
     # jobs share the cores instead of fighting over them.
@@ -56,6 +58,11 @@ class ServeSettings:
         # Paths given as strings from Python (ServeSettings(checkpoints="ckpts")) work too.
         object.__setattr__(self, "checkpoints", Path(self.checkpoints).expanduser())
         object.__setattr__(self, "work_dir", Path(self.work_dir).expanduser())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values that `from_dict` reads back (how worker processes get their settings)."""
+        return {**asdict(self), "checkpoints": str(self.checkpoints),
+                "work_dir": str(self.work_dir)}  # fmt: skip
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> ServeSettings:
@@ -97,7 +104,14 @@ class ServeSettings:
         check_int("port", self.port, minimum=0)
         if self.port > 65535:
             raise ConfigError(f"port must be <= 65535, got {self.port}")
-        for key in ("workers", "keep_jobs", "keep_uploads", "max_models", "sample_rate"):
+        for key in (
+            "workers",
+            "processes",
+            "keep_jobs",
+            "keep_uploads",
+            "max_models",
+            "sample_rate",
+        ):
             check_int(key, getattr(self, key))
         check_float("queue_timeout_s", self.queue_timeout_s, minimum=0.0)
         for key in ("torch_threads", "malloc_arenas"):
