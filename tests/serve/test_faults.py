@@ -190,3 +190,15 @@ def test_a_wrong_setting_fails_at_start_up_naming_the_key(checkpoints, cfg, says
 
 def test_loopback_is_the_default_host(checkpoints) -> None:
     assert ServeSettings.from_dict({"checkpoints": str(checkpoints)}).host == "127.0.0.1"
+
+
+def test_pruning_survives_entries_vanishing_under_it(tmp_path) -> None:
+    """Processes of processes=N prune one folder: an entry another process just deleted (here a
+    dangling link, which fails to stat the same way) must not fail this process's request."""
+    from cadenza.serve.store import Store
+
+    store = Store(tmp_path, keep_jobs=2, keep_uploads=2)
+    (store.jobs / "gone").symlink_to(tmp_path / "deleted-by-another-process")
+    jobs = [store.new_job()[0] for _ in range(4)]
+    kept = {p.name for p in store.jobs.iterdir() if p.is_dir()}
+    assert jobs[-1] in kept and len(kept) <= 2

@@ -154,10 +154,15 @@ def create_app(settings: ServeSettings) -> FastAPI:
     async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
         return error(e.status_code, str(e.detail))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, e: Exception) -> JSONResponse:
-        log.exception("request %s %s failed", request.method, request.url.path)
-        return error(500, f"internal error ({type(e).__name__}); the service is still up")
+    @app.middleware("http")
+    async def _contain(request: Request, call_next: Any) -> Any:
+        # Caught here, not by an exception handler: Starlette re-raises to the server after
+        # those, and uvicorn then drops the connection, failing the client's next request too.
+        try:
+            return await call_next(request)
+        except Exception as e:  # noqa: BLE001 - any failure is one request's, not the service's
+            log.exception("request %s %s failed", request.method, request.url.path)
+            return error(500, f"internal error ({type(e).__name__}); the service is still up")
 
     # --- read-only ------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)

@@ -70,9 +70,11 @@ class Store:
 
     # --- disk bound -------------------------------------------------------------------------
     def _prune(self, folder: Path, keep: int, newest: Path) -> None:
+        # Processes of `processes: N` prune the same folder: an entry may vanish under us.
         with self._lock:
-            entries = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
-            for old in entries[keep:]:
+            entries = sorted(((m, p) for p in folder.iterdir() if (m := _mtime(p)) is not None),
+                             key=lambda e: e[0], reverse=True)  # fmt: skip
+            for _, old in entries[keep:]:
                 if old == newest:
                     continue
                 if old.is_dir():
@@ -82,3 +84,10 @@ class Store:
 
     def bytes_used(self) -> int:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return None
