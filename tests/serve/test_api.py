@@ -157,6 +157,20 @@ def test_a_conditional_gan_accompanies_an_uploaded_melody(client):
     assert r.status_code == 400 and "condition" in r.json()["error"]
 
 
+def test_a_melody_longer_than_the_cap_is_refused(settings):
+    from dataclasses import replace
+
+    from cadenza.serve.app import create_app
+    from cadenza.serve.settings import Limits
+
+    short = replace(settings, limits=Limits(max_steps=32))
+    with TestClient(create_app(short)) as c:
+        tune = upload(c, melody("hpps1").read_bytes(), "tune.mid")
+        r = c.post("/api/generate", json={"model": "smoke_gan_accompaniment",
+                                          "condition": tune["upload"]})  # fmt: skip
+        assert r.status_code == 422 and "limits.max_steps" in r.json()["error"]
+
+
 def test_render_an_upload_or_a_job_file_to_wav(client):
     up = upload(client, melody("jigs1").read_bytes())["upload"]
     r = client.post("/api/render", json={"upload": up})

@@ -159,6 +159,14 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
         raise _fail(400, "give primer or condition, not both")
     primer = store.upload_path(req.primer, "primer") if req.primer else None
     condition = store.upload_path(req.condition, "condition") if req.condition else None
+    if condition is not None:
+        from cadenza.generate import load_condition
+
+        # The accompaniment is as long as the melody: its length is capped like any other.
+        length = len(load_condition(s.model, condition))
+        if length > lim.max_steps:
+            raise _fail(422, f"condition: the melody is {length} model steps, over the "
+                             f"service's cap of {lim.max_steps} (limits.max_steps)")  # fmt: skip
     fixed = getattr(s.model, "window_steps", None) is not None  # a vae's own window length
     if fixed:
         bars = None
