@@ -98,7 +98,11 @@ class GenerativeModule(pl.LightningModule):
     ) -> GenerativeModule:
         """Rebuild any family from a checkpoint: codec and hyper-parameters come from inside it."""
         path = Path(ckpt_path)
-        ckpt = read_checkpoint(path, map_location)
+        return cls.from_checkpoint(read_checkpoint(path, map_location), path)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any], path: str | Path) -> GenerativeModule:
+        """`load` for a checkpoint dict already read (weights only) from `path`."""
         hp = ckpt.get("hyper_parameters") or {}
         family = hp.get("family")
         if family not in FAMILIES:

@@ -239,7 +239,11 @@ class RecommenderModule(pl.LightningModule):
     def load(cls, path: str | Path, map_location: str = "cpu") -> RecommenderModule:
         """Weights only (no pickled code runs), catalog and keys included."""
         path = Path(path)
-        ckpt = read_checkpoint(path, map_location)
+        return cls.from_checkpoint(read_checkpoint(path, map_location), path)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any], path: str | Path) -> RecommenderModule:
+        """`load` for a checkpoint dict already read (weights only) from `path`."""
         hp = dict(ckpt.get("hyper_parameters") or {})
         if hp.pop("family", None) != FAMILY:
             raise CadenzaError(f"{path} is not a recommender checkpoint (train one with "

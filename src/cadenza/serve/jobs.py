@@ -94,7 +94,9 @@ def _complete(
     measured: dict[str, dict[str, Any]] = {}
     for stem in stems:
         midi = folder / f"{stem}.mid"
-        if not midi.is_file():
+        png, wav = midi.with_suffix(".png"), midi.with_suffix(".wav")
+        # generate_to_files already wrote both (and its report has the notes): no second parse.
+        if not midi.is_file() or (png.exists() and (not render or wav.exists())):
             continue
         try:
             pm = load_midi(midi)
@@ -105,10 +107,10 @@ def _complete(
             continue
         notes = sum(len(t.notes) for t in tracks_of(pm))
         measured[stem] = {"notes": notes, "seconds": round(pm.get_end_time(), 3)}
-        if not midi.with_suffix(".png").exists():
-            save_pianoroll_png(pm, midi.with_suffix(".png"), title=stem)
-        if render and not midi.with_suffix(".wav").exists():
-            render_to_file(pm, midi.with_suffix(".wav"), **_synth(settings))
+        if not png.exists():
+            save_pianoroll_png(pm, png, title=stem)
+        if render and not wav.exists():
+            render_to_file(pm, wav, **_synth(settings))
     return measured
 
 

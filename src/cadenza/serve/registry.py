@@ -59,17 +59,18 @@ def load_served(name: str, path: Path, root: Path) -> Served:
     if not real.is_relative_to(root.resolve()):
         raise CadenzaError(f"{path} links outside the checkpoints folder ({real}); not served")
     # Weights only (read_checkpoint): a checkpoint from a stranger cannot run code here.
-    family = (read_checkpoint(real).get("hyper_parameters") or {}).get("family")
+    ckpt = read_checkpoint(real)  # read once; the family picks the class
+    family = (ckpt.get("hyper_parameters") or {}).get("family")
     if family == RECOMMENDER:
         from cadenza.recommend.module import RecommenderModule
 
-        model = RecommenderModule.load(real)
+        model = RecommenderModule.from_checkpoint(ckpt, real)
         with torch.no_grad():
             catalog = ExactIndex().build(model.catalog_embeddings().numpy())
         return Served(name, path, model, family, catalog=catalog)
     if family not in FAMILIES:
         raise CadenzaError(f"{path}: not a Cadenza checkpoint (family={family!r})")
-    return Served(name, path, GenerativeModule.load(real), family)
+    return Served(name, path, GenerativeModule.from_checkpoint(ckpt, real), family)
 
 
 def load_all(root: Path, max_models: int) -> tuple[dict[str, Served], list[dict[str, str]]]:
