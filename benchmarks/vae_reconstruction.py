@@ -96,7 +96,7 @@ def path_stats(model: VAEModule, paths: list[list[torch.Tensor]]) -> dict[str, f
             continue
         steps, excess = [], []
         for path in paths:
-            vals = attribute_table(model.codec, [model._untrack(torch.as_tensor(w)).numpy()
+            vals = attribute_table(model.codec, [model.as_piece(torch.as_tensor(w)).numpy()
                                                  for w in path])[:, col]  # fmt: skip
             if not np.isfinite(vals).all():
                 continue

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cadenza.errors import ConfigError
-from cadenza.sampling import (
+from cadenza.models.sampling import (
     check_controls,
     filter_logits,
     sample_bernoulli,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +41,7 @@ def small_gan(codec: MultiTrackPianoRollCodec, **kw) -> GANModule:
 
 def loader(phrases: np.ndarray, batch_size: int = 8) -> DataLoader:
     items = [(torch.from_numpy(x), i) for i, x in enumerate(phrases)]
-    return DataLoader(items, batch_size=batch_size, collate_fn=partial(collate, kind="frames"))
+    return DataLoader(items, batch_size=batch_size, collate_fn=collate)
 
 
 def fit(

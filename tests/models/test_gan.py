@@ -39,13 +39,15 @@ def test_latent_kinds_follow_musegan_modes() -> None:
 
 def test_jamming_tracks_are_independent_networks() -> None:
     """Jamming: changing track 0's private latents changes track 0 only."""
+    torch.manual_seed(0)
     g = Generator(K, N, S, P, 8, "jamming", 16).eval()
     z = {k: torch.randn(2, *s) for k, s in g.latent_sizes().items()}
     z2 = {k: v.clone() for k, v in z.items()}
     z2["private"][:, 0] += 1.0
     a, b = g(z), g(z2)
     assert not torch.allclose(a[:, 0], b[:, 0])
-    assert torch.allclose(a[:, 1:], b[:, 1:])
+    # Equal up to float noise: the tracks' convolutions run as one batched kernel.
+    assert torch.allclose(a[:, 1:], b[:, 1:], atol=1e-6)
 
 
 class LinearCritic(nn.Module):
@@ -192,5 +194,5 @@ def test_conditional_gan_keeps_the_melody(phrases: np.ndarray) -> None:
     out = model.sample(2, condition=melody, generator=torch.Generator().manual_seed(0))
     assert out[0].shape == (model.phrase_steps, 3, 84)
     assert torch.equal(out[0][:, 0], melody) and torch.equal(out[1][:, 0], melody)
-    with pytest.raises(ConfigError, match="condition=melody.mid"):
+    with pytest.raises(ConfigError, match="cannot sample new pieces; it can: accompany a condition"):
         model.sample(1)

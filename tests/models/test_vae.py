@@ -108,9 +108,12 @@ def test_smoke_training_lowers_the_elbo_on_a_fixed_batch_of_real_windows() -> No
 
 def test_free_bits_and_kl_annealing_shape_the_loss() -> None:
     model = small_vae(beta=0.5, kl_warmup_steps=100, free_bits=10)
-    assert model.beta_now() == 0.0  # global_step 0: annealing starts from a free KL
-    model.hparams.kl_warmup_steps = 0
-    assert model.beta_now() == 0.5
+    assert model.kl.beta_at(0) == 0.0  # global_step 0: annealing starts from a free KL
+    assert model.kl.beta_at(50) == 0.25 and model.kl.beta_at(500) == 0.5
+    free_nats = 10 * math.log(2.0)
+    kl = torch.tensor([free_nats - 1.0, free_nats + 2.0])  # one window under, one over
+    assert model.kl.penalty(kl, 100).item() == pytest.approx(0.5 * 2.0 / 2)
+    assert small_vae(kl_warmup_steps=0, beta=0.5).kl.beta_at(0) == 0.5
     assert small_vae(scheduled_sampling_rate=0).sampling_probability() == 0.0
     ss = small_vae(scheduled_sampling_rate=10, scheduled_sampling_max=0.3)
     assert 0 < ss.sampling_probability() < 0.1  # step 0: nearly pure teacher forcing

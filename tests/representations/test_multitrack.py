@@ -323,7 +323,7 @@ def test_prepare_caches_multitrack_rows_and_batches(tmp_path: Path):
         np.testing.assert_array_equal(piece, want)
 
     a, b = (torch.from_numpy(np.array(seen[k], dtype=np.int64)) for k in ("0.mid", "2.mid"))
-    batch = collate([(a, 0), (b, 1)], "tokens")
+    batch = collate([(a, 0), (b, 1)])
     assert batch.x.shape == (2, len(b), 2) and batch.x.dtype == torch.long
     assert batch.lengths.tolist() == [len(a), len(b)]
     assert torch.equal(batch.x[0, : len(a)], a) and (batch.x[0, len(a) :] == PAD).all()

@@ -5,8 +5,8 @@ cadenza-recommend ckpt=... user=ID generator=GEN.ckpt candidates=32 k=5 out_dir=
 Without generator=: the k best catalog tracks for the listener (already-heard ones left out),
 printed and written to <out_dir>/recommendations.json. With generator=: `candidates` pieces
 sampled from the generator checkpoint (any family that writes MIDI), scored with the catalog's
-own track embedder, and the k best written as MIDI (+ piano roll, + audio with render=wav) with
-their scores in <out_dir>/picks.json.
+own track embedder, and the k best written as MIDI (+ piano roll, + audio with
+sample.render=wav) with their scores in <out_dir>/picks.json.
 """
 
 from __future__ import annotations
@@ -40,13 +40,9 @@ def recommend(cfg: DictConfig) -> list[dict]:
         from cadenza.models import GenerativeModule
 
         generator = GenerativeModule.load(c["generator"])
-        if generator.codec.kind == "features":
-            raise ConfigError(f"generator={c['generator']} writes audio ({generator.family}); "
-                              "the recommender scores MIDI from its notes")  # fmt: skip
         picks = recommend_generated(
-            model, generator, out, **listener, candidates=check_int("candidates",
-            c["candidates"]), k=k, render=c.get("render"), png=c.get("png", True),
-            **c["sample"],
+            model, generator, out, **listener, k=k,
+            candidates=check_int("candidates", c["candidates"]), **c["sample"],
         )  # fmt: skip
         print(f"best {len(picks)} of {c['candidates']} samples for {_who(listener)}:")
         for p in picks:

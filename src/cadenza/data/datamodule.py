@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +101,7 @@ class MusicDataModule(pl.LightningDataModule):
         )
         self.train_window = _positive_int("train_window", train_window, optional=True)
         self.transpose = _transpose_range(transpose)
-        if self.transpose is not None and codec.kind == "features":
+        if self.transpose is not None and not codec.transposes:
             raise ConfigError(
                 f"data.transpose={list(self.transpose)} but the {codec.name} codec cannot "
                 "transpose (audio features are not laid out in semitones): set data.transpose=null"
@@ -120,7 +119,7 @@ class MusicDataModule(pl.LightningDataModule):
         if not 0.0 <= max_rest_fraction <= 1.0:
             raise ConfigError(f"data.max_rest_fraction must lie in [0, 1], got {max_rest_fraction}")
         self.max_rest_fraction = float(max_rest_fraction)
-        if self.window_bars is not None and not hasattr(codec, "window_starts"):
+        if self.window_bars is not None and not codec.cuts_windows:
             raise ConfigError(
                 f"data.window_bars needs a codec that cuts bar windows (melody, "
                 f"multitrack_melody, multitrack_pianoroll); {codec.name} does not: set "
@@ -130,6 +129,10 @@ class MusicDataModule(pl.LightningDataModule):
         self._prepared: PreparedData | None = None
         self._splits: dict[str, SplitData] = {}
         self._windows: dict[tuple[str, bool], WindowDataset] = {}
+
+    def model_sizing(self) -> dict[str, Any]:
+        """What the model is sized from: the codec (no dimension is written twice in YAML)."""
+        return {"codec": self.codec.to_dict()}
 
     # --- preparation -------------------------------------------------------------------------
     def prepare_cache(self, force: bool = False) -> PreparedData:
@@ -184,7 +187,7 @@ class MusicDataModule(pl.LightningDataModule):
             batch_size=self.batch_size if training else self.eval_batch_size,
             shuffle=training,
             num_workers=self.num_workers,
-            collate_fn=partial(collate, kind=self.codec.kind),
+            collate_fn=collate,
             persistent_workers=self.num_workers > 0,
         )
 

@@ -56,10 +56,7 @@ class PieceDataset(Dataset):
             if self.transpose is not None:
                 x = random_transpose(self.codec, np.asarray(x), *self.transpose, rng)
         # Copy out of the read-only memmap; torch wants writable memory.
-        arr = np.array(x)
-        if self.codec.kind != "tokens":  # 0/1 frames or continuous features
-            return torch.from_numpy(arr.astype(np.float32)), i
-        return torch.from_numpy(arr.astype(np.int64)), i
+        return torch.as_tensor(np.array(x), dtype=self.codec.tensor_dtype), i
 
 
 class WindowDataset(Dataset):
@@ -106,11 +103,10 @@ class WindowDataset(Dataset):
             rng = item_rng()
             x = random_transpose(self.codec, x, *self.transpose, rng)
         # A new array either way (astype copies), so the read-only memmap is never handed out.
-        dtype = np.int64 if self.codec.kind == "tokens" else np.float32
-        return torch.from_numpy(np.asarray(x).astype(dtype)), i
+        return torch.as_tensor(np.array(x), dtype=self.codec.tensor_dtype), i
 
 
-def collate(items: Sequence[tuple[torch.Tensor, int]], kind: str) -> Batch:
+def collate(items: Sequence[tuple[torch.Tensor, int]]) -> Batch:
     """Pad to the longest item with 0: frames or features -> x [B, T, D] float32 (multi-track
     rolls [B, T, K, P]), tokens -> x [B, T] long (multi-track tokens [B, T, K])."""
     if not items:
@@ -119,8 +115,7 @@ def collate(items: Sequence[tuple[torch.Tensor, int]], kind: str) -> Batch:
     index = torch.tensor([i for _, i in items], dtype=torch.long)
     T = int(lengths.max())
     first = items[0][0]
-    dtype = torch.long if kind == "tokens" else torch.float32
-    x = torch.zeros(len(items), T, *first.shape[1:], dtype=dtype)
+    x = torch.zeros(len(items), T, *first.shape[1:], dtype=first.dtype)
     for b, (piece, _) in enumerate(items):
         x[b, : len(piece)] = piece
     return Batch(x=x, lengths=lengths, index=index)

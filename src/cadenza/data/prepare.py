@@ -206,11 +206,7 @@ def prepare(
 
 
 def _check_storage(codec: Codec) -> None:
-    dtype = codec.storage_dtype
-    if codec.kind == "tokens" and codec.vocab_size > np.iinfo(dtype).max + 1:
-        raise CadenzaError(
-            f"{codec!r} has {codec.vocab_size} tokens, more than its storage dtype {dtype} holds"
-        )
+    codec.check_storage()
 
 
 # --- encoding, inline or in worker processes ----------------------------------------------

@@ -1,38 +1,197 @@
-"""GenerativeModule: the contract every model family keeps (DESIGN.md).
+"""The contract every model family keeps (DESIGN.md), declared as data the rest of the code reads.
 
-A family implements `training_step`/`validation_step` over `Batch` and
-`sample(n, *, condition=None, max_len=None, temperature=1.0, generator=None) -> Tensor`
-returning codec tensors. This base turns samples into MIDI (`generate`), owns the codec, and
-loads any family from a checkpoint with the weights only (no pickled code is executed).
+`CadenzaModule` is what every family shares, generative or not: the family registry, weights-only
+checkpoint I/O, and the optimizer / scheduler partials of the model config.
+
+`GenerativeModule` adds the generative contract. A family declares what it can do (`abilities`),
+whether it writes windows of one fixed length (`window_steps`), and what its output is (MIDI or
+audio, owned by the codec). The CLI, the service, generation and training read that declaration
+(`model.declaration()`, `model.can(...)`, `model.require(...)`); they never test a family's name
+or probe it with `hasattr`. An ability a family lacks answers with one clear error naming what it
+can do instead.
+
+A family implements `training_step` / `validation_step` over `Batch`, and
+`sample(n, *, condition=None, max_len=None, temperature=1.0, generator=None, **controls)`
+returning codec tensors, plus the methods of the abilities it declares.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cadenza.errors import CadenzaError, ConfigError
 from cadenza.representations.base import Codec
 
-FAMILIES: dict[str, type[GenerativeModule]] = {}
+log = logging.getLogger("cadenza")
+
+FAMILIES: dict[str, type[CadenzaModule]] = {}
 
 
-class GenerativeModule(pl.LightningModule):
+class Ability(StrEnum):
+    """What a generative family can do beyond training."""
+
+    PRIOR = "prior"  # new pieces from nothing: sample(n)
+    CONTINUE = "continue"  # continue a primer: continue_from(primer, n, steps)
+    CONDITION = "condition"  # write the other tracks for a condition track: sample(condition=)
+    RECONSTRUCT = "reconstruct"  # encode a window and decode it back: encode / reconstruct
+    INTERPOLATE = "interpolate"  # a latent path between two encoded windows: interpolate(a, b)
+    LATENT_WALK = "latent_walk"  # a path between two random latents: interpolation_latents
+    ATTRIBUTES = "attributes"  # attribute vectors added to codes: attribute_shift(name, amount)
+    TOKEN_FILTERS = "token_filters"  # top_k / top_p on a next-token distribution
+
+
+# How an error names an ability a user asked for.
+ABILITY_WORDS = {
+    Ability.PRIOR: "sample new pieces",
+    Ability.CONTINUE: "continue a primer (primer=)",
+    Ability.CONDITION: "accompany a condition track (condition=)",
+    Ability.RECONSTRUCT: "reconstruct an input (mode=reconstruct)",
+    Ability.INTERPOLATE: "interpolate between two inputs (mode=interpolate a= b=)",
+    Ability.LATENT_WALK: "walk between two random latents (mode=interpolate)",
+    Ability.ATTRIBUTES: "shift along attribute vectors (attribute=)",
+    Ability.TOKEN_FILTERS: "filter next tokens (top_k=, top_p=)",
+}
+
+
+class AbilityError(ConfigError):
+    """A request for something a family has not declared it can do."""
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """What a generative model can do, as the CLI, the service and generation read it."""
+
+    family: str
+    abilities: frozenset[Ability]
+    window_steps: int | None  # every piece is exactly this many codec steps; None: any length
+    output: str  # "midi" | "audio" (the codec's)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family, "abilities": sorted(self.abilities),
+                "window_steps": self.window_steps, "output": self.output}  # fmt: skip
+
+
+class CadenzaModule(pl.LightningModule):
+    """Every family: registered by name, checkpoints with plain containers only."""
+
     family: ClassVar[str]
+    # How a wrong checkpoint is named in the error `load` raises, and what to do instead.
+    checkpoint_kind: ClassVar[str] = "Cadenza model"
+    checkpoint_hint: ClassVar[str] = ""
+    # DDP must look for parameters without gradients (a GAN's alternating steps leave one net
+    # without any); the training loop asks the strategy for it only where a family says so.
+    ddp_find_unused_parameters: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "family" in cls.__dict__:
             FAMILIES[cls.family] = cls
 
+    # --- optimisation -------------------------------------------------------------------------
+    def set_optimization(
+        self, optimizer: Any, scheduler: Any = None, scheduler_monitor: Any = "val/nll"
+    ) -> None:
+        """Validate and keep the optimizer / scheduler partials of the model config."""
+        for key, fn in (("optimizer", optimizer), ("scheduler", scheduler)):
+            if fn is not None and not callable(fn):
+                raise ConfigError(
+                    f"model.{key} must be a partial (`_partial_: true` in the config), got {fn!r}"
+                )
+        if not isinstance(scheduler_monitor, str) or not scheduler_monitor:
+            raise ConfigError("model.scheduler_monitor must be a metric key, e.g. val/nll")
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.scheduler_monitor = scheduler_monitor
+
+    def make_optimizer(self, params: Any, **defaults: Any) -> torch.optim.Optimizer:
+        """The configured optimizer over `params` (Adam with `defaults` when none is set)."""
+        factory = getattr(self, "optimizer_factory", None)
+        if factory is None:
+            return torch.optim.Adam(params, **({"lr": 1e-3} | defaults))
+        return factory(params=params)
+
+    def configure_optimizers(self) -> Any:
+        opt = self.make_optimizer(self.parameters())
+        if getattr(self, "scheduler_factory", None) is None:
+            return opt
+        sched = self.scheduler_factory(optimizer=opt)
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {"scheduler": sched, "monitor": self.scheduler_monitor},
+        }
+
+    # --- checkpoints --------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Plain containers only, so `load` can use torch.load(weights_only=True): a checkpoint
+        # from a stranger then cannot run code. The family name lets `load` pick the class.
+        hp = _plain(dict(checkpoint.get("hyper_parameters") or {}))
+        hp["family"] = self.family
+        checkpoint["hyper_parameters"] = hp
+        checkpoint.pop("hparams_type", None)
+
+    @classmethod
+    def load(cls, ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+        """Rebuild a family from a checkpoint: codec and hyper-parameters come from inside it."""
+        path = Path(ckpt_path)
+        return cls.from_checkpoint(read_checkpoint(path, map_location), path)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any], path: str | Path) -> Any:
+        """`load` for a checkpoint dict already read (weights only) from `path`. Called on a
+        base class it builds whichever family the checkpoint names, as long as that family is
+        a subclass (GenerativeModule.load refuses a recommender and says so)."""
+        hp = dict(ckpt.get("hyper_parameters") or {})
+        family = hp.pop("family", None)
+        target = FAMILIES.get(family)
+        if target is None or not issubclass(target, cls):
+            known = sorted(f for f, c in FAMILIES.items() if issubclass(c, cls))
+            raise CadenzaError(f"{path} is not a {cls.checkpoint_kind} checkpoint (family="
+                               f"{family!r}; this reads {known}){cls.checkpoint_hint}")  # fmt: skip
+        model = target(**_known_arguments(target, hp, path))
+        model.load_state_dict(ckpt["state_dict"])
+        return model.eval()
+
+
+class GenerativeModule(CadenzaModule):
+    """A family that writes music. Subclasses set `family`, override `abilities` when they can
+    do more than sample new pieces, and set `window_steps` when every piece has one length."""
+
+    checkpoint_kind = "Cadenza generative model"
+
     def __init__(self, codec: dict | Codec) -> None:
         super().__init__()
         self.codec = codec if isinstance(codec, Codec) else Codec.from_dict(dict(codec))
+        self.window_steps: int | None = None
 
-    # --- the family contract ---------------------------------------------------------------
+    # --- the declaration ----------------------------------------------------------------------
+    @property
+    def abilities(self) -> frozenset[Ability]:
+        return frozenset({Ability.PRIOR})
+
+    def declaration(self) -> Declaration:
+        return Declaration(self.family, self.abilities, self.window_steps, self.codec.output)
+
+    def can(self, ability: Ability) -> bool:
+        return ability in self.abilities
+
+    def require(self, ability: Ability) -> None:
+        """One clear error when asked for an ability this family has not declared."""
+        if ability in self.abilities:
+            return
+        can = "; ".join(ABILITY_WORDS[a] for a in Ability if a in self.abilities)
+        raise AbilityError(
+            f"this {self.family} model cannot {ABILITY_WORDS[ability]}; it can: {can or 'nothing'}"
+        )
+
+    # --- the family contract ------------------------------------------------------------------
     def sample(
         self,
         n: int,
@@ -46,75 +205,54 @@ class GenerativeModule(pl.LightningModule):
         """n pieces as codec tensors (tokens [L] or frames [T, D]), each of its own length."""
         raise NotImplementedError
 
-    # --- shared -----------------------------------------------------------------------------
-    def set_optimization(self, optimizer: Any, scheduler: Any, scheduler_monitor: Any) -> None:
-        """Validate and keep the optimizer / scheduler partials of the model config."""
-        for key, fn in (("optimizer", optimizer), ("scheduler", scheduler)):
-            if fn is not None and not callable(fn):
-                raise ConfigError(
-                    f"model.{key} must be a partial (`_partial_: true` in the config), got {fn!r}"
-                )
-        if not isinstance(scheduler_monitor, str) or not scheduler_monitor:
-            raise ConfigError("model.scheduler_monitor must be a metric key, e.g. val/nll")
-        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.scheduler_monitor = scheduler_monitor
+    # The methods of the optional abilities. A family that declares one overrides its method;
+    # for any other family they answer with the clear error.
+    def continue_from(self, primer: torch.Tensor, n: int = 1, steps: int | None = None,
+                      **controls: Any) -> list[torch.Tensor]:  # fmt: skip
+        self.require(Ability.CONTINUE)
+        raise NotImplementedError
 
-    def configure_optimizers(self) -> Any:
-        factory = getattr(self, "optimizer_factory", None)
-        opt = (
-            torch.optim.Adam(self.parameters(), lr=1e-3)
-            if factory is None
-            else factory(params=self.parameters())
-        )
-        if getattr(self, "scheduler_factory", None) is None:
-            return opt
-        sched = self.scheduler_factory(optimizer=opt)
-        return {
-            "optimizer": opt,
-            "lr_scheduler": {"scheduler": sched, "monitor": self.scheduler_monitor},
-        }
+    def condition_from_roll(self, x: torch.Tensor) -> torch.Tensor:
+        """The condition track of an encoded piece."""
+        self.require(Ability.CONDITION)
+        raise NotImplementedError
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Plain containers only, so `load` can use torch.load(weights_only=True): a checkpoint
-        # from a stranger then cannot run code. The family name lets `load` pick the class.
-        hp = _plain(dict(checkpoint.get("hyper_parameters") or {}))
-        hp["family"] = self.family
-        checkpoint["hyper_parameters"] = hp
-        checkpoint.pop("hparams_type", None)
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.require(Ability.RECONSTRUCT)
+        raise NotImplementedError
 
-    @torch.no_grad()
-    def generate(self, n: int, **kwargs: Any) -> list[Any]:
-        """n pieces as PrettyMIDI objects."""
-        was_training = self.training
-        self.eval()
-        try:
-            return [self.codec.decode(x.cpu()) for x in self.sample(n, **kwargs)]
-        finally:
-            self.train(was_training)
+    def decode(self, z: torch.Tensor, temperature: float | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:  # fmt: skip
+        """Codes [B, Z] -> windows; temperature None decodes greedily."""
+        self.require(Ability.RECONSTRUCT)
+        raise NotImplementedError
+
+    def reconstruct(self, x: torch.Tensor, **controls: Any) -> torch.Tensor:
+        self.require(Ability.RECONSTRUCT)
+        raise NotImplementedError
+
+    def interpolate(self, a: torch.Tensor, b: torch.Tensor, steps: int = 8,
+                    **controls: Any) -> torch.Tensor:  # fmt: skip
+        self.require(Ability.INTERPOLATE)
+        raise NotImplementedError
+
+    def interpolation_latents(self, steps: int, generator: torch.Generator | None = None) -> list:
+        self.require(Ability.LATENT_WALK)
+        raise NotImplementedError
+
+    def attribute_shift(self, name: str, amount: float) -> torch.Tensor:
+        self.require(Ability.ATTRIBUTES)
+        raise NotImplementedError
+
+    def as_piece(self, x: torch.Tensor) -> torch.Tensor:
+        """A window as the model returns it -> the codec's own shape (identity by default)."""
+        return x
 
     @classmethod
     def load(
         cls, ckpt_path: str | Path, map_location: str | torch.device = "cpu"
     ) -> GenerativeModule:
-        """Rebuild any family from a checkpoint: codec and hyper-parameters come from inside it."""
-        path = Path(ckpt_path)
-        return cls.from_checkpoint(read_checkpoint(path, map_location), path)
-
-    @classmethod
-    def from_checkpoint(cls, ckpt: dict[str, Any], path: str | Path) -> GenerativeModule:
-        """`load` for a checkpoint dict already read (weights only) from `path`."""
-        hp = ckpt.get("hyper_parameters") or {}
-        family = hp.get("family")
-        if family not in FAMILIES:
-            raise CadenzaError(
-                f"{path} is not a Cadenza model checkpoint (family={family!r}; known: "
-                f"{sorted(FAMILIES)})"
-            )
-        target = FAMILIES[family]
-        kwargs = {k: v for k, v in hp.items() if k != "family"}
-        model = target(**kwargs)
-        model.load_state_dict(ckpt["state_dict"])
-        return model.eval()
+        return super().load(ckpt_path, map_location)
 
 
 def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -128,15 +266,23 @@ def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise CadenzaError(f"cannot read checkpoint {path}: {e}") from e
 
 
+def _known_arguments(target: type, hp: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The hyper-parameters the family's constructor still takes; a setting an older version
+    saved and this one dropped is named in a warning, not a crash."""
+    params = inspect.signature(target.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return hp
+    unknown = sorted(set(hp) - set(params))
+    if unknown:
+        log.warning("%s: ignoring settings this version of %s no longer has: %s", path,
+                    target.family, unknown)  # fmt: skip
+    return {k: v for k, v in hp.items() if k in params}
+
+
 def _plain(obj: Any) -> Any:
     """DictConfig / AttributeDict / tuples -> dicts, lists and primitives."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(obj, DictConfig | ListConfig):
-            obj = OmegaConf.to_container(obj, resolve=True)
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        pass
+    if isinstance(obj, DictConfig | ListConfig):
+        obj = OmegaConf.to_container(obj, resolve=True)
     if isinstance(obj, dict):
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -174,3 +320,15 @@ def check_float(
         hi = "" if maximum is None else f" and <= {maximum}"
         raise ConfigError(f"{name} must be >= {minimum}{hi}, got {value}")
     return value
+
+
+def codec_dict(codec: Any) -> dict[str, Any]:
+    """A codec (object, dict or DictConfig) as a plain dict (JSON-safe), so checkpoints load
+    with weights_only=True."""
+    if isinstance(codec, Codec):
+        return codec.to_dict()
+    if isinstance(codec, DictConfig):
+        return OmegaConf.to_container(codec, resolve=True)  # type: ignore[return-value]
+    if isinstance(codec, dict):
+        return dict(codec)
+    raise ConfigError(f"model.codec must be a codec dict (codec.to_dict()), got {type(codec)}")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -41,14 +42,13 @@ from cadenza.metrics.music import (
     ratio,
     used_pitch_class_counts,
 )
-from cadenza.models.base import GenerativeModule, check_float, check_int
+from cadenza.models.base import Ability, GenerativeModule, check_float, check_int, codec_dict
 from cadenza.models.components.gan_nets import (
     MODES,
     Discriminator,
     Generator,
     gradient_penalty,
 )
-from cadenza.models.lstm import _codec_dict
 
 OBJECTIVES = ("wgan_gp", "r1")
 # The issue's bar: qualified-note rate within 10 points of the real data's, empty-bar rate and
@@ -95,6 +95,9 @@ STAGES = ("val", "test")
 
 class GANModule(GenerativeModule):
     family = "gan"
+    # The critic step leaves the generator without gradients and the generator step the
+    # critic: DDP must look for unused parameters (the training loop asks the strategy).
+    ddp_find_unused_parameters = True
 
     def __init__(
         self,
@@ -112,12 +115,11 @@ class GANModule(GenerativeModule):
         binarize: str = "ste",
         condition_track: int | str | None = None,
         ema_decay: float = 0.999,
-        lr_generator: float = 1e-3,
-        lr_critic: float = 1e-3,
-        betas: tuple[float, float] | list[float] = (0.5, 0.9),
         threshold: float = 0.5,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        critic_lr: float | None = None,
     ) -> None:
-        codec = _codec_dict(codec)
+        codec = codec_dict(codec)
         super().__init__(codec)
         c = self.codec
         if c.kind != "frames" or len(c.row_shape) != 2 or not hasattr(c, "window_starts"):
@@ -156,14 +158,12 @@ class GANModule(GenerativeModule):
         gp_weight = check_float("model.gp_weight", gp_weight)
         r1_gamma = check_float("model.r1_gamma", r1_gamma)
         ema_decay = check_float("model.ema_decay", ema_decay, maximum=1.0)
-        lr_generator = check_float("model.lr_generator", lr_generator, minimum=1e-12)
-        lr_critic = check_float("model.lr_critic", lr_critic, minimum=1e-12)
+        if critic_lr is not None:
+            critic_lr = check_float("model.critic_lr", critic_lr, minimum=1e-12)
         threshold = check_float("model.threshold", threshold, minimum=1e-6, maximum=1.0)
-        betas = [check_float("model.betas", b, maximum=0.9999) for b in betas]
-        if len(betas) != 2:
-            raise ConfigError(f"model.betas must be two numbers (Adam's beta1, beta2), got {betas}")
         condition_track = self._condition_index(condition_track)
-        self.save_hyperparameters(ignore=["codec"])
+        self.set_optimization(optimizer)
+        self.save_hyperparameters(ignore=["codec", "optimizer"])
         self.hparams["codec"] = codec
         self.automatic_optimization = False
 
@@ -198,6 +198,13 @@ class GANModule(GenerativeModule):
     @property
     def conditional(self) -> bool:
         return self.hparams.condition_track is not None
+
+    @property
+    def abilities(self) -> frozenset[Ability]:
+        # A track-conditional generator always needs its condition track to play against.
+        if self.conditional:
+            return frozenset({Ability.CONDITION})
+        return frozenset({Ability.PRIOR, Ability.LATENT_WALK})
 
     # --- shapes -----------------------------------------------------------------------------
     def to_phrase(self, x: torch.Tensor) -> torch.Tensor:
@@ -250,10 +257,13 @@ class GANModule(GenerativeModule):
             raise ConfigError("the gan family needs trainer.accumulate_grad_batches=1")
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        betas = tuple(hp.betas)
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp.lr_generator, betas=betas)
-        opt_d = torch.optim.Adam(self.critic.parameters(), lr=hp.lr_critic, betas=betas)
+        # One optimizer per network, both from model.optimizer (MuseGAN's Adam betas when none
+        # is configured); model.critic_lr gives the critic its own learning rate.
+        opt_g = self.make_optimizer(self.generator.parameters(), betas=(0.5, 0.9))
+        opt_d = self.make_optimizer(self.critic.parameters(), betas=(0.5, 0.9))
+        if self.hparams.critic_lr is not None:
+            for group in opt_d.param_groups:
+                group["lr"] = self.hparams.critic_lr
         return [opt_g, opt_d]
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
@@ -411,19 +421,13 @@ class GANModule(GenerativeModule):
         then every piece is those phrases.
         """
         n = check_int("n", n)
+        if {"top_k", "top_p"} & set(controls):
+            self.require(Ability.TOKEN_FILTERS)
         if controls:
-            raise ConfigError(
-                f"{sorted(controls)} do not apply to a gan (they filter a token model's next-"
-                f"token choice); use temperature (latent scale) and seed"
-            )
+            raise ConfigError(f"a gan takes no {sorted(controls)}; use temperature (latent "
+                              "scale) and seed")  # fmt: skip
         scale = check_float("temperature", temperature, minimum=1e-6)
-        if condition is not None and not self.conditional:
-            raise ConfigError("this gan is not track-conditional (model.condition_track=null)")
-        if condition is None and self.conditional:
-            raise ConfigError(
-                f"this gan writes accompaniment for track {self.hparams.condition_track}: give "
-                f"condition=melody.mid"
-            )
+        self.require(Ability.PRIOR if condition is None else Ability.CONDITION)
         L = self.phrase_steps
         if condition is not None:
             length = len(condition) if max_len is None else check_int("max_len", max_len)

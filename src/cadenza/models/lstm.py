@@ -10,29 +10,17 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from cadenza.data.batch import Batch
 from cadenza.errors import ConfigError
 from cadenza.metrics.likelihood import NLLAggregator
-from cadenza.models.base import GenerativeModule, check_float, check_int
+from cadenza.models.base import Ability, GenerativeModule, check_float, check_int, codec_dict
 from cadenza.models.components.rnn import FrameLSTM, TokenLSTM
+from cadenza.models.sampling import check_controls
 from cadenza.representations.base import Codec
-from cadenza.sampling import check_controls
 
 # Length of a sample when neither max_len nor steps is given.
 DEFAULT_BARS = 8
-
-
-def _codec_dict(codec: Any) -> dict[str, Any]:
-    """A plain dict (JSON-safe), so checkpoints load with weights_only=True."""
-    if isinstance(codec, Codec):
-        return codec.to_dict()
-    if isinstance(codec, DictConfig):
-        return OmegaConf.to_container(codec, resolve=True)  # type: ignore[return-value]
-    if isinstance(codec, dict):
-        return dict(codec)
-    raise ConfigError(f"model.codec must be a codec dict (codec.to_dict()), got {type(codec)}")
 
 
 def _token_id(codec: Codec, names: tuple[str, ...], default: int) -> int:
@@ -58,7 +46,7 @@ class LSTMModule(GenerativeModule):
         scheduler: Callable[..., Any] | None = None,
         scheduler_monitor: str = "val/nll",
     ) -> None:
-        codec = _codec_dict(codec)
+        codec = codec_dict(codec)
         super().__init__(codec)
         if self.codec.kind == "features":
             raise ConfigError(
@@ -103,6 +91,12 @@ class LSTMModule(GenerativeModule):
     @property
     def is_frames(self) -> bool:
         return isinstance(self.net, FrameLSTM)
+
+    @property
+    def abilities(self) -> frozenset[Ability]:
+        # A frame model samples each key as a binary unit: top-k / top-p have nothing to filter.
+        filters = set() if self.is_frames else {Ability.TOKEN_FILTERS}
+        return frozenset({Ability.PRIOR, Ability.CONTINUE, *filters})
 
     # --- training --------------------------------------------------------------------------
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,11 +169,8 @@ class LSTMModule(GenerativeModule):
         """
         n = check_int("n", n)
         check_controls(temperature, top_k, top_p)
-        if self.is_frames and (top_k is not None or top_p is not None):
-            raise ConfigError(
-                "top_k/top_p apply to token models (one categorical per step); a frame model "
-                "samples each key as a binary unit: use temperature only"
-            )
+        if top_k is not None or top_p is not None:
+            self.require(Ability.TOKEN_FILTERS)
         prefix = self._prefix(primer)
         P = prefix.shape[0]
         if max_len is None:

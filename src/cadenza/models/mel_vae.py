@@ -25,10 +25,10 @@ from cadenza.data.batch import Batch
 from cadenza.errors import ConfigError
 from cadenza.metrics.likelihood import NLLAggregator
 from cadenza.metrics.reconstruction import ActiveUnits, kl_to_standard_normal, slerp
-from cadenza.models.base import GenerativeModule, check_float, check_int
+from cadenza.models.base import Ability, GenerativeModule, check_float, check_int, codec_dict
 from cadenza.models.components.conv_vae_nets import ConvDecoder, ConvEncoder
-from cadenza.models.lstm import _codec_dict
-from cadenza.sampling import check_controls
+from cadenza.models.components.kl import KLSchedule
+from cadenza.models.sampling import check_controls
 
 STAGES = ("val", "test")
 RATIOS = ("nll", "recon_db", "lsd_db", "kl")
@@ -51,7 +51,7 @@ class MelVAEModule(GenerativeModule):
         scheduler: Callable[..., Any] | None = None,
         scheduler_monitor: str = "val/nll",
     ) -> None:
-        codec = _codec_dict(codec)
+        codec = codec_dict(codec)
         super().__init__(codec)
         if self.codec.kind != "features":
             raise ConfigError(
@@ -74,6 +74,7 @@ class MelVAEModule(GenerativeModule):
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
 
         self.window_steps = self.codec.steps_for_bars(bars)
+        self.kl = KLSchedule(beta, kl_warmup_steps, free_bits)
         self.bands = self.codec.feature_dim
         T, M = self.window_steps, self.bands
         self.encoder = ConvEncoder(T, M, channels, latent_size)
@@ -94,23 +95,33 @@ class MelVAEModule(GenerativeModule):
             )
         return x.float()
 
+    @property
+    def abilities(self) -> frozenset[Ability]:
+        return frozenset({Ability.PRIOR, Ability.RECONSTRUCT, Ability.INTERPOLATE})
+
     # --- the VAE interface -------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Windows [B, T, M] -> posterior mu, sigma [B, Z]."""
         return self.encoder(self.check_window(x).to(self.device))
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Codes [B, Z] -> windows [B, T, M] in [0, 1], on the CPU."""
+    def decode(
+        self, z: torch.Tensor, temperature: float | None = None, generator: Any = None
+    ) -> torch.Tensor:
+        """Codes [B, Z] -> windows [B, T, M] in [0, 1], on the CPU. The decoder paints the
+        patch in one pass, so there is nothing to draw: temperature and generator change
+        nothing (sample() scales the code instead)."""
         return self.decoder(z.to(self.device)).cpu()
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
         """Windows [B, T, M] -> decode(mu) [B, T, M]."""
         return self.decode(self.encode(x)[0])
 
     @torch.no_grad()
-    def interpolate(self, a: torch.Tensor, b: torch.Tensor, steps: int = 8) -> torch.Tensor:
+    def interpolate(
+        self, a: torch.Tensor, b: torch.Tensor, steps: int = 8, temperature: float | None = None
+    ) -> torch.Tensor:
         """Two windows [T, M] -> [steps, T, M] along the slerp of their codes."""
         steps = check_int("steps", steps, minimum=2)
         mu, _ = self.encode(torch.stack([torch.as_tensor(a), torch.as_tensor(b)]))
@@ -139,10 +150,6 @@ class MelVAEModule(GenerativeModule):
         return [x[:max_len] for x in self.decode(z)]
 
     # --- training ----------------------------------------------------------------------------
-    def beta_now(self) -> float:
-        w = self.hparams.kl_warmup_steps
-        return self.hparams.beta * (1.0 if w == 0 else min(1.0, self.global_step / w))
-
     def _recon_nll(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         """Laplace NLL per window [B], nats: |x - x_hat| / b + log(2b) summed over bins."""
         b = self.hparams.recon_scale
@@ -154,9 +161,8 @@ class MelVAEModule(GenerativeModule):
         x_hat = self.decoder(mu + sigma * torch.randn_like(sigma))
         recon = self._recon_nll(x, x_hat)  # [B]
         kl = kl_to_standard_normal(mu, sigma)  # [B]
-        free_nats = self.hparams.free_bits * math.log(2.0)
-        beta = self.beta_now()
-        loss = (recon + beta * (kl - free_nats).clamp_min(0)).mean() / x[0].numel()
+        beta = self.kl.beta_at(self.global_step)
+        loss = (recon.mean() + self.kl.penalty(kl, self.global_step)) / x[0].numel()
         B = len(batch)
         self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=B)
         top_db = self.codec.features.top_db

@@ -27,7 +27,8 @@ from cadenza.errors import ConfigError
 from cadenza.metrics.attributes import ATTRIBUTES, attribute_table, attribute_vectors
 from cadenza.metrics.likelihood import NLLAggregator
 from cadenza.metrics.reconstruction import ActiveUnits, kl_to_standard_normal, slerp
-from cadenza.models.base import GenerativeModule, check_float, check_int
+from cadenza.models.base import Ability, GenerativeModule, check_float, check_int, codec_dict
+from cadenza.models.components.kl import KLSchedule
 from cadenza.models.components.vae_nets import (
     BiLSTMEncoder,
     FlatDecoder,
@@ -35,8 +36,7 @@ from cadenza.models.components.vae_nets import (
     HierarchicalEncoder,
     shift_right,
 )
-from cadenza.models.lstm import _codec_dict
-from cadenza.sampling import GREEDY_TEMPERATURE, check_controls, sample_categorical
+from cadenza.models.sampling import GREEDY_TEMPERATURE, check_controls, sample_categorical
 
 STAGES = ("val", "test")
 # Metric names logged per stage; each is an exact ratio of sums over the epoch and all ranks.
@@ -71,7 +71,7 @@ class VAEModule(GenerativeModule):
         scheduler: Callable[..., Any] | None = None,
         scheduler_monitor: str = "val/nll",
     ) -> None:
-        codec = _codec_dict(codec)
+        codec = codec_dict(codec)
         super().__init__(codec)
         if self.codec.kind != "tokens" or not hasattr(self.codec, "window_starts"):
             raise ConfigError(
@@ -111,6 +111,7 @@ class VAEModule(GenerativeModule):
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
 
         self.window_steps = self.codec.steps_for_bars(bars)  # every example is this long
+        self.kl = KLSchedule(beta, kl_warmup_steps, free_bits)
         self.tracks = self.codec.row_shape[0] if self.codec.row_shape else 1
         V, K = self.codec.vocab_size, self.tracks
         self.encoder: BiLSTMEncoder | HierarchicalEncoder
@@ -155,9 +156,14 @@ class VAEModule(GenerativeModule):
             )
         return x.long()
 
-    def _untrack(self, x: torch.Tensor) -> torch.Tensor:
+    def as_piece(self, x: torch.Tensor) -> torch.Tensor:
         """[T, K] -> the codec's own shape ([T] for a melody)."""
         return x[..., 0] if not self.codec.row_shape else x
+
+    @property
+    def abilities(self) -> frozenset[Ability]:
+        return frozenset({Ability.PRIOR, Ability.RECONSTRUCT, Ability.INTERPOLATE,
+                          Ability.ATTRIBUTES})  # fmt: skip
 
     # --- the VAE interface -----------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -226,7 +232,7 @@ class VAEModule(GenerativeModule):
     def _set_attributes(self, codes: np.ndarray, windows: np.ndarray) -> None:
         """codes [N, Z] and their windows [N, T, K] -> attribute buffers."""
         table = attribute_table(
-            self.codec, [self._untrack(torch.as_tensor(w)).numpy() for w in windows]
+            self.codec, [self.as_piece(torch.as_tensor(w)).numpy() for w in windows]
         )
         vectors, gaps = attribute_vectors(codes, table)
         self.attribute_vectors.copy_(torch.as_tensor(vectors, dtype=torch.float32))
@@ -260,13 +266,9 @@ class VAEModule(GenerativeModule):
         if attribute is not None:
             z = z + self.attribute_shift(*attribute).cpu()
         out = self.decode(z, temperature, generator)
-        return [self._untrack(x[:max_len]) for x in out]
+        return [self.as_piece(x[:max_len]) for x in out]
 
     # --- training ---------------------------------------------------------------------------
-    def beta_now(self) -> float:
-        w = self.hparams.kl_warmup_steps
-        return self.hparams.beta * (1.0 if w == 0 else min(1.0, self.global_step / w))
-
     def sampling_probability(self) -> float:
         """MusicVAE's inverse-sigmoid schedule, capped: 1 - r / (r + exp(step / r))."""
         r = self.hparams.scheduled_sampling_rate
@@ -296,9 +298,8 @@ class VAEModule(GenerativeModule):
             inputs = torch.where(swap, shift_right(guess), inputs)
         _, recon = self._losses(x, z, inputs)
         kl = kl_to_standard_normal(mu, sigma)  # [B]
-        free_nats = self.hparams.free_bits * math.log(2.0)
-        beta = self.beta_now()
-        loss = recon.mean() + beta * (kl - free_nats).clamp_min(0).mean()
+        beta = self.kl.beta_at(self.global_step)
+        loss = recon.mean() + self.kl.penalty(kl, self.global_step)
         B = len(batch)
         self.log("train/loss", loss, on_step=True, prog_bar=True, batch_size=B)
         self.log_dict(
@@ -334,7 +335,7 @@ class VAEModule(GenerativeModule):
                      prog_bar=m == "recon_acc_sampled")  # fmt: skip
         self.log(f"{stage}/active_units", self.active_units[stage], on_step=False, on_epoch=True)
         if stage == "val":
-            self._attr_codes.append(mu.detach().cpu().numpy())
+            self._attr_codes.append(mu.detach().float().cpu().numpy())
             self._attr_windows.append(x.cpu().numpy())
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:

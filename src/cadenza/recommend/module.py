@@ -23,18 +23,16 @@ Logged: `train/loss`, and per epoch `val/recall@10`, `val/ndcg@10`, `val/recall@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
 from cadenza.errors import CadenzaError, ConfigError
 from cadenza.metrics.ranking import hits_matrix, ndcg_at_k, recall_at_k, top_k_items
-from cadenza.models.base import _plain, check_float, check_int, read_checkpoint
+from cadenza.models.base import CadenzaModule, check_float, check_int
 from cadenza.recommend.embedder import TrackEmbedder, heads_to_vector
 from cadenza.recommend.taste import TasteEncoder
 
@@ -42,8 +40,10 @@ FAMILY = "recommender"
 KS = (10, 20)
 
 
-class RecommenderModule(pl.LightningModule):
+class RecommenderModule(CadenzaModule):
     family = FAMILY
+    checkpoint_kind = "recommender"
+    checkpoint_hint = " (train one with `cadenza-train experiment=lastfm_recommender`)"
 
     def __init__(
         self,
@@ -82,10 +82,8 @@ class RecommenderModule(pl.LightningModule):
                 raise ConfigError(f"model.{name} has {len(keys)} entries for {n}")
         if feature_names is not None and len(feature_names) != feature_dim:
             raise ConfigError(f"{len(feature_names)} feature_names for feature_dim {feature_dim}")
-        if optimizer is not None and not callable(optimizer):
-            raise ConfigError("model.optimizer must be a partial (`_partial_: true`)")
+        self.set_optimization(optimizer)
         self.save_hyperparameters(ignore=["optimizer"])
-        self.optimizer_factory = optimizer
         self.contexts = list(contexts or [])
         self.tracks = TrackEmbedder(n_items, feature_dim, dim, heads, hidden)
         self.taste = TasteEncoder(n_items, dim, heads, n_contexts=len(self.contexts))
@@ -222,32 +220,3 @@ class RecommenderModule(pl.LightningModule):
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._rank_step("test", batch)
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        if self.optimizer_factory is None:
-            return torch.optim.Adam(self.parameters(), lr=1e-3)
-        return self.optimizer_factory(params=self.parameters())
-
-    # --- checkpoints ----------------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        hp = _plain(dict(checkpoint.get("hyper_parameters") or {}))
-        hp["family"] = FAMILY
-        checkpoint["hyper_parameters"] = hp
-        checkpoint.pop("hparams_type", None)
-
-    @classmethod
-    def load(cls, path: str | Path, map_location: str = "cpu") -> RecommenderModule:
-        """Weights only (no pickled code runs), catalog and keys included."""
-        path = Path(path)
-        return cls.from_checkpoint(read_checkpoint(path, map_location), path)
-
-    @classmethod
-    def from_checkpoint(cls, ckpt: dict[str, Any], path: str | Path) -> RecommenderModule:
-        """`load` for a checkpoint dict already read (weights only) from `path`."""
-        hp = dict(ckpt.get("hyper_parameters") or {})
-        if hp.pop("family", None) != FAMILY:
-            raise CadenzaError(f"{path} is not a recommender checkpoint (train one with "
-                               "`cadenza-train experiment=lastfm_recommender`)")  # fmt: skip
-        model = cls(**hp)
-        model.load_state_dict(ckpt["state_dict"])
-        return model.eval()

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -127,29 +126,35 @@ def recommend_generated(
     k: int = 5,
     render: str | None = None,
     png: bool = True,
+    synth: str = "auto",
+    soundfont: str | None = None,
+    sample_rate: int = 44100,
     **controls: Any,
 ) -> list[Pick]:
     """Sample `candidates` pieces (controls: seed, temperature, top_k, top_p, bars, steps,
-    primer), keep the k best for the listener in out_dir as rank01_....mid + picks.json."""
-    from cadenza.generate import generate_to_files
-    from cadenza.io.midi import load_midi
+    primer), keep the k best for the listener in out_dir as rank01_....mid + picks.json; every
+    candidate's MIDI stays in `candidates/`. The pieces are scored in memory, as generated."""
+    from cadenza.generation import generate
+    from cadenza.generation.writers import write_piece
 
     if k > candidates:
         raise ConfigError(f"k={k} is more than candidates={candidates}")
+    if generator.codec.output != "midi":
+        raise ConfigError(f"the {generator.family} generator writes {generator.codec.output}; "
+                          "the recommender scores MIDI from its notes")  # fmt: skip
+    controls.pop("n", None)  # `candidates` is how many pieces are drawn
     out = Path(out_dir)
     pool = out / "candidates"
-    paths = generate_to_files(generator, pool, n=candidates, png=False, prefix="candidate",
-                              **controls)  # fmt: skip
-    good, midis, skipped = [], [], {}
-    for p in paths:
+    pool.mkdir(parents=True, exist_ok=True)
+    pieces = generate(generator, candidates, prefix="candidate", **controls)
+    good, names, skipped = [], [], {}
+    for piece in pieces:
+        write_piece(piece, pool, png=False)  # kept for the producer to browse; never re-read
         try:
-            pm = load_midi(p)
-            feats = content_features(model, [pm])
+            good.append((piece, content_features(model, [piece.music])[0]))
+            names.append(piece.files["midi"].name)
         except BadFileError as e:  # an empty sample (no notes) cannot be scored
-            skipped[p.name] = str(e)
-            continue
-        good.append((p, feats[0]))
-        midis.append(pm)
+            skipped[piece.files["midi"].name] = str(e)
     if not good:
         raise CadenzaError(f"none of the {candidates} samples could be scored: {skipped}")
     taste, _ = listener_taste(model, user, history, context)
@@ -160,28 +165,21 @@ def recommend_generated(
     order = np.argsort(-scores, kind="stable")[:k]
     picks = []
     for rank, j in enumerate(order, start=1):
-        src = good[j][0]
-        dst = shutil.copyfile(src, out / f"rank{rank:02d}_{src.name}")
-        pick = Pick(rank, src.name, float(scores[j]), float((catalog < scores[j]).mean()),
-                    midi=str(dst))  # fmt: skip
-        if png:
-            from cadenza.viz import save_pianoroll_png
-
-            pick.png = str(
-                save_pianoroll_png(
-                    midis[j], dst.with_suffix(".png"), title=f"rank {rank}: score {scores[j]:.2f}"
-                )
-            )
-        if render is not None:
-            from cadenza.io.render import render_to_file
-
-            pick.audio = str(render_to_file(midis[j], dst.with_suffix(f".{render}")))
-        picks.append(pick)
+        piece = good[j][0]
+        piece.name = f"rank{rank:02d}_{piece.name}"
+        piece.files = {}
+        write_piece(piece, out, png=png, render=render, synth=synth, soundfont=soundfont,
+                    sample_rate=sample_rate,
+                    title=f"rank {rank}: score {scores[j]:.2f}")  # fmt: skip
+        files = {key: str(piece.files[key]) if key in piece.files else None
+                 for key in ("midi", "png", "audio")}  # fmt: skip
+        picks.append(Pick(rank, names[j], float(scores[j]), float((catalog < scores[j]).mean()),
+                          **files))  # fmt: skip
     summary = {
         "listener": {"user": user, "history": history, "context": context},
-        "candidates": len(paths), "scored": len(good), "skipped": skipped,
+        "candidates": len(pieces), "scored": len(good), "skipped": skipped,
         "picks": [asdict(p) for p in picks],
-        "all_scores": {good[j][0].name: float(scores[j]) for j in range(len(good))},
+        "all_scores": {name: float(score) for name, score in zip(names, scores)},
     }  # fmt: skip
     (out / "picks.json").write_text(json.dumps(summary, indent=2))
     return picks

@@ -44,6 +44,10 @@ class Codec(ABC):
 
     name: ClassVar[str]
     kind: ClassVar[str]  # "tokens" | "frames" | "features"
+    # What `decode` gives, and so what generated pieces are written as: "midi" | "audio".
+    output: ClassVar[str] = "midi"
+    # The value of a silent step, which pads a piece shorter than a window.
+    rest_value: ClassVar[int] = 0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -104,6 +108,29 @@ class Codec(ABC):
     @property
     def storage_dtype(self) -> np.dtype:
         return np.dtype(np.uint8 if self.kind == "frames" else np.int16)
+
+    @property
+    def tensor_dtype(self) -> torch.dtype:
+        """What a model reads: token ids as long, frames and features as float32."""
+        return torch.long if self.kind == "tokens" else torch.float32
+
+    def check_storage(self) -> None:
+        """Raise unless every value of this codec fits its storage dtype."""
+        dtype = self.storage_dtype
+        if self.kind == "tokens" and self.vocab_size > np.iinfo(dtype).max + 1:
+            raise ConfigError(
+                f"{self!r} has {self.vocab_size} tokens, more than its storage dtype {dtype} holds"
+            )
+
+    @property
+    def transposes(self) -> bool:
+        """Whether `transpose` can shift this codec's music by semitones (data augmentation)."""
+        return True
+
+    @property
+    def cuts_windows(self) -> bool:
+        """Whether the codec cuts bar-aligned windows (`window_starts` / `cut_window`)."""
+        return callable(getattr(self, "window_starts", None))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Codec) and self.to_dict() == other.to_dict()

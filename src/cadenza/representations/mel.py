@@ -30,6 +30,9 @@ QUIET_DB = -60.0
 class MelCodec(Codec):
     name = "mel"
     kind = "features"
+    output = "audio"
+    # Mel bands are not laid out in semitones: no transposition by shifting rows.
+    transposes = False
 
     def __init__(
         self,

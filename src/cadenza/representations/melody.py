@@ -33,6 +33,7 @@ class MelodyCodec(Codec):
 
     name = "melody"
     kind = "tokens"
+    rest_value = REST
 
     def __init__(
         self,

@@ -72,6 +72,7 @@ class MultiTrackMelodyCodec(Codec):
 
     name = "multitrack_melody"
     kind = "tokens"
+    rest_value = REST
 
     def __init__(
         self,

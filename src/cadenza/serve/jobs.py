@@ -4,7 +4,6 @@ A job that fails leaves no folder behind."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from cadenza.generation import Piece
 from cadenza.serve.errors import RequestError
 from cadenza.serve.registry import Served, modes, takes_filters
 from cadenza.serve.schemas import (
@@ -29,7 +29,6 @@ from cadenza.serve.store import Store
 
 MEDIA_TYPES = {".mid": "audio/midi", ".wav": "audio/wav", ".png": "image/png",
                ".json": "application/json"}  # fmt: skip
-DEFAULT_BARS = 8
 
 
 def _fail(status: int, message: str) -> RequestError:
@@ -55,79 +54,16 @@ def _in_job(store: Store, work: Callable[[str, Path], Any]) -> Any:
         raise
 
 
-def _items(
-    job: str, folder: Path, stems: list[str], measured: dict[str, dict[str, Any]] | None = None
-) -> list[Item]:
-    """One item per piece: its MIDI / PNG / audio files, and notes + seconds from the report
-    (or as `_complete` measured them)."""
-    meta: dict[str, dict[str, Any]] = {}
-    report = folder / "samples.json"
-    if report.is_file():
-        for entry in json.loads(report.read_text()).get("samples", []):
-            if isinstance(entry, dict) and "file" in entry:
-                meta[Path(entry["file"]).stem] = entry
-    for stem, m in (measured or {}).items():
-        meta[stem] = {**m, **meta.get(stem, {})}
-    items = []
-    for stem in stems:
-        files = {ext: folder / f"{stem}{ext}" for ext in (".mid", ".png", ".wav")}
-        m = meta.get(stem, {})
-        items.append(Item(
-            name=stem, **{k: _url(job, p) if p.is_file() else None
-                          for k, p in zip(("midi", "png", "audio"), files.values())},
-            notes=m.get("notes"), seconds=m.get("seconds"),
-        ))  # fmt: skip
-    return items
+def _items(job: str, pieces: list[Piece]) -> list[Item]:
+    """One item per piece: the URLs of the files written for it, and what was measured."""
+    return [Item(name=p.name, notes=p.notes, seconds=p.seconds,
+                 **{kind: _url(job, p.files.get(kind)) for kind in ("midi", "png", "audio")})
+            for p in pieces]  # fmt: skip
 
 
-def _complete(
-    folder: Path, stems: list[str], settings: ServeSettings, render: bool
-) -> dict[str, dict[str, Any]]:
-    """Give every piece of a job the files the client expects (a piano roll each, audio when
-    asked), whatever the CLI function wrote; a piece with no notes (a greedy VAE decode can
-    be silent) keeps its MIDI file and gets no audio, it does not fail the job."""
-    from cadenza.errors import BadMidiError
-    from cadenza.io.midi import load_midi, tracks_of
-    from cadenza.io.render import render_to_file
-    from cadenza.viz import save_pianoroll_png
-
-    measured: dict[str, dict[str, Any]] = {}
-    for stem in stems:
-        midi = folder / f"{stem}.mid"
-        png, wav = midi.with_suffix(".png"), midi.with_suffix(".wav")
-        # generate_to_files already wrote both (and its report has the notes): no second parse.
-        if not midi.is_file() or (png.exists() and (not render or wav.exists())):
-            continue
-        try:
-            pm = load_midi(midi)
-        except BadMidiError as e:
-            if e.reason != "no_notes":
-                raise
-            measured[stem] = {"notes": 0, "seconds": 0.0}
-            continue
-        notes = sum(len(t.notes) for t in tracks_of(pm))
-        measured[stem] = {"notes": notes, "seconds": round(pm.get_end_time(), 3)}
-        if not png.exists():
-            save_pianoroll_png(pm, png, title=stem)
-        if render and not wav.exists():
-            render_to_file(pm, wav, **_synth(settings))
-    return measured
-
-
-def _scrub_report(folder: Path, paths: dict[Path | None, str | None]) -> None:
-    """The report names uploads by their ids, not by where the server keeps them."""
-    report = folder / "samples.json"
-    if report.is_file():
-        text = report.read_text()
-        for path, upload in paths.items():
-            if path is not None:
-                text = text.replace(json.dumps(str(path))[1:-1], str(upload))
-        report.write_text(text)
-
-
-def _synth(settings: ServeSettings) -> dict[str, Any]:
-    return {"sample_rate": settings.sample_rate, "synth": settings.synth,
-            "soundfont": settings.soundfont}  # fmt: skip
+def _render(req_render: bool, s: Served | None = None) -> str | None:
+    """Audio beside each MIDI piece when asked (a model of audio writes audio anyway)."""
+    return "wav" if req_render and (s is None or s.model.codec.output == "midi") else None
 
 
 def save_upload(store: Store, data: bytes, filename: str) -> dict[str, Any]:
@@ -143,130 +79,127 @@ def save_upload(store: Store, data: bytes, filename: str) -> dict[str, Any]:
 
 
 # --- generate -----------------------------------------------------------------------------
+def _defaults(req: Any, settings: ServeSettings, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The request's sampling controls, the service's defaults (serve.yaml `sample.*`) where
+    it left one out."""
+    return {k: settings.sample[k] if getattr(req, k) is None else getattr(req, k) for k in keys}
+
+
 def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSettings) -> Job:
-    from cadenza.generate import generate_to_files
+    from cadenza.generation import generate as draw
+    from cadenza.generation import write_pieces
+    from cadenza.generation.inputs import condition_tensor
 
     lim, info_modes = settings.limits, modes(s)
-    _cap("n", req.n, lim.max_n)
+    c = _defaults(req, settings, ("n", "seed", "temperature", "top_k", "top_p"))
+    _cap("n", c["n"], lim.max_n)
     _cap("bars", req.bars, lim.max_bars)
     _cap("steps", req.steps, lim.max_steps)
     for field, mode in (("primer", "primer"), ("condition", "condition"),
                         ("attribute", "attribute")):  # fmt: skip
         if getattr(req, field) is not None and mode not in info_modes:
             raise _fail(400, f"{field}: the {s.family} model {s.name!r} takes no {field}")
-    if (req.top_k is not None or req.top_p is not None) and not takes_filters(s):
-        raise _fail(400, f"top_k/top_p filter the next event of an lstm on tokens; the "
+    if (c["top_k"] is not None or c["top_p"] is not None) and not takes_filters(s):
+        raise _fail(400, f"top_k/top_p filter the next token of a token model; the "
                          f"{s.family} model {s.name!r} takes temperature only")  # fmt: skip
     if req.primer and req.condition:
         raise _fail(400, "give primer or condition, not both")
     primer = store.upload_path(req.primer, "primer") if req.primer else None
-    condition = store.upload_path(req.condition, "condition") if req.condition else None
-    if condition is not None:
-        from cadenza.generate import load_condition
-
-        # The accompaniment is as long as the melody: its length is capped like any other.
-        length = len(load_condition(s.model, condition))
-        if length > lim.max_steps:
-            raise _fail(422, f"condition: the melody is {length} model steps, over the "
+    condition = None
+    if req.condition:
+        # Encoded once, here: the accompaniment is as long as the melody, so its length is
+        # capped like any other.
+        condition = condition_tensor(s.model, store.upload_path(req.condition, "condition"))
+        if len(condition) > lim.max_steps:
+            raise _fail(422, f"condition: the melody is {len(condition)} model steps, over the "
                              f"service's cap of {lim.max_steps} (limits.max_steps)")  # fmt: skip
-    fixed = getattr(s.model, "window_steps", None) is not None  # a vae's own window length
+    fixed = s.model.declaration().window_steps is not None  # a vae's own window length
     if fixed:
         bars = None
     elif req.steps is not None:  # steps wins over bars
         bars = req.bars
     else:
-        bars = req.bars or DEFAULT_BARS
-    if req.steps is None and not fixed:
-        try:
-            steps = s.model.codec.steps_for_bars(bars)
-        except (AttributeError, NotImplementedError):
-            steps = None
-        if steps is not None and steps > lim.max_steps:
+        bars = req.bars or settings.sample["bars"]
+        steps = s.model.codec.steps_for_bars(bars)
+        if steps > lim.max_steps:
             raise _fail(422, f"bars: {bars} bars are {steps} model steps, over the service's "
                              f"cap of {lim.max_steps} (limits.max_steps)")  # fmt: skip
-    controls = {"n": req.n, "seed": req.seed, "temperature": req.temperature, "top_k": req.top_k,
-                "top_p": req.top_p, "bars": bars, "steps": req.steps, "render": req.render,
+    controls = {**c, "bars": bars, "steps": req.steps, "render": req.render,
                 "primer": req.primer, "condition": req.condition,
                 "attribute": req.attribute}  # fmt: skip
 
     def work(job: str, folder: Path) -> Job:
         t0 = time.perf_counter()
+        audio = {"render": _render(req.render, s), **settings.render_options}
         if req.attribute:
-            from cadenza.explore import prior_with_attribute_to_files
+            from cadenza.generation.exploration import prior_with_attribute
 
-            paths, _ = prior_with_attribute_to_files(
-                s.model, req.attribute, folder, n=req.n, seed=req.seed,
-                temperature=1.0 if req.temperature is None else req.temperature,
-            )  # fmt: skip
+            temperature = 1.0 if c["temperature"] is None else c["temperature"]
+            shifted = prior_with_attribute(s.model, req.attribute, n=c["n"], seed=c["seed"],
+                                           temperature=temperature)  # fmt: skip
+            pieces = shifted.write(folder, **audio)
         else:
-            paths = generate_to_files(
-                s.model, folder, n=req.n, seed=req.seed, temperature=req.temperature,
-                top_k=req.top_k, top_p=req.top_p, steps=req.steps, bars=bars,
-                primer=primer, condition=condition,
-                render="wav" if req.render and s.model.codec.kind != "features" else None,
-                **_synth(settings),
-            )  # fmt: skip
-        stems = [p.stem for p in paths]
-        _scrub_report(folder, {primer: req.primer, condition: req.condition})
-        measured = _complete(folder, stems, settings, render=req.render)
-        return _job(job, s, folder, stems, controls, t0, measured=measured)
+            pieces = draw(s.model, c["n"], seed=c["seed"], temperature=c["temperature"],
+                          top_k=c["top_k"], top_p=c["top_p"], steps=req.steps, bars=bars,
+                          primer=primer, condition=condition,
+                          record={"primer": req.primer, "condition": req.condition})  # fmt: skip
+            write_pieces(pieces, folder, **audio)
+        return _job(job, s, folder, pieces, controls, t0)
 
     return _in_job(store, work)
 
 
-def _job(job: str, s: Served | None, folder: Path, stems: list[str], controls: dict[str, Any],
-         t0: float, sheet: Path | None = None,
-         measured: dict[str, dict[str, Any]] | None = None) -> Job:  # fmt: skip
+def _job(job: str, s: Served | None, folder: Path, pieces: list[Piece], controls: dict[str, Any],
+         t0: float, sheet: Path | None = None) -> Job:  # fmt: skip
     report = folder / "samples.json"
     return Job(job=job, model=s.name if s else None, family=s.family if s else None,
                seconds=round(time.perf_counter() - t0, 3), controls=controls,
-               items=_items(job, folder, stems, measured),
+               items=_items(job, pieces),
                sheet=_url(job, sheet) if sheet and sheet.is_file() else None,
                report=_url(job, report) if report.is_file() else None)  # fmt: skip
 
 
 # --- interpolate --------------------------------------------------------------------------
 def interpolate(s: Served, req: InterpolateRequest, store: Store, settings: ServeSettings) -> Job:
-    from cadenza import explore
+    from cadenza.generation import exploration
 
     _cap("interpolate_steps", req.steps, settings.limits.max_interpolate_steps)
     can = modes(s)
     if "interpolate" in can:
         if not (req.a and req.b):
-            raise _fail(422, f"a and b: the vae {s.name!r} interpolates between two uploaded "
-                             "MIDI phrases; POST them to /api/uploads first")  # fmt: skip
+            raise _fail(422, f"a and b: the {s.family} model {s.name!r} interpolates between "
+                             "two uploaded MIDI phrases; POST them to /api/uploads "
+                             "first")  # fmt: skip
         a, b = store.upload_path(req.a, "a"), store.upload_path(req.b, "b")
     elif "latent_walk" in can:
         if req.a or req.b:
-            raise _fail(400, f"a/b: the gan {s.name!r} has no encoder; it walks between two "
-                             "random latents drawn from seed (leave a and b out)")  # fmt: skip
+            raise _fail(400, f"a/b: the {s.family} model {s.name!r} has no encoder; it walks "
+                             "between two random latents drawn from seed (leave a and b "
+                             "out)")  # fmt: skip
     else:
-        raise _fail(400, f"model: the {s.family} model {s.name!r} cannot interpolate; use a vae "
-                         "(two phrases) or a gan (a latent walk)")  # fmt: skip
+        raise _fail(400, f"model: the {s.family} model {s.name!r} cannot interpolate; use one "
+                         "that encodes phrases (a vae) or walks its latents (a gan)")  # fmt: skip
     controls = req.model_dump()
 
     def work(job: str, folder: Path) -> Job:
         t0 = time.perf_counter()
         if "interpolate" in can:
-            paths = explore.interpolate_to_files(
-                s.model, a, b, folder, steps=req.steps, temperature=req.temperature, seed=req.seed
-            )
+            path = exploration.interpolate(s.model, a, b, steps=req.steps,
+                                           temperature=req.temperature, seed=req.seed)  # fmt: skip
+            path.report |= {"a": req.a, "b": req.b}  # uploads by id, not where they are kept
         else:
-            paths = explore.latent_walk_to_files(s.model, folder, steps=req.steps, seed=req.seed,
-                                                 temperature=req.temperature)  # fmt: skip
-        stems = [p.stem for p in paths]
-        if "interpolate" in can:
-            _scrub_report(folder, {a: req.a, b: req.b})
-        measured = _complete(folder, stems, settings, render=req.render)
-        return _job(job, s, folder, stems, controls, t0, sheet=folder / "interp_sheet.png",
-                    measured=measured)  # fmt: skip
+            path = exploration.latent_walk(s.model, steps=req.steps, seed=req.seed,
+                                           temperature=req.temperature)  # fmt: skip
+        pieces = path.write(folder, render=_render(req.render, s), **settings.render_options)
+        return _job(job, s, folder, pieces, controls, t0, sheet=folder / "interp_sheet.png")
 
     return _in_job(store, work)
 
 
 # --- render -------------------------------------------------------------------------------
 def render(req: RenderRequest, store: Store, settings: ServeSettings) -> Job:
-    from cadenza.io.midi import load_midi_bytes, save_midi
+    from cadenza.generation.writers import write_piece
+    from cadenza.io.midi import load_midi_bytes
 
     if (req.upload is None) == (req.job is None):
         raise _fail(422, "give upload (an uploaded MIDI file) or job + file (a MIDI file of a "
@@ -282,10 +215,9 @@ def render(req: RenderRequest, store: Store, settings: ServeSettings) -> Job:
 
     def work(job: str, folder: Path) -> Job:
         t0 = time.perf_counter()
-        stem = "upload" if req.upload else Path(req.file).stem
-        save_midi(pm, folder / f"{stem}.mid")
-        measured = _complete(folder, [stem], settings, render=True)
-        return _job(job, None, folder, [stem], req.model_dump(), t0, measured=measured)
+        piece = Piece.of_midi(pm, "upload" if req.upload else Path(req.file).stem)
+        write_piece(piece, folder, render="wav", **settings.render_options)
+        return _job(job, None, folder, [piece], req.model_dump(), t0)
 
     return _in_job(store, work)
 
@@ -321,18 +253,20 @@ def recommend_generated(
     _cap("candidates", req.candidates, settings.limits.max_candidates)
     _cap("bars", req.bars, settings.limits.max_bars)
     _cap("steps", req.steps, settings.limits.max_steps)
-    if g.model.codec.kind == "features":
-        raise _fail(400, f"generator: {g.name!r} writes audio; the recommender scores MIDI")
+    if g.model.codec.output != "midi":
+        raise _fail(400, f"generator: {g.name!r} writes {g.model.codec.output}; the "
+                         "recommender scores MIDI")  # fmt: skip
     if req.k > req.candidates:
         raise _fail(422, f"k: {req.k} is more than candidates={req.candidates}")
-    controls = {"seed": req.seed, "temperature": req.temperature, "top_k": req.top_k,
-                "top_p": req.top_p, "steps": req.steps,
-                "bars": req.bars if req.bars or req.steps else DEFAULT_BARS}  # fmt: skip
+    controls = _defaults(req, settings, ("seed", "temperature", "top_k", "top_p"))
+    bars = req.bars if req.bars or req.steps else settings.sample["bars"]
+    controls |= {"steps": req.steps, "bars": bars}
 
     def work(job: str, folder: Path) -> Recommendations:
         t0 = time.perf_counter()
         picks = best_of(s.model, g.model, folder, **listener, candidates=req.candidates, k=req.k,
-                        render="wav" if req.render else None, png=True, **controls)  # fmt: skip
+                        render=_render(req.render), png=True, **settings.render_options,
+                        **controls)  # fmt: skip
         files = ("midi", "png", "audio")
         out = [Pick(**(asdict(p) | {f: _url(job, getattr(p, f)) for f in files})) for p in picks]
         return Recommendations(job=job, model=s.name, listener=listener,

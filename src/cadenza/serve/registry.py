@@ -15,13 +15,18 @@ from typing import Any
 import torch
 
 from cadenza.errors import CadenzaError
-from cadenza.models.base import FAMILIES, GenerativeModule, read_checkpoint
+from cadenza.models import Ability, CadenzaModule, GenerativeModule
+from cadenza.models.base import read_checkpoint
 from cadenza.recommend.index import ExactIndex, NearestNeighbourIndex
+from cadenza.recommend.module import RecommenderModule
 from cadenza.serve.settings import Limits
 
 log = logging.getLogger("cadenza")
-RECOMMENDER = "recommender"
 USERS_LISTED = 50  # enough to pick from in the studio; the rest are accepted by name
+# What the service offers for each declared ability (the studio builds its forms from these).
+MODES = {Ability.CONTINUE: "primer", Ability.CONDITION: "condition",
+         Ability.INTERPOLATE: "interpolate", Ability.ATTRIBUTES: "attribute",
+         Ability.LATENT_WALK: "latent_walk"}  # fmt: skip
 
 
 @dataclass
@@ -29,13 +34,16 @@ class Served:
     name: str
     path: Path
     model: Any
-    family: str
     # The catalog's index, built once: a recommendation is then one matrix product.
     catalog: NearestNeighbourIndex | None = None
 
     @property
+    def family(self) -> str:
+        return self.model.family
+
+    @property
     def kind(self) -> str:
-        return "recommender" if self.family == RECOMMENDER else "generator"
+        return "generator" if isinstance(self.model, GenerativeModule) else "recommender"
 
 
 def find_checkpoints(root: Path) -> dict[str, Path]:
@@ -59,18 +67,12 @@ def load_served(name: str, path: Path, root: Path) -> Served:
     if not real.is_relative_to(root.resolve()):
         raise CadenzaError(f"{path} links outside the checkpoints folder ({real}); not served")
     # Weights only (read_checkpoint): a checkpoint from a stranger cannot run code here.
-    ckpt = read_checkpoint(real)  # read once; the family picks the class
-    family = (ckpt.get("hyper_parameters") or {}).get("family")
-    if family == RECOMMENDER:
-        from cadenza.recommend.module import RecommenderModule
-
-        model = RecommenderModule.from_checkpoint(ckpt, real)
+    model = CadenzaModule.from_checkpoint(read_checkpoint(real), real)
+    if isinstance(model, RecommenderModule):
         with torch.no_grad():
             catalog = ExactIndex().build(model.catalog_embeddings().numpy())
-        return Served(name, path, model, family, catalog=catalog)
-    if family not in FAMILIES:
-        raise CadenzaError(f"{path}: not a Cadenza checkpoint (family={family!r})")
-    return Served(name, path, GenerativeModule.from_checkpoint(ckpt, real), family)
+        return Served(name, path, model, catalog=catalog)
+    return Served(name, path, model)
 
 
 def load_all(root: Path, max_models: int) -> tuple[dict[str, Served], list[dict[str, str]]]:
@@ -90,26 +92,15 @@ def load_all(root: Path, max_models: int) -> tuple[dict[str, Served], list[dict[
 
 
 def modes(s: Served) -> list[str]:
-    """What a served model can do, by the methods its family has."""
+    """What a served model can do: its family's declaration, in the service's words."""
     if s.kind == "recommender":
         return ["recommend"]
-    m = s.model
-    out = ["generate"]
-    if hasattr(m, "continue_from"):
-        out.append("primer")
-    if getattr(m, "conditional", False):
-        out.append("condition")
-    if hasattr(m, "interpolate") and m.codec.kind != "features":
-        out += ["interpolate", "attribute"]
-    if hasattr(m, "interpolation_latents"):
-        out.append("latent_walk")
-    return out
+    return ["generate", *(mode for ability, mode in MODES.items() if s.model.can(ability))]
 
 
 def takes_filters(s: Served) -> bool:
-    """top-k / top-p filter the next event of an autoregressive token model (not a vae's
-    decoder, which samples whole windows, nor frame models)."""
-    return s.kind == "generator" and s.model.codec.kind == "tokens" and s.family == "lstm"
+    """top-k / top-p filter the next token of a family that declares it."""
+    return s.kind == "generator" and s.model.can(Ability.TOKEN_FILTERS)
 
 
 def _range(lo: float, hi: float, default: Any) -> dict[str, Any]:
@@ -129,13 +120,15 @@ def describe(s: Served, limits: Limits) -> dict[str, Any]:
             "content": hp.get("feature_kind"),
         }  # fmt: skip
         return info
-    m, codec = s.model, s.model.codec
-    fixed = getattr(m, "window_steps", None) is not None
+    declaration = s.model.declaration()
+    fixed = declaration.window_steps is not None
     tokens = takes_filters(s)
     info |= {
-        "output": "audio" if codec.kind == "features" else "midi",
-        "codec": codec.to_dict(),
+        "output": declaration.output,
+        "codec": s.model.codec.to_dict(),
         "modes": modes(s),
+        "abilities": sorted(declaration.abilities),
+        "window_steps": declaration.window_steps,
         "controls": {
             "n": _range(1, limits.max_n, 4),
             "bars": None if fixed else _range(1, limits.max_bars, 8),

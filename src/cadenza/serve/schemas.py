@@ -15,18 +15,20 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+# A control left out (null) takes the service's default: serve.yaml `sample.*`, which are
+# configs/sampling/default.yaml's controls (GET /api/models lists them per model).
 class Sampling(Request):
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="null: the service default")
     temperature: float | None = Field(None, gt=0, le=5.0, description="null: the model default")
     top_k: int | None = Field(None, ge=1, description="token models only")
     top_p: float | None = Field(None, gt=0, le=1.0, description="token models only")
-    bars: float | None = Field(None, gt=0, description="4/4 bars (default 8)")
+    bars: float | None = Field(None, gt=0, description="4/4 bars (null: the service default)")
     steps: int | None = Field(None, ge=1, description="model steps; wins over bars")
 
 
 class GenerateRequest(Sampling):
     model: str = Field(..., min_length=1, max_length=200)
-    n: int = Field(1, ge=1)
+    n: int | None = Field(None, ge=1, description="null: the service default")
     primer: UploadId | None = Field(None, description="an upload to continue (lstm)")
     condition: UploadId | None = Field(None, description="a melody to accompany (conditional gan)")
     attribute: str | None = Field(None, max_length=40, description="vae: e.g. density:+1.5")

@@ -11,6 +11,7 @@ from typing import Any
 
 from cadenza.errors import ConfigError
 from cadenza.models.base import check_float, check_int
+from cadenza.paths import config_dir
 
 log = logging.getLogger("cadenza")
 
@@ -49,15 +50,20 @@ class ServeSettings:
     keep_jobs: int = 200  # newest job folders kept on disk; older ones are deleted
     keep_uploads: int = 200
     max_models: int = 64
-    sample_rate: int = 22050  # audio renders: half of CD rate keeps WAVs small for a browser
-    synth: str = "auto"
-    soundfont: str | None = None
+    # Defaults of the sampling controls a request leaves out, and of audio renders
+    # (configs/sampling/default.yaml, as serve.yaml overrides it).
+    sample: dict[str, Any] = field(default_factory=lambda: sampling_defaults())
     log_level: str = "info"
 
     def __post_init__(self) -> None:
         # Paths given as strings from Python (ServeSettings(checkpoints="ckpts")) work too.
         object.__setattr__(self, "checkpoints", Path(self.checkpoints).expanduser())
         object.__setattr__(self, "work_dir", Path(self.work_dir).expanduser())
+
+    @property
+    def render_options(self) -> dict[str, Any]:
+        """How audio is rendered: sample rate, synthesizer, SoundFont."""
+        return {k: self.sample[k] for k in ("sample_rate", "synth", "soundfont")}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values that `from_dict` reads back (how worker processes get their settings)."""
@@ -79,6 +85,12 @@ class ServeSettings:
         if bad:
             raise ConfigError(f"unknown limits.{bad[0]}; known: {sorted(lim_known)}")
         lim = Limits(**{k: check_int(f"limits.{k}", v) for k, v in limits.items()})
+        defaults = sampling_defaults()
+        sample = dict(cfg.pop("sample", None) or {})
+        bad = sorted(set(sample) - set(defaults))
+        if bad:
+            raise ConfigError(f"unknown sample.{bad[0]}; known: {sorted(defaults)}")
+        cfg["sample"] = defaults | sample
         out = cls(
             checkpoints=Path(cfg.pop("checkpoints")).expanduser(),
             work_dir=Path(cfg.pop("work_dir", "outputs/serve")).expanduser(),
@@ -110,15 +122,25 @@ class ServeSettings:
             "keep_jobs",
             "keep_uploads",
             "max_models",
-            "sample_rate",
         ):
             check_int(key, getattr(self, key))
+        check_int("sample.sample_rate", self.sample["sample_rate"])
+        check_int("sample.n", self.sample["n"])
         check_float("queue_timeout_s", self.queue_timeout_s, minimum=0.0)
         for key in ("torch_threads", "malloc_arenas"):
             if getattr(self, key) is not None:
                 check_int(key, getattr(self, key))
-        if self.synth not in ("auto", "fluidsynth", "builtin"):
-            raise ConfigError(f"synth must be auto, fluidsynth or builtin, got {self.synth!r}")
+        if self.sample["synth"] not in ("auto", "fluidsynth", "builtin"):
+            raise ConfigError(f"sample.synth must be auto, fluidsynth or builtin, got "
+                              f"{self.sample['synth']!r}")  # fmt: skip
         if self.log_level not in ("critical", "error", "warning", "info", "debug"):
             raise ConfigError(f"log_level must be one of critical|error|warning|info|debug, "
                               f"got {self.log_level!r}")  # fmt: skip
+
+
+def sampling_defaults() -> dict[str, Any]:
+    """The sampling controls' one definition (configs/sampling/default.yaml)."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(config_dir() / "sampling" / "default.yaml")
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

@@ -59,15 +59,15 @@ class PianoRollGrid(pl.Callback):
         log_dir = trainer.log_dir or trainer.default_root_dir
         if not trainer.is_global_zero:
             return
-        if getattr(pl_module, "conditional", False):
-            return  # needs a condition track to play against; val samples are in the metrics
+        from cadenza.generation import generate
+        from cadenza.models import Ability
         from cadenza.viz import save_pianoroll_sheet
 
-        # Families with a fixed length (a VAE window, a GAN phrase) write that; others `bars`.
-        fixed = getattr(pl_module, "window_steps", None) or getattr(pl_module, "phrase_steps", None)
-        max_len = None if fixed else pl_module.codec.steps_for_bars(self.bars)
-        g = torch.Generator().manual_seed(self.seed)
-        pms = pl_module.generate(self.n, max_len=max_len, generator=g)
+        if not pl_module.can(Ability.PRIOR):
+            return  # needs a condition track to play against; val samples are in the metrics
+        # A family with a fixed window writes that; the others `bars`.
+        pieces = generate(pl_module, self.n, seed=self.seed, bars=self.bars)
+        pms = [p.music for p in pieces]
         epoch = trainer.current_epoch
         out = Path(log_dir) / "pianorolls"
         path = save_pianoroll_sheet(pms, out / f"epoch{epoch:03d}.png",
@@ -89,10 +89,12 @@ class SpectrogramGrid(pl.Callback):
         if trainer.sanity_checking or self.n < 1:
             return
         log_dir = trainer.log_dir or trainer.default_root_dir  # a collective: every rank asks
-        if not trainer.is_global_zero or not hasattr(pl_module, "reconstruct"):
+        if not trainer.is_global_zero:
             return
-        from cadenza.viz_spectrogram import save_spectrogram_sheet
+        from cadenza.models import Ability
+        from cadenza.viz import save_spectrogram_sheet
 
+        pl_module.require(Ability.RECONSTRUCT)
         codec, epoch = pl_module.codec, trainer.current_epoch
         valid = trainer.datamodule.dataset("valid", training=False)
         real = torch.stack([valid[i][0] for i in range(min(self.n, len(valid)))])  # [n, T, M]

@@ -10,10 +10,12 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from cadenza.errors import ConfigError
+from cadenza.models.base import Ability, CadenzaModule, GenerativeModule
 from cadenza.training.checkpoint_io import AtomicCheckpointIO, link_latest
 from cadenza.training.config import instantiate, register_resolvers
 
 log = logging.getLogger("cadenza")
+DDP_STRATEGIES = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -29,17 +31,23 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
     datamodule = instantiate(cfg.data)
     # The model is sized from the codec (the recommender: from its catalog), so no dimension is
     # written twice in YAML.
-    sizing = getattr(datamodule, "model_sizing", None)
-    model = instantiate(
-        cfg.model, **(sizing() if sizing else {"codec": datamodule.codec.to_dict()})
-    )
+    model = instantiate(cfg.model, **datamodule.model_sizing())
     trainer = instantiate(
         cfg.trainer,
+        strategy=strategy_for(model, cfg.trainer.get("strategy", "auto")),
         callbacks=_instantiate_group(cfg.get("callbacks")),
         logger=_instantiate_group(cfg.get("logger")) or False,
         plugins=[AtomicCheckpointIO()],
     )
     return datamodule, model, trainer
+
+
+def strategy_for(model: CadenzaModule, strategy: Any) -> Any:
+    """trainer.strategy as the family needs it: DDP looks for parameters without gradients
+    (slower) only for a family that declares it has some in a step."""
+    if model.ddp_find_unused_parameters and strategy in DDP_STRATEGIES:
+        return f"{strategy}_find_unused_parameters_true"
+    return strategy
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -83,32 +91,26 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             result["metrics"].update({k: float(v) for k, v in test_metrics[0].items()})
 
     n_samples = int(OmegaConf.select(cfg, "sample.n", default=0) or 0)
-    if n_samples > 0 and not hasattr(model, "generate"):
+    if n_samples > 0 and not isinstance(model, GenerativeModule):
         log.info("sample.n=%d ignored: %s does not generate music", n_samples, type(model).__name__)
     elif n_samples > 0 and trainer.is_global_zero:
-        from cadenza.generate import generate_to_files
-        from cadenza.models.base import GenerativeModule
+        from cadenza.generation import generate_to_files
 
         # Sample from the best checkpoint as a producer would; with no checkpoint (fast_dev_run)
         # from the weights in memory.
         source = result.get("best_ckpt") or result.get("last_ckpt")
         sampler = GenerativeModule.load(source) if source else model.cpu()
         sample_cfg = OmegaConf.to_container(cfg.sample, resolve=True)
-        if getattr(sampler, "conditional", False) and not sample_cfg.get("condition"):
-            # Nothing to accompany was given: accompany the first held-out phrase's melody.
-            sample_cfg["condition"] = str(_held_out_phrase(datamodule, sampler, sample_cfg))
-        result["samples"] = [str(p) for p in generate_to_files(sampler, **sample_cfg)]
-        log.info("wrote %d samples to %s", n_samples, sample_cfg["out_dir"])
+        record = None
+        if not sampler.can(Ability.PRIOR) and not sample_cfg.get("condition"):
+            # Nothing to accompany was given: accompany the first held-out phrase.
+            sampler.require(Ability.CONDITION)
+            window, _ = datamodule.dataset("valid", training=False)[0]
+            sample_cfg["condition"], record = window, {"condition": "the first validation phrase"}
+        pieces = generate_to_files(sampler, sample_cfg.pop("out_dir"), record=record, **sample_cfg)
+        result["samples"] = [str(p.files.get("midi") or p.files["audio"]) for p in pieces]
+        log.info("wrote %d samples to %s", n_samples, cfg.sample.out_dir)
     return result
-
-
-def _held_out_phrase(datamodule: Any, model: Any, sample_cfg: dict) -> Path:
-    """The first validation window as `<out_dir>/condition/phrase.mid` (all its real tracks)."""
-    from cadenza.io.midi import save_midi
-
-    window, _ = datamodule.dataset("valid", training=False)[0]
-    out = Path(sample_cfg["out_dir"]) / "condition" / "phrase.mid"
-    return save_midi(model.codec.decode(window), out)
 
 
 def _params(model: pl.LightningModule) -> int:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cadenza.sampling import GREEDY_TEMPERATURE, uniform
+from cadenza.models.sampling import GREEDY_TEMPERATURE, uniform
 
 # Rows per chunk when no gradient is needed: bounds the [n, D, H] temporaries to ~64 MB at
 # D=88, H=150. With autograd the saved activations of every chunk stay alive anyway, so

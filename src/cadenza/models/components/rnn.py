@@ -16,7 +16,8 @@ from torch import nn
 
 from cadenza.data.batch import Batch
 from cadenza.models.components.nade import NADE
-from cadenza.sampling import sample_bernoulli, sample_categorical
+from cadenza.models.components.recurrent import LSTM
+from cadenza.models.sampling import sample_bernoulli, sample_categorical
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each [num_layers, N, hidden_size]
 
@@ -59,7 +60,7 @@ class FrameLSTM(nn.Module):
         in_dim = embedding_dim if embedding_dim > 0 else feature_dim
         self.start = nn.Parameter(torch.zeros(in_dim))  # [E], input at t=0
         # nn.LSTM's dropout acts only between layers; self.drop also covers the output.
-        self.lstm = nn.LSTM(
+        self.lstm = LSTM(
             in_dim, hidden_size, num_layers, batch_first=True,
             dropout=dropout if num_layers > 1 else 0.0,
         )  # fmt: skip
@@ -162,7 +163,7 @@ class TokenLSTM(nn.Module):
         super().__init__()
         self.vocab_size = vocab_size
         self.embed = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
-        self.lstm = nn.LSTM(
+        self.lstm = LSTM(
             embedding_dim, hidden_size, num_layers, batch_first=True,
             dropout=dropout if num_layers > 1 else 0.0,
         )  # fmt: skip

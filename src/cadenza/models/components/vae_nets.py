@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cadenza.models.components.recurrent import LSTM
+
 # tokens [B, K] -> next tokens [B, K]: argmax, or a draw with temperature / generator
 Picker = Callable[[torch.Tensor], torch.Tensor]
 
@@ -60,7 +62,7 @@ class BiLSTMEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.embed = TrackEmbedding(vocab, tracks, embed)
-        self.rnn = nn.LSTM(tracks * embed, hidden, layers, batch_first=True, bidirectional=True)
+        self.rnn = LSTM(tracks * embed, hidden, layers, batch_first=True, bidirectional=True)
         self.to_mu = nn.Linear(2 * hidden, latent)
         self.to_sigma = nn.Linear(2 * hidden, latent)
 
@@ -83,8 +85,8 @@ class HierarchicalEncoder(nn.Module):
         super().__init__()
         self.bars = bars
         self.embed = TrackEmbedding(vocab, tracks, embed)
-        self.bar_rnn = nn.LSTM(tracks * embed, hidden, batch_first=True, bidirectional=True)
-        self.song_rnn = nn.LSTM(2 * hidden, hidden, batch_first=True, bidirectional=True)
+        self.bar_rnn = LSTM(tracks * embed, hidden, batch_first=True, bidirectional=True)
+        self.song_rnn = LSTM(2 * hidden, hidden, batch_first=True, bidirectional=True)
         self.to_mu = nn.Linear(2 * hidden, latent)
         self.to_sigma = nn.Linear(2 * hidden, latent)
 
@@ -109,7 +111,7 @@ class _TokenLSTM(nn.Module):
         self.vocab, self.tracks, self.hidden, self.layers = vocab, tracks, hidden, layers
         self.embed = TrackEmbedding(vocab, tracks, embed)
         self.init = nn.Linear(code, 2 * layers * hidden)
-        self.rnn = nn.LSTM(
+        self.rnn = LSTM(
             tracks * embed + code, hidden, layers, batch_first=True,
             dropout=dropout if layers > 1 else 0.0,
         )  # fmt: skip
@@ -161,7 +163,7 @@ class HierarchicalDecoder(nn.Module):
         self.bars, self.c_hidden, self.c_layers = bars, conductor_hidden, conductor_layers
         self.conductor_init = nn.Linear(latent, 2 * conductor_layers * conductor_hidden)
         # z is the conductor's input at every bar: its only input, and a short path to z.
-        self.conductor = nn.LSTM(
+        self.conductor = LSTM(
             latent, conductor_hidden, conductor_layers, batch_first=True,
             dropout=dropout if conductor_layers > 1 else 0.0,
         )  # fmt: skip

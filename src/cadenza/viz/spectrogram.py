@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from cadenza.viz import _save
+from cadenza.viz.files import save_figure
 
 
 def _draw(ax: Axes, db: np.ndarray, title: str | None, frames_per_second: float) -> None:
@@ -32,7 +32,7 @@ def save_spectrogram_png(
     """One [T, M] dB spectrogram -> PNG at `path` (written atomically)."""
     fig = Figure(figsize=(12, 4), layout="constrained")
     _draw(fig.add_subplot(1, 1, 1), db, title, frames_per_second)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def save_spectrogram_sheet(
@@ -48,4 +48,4 @@ def save_spectrogram_sheet(
     fig = Figure(figsize=(4 * cols, 2.6 * rows), layout="constrained")
     for i, db in enumerate(dbs):
         _draw(fig.add_subplot(rows, cols, i + 1), db, titles[i], frames_per_second)
-    return _save(fig, path)
+    return save_figure(fig, path)

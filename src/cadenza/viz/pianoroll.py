@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from cadenza.io.midi import tracks_of
+from cadenza.viz.files import save_figure
 
 _COLOURS = [
     "#1f77b4",
@@ -70,24 +70,11 @@ def _draw(ax: Axes, pm: Any, title: str | None, legend: bool) -> int:
     return sum(len(t.notes) for t in tracks)
 
 
-def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        FigureCanvasAgg(fig)
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
 def save_pianoroll_png(pm: Any, path: str | os.PathLike[str], title: str | None = None) -> Path:
     """One PrettyMIDI -> a PNG piano roll at `path` (written atomically); returns the path."""
     fig = Figure(figsize=(12, 5), layout="constrained")
     _draw(fig.add_subplot(1, 1, 1), pm, title, legend=True)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def save_pianoroll_sheet(
@@ -102,4 +89,4 @@ def save_pianoroll_sheet(
     fig = Figure(figsize=(4 * cols, 3 * rows), layout="constrained")
     for i, pm in enumerate(pms):
         _draw(fig.add_subplot(rows, cols, i + 1), pm, titles[i], legend=False)
-    return _save(fig, path)
+    return save_figure(fig, path)

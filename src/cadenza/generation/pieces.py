@@ -1,0 +1,169 @@
+"""Generation in memory: a checkpoint and a producer's controls -> pieces.
+
+A `Piece` holds what a model made (the codec tensor), what it sounds like (a PrettyMIDI, or a
+Waveform for a model of audio features), and how it was made. Nothing here writes a file:
+`generation.writers` does that, and the CLI, the service, the recommender and `train()` hand
+pieces on without reading back what they wrote.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cadenza.errors import ConfigError
+from cadenza.generation.inputs import condition_tensor, describe_input, primer_tensor
+from cadenza.io.midi import tracks_of
+from cadenza.models.base import Ability, GenerativeModule, check_float, check_int
+
+log = logging.getLogger("cadenza")
+
+
+@dataclass
+class Piece:
+    """One generated piece. `meta` is measured per piece (notes, seconds, attributes, ...);
+    `controls` is how the whole set was made (family, seed, temperature, length, ...)."""
+
+    name: str  # the stem its files get: sample_000
+    tensor: torch.Tensor  # codec tensor: tokens [T], frames [T, D], rolls [T, K, P], ...
+    music: Any  # PrettyMIDI (output "midi") or Waveform (output "audio")
+    output: str  # "midi" | "audio"
+    meta: dict[str, Any]
+    controls: dict[str, Any]
+    files: dict[str, Path] = field(default_factory=dict)  # what writers wrote: midi/png/audio
+    # A model of audio features: the spectrogram it made, in dB [T, M], for its picture.
+    spectrogram_db: np.ndarray | None = None
+    frames_per_second: float | None = None
+
+    @classmethod
+    def of_midi(cls, pm: Any, name: str, controls: dict[str, Any] | None = None) -> Piece:
+        """A piece of MIDI from outside a model (an upload to render, say)."""
+        meta = {"notes": sum(len(t.notes) for t in tracks_of(pm)),
+                "seconds": round(pm.get_end_time(), 3)}  # fmt: skip
+        return cls(name, torch.zeros(0), pm, "midi", meta, controls or {})
+
+    @property
+    def notes(self) -> int | None:
+        return self.meta.get("notes")
+
+    @property
+    def seconds(self) -> float:
+        return self.meta["seconds"]
+
+
+def to_pieces(
+    model: GenerativeModule,
+    tensors: list[torch.Tensor],
+    controls: dict[str, Any],
+    prefix: str = "sample",
+    names: list[str] | None = None,
+    shaped: bool = False,
+) -> list[Piece]:
+    """Decode tensors into pieces, measuring notes and seconds of each. The tensors are as the
+    model returns them (`shaped`: already in the codec's own shape)."""
+    output = model.codec.output
+    pieces = []
+    for i, x in enumerate(tensors):
+        x = x.cpu() if shaped else model.as_piece(x.cpu())
+        music = model.codec.decode(x)
+        if output == "audio":
+            meta = {"seconds": round(len(music.samples) / music.sample_rate, 3)}
+        else:
+            meta = {"notes": sum(len(t.notes) for t in tracks_of(music)),
+                    "seconds": round(music.get_end_time(), 3)}  # fmt: skip
+        name = names[i] if names else f"{prefix}_{i:03d}"
+        piece = Piece(name, x, music, output, meta, controls)
+        if output == "audio":
+            piece.spectrogram_db = model.codec.to_db(x)
+            piece.frames_per_second = model.codec.frames_per_second
+        pieces.append(piece)
+    return pieces
+
+
+def resolve_length(model: GenerativeModule, steps: Any, bars: Any) -> int:
+    """Length in model steps: `steps` wins; else `bars` (4/4) converted by the codec."""
+    if steps is not None:
+        return check_int("steps", steps)
+    if bars is not None:
+        return model.codec.steps_for_bars(check_float("bars", bars, minimum=1e-6))
+    raise ConfigError("give a length: steps=N (model steps) or bars=N (4/4 bars)")
+
+
+def generate(
+    model: GenerativeModule,
+    n: int = 8,
+    seed: int = 0,
+    temperature: float | None = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    steps: int | None = None,
+    bars: float | None = 8,
+    primer: Any = None,
+    condition: Any = None,
+    prefix: str = "sample",
+    record: dict[str, Any] | None = None,
+) -> list[Piece]:
+    """n pieces from a model with a producer's controls, in memory.
+
+    primer: a MIDI file (path), a PrettyMIDI or a codec tensor to continue; `steps`/`bars`
+    then count the new music after it. condition: a melody to accompany (path, PrettyMIDI, a
+    condition track [T, P] or an encoded piece). A family with a fixed window writes windows
+    of its own length. `record` overrides how inputs are named in the controls (a service
+    names uploads by id, not by where it keeps them).
+
+    The same seed and controls give the same notes (one torch.Generator drives every draw).
+    """
+    n = check_int("n", n)
+    temperature = 1.0 if temperature is None else temperature
+    if primer is not None and condition is not None:
+        raise ConfigError("give primer= or condition=, not both")
+    filters = {k: v for k, v in (("top_k", top_k), ("top_p", top_p)) if v is not None}
+    if filters:
+        model.require(Ability.TOKEN_FILTERS)
+    fixed = model.declaration().window_steps
+    length = fixed if fixed is not None else resolve_length(model, steps, bars)
+    generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    kwargs: dict[str, Any] = {"temperature": temperature, "generator": generator, **filters}
+    was_training = model.training
+    model.eval()  # during training too (a sheet of samples each epoch): no dropout, BN frozen
+    try:
+        with torch.no_grad():
+            tensors = _draw(model, n, length, fixed, steps, primer, condition, kwargs)
+    finally:
+        model.train(was_training)
+    controls = {
+        "family": model.family, "n": n, "seed": seed, "temperature": temperature,
+        "top_k": top_k, "top_p": top_p, "steps": length,
+        "primer": describe_input(primer), "condition": describe_input(condition),
+        "codec": model.codec.to_dict(),
+    } | (record or {})  # fmt: skip
+    pieces = to_pieces(model, tensors, controls, prefix)
+    for p in pieces:
+        if p.notes == 0:
+            log.warning("%s has no notes: try a higher temperature or a longer length", p.name)
+    return pieces
+
+
+def _draw(
+    model: GenerativeModule, n: int, length: int, fixed: int | None, steps: int | None,
+    primer: Any, condition: Any, kwargs: dict[str, Any],
+) -> list[torch.Tensor]:  # fmt: skip
+    """The codec tensors of n pieces, by what the request asks of the family."""
+    if condition is not None:
+        model.require(Ability.CONDITION)
+        # The accompaniment is as long as the melody unless steps= asks for a length.
+        cond = condition_tensor(model, condition)
+        tensors = model.sample(n, condition=cond, max_len=None if steps is None else length,
+                               **kwargs)  # fmt: skip
+    elif primer is not None:
+        model.require(Ability.CONTINUE)
+        tensors = model.continue_from(primer_tensor(model, primer), n=n, steps=length, **kwargs)
+    else:
+        model.require(Ability.PRIOR)
+        tensors = model.sample(n, max_len=None if fixed is not None else length, **kwargs)
+    return tensors

@@ -1,0 +1,118 @@
+"""Pieces -> files: MIDI for a DAW (+ a piano-roll PNG, + rendered audio), or for a model of
+audio features a WAV (+ a spectrogram PNG); and `samples.json`, the report of what was made.
+Each writer fills `piece.files` with what it wrote, so callers never look for their files."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from cadenza.errors import ConfigError
+from cadenza.generation.pieces import Piece
+
+log = logging.getLogger("cadenza")
+AUDIO_FORMATS = ("wav", "flac", "ogg")
+REPORT = "samples.json"
+
+
+def check_render(render: str | None) -> str | None:
+    if render is not None and render not in AUDIO_FORMATS:
+        raise ConfigError(f"render must be null or one of {list(AUDIO_FORMATS)}, got {render!r}")
+    return render
+
+
+def write_piece(
+    piece: Piece,
+    out_dir: str | Path,
+    *,
+    png: bool = True,
+    render: str | None = None,
+    synth: str = "auto",
+    soundfont: str | None = None,
+    sample_rate: int = 44100,
+    title: str | None = None,
+) -> dict[str, Any]:
+    """Write one piece; returns its report entry (file names and what was measured).
+
+    MIDI: `<name>.mid`, `<name>.png` with `png`, `<name>.<render>` with `render` (a silent
+    piece keeps its MIDI file and gets no audio). Audio: `<name>.wav` and a spectrogram PNG."""
+    out = Path(out_dir)
+    title = title or piece.name.replace("_", " ")
+    if piece.output == "audio":
+        from cadenza.io.audio import save_audio
+
+        piece.files["audio"] = save_audio(piece.music, out / f"{piece.name}.wav")
+        if png:
+            from cadenza.viz import save_spectrogram_png
+
+            piece.files["png"] = save_spectrogram_png(
+                piece.spectrogram_db, out / f"{piece.name}.png", piece.frames_per_second,
+                title=title,
+            )  # fmt: skip
+        return {"file": piece.files["audio"].name, **piece.meta}
+    from cadenza.io.midi import save_midi
+
+    path = save_midi(piece.music, out / f"{piece.name}.mid")
+    piece.files["midi"] = path
+    if png:
+        from cadenza.viz import save_pianoroll_png
+
+        piece.files["png"] = save_pianoroll_png(piece.music, path.with_suffix(".png"), title=title)
+    entry = {"file": path.name, **piece.meta}
+    if check_render(render) is not None and piece.notes:
+        from cadenza.io.render import render_to_file
+
+        piece.files["audio"] = render_to_file(
+            piece.music, path.with_suffix(f".{render}"), sample_rate=sample_rate, synth=synth,
+            soundfont=soundfont,
+        )  # fmt: skip
+        entry["audio"] = piece.files["audio"].name
+    return entry
+
+
+def write_report(out_dir: str | Path, report: dict[str, Any]) -> Path:
+    path = Path(out_dir) / REPORT
+    path.write_text(json.dumps(report, indent=2))
+    return path
+
+
+def write_pieces(
+    pieces: list[Piece],
+    out_dir: str | Path,
+    *,
+    png: bool = True,
+    render: str | None = None,
+    synth: str = "auto",
+    soundfont: str | None = None,
+    sample_rate: int = 44100,
+    report: dict[str, Any] | None = None,
+) -> list[Path]:
+    """Write every piece (see `write_piece`) and `samples.json` ({"controls", "samples"}, plus
+    `report`'s keys); returns each piece's main file (MIDI, or WAV for audio)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    check_render(render)
+    seed = pieces[0].controls.get("seed") if pieces else None
+    entries = [
+        write_piece(p, out, png=png, render=render, synth=synth, soundfont=soundfont,
+                    sample_rate=sample_rate,
+                    title=f"{p.name.replace('_', ' ')} (seed {seed})" if seed is not None else None)
+        for p in pieces
+    ]  # fmt: skip
+    controls = {**(pieces[0].controls if pieces else {}), "render": render}
+    write_report(out, {"controls": controls, "samples": entries, **(report or {})})
+    return [p.files.get("midi") or p.files["audio"] for p in pieces]
+
+
+def write_sheet(pieces: list[Piece], path: str | Path, titles: list[str]) -> Path:
+    """One picture of several pieces (piano rolls, or spectrograms for audio)."""
+    if pieces and pieces[0].output == "audio":
+        from cadenza.viz import save_spectrogram_sheet
+
+        dbs = [p.spectrogram_db for p in pieces]
+        return save_spectrogram_sheet(dbs, path, pieces[0].frames_per_second, titles)
+    from cadenza.viz import save_pianoroll_sheet
+
+    return save_pianoroll_sheet([p.music for p in pieces], path, titles)
