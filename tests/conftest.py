@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.smoke import SmokeRuns
+
 _SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -21,3 +23,9 @@ def _test_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
     if not os.environ.get("CADENZA_DATA") and _SHARED_DATA.is_dir():
         os.environ["CADENZA_DATA"] = str(_SHARED_DATA)
     os.environ["CADENZA_CACHE"] = str(tmp_path_factory.mktemp("cadenza-cache"))
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> SmokeRuns:
+    """Every smoke experiment, trained once per session on first use: `smoke["smoke_vae"]`."""
+    return SmokeRuns(tmp_path_factory.mktemp("smoke-runs"))

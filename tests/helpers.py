@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from omegaconf import DictConfig, open_dict
 
 from cadenza.paths import config_dir
@@ -35,6 +40,82 @@ def compose_train(tmp_path: Path, overrides: list[str]) -> DictConfig:
         cfg.logger = None
     GlobalHydra.instance().clear()
     return cfg
+
+
+@dataclass
+class CliResult:
+    """What a console script would have given: exit status and its two streams."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(command: str, *args: str, tmp_path: Path | None = None) -> CliResult:
+    """Run a console script's task in this process, as the script would (Hydra composes the
+    same config; `run_task` turns a user error into one line and exit status 2), without the
+    ~5 s a new Python process spends importing torch. `cadenza-train` runs under `tmp_path`."""
+    from cadenza.cli import run_task
+
+    task, config_name = _TASKS[command]()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(stderr)
+    logging.getLogger("cadenza").addHandler(handler)
+    try:
+        with redirect_stdout(stdout), redirect_stderr(stderr):
+            try:
+                if config_name == "train":
+                    cfg = compose_train(tmp_path, list(args))
+                else:
+                    GlobalHydra.instance().clear()
+                    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+                        cfg = compose(config_name, overrides=list(args))
+                run_task(task, cfg)
+                code = 0
+            except SystemExit as e:
+                code = int(e.code or 0)
+            except HydraException as e:  # what Hydra's CLI prints for a bad override
+                print(f"{type(e).__name__}: {e}", file=sys.stderr)
+                code = 1
+    finally:
+        logging.getLogger("cadenza").removeHandler(handler)
+        GlobalHydra.instance().clear()
+    return CliResult(code, stdout.getvalue(), stderr.getvalue())
+
+
+def _train_task():  # noqa: ANN202 - (task, config name)
+    from cadenza.training.loop import train
+
+    return train, "train"
+
+
+def _sample_task():  # noqa: ANN202
+    from cadenza.cli.sample import sample
+
+    return sample, "sample"
+
+
+def _recommend_task():  # noqa: ANN202
+    from cadenza.cli.recommend import recommend
+
+    return recommend, "recommend"
+
+
+def _eval_task():  # noqa: ANN202
+    from cadenza.cli.eval import evaluate
+
+    return evaluate, "eval"
+
+
+def _prepare_task():  # noqa: ANN202
+    from cadenza.cli.prepare import prepare
+
+    return prepare, "prepare"
+
+
+_TASKS = {"cadenza-train": _train_task, "cadenza-sample": _sample_task,
+          "cadenza-recommend": _recommend_task, "cadenza-eval": _eval_task,
+          "cadenza-prepare": _prepare_task}  # fmt: skip
 
 
 def run_cli(

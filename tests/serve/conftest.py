@@ -21,23 +21,10 @@ from fastapi.testclient import TestClient
 
 from cadenza.serve.app import create_app
 from cadenza.serve.settings import ServeSettings
-from cadenza.training.loop import train
-from tests.fixtures.data import data_root
-from tests.helpers import compose_train
+from tests.fixtures.smoke import SmokeRuns
 
-SMOKE = {
-    "smoke": ["experiment=smoke", "sample.n=0", "test=false"],
-    "smoke_vae": ["experiment=smoke_vae", "sample.n=0", "test=false"],
-    "smoke_gan": ["experiment=smoke_gan", "sample.n=0", "test=false", "trainer.max_epochs=1"],
-    "smoke_gan_accompaniment": [
-        "experiment=smoke_gan",
-        "sample.n=0",
-        "test=false",
-        "trainer.max_epochs=1",
-        "model.condition_track=name:MELODY",
-    ],
-    "smoke_recommender": ["experiment=smoke_recommender", "test=false"],
-}
+# The served checkpoints: the session's smoke runs of every family (trained once per session).
+SERVED = ("smoke", "smoke_vae", "smoke_gan", "smoke_gan_accompaniment", "smoke_recommender")
 MARKER = "cadenza_pickle_ran"  # the file a malicious checkpoint would create
 
 
@@ -52,25 +39,17 @@ class _RunsCode:
 
 
 @pytest.fixture(scope="session")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data_root()  # fails under CI (skips elsewhere) without the real datasets
+def checkpoints(smoke: SmokeRuns, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("served")
-    for name, overrides in SMOKE.items():
-        result = train(compose_train(root / "runs" / name, overrides))
+    for name in SERVED:
         (root / "checkpoints" / name).mkdir(parents=True)
-        shutil.copyfile(result["best_ckpt"], root / "checkpoints" / name / "latest.ckpt")
+        shutil.copyfile(smoke[name].ckpt, root / "checkpoints" / name / "latest.ckpt")
     (root / "checkpoints" / "garbage.ckpt").write_bytes(b"not a checkpoint")
     torch.save({"state_dict": _RunsCode(root / MARKER)}, root / "checkpoints" / "evil.ckpt")
     # A link out of the served folder (to a real checkpoint) is refused too.
     (root / "checkpoints" / "outside").mkdir()
-    (root / "checkpoints" / "outside" / "latest.ckpt").symlink_to(
-        root / "runs" / "smoke" / "checkpoints" / "run" / Path(_best(root, "smoke")).name
-    )
+    (root / "checkpoints" / "outside" / "latest.ckpt").symlink_to(smoke["smoke"].ckpt)
     return root / "checkpoints"
-
-
-def _best(root: Path, name: str) -> str:
-    return str(next((root / "runs" / name / "checkpoints" / "run").glob("epoch*.ckpt")))
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +57,7 @@ def settings(checkpoints: Path, tmp_path_factory: pytest.TempPathFactory) -> Ser
     return ServeSettings.from_dict({
         "checkpoints": str(checkpoints), "work_dir": str(tmp_path_factory.mktemp("work")),
         "keep_jobs": 20, "limits": {"max_n": 4, "max_bars": 8, "max_upload_bytes": 64_000},
-        "queue_timeout_s": 60, "sample_rate": 16000,
+        "queue_timeout_s": 60, "sample": {"n": 1, "sample_rate": 16000},
     })  # fmt: skip
 
 
@@ -128,5 +107,5 @@ def running_server(checkpoints: Path, work: Path, *args: str) -> Iterator[tuple[
 def serve_url(checkpoints: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The service as a real process, shared by the tests that need one."""
     work = tmp_path_factory.mktemp("served-process")
-    with running_server(checkpoints, work, "sample_rate=16000") as (url, _):
+    with running_server(checkpoints, work, "sample.sample_rate=16000") as (url, _):
         yield url

@@ -125,13 +125,13 @@ def test_no_path_from_a_request_leaves_the_job_folder(client, path) -> None:
 
 
 def test_a_crash_inside_a_job_is_a_500_and_the_service_keeps_serving(client, settings, monkeypatch):
-    import cadenza.generate
+    import cadenza.generation
 
     def boom(*args, **kwargs):
         raise RuntimeError("simulated failure deep inside a model")
 
     jobs_before = len(list((settings.work_dir / "jobs").iterdir()))
-    monkeypatch.setattr(cadenza.generate, "generate_to_files", boom)
+    monkeypatch.setattr(cadenza.generation, "generate", boom)
     r = client.post("/api/generate", json=VALID)
     assert r.status_code == 500 and "RuntimeError" in r.json()["error"]
     assert len(list((settings.work_dir / "jobs").iterdir())) <= jobs_before  # no half job kept

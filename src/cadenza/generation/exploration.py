@@ -120,13 +120,13 @@ def reconstruct(
     ys = model.decode(z + shift, temperature=temperature, generator=generator)
     controls = {"family": model.family, "mode": "reconstruct", "input": describe_input(input),
                 "temperature": temperature, "seed": seed, "attribute": attribute}  # fmt: skip
-    (source,) = _measure(model, to_pieces(model, [x], controls, names=["input"], shaped=True))
-    pieces = _measure(model, to_pieces(model, list(ys), controls, prefix))
+    (source,) = _measure(model, to_pieces(model, [x], controls, names=["input"]))
+    pieces = _measure(model, to_pieces(model, list(ys), controls, prefix, windows=True))
     for p in pieces:
         p.meta |= _similarity(model, p, source)
     report = {k: v for k, v in controls.items() if k not in ("family", "seed")}
     if attribute:
-        base = to_pieces(model, [model.decode(z[:1])[0]], controls, "unshifted")
+        base = to_pieces(model, [model.decode(z[:1])[0]], controls, "unshifted", windows=True)
         report["attribute_change"] = _change(model, attribute, base, pieces)
     return Exploration(pieces, report, inputs=[source])
 
@@ -143,7 +143,7 @@ def interpolate(
     path = model.interpolate(xa, xb, check_int("steps", steps, minimum=2), temperature=temperature)
     controls = {"family": model.family, "mode": "interpolate", "a": describe_input(a),
                 "b": describe_input(b), "steps": len(path), "temperature": temperature}  # fmt: skip
-    pieces = _measure(model, to_pieces(model, list(path), controls, prefix))
+    pieces = _measure(model, to_pieces(model, list(path), controls, prefix, windows=True))
     report = {k: v for k, v in controls.items() if k != "family"}
     return Exploration(pieces, report, sheet=True)
 
@@ -165,8 +165,8 @@ def prior_with_attribute(
                          generator=torch.Generator().manual_seed(seed + 1))  # fmt: skip
     controls = {"family": model.family, "mode": "prior", "attribute": attribute,
                 "temperature": temperature, "seed": seed}  # fmt: skip
-    base = _measure(model, to_pieces(model, list(before), controls, "base"))
-    shifted = _measure(model, to_pieces(model, list(after), controls, prefix))
+    base = _measure(model, to_pieces(model, list(before), controls, "base", windows=True))
+    shifted = _measure(model, to_pieces(model, list(after), controls, prefix, windows=True))
     report = {k: v for k, v in controls.items() if k != "family"}
     report["attribute_change"] = _change(model, attribute, base, shifted)
     return Exploration(shifted, report, inputs=base)

@@ -62,14 +62,14 @@ def to_pieces(
     controls: dict[str, Any],
     prefix: str = "sample",
     names: list[str] | None = None,
-    shaped: bool = False,
+    windows: bool = False,
 ) -> list[Piece]:
-    """Decode tensors into pieces, measuring notes and seconds of each. The tensors are as the
-    model returns them (`shaped`: already in the codec's own shape)."""
+    """Decode codec tensors (as `sample` returns them; `windows`: as a latent model's decode
+    returns them, reshaped by `model.as_piece`) into pieces, measuring each."""
     output = model.codec.output
     pieces = []
     for i, x in enumerate(tensors):
-        x = x.cpu() if shaped else model.as_piece(x.cpu())
+        x = model.as_piece(x.cpu()) if windows else x.cpu()
         music = model.codec.decode(x)
         if output == "audio":
             meta = {"seconds": round(len(music.samples) / music.sample_rate, 3)}

@@ -7,7 +7,14 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from cadenza.models.base import FAMILIES, Ability, CadenzaModule, Declaration, GenerativeModule
+from cadenza.models.base import (
+    FAMILIES,
+    Ability,
+    AbilityError,
+    CadenzaModule,
+    Declaration,
+    GenerativeModule,
+)
 
 for _module in pkgutil.iter_modules(__path__):
     if not _module.ispkg and _module.name not in ("base", "sampling"):
@@ -19,6 +26,6 @@ from cadenza.models.mel_vae import MelVAEModule  # noqa: E402
 from cadenza.models.vae import VAEModule  # noqa: E402
 
 __all__ = [
-    "FAMILIES", "Ability", "CadenzaModule", "Declaration", "GANModule", "GenerativeModule",
-    "LSTMModule", "MelVAEModule", "VAEModule",
+    "FAMILIES", "Ability", "AbilityError", "CadenzaModule", "Declaration", "GANModule",
+    "GenerativeModule", "LSTMModule", "MelVAEModule", "VAEModule",
 ]  # fmt: skip
