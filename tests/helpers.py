@@ -51,21 +51,27 @@ class CliResult:
     stderr: str
 
 
-def cli(command: str, *args: str, tmp_path: Path | None = None) -> CliResult:
-    """Run a console script's task in this process, as the script would (Hydra composes the
-    same config; `run_task` turns a user error into one line and exit status 2), without the
-    ~5 s a new Python process spends importing torch. `cadenza-train` runs under `tmp_path`."""
+def cli(command: str, *args: str, cwd: Path, timeout: float | None = None) -> CliResult:
+    """Run a console script's task in this process, as the script would from `cwd` (Hydra
+    composes the same config; `run_task` turns a user error into one line and exit status 2),
+    without the ~5 s a new Python process spends importing torch. Each entry point keeps one
+    real-process test of its exit status (tests/cli/test_entry_points.py)."""
     from cadenza.cli import run_task
 
     task, config_name = _TASKS[command]()
     stdout, stderr = io.StringIO(), io.StringIO()
     handler = logging.StreamHandler(stderr)
-    logging.getLogger("cadenza").addHandler(handler)
+    logger = logging.getLogger("cadenza")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)  # as the CLI's logging config (hydra/job_logging) has it
+    here = os.getcwd()
+    os.chdir(cwd)
     try:
         with redirect_stdout(stdout), redirect_stderr(stderr):
             try:
                 if config_name == "train":
-                    cfg = compose_train(tmp_path, list(args))
+                    cfg = compose_train(Path(cwd), list(args))
                 else:
                     GlobalHydra.instance().clear()
                     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
@@ -78,7 +84,9 @@ def cli(command: str, *args: str, tmp_path: Path | None = None) -> CliResult:
                 print(f"{type(e).__name__}: {e}", file=sys.stderr)
                 code = 1
     finally:
-        logging.getLogger("cadenza").removeHandler(handler)
+        os.chdir(here)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
         GlobalHydra.instance().clear()
     return CliResult(code, stdout.getvalue(), stderr.getvalue())
 

@@ -1,4 +1,5 @@
-"""A wrong override fails at start-up with a message that names it, never a deep traceback."""
+"""A wrong override fails at start-up with a message that names it, never a deep traceback
+(in-process, as the CLI runs it; the exit status of a real process: test_entry_points.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import cli
 
 
 @pytest.mark.parametrize(
@@ -31,7 +32,7 @@ from tests.helpers import run_cli
     ],
 )
 def test_bad_override(tmp_path: Path, args: list[str], code: int, messages: list[str]) -> None:
-    proc = run_cli("cadenza-train", *args, "logger=none", cwd=tmp_path, timeout=120)
+    proc = cli("cadenza-train", *args, "logger=none", cwd=tmp_path)
     assert proc.returncode == code, proc.stderr[-2000:]
     for m in messages:
         assert m in proc.stderr

@@ -1,4 +1,8 @@
-"""Every experiment through the real CLI, from an unrelated working directory, on real data."""
+"""Every experiment runs on real data: the smoke experiments through the real CLI, as one Hydra
+multirun process from an unrelated working directory; the full-size ones in-process with
+`++trainer.fast_dev_run=true` on a slice of their data (the composition, the data path, one
+step of each loop, a sample written). Both run each experiment exactly as `cadenza-train
+experiment=NAME` composes it."""
 
 from __future__ import annotations
 
@@ -8,10 +12,26 @@ from pathlib import Path
 import pytest
 
 from cadenza.paths import config_dir
+from cadenza.training.loop import train
 from tests.fixtures.data import data_root
-from tests.helpers import run_cli
+from tests.fixtures.smoke import SMOKE_EXPERIMENTS
+from tests.helpers import compose_train, run_cli
 
 EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
+FULL_SIZE = [e for e in EXPERIMENTS if e not in SMOKE_EXPERIMENTS]
+# A slice of each full dataset proves the same path in seconds (the whole of it is parsed by
+# benchmarks/ and by users; caching makes a second run instant either way).
+SLICES = {
+    "bach_lstm": ["data.source.limit=24"],
+    "bach_vae_satb": ["data.source.limit=24"],
+    "nottingham_vae_2bar": ["data.source.limit=40"],
+    "nottingham_vae_16bar": ["data.source.limit=40"],
+    "pop909_gan": ["data.source.limit=8"],
+    "pop909_gan_accompaniment": ["data.source.limit=8"],
+    "pop909_vae_2bar": ["data.source.limit=8"],
+    "pop909_audio_vae": ["data.source.midi.limit=4", "data.source.max_seconds=10"],
+    "styles_recommender": ["data.source.per_style=10", "data.source.n_users=50"],
+}
 
 
 def test_the_issue_experiments_exist() -> None:
@@ -30,56 +50,49 @@ def real_midi_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dst
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_experiment_runs_fast_dev_run(experiment: str, tmp_path: Path, real_midi_folder: Path):
+@pytest.mark.parametrize("experiment", FULL_SIZE)
+def test_full_size_experiment_runs_one_step_of_everything(
+    experiment: str, tmp_path: Path, real_midi_folder: Path
+) -> None:
     data_root()  # fails under CI (skips elsewhere) if the real datasets are missing
-    extra = {
-        "midi_folder_lstm": [f"data.root={real_midi_folder}"],
-        # the demo reads all 433 chorales; the first 24 prove the same path in seconds
-        "bach_lstm": ["data.source.limit=24"],
-        # rendering all 909 songs takes minutes: 4 songs' first 10 s prove the same path
-        "pop909_audio_vae": ["data.source.midi.limit=4", "data.source.max_seconds=10"],
-        # parsing 600 pieces costs ~30 s; 10 per style prove the same path
-        "styles_recommender": ["data.source.per_style=10", "data.source.n_users=50"],
-    }.get(experiment, [])
-    proc = run_cli(
-        "cadenza-train",
-        f"experiment={experiment}",
-        "++trainer.fast_dev_run=true",
-        "logger=none",
-        "sample.n=1",
-        "sample.steps=8",
-        f"sample.out_dir={tmp_path}/s",
-        *extra,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    extra = SLICES.get(experiment, [])
+    if experiment == "midi_folder_lstm":
+        extra = [f"data.root={real_midi_folder}"]
+    cfg = compose_train(tmp_path, [
+        f"experiment={experiment}", "++trainer.fast_dev_run=true", "sample.n=1",
+        "sample.steps=8", f"sample.out_dir={tmp_path}/s", *extra,
+    ])  # fmt: skip
+    result = train(cfg)
     if "recommender" in experiment:  # ranks tracks, writes no music: its test metrics show
-        assert "test/ndcg@10" in proc.stdout + proc.stderr
+        assert "test/ndcg@10" in result["metrics"]
+        return
+    if cfg.sample.get("n", 0) == 0:  # a conditional model has nothing of its own to play
         return
     # a model of audio features writes audio; every other family MIDI
-    suffix = "*.wav" if "audio" in experiment else "*.mid"
-    mids = sorted((tmp_path / "s").glob(suffix))
-    assert len(mids) == 1 and mids[0].stat().st_size > 20
+    files = [Path(p) for p in result["samples"]]
+    assert len(files) == 1 and files[0].stat().st_size > 20
+    assert files[0].suffix == (".wav" if "audio" in experiment else ".mid")
     if experiment == "bach_lstm":  # the demo renders its samples to hear them
-        assert mids[0].with_suffix(".wav").stat().st_size > 1000
-    assert (tmp_path / "outputs").is_dir()  # Hydra wrote its run dir under the cwd
+        assert files[0].with_suffix(".wav").stat().st_size > 1000
 
 
-@pytest.mark.slow
-def test_multirun_sweeps_two_jobs(tmp_path: Path) -> None:
+def test_smoke_experiments_through_one_cli_multirun(tmp_path: Path) -> None:
+    """`cadenza-train -m` sweeps every smoke experiment in one process (Hydra's basic sweeper,
+    one job each), from a working directory with nothing of Cadenza's in it."""
+    data_root()
     proc = run_cli(
-        "cadenza-train",
-        "-m",
-        "experiment=smoke",
-        "model.hidden_size=16,24",
-        "++trainer.fast_dev_run=true",
-        "logger=none",
-        "sample.n=0",
-        cwd=tmp_path,
-    )
+        "cadenza-train", "-m", f"experiment={','.join(SMOKE_EXPERIMENTS)}",
+        "++trainer.fast_dev_run=true", "logger=none", "sample.n=1", "sample.steps=8",
+        cwd=tmp_path, timeout=900,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    jobs = sorted((tmp_path / "outputs" / "multirun" / "smoke").glob("*/[0-9]*"))
-    assert [j.name for j in jobs] == ["0", "1"]
-    overrides = [(j / ".hydra" / "overrides.yaml").read_text() for j in jobs]
-    assert "model.hidden_size=16" in overrides[0] and "model.hidden_size=24" in overrides[1]
+    # Each job writes under its experiment's name: outputs/multirun/<name>/<time>/<job number>
+    jobs = sorted((tmp_path / "outputs" / "multirun").glob("*/*/[0-9]*"), key=lambda j: int(j.name))
+    assert [j.name for j in jobs] == [str(i) for i in range(len(SMOKE_EXPERIMENTS))]
+    for job, experiment in zip(jobs, SMOKE_EXPERIMENTS):
+        assert f"experiment={experiment}" in (job / ".hydra" / "overrides.yaml").read_text()
+        assert job.parent.parent.name == experiment
+        if "recommender" in experiment:
+            continue  # ranks tracks, writes no music
+        written = list((job / "samples").glob("sample_000.*"))
+        assert any(p.suffix in (".mid", ".wav") and p.stat().st_size > 20 for p in written), job

@@ -1,4 +1,4 @@
-"""cadenza-sample's VAE modes through the real CLI: reconstruct, interpolate, attribute."""
+"""cadenza-sample's VAE modes as the CLI runs them: reconstruct, interpolate, attribute."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from cadenza.io.midi import load_midi, tracks_of
 from cadenza.representations import MelodyCodec
 from tests.fixtures.data import data_root
-from tests.helpers import run_cli
+from tests.helpers import cli
 from tests.models.vae_fixtures import save_checkpoint, trained_vae
 
 
@@ -25,7 +25,7 @@ def melody(name: str) -> Path:
 
 
 def test_reconstruct_writes_the_input_window_and_its_reconstruction(vae_ckpt, tmp_path):
-    proc = run_cli(
+    proc = cli(
         "cadenza-sample", f"ckpt_path={vae_ckpt}", "mode=reconstruct",
         f"input={melody('jigs1')}", f"out_dir={tmp_path}/r", cwd=tmp_path,
     )  # fmt: skip
@@ -47,7 +47,7 @@ def test_reconstruct_writes_the_input_window_and_its_reconstruction(vae_ckpt, tm
 
 
 def test_interpolate_writes_the_path_and_one_sheet(vae_ckpt, tmp_path):
-    proc = run_cli(
+    proc = cli(
         "cadenza-sample", f"ckpt_path={vae_ckpt}", "mode=interpolate",
         f"a={melody('jigs1')}", f"b={melody('waltzes1')}", "steps=5",
         f"out_dir={tmp_path}/i", cwd=tmp_path,
@@ -61,7 +61,7 @@ def test_interpolate_writes_the_path_and_one_sheet(vae_ckpt, tmp_path):
 
 
 def test_prior_with_attribute_reports_the_achieved_change(vae_ckpt, tmp_path):
-    proc = run_cli(
+    proc = cli(
         "cadenza-sample", f"ckpt_path={vae_ckpt}", "attribute=density:+1.5", "n=6",
         "temperature=0.5", f"out_dir={tmp_path}/p", "png=false", cwd=tmp_path,
     )  # fmt: skip
@@ -85,6 +85,6 @@ def test_prior_with_attribute_reports_the_achieved_change(vae_ckpt, tmp_path):
     ids=["unknown-attribute", "missing-b", "unknown-mode"],
 )
 def test_bad_vae_controls_are_one_clear_line(vae_ckpt, tmp_path, args, message):
-    proc = run_cli("cadenza-sample", f"ckpt_path={vae_ckpt}", *args, cwd=tmp_path)
+    proc = cli("cadenza-sample", f"ckpt_path={vae_ckpt}", *args, cwd=tmp_path)
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr

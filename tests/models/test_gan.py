@@ -194,5 +194,5 @@ def test_conditional_gan_keeps_the_melody(phrases: np.ndarray) -> None:
     out = model.sample(2, condition=melody, generator=torch.Generator().manual_seed(0))
     assert out[0].shape == (model.phrase_steps, 3, 84)
     assert torch.equal(out[0][:, 0], melody) and torch.equal(out[1][:, 0], melody)
-    with pytest.raises(ConfigError, match="cannot sample new pieces; it can: accompany a condition"):
+    with pytest.raises(ConfigError, match="cannot sample new pieces; it can: accompany"):
         model.sample(1)

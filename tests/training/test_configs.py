@@ -66,8 +66,21 @@ def test_gpu_trainers_ask_for_bf16(trainer: str, tmp_path: Path) -> None:
     cfg = compose_train(tmp_path, ["experiment=smoke", f"trainer={trainer}"])
     assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed"
     if trainer == "ddp":
-        assert cfg.trainer.strategy == "ddp_find_unused_parameters_true"
-        assert cfg.trainer.devices == -1
+        assert cfg.trainer.strategy == "ddp" and cfg.trainer.devices == -1
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "ddp_spawn"])
+def test_only_a_family_that_declares_it_asks_ddp_for_unused_parameters(strategy: str) -> None:
+    from cadenza.models import FAMILIES
+    from cadenza.training.loop import strategy_for
+
+    asks = {f for f, cls in FAMILIES.items() if cls.ddp_find_unused_parameters}
+    assert asks == {"gan"}  # the critic and generator steps alternate
+    for family, cls in FAMILIES.items():
+        model = cls.__new__(cls)  # the declaration is a class attribute: no weights needed
+        want = f"{strategy}_find_unused_parameters_true" if family in asks else strategy
+        assert strategy_for(model, strategy) == want
+        assert strategy_for(model, "auto") == "auto"
 
 
 def test_wandb_is_offline_unless_logged_in(tmp_path: Path, monkeypatch) -> None:

@@ -13,19 +13,17 @@ import pytest
 
 from cadenza.io.audio import load_audio
 from cadenza.models import GenerativeModule, MelVAEModule
-from cadenza.training.loop import train
 from tests.fixtures.data import data_root
-from tests.helpers import compose_train, run_cli, with_csv_logger
+from tests.fixtures.smoke import SmokeRuns
+from tests.helpers import cli
 
 EPOCH_METRICS = ["val/nll", "val/recon_db", "val/lsd_db", "val/kl", "val/active_units"]
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    data_root()  # fails under CI (skips elsewhere) if the real datasets are missing
-    tmp = tmp_path_factory.mktemp("smoke_audio")
-    cfg = with_csv_logger(compose_train(tmp, ["experiment=smoke_audio_vae"]), tmp / "logs")
-    return tmp, train(cfg)
+@pytest.fixture
+def smoke_run(smoke: SmokeRuns) -> tuple[Path, dict]:
+    run = smoke["smoke_audio_vae"]
+    return run.root, run.result
 
 
 def test_smoke_audio_vae_trains_logs_and_checkpoints(smoke_run: tuple[Path, dict]) -> None:
@@ -66,14 +64,14 @@ def test_cadenza_sample_writes_audio_from_a_mel_vae_checkpoint(
     _, result = smoke_run
     out = tmp_path / "s"
     args = [f"ckpt_path={result['latest_ckpt']}", "n=3", f"out_dir={out}", "seed=7"]
-    proc = run_cli("cadenza-sample", *args, "temperature=0.8", cwd=tmp_path)
+    proc = cli("cadenza-sample", *args, "temperature=0.8", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     wavs = sorted(out.glob("*.wav"))
     assert len(wavs) == 3 and all(load_audio(p).seconds > 1.9 for p in wavs)
-    bad = run_cli("cadenza-sample", *args, "primer=x.mid", cwd=tmp_path)
-    assert bad.returncode == 2 and "takes no primer" in bad.stderr
-    bad = run_cli("cadenza-sample", *args, "mode=interpolate", "a=x.wav", "b=y.wav", cwd=tmp_path)
-    assert bad.returncode == 2 and "from its prior only" in bad.stderr
+    bad = cli("cadenza-sample", *args, "primer=x.mid", cwd=tmp_path)
+    assert bad.returncode == 2 and "cannot continue a primer (primer=)" in bad.stderr
+    bad = cli("cadenza-sample", *args, "attribute=density:+1", cwd=tmp_path)
+    assert bad.returncode == 2 and "cannot shift along attribute vectors" in bad.stderr
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The gan family through train() and the CLI: smoke run on real POP909 with every epoch
+"""The gan family through train() and cadenza-sample: smoke run on real POP909 with every epoch
 metric and the piano-roll sheets, sampling from the checkpoint (prior, latent walk,
 accompaniment for a melody), DDP on 2 CPU processes."""
 
@@ -14,9 +14,9 @@ import torch
 
 from cadenza.io.midi import build_midi, load_midi, save_midi, tracks_of
 from cadenza.models import GANModule, GenerativeModule
-from cadenza.training.loop import train
 from tests.fixtures.data import data_root
-from tests.helpers import compose_train, run_cli, train_ddp_sim, with_csv_logger
+from tests.fixtures.smoke import SmokeRuns
+from tests.helpers import cli, train_ddp_sim
 from tests.models.gan_fixtures import pop909_codec, pop909_phrases, small_gan
 
 EPOCH_METRICS = [
@@ -26,21 +26,20 @@ EPOCH_METRICS = [
 ]  # fmt: skip
 
 
-def test_smoke_gan_trains_logs_checkpoints_and_samples(tmp_path: Path) -> None:
-    data_root()
-    cfg = with_csv_logger(compose_train(tmp_path, ["experiment=smoke_gan"]), tmp_path / "logs")
-    result = train(cfg)
+def test_smoke_gan_trains_logs_checkpoints_and_samples(smoke: SmokeRuns) -> None:
+    run = smoke["smoke_gan"]
+    result = run.result
     m = result["metrics"]
     for key in EPOCH_METRICS:
         assert key in m, key
     assert math.isfinite(m["val/real/qualified_note_rate"])
     assert 0.0 <= m["val/real/empty_bar_rate"] <= 1.0
     assert "test/stat_gap" in m
-    rows = list(csv.DictReader(next((tmp_path / "logs").rglob("metrics.csv")).open()))
+    rows = list(csv.DictReader(run.metrics_csv().open()))
     assert len({r["epoch"] for r in rows if r.get("val/stat_gap")}) == 2  # once per epoch
     moved = [float(r["train/critic_loss"]) for r in rows if r.get("train/critic_loss")]
     assert len(moved) >= 8 and max(moved) - min(moved) > 1e-4
-    sheets = sorted((tmp_path / "logs").rglob("pianorolls/epoch*.png"))
+    sheets = sorted(run.logs.rglob("pianorolls/epoch*.png"))
     assert [s.name for s in sheets] == ["epoch000.png", "epoch001.png"]
     model = GenerativeModule.load(result["latest_ckpt"])
     assert isinstance(model, GANModule) and model.codec.n_tracks == 3
@@ -71,7 +70,7 @@ def gan_ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_cli_samples_multitrack_midi_and_pictures(gan_ckpts, tmp_path):
-    proc = run_cli(
+    proc = cli(
         "cadenza-sample", f"ckpt_path={gan_ckpts['prior']}", "n=2", "bars=8",
         f"out_dir={tmp_path}/s", cwd=tmp_path,
     )  # fmt: skip
@@ -86,7 +85,7 @@ def test_cli_samples_multitrack_midi_and_pictures(gan_ckpts, tmp_path):
 
 
 def test_cli_latent_walk(gan_ckpts, tmp_path):
-    proc = run_cli(
+    proc = cli(
         "cadenza-sample", f"ckpt_path={gan_ckpts['prior']}", "mode=interpolate", "steps=4",
         f"out_dir={tmp_path}/w", cwd=tmp_path,
     )  # fmt: skip
@@ -105,7 +104,7 @@ def test_cli_accompanies_a_bare_melody(gan_ckpts, tmp_path):
     notes = np.array([[i * 0.5, i * 0.5 + 0.5, 60 + (i % 8), 90] for i in range(16)], float)
     melody = save_midi(build_midi([TrackNotes(0, False, "lead", notes)], tempo=120.0),
                        tmp_path / "tune.mid")  # fmt: skip
-    proc = run_cli(
+    proc = cli(
         "cadenza-sample", f"ckpt_path={gan_ckpts['accompany']}", f"condition={melody}", "n=2",
         f"out_dir={tmp_path}/a", cwd=tmp_path,
     )  # fmt: skip
@@ -114,9 +113,9 @@ def test_cli_accompanies_a_bare_melody(gan_ckpts, tmp_path):
     got = sorted((round(n.start, 3), n.pitch) for n in pm.instruments[0].notes)
     assert got == [(round(s, 3), int(p)) for s, _, p, _ in notes]  # the melody, as given
     # Without a condition the conditional model says what it needs.
-    bad = run_cli("cadenza-sample", f"ckpt_path={gan_ckpts['accompany']}",
+    bad = cli("cadenza-sample", f"ckpt_path={gan_ckpts['accompany']}",
                   f"out_dir={tmp_path}/b", cwd=tmp_path)  # fmt: skip
-    assert bad.returncode == 2 and "condition=melody.mid" in bad.stderr
+    assert bad.returncode == 2 and "cannot sample new pieces; it can: accompany" in bad.stderr
     assert sum(len(t.notes) for t in tracks_of(pm)) >= len(notes)
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from cadenza.models import GenerativeModule, VAEModule
-from cadenza.training.loop import train
 from tests.fixtures.data import data_root
-from tests.helpers import compose_train, train_ddp_sim, with_csv_logger
+from tests.fixtures.smoke import SmokeRuns
+from tests.helpers import train_ddp_sim
 
 EPOCH_METRICS = [
     "val/recon_acc_tf", "val/recon_acc_sampled", "val/kl", "val/elbo", "val/active_units",
@@ -20,19 +20,16 @@ EPOCH_METRICS = [
 ]  # fmt: skip
 
 
-def test_smoke_vae_logs_every_metric_per_epoch_and_samples(tmp_path: Path) -> None:
-    data_root()
-    cfg = with_csv_logger(
-        compose_train(tmp_path, ["experiment=smoke_vae", "logger=csv"]), tmp_path / "logs"
-    )
-    result = train(cfg)
+def test_smoke_vae_logs_every_metric_per_epoch_and_samples(smoke: SmokeRuns) -> None:
+    run = smoke["smoke_vae"]
+    result = run.result
     m = result["metrics"]
     for key in EPOCH_METRICS:
         assert math.isfinite(m[key]), key
     assert 0.0 <= m["val/recon_acc_sampled"] <= 1.0 and m["val/kl"] >= 0
     assert m["val/elbo"] < 0 and 0 <= m["val/active_units"] <= 16
     assert "test/recon_acc_sampled" in m
-    rows = list(csv.DictReader(next((tmp_path / "logs").rglob("metrics.csv")).open()))
+    rows = list(csv.DictReader(run.metrics_csv().open()))
     epochs = {r["epoch"] for r in rows if r.get("val/recon_acc_sampled")}
     assert len(epochs) == 2  # logged once per epoch
     model = GenerativeModule.load(result["latest_ckpt"])
