@@ -234,12 +234,11 @@ def piece_features(model: RecommenderModule, midis: list[Any]) -> tuple[np.ndarr
 
 
 def sample_midis(ckpt: Path, n: int, seed: int) -> list[Any]:
-    from cadenza.generate import resolve_length
-    from cadenza.models.base import GenerativeModule
+    from cadenza.generation import generate
+    from cadenza.models import GenerativeModule
 
-    gen = GenerativeModule.load(ckpt)
-    return gen.generate(n, max_len=resolve_length(gen, None, BARS), temperature=1.0,
-                        generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    pieces = generate(GenerativeModule.load(ckpt), n, seed=seed, temperature=1.0, bars=BARS)
+    return [p.music for p in pieces]
 
 
 def crops(style: str, n: int) -> list[Any]:

@@ -97,3 +97,32 @@ def test_wandb_is_offline_unless_logged_in(tmp_path: Path, monkeypatch) -> None:
     assert logger._offline is True
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     assert wandb_logged_in()
+
+
+GROUPS = ["data", "representation", "model", "callbacks", "logger", "trainer", "debug",
+          "hparams_search"]  # fmt: skip
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((config_dir() / g).glob("*.yaml"))]
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_config_option_composes_and_names_importable_targets(
+    group: str, option: str, tmp_path: Path
+) -> None:
+    """No config file is dead weight: each composes into cadenza-train, and every class it
+    names can be imported (a typo in a `_target_` fails here, not in a user's run)."""
+    from hydra.utils import get_object
+    from omegaconf import OmegaConf
+
+    cfg = compose_train(tmp_path, [f"{group}={option}"])
+    node = OmegaConf.to_container(cfg, resolve=False)
+
+    def targets(x: object) -> list[str]:
+        if isinstance(x, dict):
+            own = [x["_target_"]] if isinstance(x.get("_target_"), str) else []
+            return own + [t for v in x.values() for t in targets(v)]
+        return [t for v in x for t in targets(v)] if isinstance(x, list) else []
+
+    for target in targets(node):
+        assert callable(get_object(target)), target
+    if group == "debug":
+        assert cfg.trainer.fast_dev_run is True
