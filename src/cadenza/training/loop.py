@@ -16,6 +16,8 @@ from cadenza.training.config import instantiate, register_resolvers
 
 log = logging.getLogger("cadenza")
 DDP_STRATEGIES = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
+# Lightning's names (and aliases) for the precisions every family trains in.
+PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16", "16-mixed", "16")
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:
@@ -28,6 +30,7 @@ def _instantiate_group(group: DictConfig | None) -> list[Any]:
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
     """Everything `train` needs, validated before any data is prepared or any step is taken."""
     register_resolvers()
+    check_precision(cfg.trainer.get("precision", "32-true"))
     datamodule = instantiate(cfg.data)
     # The model is sized from the codec (the recommender: from its catalog), so no dimension is
     # written twice in YAML.
@@ -40,6 +43,16 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
         plugins=[AtomicCheckpointIO()],
     )
     return datamodule, model, trainer
+
+
+def check_precision(precision: Any) -> None:
+    """Mixed precision runs for every family on CPU and GPU (recurrent layers keep float32
+    inside autocast: models/components/recurrent.py); whole-model half precision does not."""
+    if str(precision) not in PRECISIONS:
+        raise ConfigError(
+            f"trainer.precision={precision} is not supported: use bf16-mixed (mixed precision, "
+            f"on a CPU or a GPU; 16-mixed on GPUs without bf16) or 32-true"
+        )
 
 
 def strategy_for(model: CadenzaModule, strategy: Any) -> Any:

@@ -1,0 +1,57 @@
+"""`trainer.precision` either runs or stops at start-up with one line that names it: every
+family trains bf16-mixed on a CPU (the recurrent layers keep float32 inside autocast, where
+oneDNN has no bf16 LSTM on some CPUs), and whole-model half precision is refused before any
+data is prepared."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.data import data_root
+from tests.fixtures.smoke import SMOKE_EXPERIMENTS
+from tests.helpers import cli
+
+
+@pytest.mark.parametrize("experiment", SMOKE_EXPERIMENTS)
+def test_every_family_trains_bf16_mixed_on_cpu(experiment: str, tmp_path: Path) -> None:
+    data_root()
+    proc = cli("cadenza-train", f"experiment={experiment}", "trainer.precision=bf16-mixed",
+               "++trainer.fast_dev_run=true", "sample.n=1", "sample.steps=8",
+               cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_bf16_lstm_step_matches_float32_closely(tmp_path: Path) -> None:
+    """The float32 recurrence inside autocast: the same batch's loss in bf16-mixed is within
+    bf16's rounding of the float32 loss (and finite)."""
+    import torch
+
+    from cadenza.data.batch import Batch
+    from cadenza.models import LSTMModule
+    from cadenza.representations import PianoRollCodec
+
+    torch.manual_seed(0)
+    codec = PianoRollCodec(low_pitch=60, high_pitch=71)
+    model = LSTMModule(codec=codec, hidden_size=32, nade_hidden=16).eval()
+
+    x = (torch.rand(4, 16, codec.feature_dim) < 0.3).float()
+    batch = Batch(x=x, lengths=torch.full((4,), 16))
+    nll32, n = model(batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        nll16, _ = model(batch)
+    assert math.isfinite(float(nll16)) and float(nll16 / n) == pytest.approx(
+        float(nll32 / n), rel=0.02
+    )
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "16-true", "64-true", "fast"])
+def test_an_unsupported_precision_stops_at_start_up(precision: str, tmp_path: Path) -> None:
+    proc = cli("cadenza-train", "experiment=smoke", f"trainer.precision={precision}",
+               cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 2
+    assert f"trainer.precision={precision} is not supported: use bf16-mixed" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "checkpoints").exists()
