@@ -196,3 +196,22 @@ def test_conditional_gan_keeps_the_melody(phrases: np.ndarray) -> None:
     assert torch.equal(out[0][:, 0], melody) and torch.equal(out[1][:, 0], melody)
     with pytest.raises(ConfigError, match="cannot sample new pieces; it can: accompany"):
         model.sample(1)
+
+
+def test_the_gan_honours_model_optimizer_like_every_family() -> None:
+    """model.optimizer builds both networks' optimizers (one each); critic_lr sets the critic's
+    own rate; with none configured, MuseGAN's Adam (lr 1e-3, betas 0.5 / 0.9)."""
+    from functools import partial
+
+    sgd = partial(torch.optim.SGD, lr=0.05, momentum=0.9)
+    opt_g, opt_d = small_gan(pop909_codec(), optimizer=sgd, critic_lr=0.01).configure_optimizers()
+    assert isinstance(opt_g, torch.optim.SGD) and isinstance(opt_d, torch.optim.SGD)
+    assert opt_g.param_groups[0]["lr"] == 0.05 and opt_d.param_groups[0]["lr"] == 0.01
+    model = small_gan(pop909_codec())
+    opt_g, opt_d = model.configure_optimizers()
+    assert {id(p) for p in opt_g.param_groups[0]["params"]} == {
+        id(p) for p in model.generator.parameters()
+    }
+    assert isinstance(opt_d, torch.optim.Adam) and opt_d.param_groups[0]["betas"] == (0.5, 0.9)
+    with pytest.raises(ConfigError, match="model.optimizer must be a partial"):
+        small_gan(pop909_codec(), optimizer="adam")

@@ -126,3 +126,30 @@ def test_every_config_option_composes_and_names_importable_targets(
         assert callable(get_object(target)), target
     if group == "debug":
         assert cfg.trainer.fast_dev_run is True
+
+
+def test_sampling_controls_are_defined_once_for_train_sample_recommend_and_serve(
+    tmp_path: Path,
+) -> None:
+    """configs/sampling/default.yaml is the one definition; each entry point overrides only
+    what it documents (train: n=0 and out_dir, recommend: n=candidates, serve: n=1 and a
+    browser-sized sample rate)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from cadenza.serve.settings import sampling_defaults
+
+    group = sampling_defaults()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+        sample = OmegaConf.to_container(compose("sample", ["ckpt_path=x"]))
+        recommend = OmegaConf.to_container(compose("recommend", ["ckpt=x", "candidates=5"]),
+                                           resolve=True)  # fmt: skip
+        serve = OmegaConf.to_container(compose("serve", ["checkpoints=x"]))
+    GlobalHydra.instance().clear()
+    train_sample = OmegaConf.to_container(compose_train(tmp_path, []).sample)
+    assert {k: sample[k] for k in group} == group
+    assert recommend["sample"] == group | {"n": 5}
+    assert serve["sample"] == group | {"n": 1, "sample_rate": 22050}
+    assert {k: v for k, v in train_sample.items() if k != "out_dir"} == group | {"n": 0}

@@ -98,7 +98,8 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
     for field, mode in (("primer", "primer"), ("condition", "condition"),
                         ("attribute", "attribute")):  # fmt: skip
         if getattr(req, field) is not None and mode not in info_modes:
-            raise _fail(400, f"{field}: the {s.family} model {s.name!r} takes no {field}")
+            raise _fail(400, f"{field}: the {s.family} model {s.name!r} takes no {field}; it "
+                             f"offers {', '.join(info_modes)}")  # fmt: skip
     if (c["top_k"] is not None or c["top_p"] is not None) and not takes_filters(s):
         raise _fail(400, f"top_k/top_p filter the next token of a token model; the "
                          f"{s.family} model {s.name!r} takes temperature only")  # fmt: skip
