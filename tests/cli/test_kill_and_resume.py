@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import BIN
+from tests.helpers import BIN, cli
 
 
 @pytest.mark.slow
@@ -39,13 +39,11 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path: Path) -> None:
 
     ckpt = torch.load(last[0], weights_only=True)  # intact despite the kill
     epoch = ckpt["epoch"]
-    resumed = subprocess.run(
-        [str(BIN / "cadenza-train"), *common, f"trainer.max_epochs={epoch + 3}",
-         f"ckpt_path={last[0]}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    # Resumed as the CLI resumes, in this process (the kill needed a process of its own).
+    resumed = cli("cadenza-train", *common, f"trainer.max_epochs={epoch + 3}",
+                  f"ckpt_path={last[0]}", cwd=tmp_path)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    runs = sorted((tmp_path / "checkpoints" / "smoke").glob("*/last.ckpt"), key=os.path.getmtime)
-    final = torch.load(runs[-1], weights_only=True)
+    # (tests.helpers.cli writes a run's checkpoints to checkpoints/run/)
+    final = torch.load(tmp_path / "checkpoints" / "run" / "last.ckpt", weights_only=True)
     assert final["epoch"] == epoch + 2  # continued from the killed run's epoch, not from 0
     assert final["global_step"] > ckpt["global_step"]

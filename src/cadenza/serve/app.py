@@ -1,8 +1,9 @@
 """The FastAPI application: every trained family over HTTP, plus the studio page.
 
-Endpoints are thin: they check a request against the model and the configured caps, then call
-the same functions the CLI calls (`generate_to_files`, `explore.*`, `recommend.workflow`) into a
-job folder the client downloads from. Model work runs in a bounded pool of workers; a request
+Endpoints are thin: they check a request against the model's declared abilities and the
+configured caps, then call the same functions the CLI calls (`generation.generate`,
+`generation.exploration`, `recommend.workflow`) and write the pieces into a job folder the client
+downloads from. Model work runs in a bounded pool of workers; a request
 that waits too long gets a 503, and a request that fails gets a JSON error, never a dead service.
 """
 
