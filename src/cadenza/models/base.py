@@ -1,4 +1,4 @@
-"""The contract every model family keeps (DESIGN.md), declared as data the rest of the code reads.
+"""The contract every model family keeps, declared as data the rest of the code reads.
 
 `CadenzaModule` is what every family shares, generative or not: the family registry, weights-only
 checkpoint I/O, and the optimizer / scheduler partials of the model config.
