@@ -123,6 +123,31 @@ def interpolation(model: VAEModule, x: torch.Tensor, seed: int = 0) -> dict[str,
     return {"latent": path_stats(model, latent), "crossfade": path_stats(model, data)}
 
 
+def onset_scores(model: VAEModule, x: torch.Tensor, batch: int = 64) -> dict[str, float]:
+    """Note onsets of every input window against those of its greedy sampled reconstruction,
+    pooled over windows: F1 on the step alone, and on step + pitch. Beside them, the accuracy
+    of writing HOLD everywhere (the baseline a stalled decoder sits at; its onset F1 is 0)."""
+    events = torch.tensor(model.codec.token_events)
+    note = int(events.max())  # NOTE_ON is the last event class
+    hold = int((events == 1).nonzero()[0])  # HOLD's id
+    truth = model.as_tracks(x)
+    guess = torch.cat([model.reconstruct(truth[i : i + batch]) for i in range(0, len(x), batch)])
+    on_t, on_g = events[truth] == note, events[guess] == note
+    tp_step = (on_t & on_g).sum().item()
+    tp_pitch = (on_t & on_g & (truth == guess)).sum().item()
+    n_t, n_g = on_t.sum().item(), on_g.sum().item()
+
+    def f1(tp: int) -> float:
+        return 2 * tp / (n_t + n_g) if n_t + n_g else float("nan")
+
+    return {
+        "onset_f1": f1(tp_step),
+        "onset_pitch_f1": f1(tp_pitch),
+        "onsets_per_window": {"input": n_t / len(x), "reconstruction": n_g / len(x)},
+        "all_hold_acc": (truth == hold).float().mean().item(),
+    }
+
+
 def evaluate(ckpt: Path) -> dict:
     model = GenerativeModule.load(ckpt)
     assert isinstance(model, VAEModule)
@@ -135,6 +160,8 @@ def evaluate(ckpt: Path) -> dict:
         "kl": m["test/kl"],
         "elbo": m["test/elbo"],
         "active_units": m["test/active_units"],
+        **onset_scores(model, x),
+        "greedy": model.hparams.get("greedy", "token"),
         "test_windows": len(x),
         "params": sum(p.numel() for p in model.parameters()),
         "interpolation": interpolation(model, x),
@@ -146,10 +173,14 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--minutes", type=float, default=None, help="training budget per config")
     ap.add_argument("--root", type=Path, default=None, help="keep runs here (default: temp)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads here and in training (default: every core); two "
+                    "configs can then train side by side, one core each")  # fmt: skip
     ap.add_argument("overrides", nargs="*", help="extra cadenza-train overrides")
     args = ap.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the training subprocess's torch
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
     with tempfile.TemporaryDirectory() as tmp:
         root = (args.root or Path(tmp)).resolve()
         root.mkdir(parents=True, exist_ok=True)
@@ -158,6 +189,9 @@ def main() -> None:
             ckpt, command, seconds = train(config, minutes, root, args.overrides)
             entry = evaluate(ckpt)
             entry.update(provenance(command, seconds))
+            entry["torch_threads"] = torch.get_num_threads()
+            # Re-read: another run of this script may have written its configs meanwhile.
+            results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
             results[config] = entry
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             RESULTS.write_text(json.dumps(results, indent=1))
@@ -166,14 +200,15 @@ def main() -> None:
                 + json.dumps({k: entry[k] for k in ("recon_acc_tf", "recon_acc_sampled", "kl")}),
                 flush=True,
             )
-    print_table(results)
+    print_table(json.loads(RESULTS.read_text()))
 
 
 def print_table(results: dict) -> None:
     print(
         "\nHeld-out Nottingham melody windows (test tunes), greedy decoding from the posterior mean"
     )
-    head = f"{'config':<20} {'acc TF':>7} {'acc sampled':>11} {'KL nats':>8} {'AU':>4} "
+    head = f"{'config':<20} {'acc TF':>7} {'acc sampled':>11} {'all-HOLD':>8} {'onset F1':>8} "
+    head += f"{'KL nats':>8} {'AU':>4} "
     head += f"{'density/step lat|xfade':>23} {'excess lat|xfade':>17} {'MusicVAE TF|samp':>17}"
     print(head)
     for config in CONFIGS:
@@ -185,6 +220,7 @@ def print_table(results: dict) -> None:
         ref_s = f"{ref[0]:.3f}|{ref[1]:.3f}" if ref else "-"
         print(
             f"{config:<20} {r['recon_acc_tf']:>7.3f} {r['recon_acc_sampled']:>11.3f} "
+            f"{_f(r.get('all_hold_acc')):>8} {_f(r.get('onset_f1')):>8} "
             f"{r['kl']:>8.1f} {r['active_units']:>4.0f} "
             f"{_f(il['density_step']):>11}|{_f(ix['density_step']):<11} "
             f"{_f(il['density_excess']):>8}|{_f(ix['density_excess']):<8} {ref_s:>17}"
@@ -192,7 +228,7 @@ def print_table(results: dict) -> None:
 
 
 def _f(v: float | None) -> str:
-    return "-" if v is None or v != v else f"{v:.2f}"
+    return "-" if v is None or v != v else f"{v:.3f}" if abs(v) < 1 else f"{v:.2f}"
 
 
 if __name__ == "__main__":

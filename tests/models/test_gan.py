@@ -215,3 +215,48 @@ def test_the_gan_honours_model_optimizer_like_every_family() -> None:
     assert isinstance(opt_d, torch.optim.Adam) and opt_d.param_groups[0]["betas"] == (0.5, 0.9)
     with pytest.raises(ConfigError, match="model.optimizer must be a partial"):
         small_gan(pop909_codec(), optimizer="adam")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_monophonic_track_is_one_softmax_over_pitches_and_silence(mode: str) -> None:
+    torch.manual_seed(0)
+    gen = Generator(3, 2, 16, 24, 8, mode, 16, monophonic=(0,))
+    z = {k: torch.randn(5, *s) for k, s in gen.latent_sizes().items()}
+    probs = gen(z)  # [B, K, N, S, P]
+    mass = probs[:, 0].sum(-1)  # the melody's pitches share one distribution with silence
+    assert bool((mass <= 1 + 1e-5).all()) and bool((mass > 0).all())
+    assert float(probs[:, 1:].sum(-1).max()) > 1  # polyphonic tracks stay independent sigmoids
+
+
+@pytest.mark.parametrize("binarize", ["ste", "stochastic"])
+def test_monophonic_melody_trains_and_samples_one_note_at_a_time(
+    binarize: str, phrases: np.ndarray, tmp_path: Path
+) -> None:
+    torch.manual_seed(0)
+    model = small_gan(pop909_codec(), monophonic=["name:MELODY"], binarize=binarize)
+    fit(model, phrases, tmp_path, steps=6)
+    rolls = torch.stack(model.sample(4, generator=torch.Generator().manual_seed(1)))
+    assert int(rolls[:, :, 0].sum(-1).max()) <= 1  # the melody: at most one pitch per step
+    # The critic's input in training: one-hot or silent per step, drawn or thresholded.
+    model.train()
+    probs = model._generate(model.generator, model.latents(4), None)
+    hard = model._binary(probs)
+    assert int(hard[:, 0].sum(-1).max()) <= 1
+    assert set(hard.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_stochastic_binary_neurons_draw_in_training_and_threshold_when_sampling() -> None:
+    model = small_gan(pop909_codec(), binarize="stochastic")
+    probs = torch.full((2, 3, 4, 16, 84), 0.3)
+    model.train()
+    drawn = model._binary(probs)
+    assert 0.2 < float(drawn.mean()) < 0.4  # Bernoulli(0.3) per pitch and step
+    model.eval()
+    assert float(model._binary(probs).sum()) == 0  # 0.3 is below the threshold
+
+
+def test_monophonic_tracks_are_named_like_the_condition_track() -> None:
+    with pytest.raises(ConfigError, match="model.monophonic"):
+        small_gan(pop909_codec(), monophonic=["name:VOCALS"])
+    with pytest.raises(ConfigError, match="model.binarize"):
+        small_gan(pop909_codec(), binarize="sometimes")

@@ -209,3 +209,38 @@ def test_wrong_window_length_is_a_clear_error() -> None:
     model = small_vae(bars=2)
     with pytest.raises(ConfigError, match="data.window_bars=2"):
         model.encode(torch.randint(1, V, (2, 48)))
+
+
+def test_event_first_greedy_starts_a_note_when_a_note_surely_starts() -> None:
+    from cadenza.models.sampling import event_first_argmax
+    from cadenza.representations import MelodyCodec
+    from cadenza.representations.melody import FIRST_NOTE, HOLD
+
+    codec = MelodyCodec()
+    events = torch.tensor(codec.token_events)
+    # HOLD is the likeliest single id (0.4), but a note-on is likelier (0.6, split over three
+    # pitches): a plain argmax holds, the event-first pick starts the likeliest pitch.
+    probs = torch.full((codec.vocab_size,), 1e-9)
+    probs[HOLD], probs[FIRST_NOTE + 5], probs[FIRST_NOTE + 7], probs[FIRST_NOTE + 9] = (
+        0.4, 0.25, 0.2, 0.15,
+    )  # fmt: skip
+    logits = probs.log()[None]
+    assert int(logits.argmax(-1)) == HOLD
+    assert int(event_first_argmax(logits, events)) == FIRST_NOTE + 5
+    # When HOLD outweighs every note-on together, both agree.
+    probs[HOLD] = 0.7
+    assert int(event_first_argmax(probs.log()[None], events)) == HOLD
+
+
+def test_vae_greedy_setting_is_checked_and_chooses_the_decoder_pick() -> None:
+    from cadenza.representations import MelodyCodec
+
+    codec = MelodyCodec().to_dict()
+    with pytest.raises(ConfigError, match="model.greedy"):
+        VAEModule(codec=codec, bars=2, greedy="beam")
+    small = dict(codec=codec, bars=2, latent_size=4, encoder_hidden=8, decoder_hidden=8,
+                 decoder_layers=1, embedding_dim=4)  # fmt: skip
+    logits = torch.zeros(1, MelodyCodec().vocab_size)
+    logits[0, 1] = 2.0  # HOLD alone is likeliest; the 37 note-ons together outweigh it
+    assert int(VAEModule(**small, greedy="token").greedy(logits)) == 1
+    assert int(VAEModule(**small, greedy="event").greedy(logits)) >= 3

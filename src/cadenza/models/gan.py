@@ -89,7 +89,7 @@ def stat_gap(generated: dict[str, float], real: dict[str, float]) -> float:
     return float(max(gaps))
 
 
-BINARIZE = ("none", "ste")
+BINARIZE = ("none", "ste", "stochastic")
 STAGES = ("val", "test")
 
 
@@ -114,6 +114,7 @@ class GANModule(GenerativeModule):
         r1_every: int = 16,
         binarize: str = "ste",
         condition_track: int | str | None = None,
+        monophonic: list[int | str] | None = None,
         ema_decay: float = 0.999,
         threshold: float = 0.5,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
@@ -162,6 +163,7 @@ class GANModule(GenerativeModule):
             critic_lr = check_float("model.critic_lr", critic_lr, minimum=1e-12)
         threshold = check_float("model.threshold", threshold, minimum=1e-6, maximum=1.0)
         condition_track = self._condition_index(condition_track)
+        mono = tuple(self._track_index(t, "model.monophonic") for t in monophonic or [])
         self.set_optimization(optimizer)
         self.save_hyperparameters(ignore=["codec", "optimizer"])
         self.hparams["codec"] = codec
@@ -170,8 +172,11 @@ class GANModule(GenerativeModule):
         self.K, self.N, self.S, self.P = K, bars, S, P
         self.phrase_steps = bars * S  # one generated phrase, in codec steps
         self.generator = Generator(
-            K, bars, S, P, latent_size, mode, generator_hidden, condition_track is not None
+            K, bars, S, P, latent_size, mode, generator_hidden, condition_track is not None,
+            mono,
         )
+        self.register_buffer("mono_tracks", torch.zeros(K, dtype=torch.bool), persistent=False)
+        self.mono_tracks[list(mono)] = True
         self.critic = Discriminator(K, bars, S, P, critic_hidden)
         # The EMA generator is what samples; it never takes gradients (and DDP must not wait
         # for any). A plain module and a method, not torch's AveragedModel, whose averaging
@@ -183,16 +188,17 @@ class GANModule(GenerativeModule):
         self._rolls: dict[str, dict[str, list[np.ndarray]]] = {}
 
     def _condition_index(self, track: int | str | None) -> int | None:
-        if track is None:
-            return None
+        return None if track is None else self._track_index(track, "model.condition_track")
+
+    def _track_index(self, track: int | str, key: str) -> int:
         tracks = list(getattr(self.codec, "tracks", []))
         if isinstance(track, str) and track in tracks:
             return tracks.index(track)
         if isinstance(track, int) and not isinstance(track, bool) and 0 <= track < len(tracks):
             return track
         raise ConfigError(
-            f"model.condition_track must be a track index 0..{len(tracks) - 1} or one of the "
-            f"codec's tracks {tracks}, got {track!r}"
+            f"{key} must be a track index 0..{len(tracks) - 1} or one of the codec's tracks "
+            f"{tracks}, got {track!r}"
         )
 
     @property
@@ -238,10 +244,29 @@ class GANModule(GenerativeModule):
         keep[c] = True
         return torch.where(keep[None, :, None, None, None], real, out)
 
+    def _binary(self, probs: torch.Tensor, draw: bool | None = None) -> torch.Tensor:
+        """Probabilities [B, K, N, S, P] -> the 0/1 phrase they stand for. Polyphonic tracks:
+        each pitch above `threshold`; monophonic ones: the likelier of the best pitch and
+        silence. draw (default: binarize == stochastic, in training) samples instead: a
+        Bernoulli per pitch, or one categorical draw per step over pitches and silence."""
+        draw = self.training and self.hparams.binarize == "stochastic" if draw is None else draw
+        p = probs.detach().float()
+        hard = torch.bernoulli(p) if draw else (p > self.hparams.threshold).float()
+        if self.mono_tracks.any():
+            m = p[:, self.mono_tracks]  # [B, M, N, S, P]
+            joint = torch.cat([m, (1 - m.sum(-1, keepdim=True)).clamp_min(0)], dim=-1)
+            if draw:
+                pick = torch.multinomial(joint.flatten(0, -2) + 1e-12, 1).view(joint.shape[:-1])
+            else:
+                pick = joint.argmax(-1)
+            one_hot = F.one_hot(pick, joint.shape[-1])[..., :-1].float()  # silence -> all 0
+            hard[:, self.mono_tracks] = one_hot
+        return hard.to(probs.dtype)
+
     def _critic_input(self, probs: torch.Tensor) -> torch.Tensor:
         if self.hparams.binarize == "none":
             return probs
-        hard = (probs > self.hparams.threshold).to(probs.dtype)
+        hard = self._binary(probs)
         return probs + (hard - probs).detach()  # straight through: hard forward, soft gradient
 
     # --- training ---------------------------------------------------------------------------
@@ -285,8 +310,8 @@ class GANModule(GenerativeModule):
         _, opt_d = self.optimizers()
         with torch.no_grad():
             fake = self._generate(self.generator, self.latents(real.shape[0]), real)
-        if hp.binarize == "ste":
-            fake = (fake > hp.threshold).to(fake.dtype)
+        if hp.binarize != "none":
+            fake = self._binary(fake)
         lazy_r1 = hp.objective == "r1" and self._critic_steps % hp.r1_every == 0
         if lazy_r1:
             real = real.detach().requires_grad_(True)
@@ -349,7 +374,7 @@ class GANModule(GenerativeModule):
         # A fixed seed per batch: the same latents every epoch, so epochs compare like for like.
         g = torch.Generator().manual_seed(int(batch.index[0]) if batch.index is not None else 0)
         fake = self._generate(self.ema, self.latents(B, g), real)
-        hard = (fake > self.hparams.threshold).to(fake.dtype)
+        hard = self._binary(fake, draw=False)
         gap = self.critic(real).mean() - self.critic(hard).mean()
         self.log(f"{stage}/critic_gap", gap, on_step=False, on_epoch=True, batch_size=B)
         rolls = self._rolls.setdefault(stage, {"real": [], "generated": []})
@@ -454,7 +479,7 @@ class GANModule(GenerativeModule):
                 real = torch.zeros(n, self.K, self.N, self.S, self.P, device=self.device)
                 real[:, self.hparams.condition_track] = cond[p]
             probs = self._generate(self.ema, z, real)
-            out.append(self.from_phrase((probs > self.hparams.threshold).float()))
+            out.append(self.from_phrase(self._binary(probs, draw=False).float()))
         rolls = torch.cat(out, dim=1)[:, :length].cpu()  # [n, T, K, P]
         return list(rolls)
 

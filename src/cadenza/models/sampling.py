@@ -101,6 +101,22 @@ def sample_categorical(
     return torch.minimum(ids, last_kept)
 
 
+def event_first_argmax(logits: torch.Tensor, events: torch.Tensor) -> torch.Tensor:
+    """Greedy decoding by event, then by id: logits [..., V], events [V] (each id's event
+    class, `Codec.token_events`) -> LongTensor [...].
+
+    The class with the most probability wins (summed over its ids), then its most likely id.
+    A plain argmax compares HOLD with each pitch's NOTE_ON one at a time; when the model is
+    sure a note starts but not which, HOLD wins every step and the melody stalls on one note.
+    """
+    probs = torch.softmax(logits.float(), dim=-1)
+    classes = int(events.max()) + 1
+    mass = probs.new_zeros(*probs.shape[:-1], classes).index_add_(-1, events, probs)
+    best = mass.argmax(-1, keepdim=True)  # [..., 1]
+    in_best = events == best  # [..., V]
+    return logits.float().masked_fill(~in_best, float("-inf")).argmax(-1)
+
+
 def sample_bernoulli(
     logits: torch.Tensor,
     *,

@@ -36,10 +36,18 @@ from cadenza.models.components.vae_nets import (
     HierarchicalEncoder,
     shift_right,
 )
-from cadenza.models.sampling import GREEDY_TEMPERATURE, check_controls, sample_categorical
+from cadenza.models.sampling import (
+    GREEDY_TEMPERATURE,
+    check_controls,
+    event_first_argmax,
+    sample_categorical,
+)
 
 STAGES = ("val", "test")
 # Metric names logged per stage; each is an exact ratio of sums over the epoch and all ranks.
+# Greedy decoding: "event" picks hold / rest / note-on first, then the pitch; "token" the likeliest
+# id. Both are argmaxes; they differ when a note surely starts but its pitch is uncertain.
+GREEDY = ("event", "token")
 RATIOS = ("recon_acc_tf", "recon_acc_sampled", "recon_nll", "kl", "elbo", "nll")
 
 
@@ -67,6 +75,7 @@ class VAEModule(GenerativeModule):
         scheduled_sampling_rate: float = 0.0,
         scheduled_sampling_max: float = 0.5,
         sampled_eval_batches: int | None = None,
+        greedy: str = "event",
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
         scheduler_monitor: str = "val/nll",
@@ -105,12 +114,20 @@ class VAEModule(GenerativeModule):
         scheduled_sampling_max = check_float(
             "model.scheduled_sampling_max", scheduled_sampling_max, maximum=1.0
         )
+        if greedy not in GREEDY:
+            raise ConfigError(f"model.greedy must be one of {list(GREEDY)}, got {greedy!r}")
         if sampled_eval_batches is not None:
             sampled_eval_batches = check_int("model.sampled_eval_batches", sampled_eval_batches)
         self.set_optimization(optimizer, scheduler, scheduler_monitor)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
 
         self.window_steps = self.codec.steps_for_bars(bars)  # every example is this long
+        events = self.codec.token_events if greedy == "event" else None
+        self.register_buffer(
+            "token_events",
+            torch.tensor(events if events is not None else [], dtype=torch.long),
+            persistent=False,
+        )
         self.kl = KLSchedule(beta, kl_warmup_steps, free_bits)
         self.tracks = self.codec.row_shape[0] if self.codec.row_shape else 1
         V, K = self.codec.vocab_size, self.tracks
@@ -165,6 +182,13 @@ class VAEModule(GenerativeModule):
         return frozenset({Ability.PRIOR, Ability.RECONSTRUCT, Ability.INTERPOLATE,
                           Ability.ATTRIBUTES})  # fmt: skip
 
+    def greedy(self, logits: torch.Tensor) -> torch.Tensor:
+        """The decoder's deterministic pick, logits [..., V] -> ids [...]: event first, then
+        pitch (model.greedy=event, for codecs that group ids into events), or the likeliest id."""
+        if len(self.token_events):
+            return event_first_argmax(logits, self.token_events)
+        return logits.float().argmax(-1)
+
     # --- the VAE interface -----------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Windows [B, T(, K)] -> posterior mu, sigma [B, Z]."""
@@ -183,7 +207,7 @@ class VAEModule(GenerativeModule):
 
         def pick(logits: torch.Tensor) -> torch.Tensor:
             if temperature is None or temperature <= GREEDY_TEMPERATURE:
-                return logits.argmax(-1)
+                return self.greedy(logits)
             return sample_categorical(logits, temperature=temperature, generator=generator)
 
         was_training = self.training
@@ -320,10 +344,10 @@ class VAEModule(GenerativeModule):
         logits_mu = self.decoder(mu, inputs)
         kl = kl_to_standard_normal(mu, sigma)
         r = self.ratios
-        r[f"{stage}_recon_acc_tf"].update((logits_mu.argmax(-1) == x).sum(), x.numel())
+        r[f"{stage}_recon_acc_tf"].update((self.greedy(logits_mu) == x).sum(), x.numel())
         limit = self.hparams.sampled_eval_batches
         if stage == "test" or limit is None or batch_idx < limit:
-            guess = self.decoder.generate(mu, T, lambda lg: lg.argmax(-1))
+            guess = self.decoder.generate(mu, T, self.greedy)
             r[f"{stage}_recon_acc_sampled"].update((guess == x).sum(), x.numel())
         r[f"{stage}_recon_nll"].update(recon.sum(), B)
         r[f"{stage}_kl"].update(kl.sum(), B)

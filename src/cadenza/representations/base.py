@@ -63,6 +63,14 @@ class Codec(ABC):
     def feature_dim(self) -> int:
         raise AttributeError(f"{type(self).__name__} is a token codec: use vocab_size")
 
+    @property
+    def token_events(self) -> tuple[int, ...] | None:
+        """For a token codec whose steps are events (hold, rest, note-on of some pitch): the
+        event class of every id, ids of one class sharing a number. A decoder that picks the
+        event first and the pitch second reads this (a note-on's mass is split over every
+        pitch, so a plain argmax over ids favours HOLD). None: ids are not grouped."""
+        return None
+
     # --- both directions -------------------------------------------------------------------
     @abstractmethod
     def encode(self, midi: Any) -> torch.Tensor:

@@ -64,6 +64,11 @@ class MelodyCodec(Codec):
     def vocab_size(self) -> int:
         return FIRST_NOTE + self.n_pitches
 
+    @property
+    def token_events(self) -> tuple[int, ...]:
+        """PAD, HOLD, REST are their own classes; every NOTE_ON is class FIRST_NOTE."""
+        return (PAD, HOLD, REST) + (FIRST_NOTE,) * self.n_pitches
+
     def note_on(self, pitch: int) -> int:
         """Token id of NOTE_ON(pitch)."""
         return FIRST_NOTE + int(pitch) - self.low_pitch

@@ -108,6 +108,10 @@ class MultiTrackMelodyCodec(Codec):
         return (self.n_tracks,)
 
     @property
+    def token_events(self) -> tuple[int, ...]:
+        return self.track_codecs[0].token_events
+
+    @property
     def vocab_size(self) -> int:
         """Ids per track (every track shares MelodyCodec's vocabulary)."""
         return self.track_codecs[0].vocab_size

@@ -8,6 +8,8 @@ per phrase) or time-dependent (a temporal network turns one vector into one per 
   composer: shared only; one network writes every track (tracks are its output channels).
   jamming:  private only; K independent networks (grouped convolutions, groups = K).
   hybrid:   both; K networks, each reading the shared and its own private latents.
+A track is polyphonic (an independent sigmoid per pitch and step) or monophonic (a softmax per
+step over its pitches and silence: one note at a time by construction, as a melody is).
 The bar network works on an octave grid [t, O] and expands each octave to 12 pitches last, as
 MuseGAN's pitch-time branch does; time is doubled by nearest upsampling + 3x3 convolution,
 which avoids the checkerboard rhythm that strided transposed convolutions print into rolls.
@@ -71,9 +73,11 @@ class Generator(nn.Module):
         mode: str = "hybrid",
         hidden: int = 128,
         conditional: bool = False,
+        monophonic: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         self.K, self.N, self.S, self.P = n_tracks, n_bars, steps_per_bar, n_pitches
+        self.monophonic = tuple(monophonic)
         self.O, self.t0, self.z, self.mode = n_pitches // 12, steps_per_bar // 16, latent_size, mode
         shared, private = mode in ("composer", "hybrid"), mode in ("jamming", "hybrid")
         self.G = 1 if mode == "composer" else n_tracks  # independent networks
@@ -97,6 +101,10 @@ class Generator(nn.Module):
         )
         # Each octave cell becomes 12 pitches: [t, O] -> [t, 12 O]. Output channels = tracks.
         self.to_pitches = nn.ConvTranspose2d(G * ch[-1], n_tracks, (1, 12), (1, 12), groups=G)
+        # A monophonic track plays one pitch or none per step: one more logit per step, for
+        # silence, read from every octave at once ([t, O] -> [t, 1]).
+        if self.monophonic:
+            self.to_silence = nn.Conv2d(G * ch[-1], n_tracks, (1, self.O), groups=G)
         self.encoder = ConditionEncoder(ch, G, hidden // 4) if conditional else None
 
     def latent_sizes(self) -> dict[str, tuple[int, ...]]:
@@ -139,7 +147,15 @@ class Generator(nn.Module):
             if skips is not None:
                 h = h + skips[i]
         logits = self.to_pitches(h)  # [B N, K, S, P]
-        out = torch.sigmoid(logits).view(B, self.N, self.K, self.S, self.P)
+        out = torch.sigmoid(logits)
+        if self.monophonic:
+            # Softmax over the P pitches and silence: the pitches' probabilities sum to at
+            # most 1, and 1 - their sum is the probability of silence.
+            mono = list(self.monophonic)
+            joint = torch.cat([logits[:, mono], self.to_silence(h)[:, mono]], dim=-1)
+            out = out.clone()
+            out[:, mono] = torch.softmax(joint.float(), dim=-1)[..., : self.P].to(out.dtype)
+        out = out.view(B, self.N, self.K, self.S, self.P)
         return out.transpose(1, 2)  # [B, K, N, S, P]
 
 
