@@ -172,7 +172,14 @@ class GANModule(GenerativeModule):
         self.K, self.N, self.S, self.P = K, bars, S, P
         self.phrase_steps = bars * S  # one generated phrase, in codec steps
         self.generator = Generator(
-            K, bars, S, P, latent_size, mode, generator_hidden, condition_track is not None,
+            K,
+            bars,
+            S,
+            P,
+            latent_size,
+            mode,
+            generator_hidden,
+            condition_track is not None,
             mono,
         )
         self.register_buffer("mono_tracks", torch.zeros(K, dtype=torch.bool), persistent=False)
