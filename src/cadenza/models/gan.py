@@ -352,20 +352,26 @@ class GANModule(GenerativeModule):
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         opt_g.step()
-        self._update_ema()
+        self._update_ema(real)
         return {"train/generator_loss": g_loss.detach()}
 
     @torch.no_grad()
-    def _update_ema(self) -> None:
+    def _update_ema(self, real: torch.Tensor) -> None:
         """ema <- d ema + (1 - d) generator, with d warming up as (1 + n) / (10 + n) (as TF's
         ExponentialMovingAverage does with num_updates) so early samples are not dominated by
-        the random initialisation. BatchNorm statistics are copied, not averaged."""
+        the random initialisation.
+
+        BatchNorm statistics are the EMA's own: one forward of the averaged weights in training
+        mode on fresh latents. Copying the generator's statistics (as before issue 16) gave the
+        averaged weights statistics that were not theirs: their activations' variance measured
+        about half the copied running variance, and whole tracks came out on or off in samples
+        and validation where the critic had judged otherwise."""
         n = int(self.ema_updates)
         d = min(self.hparams.ema_decay, (1 + n) / (10 + n))
         for e, p in zip(self.ema.parameters(), self.generator.parameters()):
             e.lerp_(p, 1.0 - d)
-        for e, b in zip(self.ema.buffers(), self.generator.buffers()):
-            e.copy_(b)
+        self.ema.train()
+        self._generate(self.ema, self.latents(real.shape[0]), real)
         self.ema_updates += 1
 
     def on_train_batch_end(self, *args: Any) -> None:
