@@ -6,7 +6,8 @@ Through the real `cadenza-sample`, into benchmarks/results/listening/<name>/:
 - for a VAE, an interpolation between two real held-out windows of the same data (the first and
   the middle test window), `steps` points, with a sheet PNG;
 - summary.json: per sample and track, the notes, how long they are, how many are shorter than
-  a 32nd note (fragments), the pitch range and the polyphony, so the note written beside the
+  a 32nd note (fragments), the pitch range, chords, and the share of notes in the best-fitting
+  major / natural-minor scale, so the note written beside the
   files can say what a producer hears without only a listener's word for it.
 
     python benchmarks/listening.py --name gan_pop909 --ckpt runs/.../epoch012.ckpt
@@ -60,6 +61,15 @@ def real_windows(model: GenerativeModule, data: str, out: Path) -> tuple[Path, P
     return paths[0], paths[1]
 
 
+MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])  # its rotations are the natural minors too
+
+
+def in_scale(pitches: np.ndarray) -> float:
+    """The share of notes inside the best-fitting major (or natural minor) scale."""
+    pcs = pitches % 12
+    return max(float(np.isin(pcs, (MAJOR + t) % 12).mean()) for t in range(12))
+
+
 def describe(midi_path: Path, steps_per_beat: int) -> dict:
     """Per track: notes, median length in 16ths, the share shorter than the qualified-note
     threshold (fragments), pitch range, and the share of onsets that start a chord."""
@@ -79,6 +89,7 @@ def describe(midi_path: Path, steps_per_beat: int) -> dict:
             "fragments": round(float(np.mean(lengths < short - 1e-6)), 3),
             "pitch_range": [int(notes[:, 2].min()), int(notes[:, 2].max())],
             "chords": round(float(np.mean(np.unique(on, return_counts=True)[1] > 1)), 3),
+            "in_scale": round(in_scale(notes[:, 2].astype(int)), 3),
         }
     return tracks
 
