@@ -260,3 +260,20 @@ def test_monophonic_tracks_are_named_like_the_condition_track() -> None:
         small_gan(pop909_codec(), monophonic=["name:VOCALS"])
     with pytest.raises(ConfigError, match="model.binarize"):
         small_gan(pop909_codec(), binarize="sometimes")
+
+
+def test_the_ema_keeps_its_own_batchnorm_statistics(phrases: np.ndarray, tmp_path: Path) -> None:
+    """The averaged weights measure their own activations (issue 16: copying the generator's
+    statistics switched whole tracks on and off in samples)."""
+    torch.manual_seed(0)
+    model = small_gan(pop909_codec())
+    fit(model, phrases, tmp_path, steps=8)
+    ema_var, gen_var = model.ema.norm0.running_var, model.generator.norm0.running_var
+    assert not torch.allclose(ema_var, gen_var)
+    # The EMA's running statistics are those of its own forward passes: a fresh training-mode
+    # forward on new latents moves them only a little.
+    before = ema_var.clone()
+    model.train()
+    with torch.no_grad():
+        model._generate(model.ema, model.latents(8), None)
+    assert torch.allclose(before, model.ema.norm0.running_var, rtol=0.5)
