@@ -12,7 +12,13 @@ from torch import nn
 
 from cadenza.errors import ConfigError
 from cadenza.models import GANModule, GenerativeModule
-from cadenza.models.components.gan_nets import MODES, Discriminator, Generator, gradient_penalty
+from cadenza.models.components.gan_nets import (
+    MODES,
+    Discriminator,
+    Generator,
+    batch_spread,
+    gradient_penalty,
+)
 from tests.models.gan_fixtures import fit, pop909_codec, pop909_phrases, small_gan
 
 K, N, S, P = 3, 4, 48, 84
@@ -28,6 +34,23 @@ def test_generator_and_critic_shapes(mode: str, conditional: bool) -> None:
     assert x.shape == (5, K, N, S, P)
     assert float(x.min()) >= 0 and float(x.max()) <= 1
     assert Discriminator(K, N, S, P, hidden=16)(x).shape == (5,)
+
+
+def test_minibatch_std_lets_the_critic_see_a_batch_without_variety() -> None:
+    """A batch of one phrase repeated has no spread; a varied batch has some, and the critic's
+    score of a phrase then depends on the phrases beside it."""
+    same = torch.randn(1, 5, N).expand(8, -1, -1)
+    assert torch.allclose(batch_spread(same, 4), torch.zeros(8, 1, N), atol=1e-3)
+    varied = torch.randn(8, 5, N)
+    assert float(batch_spread(varied, 4).min()) > 0.1
+    assert torch.equal(batch_spread(varied[:1], 4), torch.zeros(1, 1, N))  # a batch of one
+    torch.manual_seed(0)
+    critic = Discriminator(K, N, S, P, hidden=16, minibatch_std=4)
+    x = torch.rand(4, K, N, S, P)
+    copies = x[:1].expand(4, -1, -1, -1, -1)
+    assert not torch.allclose(critic(x)[0], critic(copies)[0])
+    plain = Discriminator(K, N, S, P, hidden=16)
+    assert torch.allclose(plain(x)[0], plain(copies)[0], atol=1e-6)
 
 
 def test_latent_kinds_follow_musegan_modes() -> None:
@@ -91,12 +114,18 @@ def phrases() -> np.ndarray:
     return pop909_phrases(pop909_codec(), songs=3)
 
 
-@pytest.mark.parametrize("objective", ["r1", "wgan_gp"])
+@pytest.mark.parametrize(
+    "objective,minibatch_std",
+    [("r1", 0), ("wgan_gp", 0), ("r1", 4)],
+    ids=["r1", "wgan_gp", "r1-mbstd"],
+)
 def test_training_on_real_phrases_moves_both_networks(
-    objective: str, phrases: np.ndarray, tmp_path: Path
+    objective: str, minibatch_std: int, phrases: np.ndarray, tmp_path: Path
 ) -> None:
     torch.manual_seed(0)
-    model = small_gan(pop909_codec(), objective=objective, n_critic=2, r1_every=2)
+    model = small_gan(
+        pop909_codec(), objective=objective, n_critic=2, r1_every=2, minibatch_std=minibatch_std
+    )
     g0 = [p.detach().clone() for p in model.generator.parameters()]
     d0 = [p.detach().clone() for p in model.critic.parameters()]
     ema0 = [p.detach().clone() for p in model.ema.parameters()]

@@ -191,8 +191,9 @@ def test_checkpoint_round_trip_keeps_weights_codec_and_attribute_vectors(tmp_pat
         ({"latent_size": "big"}, "model.latent_size"),
         ({"beta": -1}, "model.beta"),
         ({"scheduled_sampling_max": 2}, "model.scheduled_sampling_max"),
+        ({"input_dropout": 1.0}, "model.input_dropout"),
     ],
-    ids=["no-window", "zero-bars", "decoder", "latent", "beta", "ss-max"],
+    ids=["no-window", "zero-bars", "decoder", "latent", "beta", "ss-max", "input-dropout"],
 )
 def test_bad_config_values_name_the_key(kwargs: dict, match: str) -> None:
     args = {"bars": 2, **kwargs}
@@ -244,3 +245,25 @@ def test_vae_greedy_setting_is_checked_and_chooses_the_decoder_pick() -> None:
     logits[0, 1] = 2.0  # HOLD alone is likeliest; the 37 note-ons together outweigh it
     assert int(VAEModule(**small, greedy="token").greedy(logits)) == 1
     assert int(VAEModule(**small, greedy="event").greedy(logits)) >= 3
+
+
+def test_input_dropout_hides_previous_tokens_in_training_only() -> None:
+    """Word dropout: the decoder reads the start symbol (0) in place of a share of the previous
+    tokens while training; evaluation always reads the true ones."""
+    torch.manual_seed(0)
+    x = melody_windows()[:8]
+    model = _quiet(small_vae(input_dropout=0.5))
+    seen: list[torch.Tensor] = []
+    decode = model.decoder.forward
+    model.decoder.forward = lambda z, inputs: seen.append(inputs) or decode(z, inputs)
+    batch = Batch(x=x, lengths=torch.full((8,), x.shape[1]))
+    assert torch.isfinite(model.training_step(batch, 0))
+    true_inputs = shift_right(model.as_tracks(x))
+    hidden = (seen[-1] == 0) & (true_inputs != 0)
+    assert 0.4 < float(hidden.float().mean()) < 0.6
+    kept = seen[-1] != 0
+    assert torch.equal(seen[-1][kept], true_inputs[kept])
+    model.eval()
+    with torch.no_grad():
+        model._losses(model.as_tracks(x), torch.zeros(8, model.hparams.latent_size), true_inputs)
+    assert torch.equal(seen[-1], true_inputs)

@@ -119,6 +119,7 @@ class GANModule(GenerativeModule):
         threshold: float = 0.5,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         critic_lr: float | None = None,
+        minibatch_std: int = 0,
     ) -> None:
         codec = codec_dict(codec)
         super().__init__(codec)
@@ -161,6 +162,7 @@ class GANModule(GenerativeModule):
         ema_decay = check_float("model.ema_decay", ema_decay, maximum=1.0)
         if critic_lr is not None:
             critic_lr = check_float("model.critic_lr", critic_lr, minimum=1e-12)
+        minibatch_std = check_int("model.minibatch_std", minibatch_std, minimum=0)
         threshold = check_float("model.threshold", threshold, minimum=1e-6, maximum=1.0)
         condition_track = self._condition_index(condition_track)
         mono = tuple(self._track_index(t, "model.monophonic") for t in monophonic or [])
@@ -184,7 +186,7 @@ class GANModule(GenerativeModule):
         )
         self.register_buffer("mono_tracks", torch.zeros(K, dtype=torch.bool), persistent=False)
         self.mono_tracks[list(mono)] = True
-        self.critic = Discriminator(K, bars, S, P, critic_hidden)
+        self.critic = Discriminator(K, bars, S, P, critic_hidden, minibatch_std)
         # The EMA generator is what samples; it never takes gradients (and DDP must not wait
         # for any). A plain module and a method, not torch's AveragedModel, whose averaging
         # closure cannot be pickled to ddp_spawn's processes.

@@ -74,6 +74,7 @@ class VAEModule(GenerativeModule):
         free_bits: float = 48.0,
         scheduled_sampling_rate: float = 0.0,
         scheduled_sampling_max: float = 0.5,
+        input_dropout: float = 0.0,
         sampled_eval_batches: int | None = None,
         greedy: str = "event",
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
@@ -114,6 +115,7 @@ class VAEModule(GenerativeModule):
         scheduled_sampling_max = check_float(
             "model.scheduled_sampling_max", scheduled_sampling_max, maximum=1.0
         )
+        input_dropout = check_float("model.input_dropout", input_dropout, maximum=0.99)
         if greedy not in GREEDY:
             raise ConfigError(f"model.greedy must be one of {list(GREEDY)}, got {greedy!r}")
         if sampled_eval_batches is not None:
@@ -320,6 +322,11 @@ class VAEModule(GenerativeModule):
                 guess = sample_categorical(self.decoder(z, inputs))  # [B, T, K]
             swap = torch.rand(x.shape[:2], device=x.device)[..., None] < p
             inputs = torch.where(swap, shift_right(guess), inputs)
+        if self.hparams.input_dropout > 0:
+            # Word dropout (Bowman et al., 2016): a share of the previous tokens the decoder
+            # reads become the start symbol, so it must take what it writes from z.
+            drop = torch.rand(x.shape[:2], device=x.device)[..., None] < self.hparams.input_dropout
+            inputs = inputs.masked_fill(drop, 0)
         _, recon = self._losses(x, z, inputs)
         kl = kl_to_standard_normal(mu, sigma)  # [B]
         beta = self.kl.beta_at(self.global_step)

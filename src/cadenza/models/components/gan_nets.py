@@ -195,12 +195,19 @@ class Discriminator(nn.Module):
     Each track first goes through its own layers (groups = K) reading its roll and its onset
     map (x_t - x_{t-1} > 0): MuseGAN's onset stream, which lets the critic see fragmented notes
     directly. Shared layers then mix the tracks per bar, and a last layer reads the bars in
-    order."""
+    order.
+
+    minibatch_std > 1 adds ProGAN's minibatch standard deviation (Karras et al., 2018) before
+    that last layer: per bar, how much the bar features vary across groups of that many phrases.
+    A generator that writes the same phrase for every latent is then visible to the critic in a
+    single batch, instead of being chased from mode to mode."""
 
     def __init__(
-        self, n_tracks: int, n_bars: int, steps_per_bar: int, n_pitches: int, hidden: int = 128
-    ) -> None:
+        self, n_tracks: int, n_bars: int, steps_per_bar: int, n_pitches: int, hidden: int = 128,
+        minibatch_std: int = 0,
+    ) -> None:  # fmt: skip
         super().__init__()
+        self.minibatch_std = minibatch_std
         K, c = n_tracks, max(hidden // 4, 4)
         t0 = steps_per_bar // 16
         self.private = nn.Sequential(
@@ -217,7 +224,8 @@ class Discriminator(nn.Module):
         self.shared = nn.Sequential(*layers)
         self.bar_features = width * t0 * (n_pitches // 12)
         self.phrase = nn.Sequential(
-            nn.Conv1d(self.bar_features, hidden, 3, padding=1),  # across neighbouring bars
+            # across neighbouring bars; + 1 channel for the minibatch standard deviation
+            nn.Conv1d(self.bar_features + (minibatch_std > 1), hidden, 3, padding=1),
             nn.LeakyReLU(0.2),
         )
         self.score = nn.Linear(hidden * n_bars, 1)
@@ -230,7 +238,22 @@ class Discriminator(nn.Module):
         h = torch.stack([bars, onsets], dim=2).view(B * N, 2 * K, S, P)
         h = self.shared(self.private(h))  # [B N, C, t0, O]
         h = h.reshape(B, N, self.bar_features).transpose(1, 2)  # [B, F, N]
+        if self.minibatch_std > 1:
+            h = torch.cat([h, batch_spread(h, self.minibatch_std)], dim=1)  # [B, F + 1, N]
         return self.score(self.phrase(h).flatten(1)).squeeze(1)
+
+
+def batch_spread(h: torch.Tensor, group: int) -> torch.Tensor:
+    """h [B, F, N] -> [B, 1, N]: the standard deviation of each feature across a group of
+    phrases, averaged over features, per bar; every phrase gets its group's value. Groups are
+    the largest divisor of B up to `group`; a batch of one has no spread (zeros)."""
+    B, F_, N = h.shape
+    g = max(d for d in range(1, min(group, B) + 1) if B % d == 0)
+    if g == 1:
+        return h.new_zeros(B, 1, N)
+    grouped = h.float().view(g, B // g, F_, N)  # phrase i sits in group i % (B // g)
+    spread = (grouped.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=1, keepdim=True)
+    return spread.to(h.dtype).repeat(g, 1, 1)  # [B, 1, N]
 
 
 def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
