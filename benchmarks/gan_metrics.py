@@ -16,6 +16,9 @@ The issue's bar (POP909): QN within 10 points of the real data's; EB and UPC wit
 
     python benchmarks/gan_metrics.py                        # both datasets
     python benchmarks/gan_metrics.py --datasets pop909 --minutes 40 model.objective=wgan_gp
+    # two variants side by side, one core each, kept under their own names:
+    python benchmarks/gan_metrics.py --datasets pop909 --threads 1 --name pop909_none \
+        model.binarize=none &
 
 Writes benchmarks/results/gan_metrics.json as {"<dataset>": {"real": {metric: value},
 "generated": {...}, "overlap": {...}, "kl": {...}, "bar": {...}, ...}} (other datasets' entries
@@ -129,8 +132,9 @@ def evaluate(dataset: str, ckpt: Path, n_phrases: int) -> dict:
         "real_bars": int(len(real) * model.hparams.bars),
         "generated_bars": int(len(gen) * model.hparams.bars),
         "checkpoint": ckpt.name,
-        "model": {k: model.hparams[k] for k in ("mode", "objective", "binarize", "latent_size",
-                                                "generator_hidden", "critic_hidden")},
+        "model": {k: model.hparams.get(k) for k in ("mode", "objective", "binarize", "monophonic",
+                                                    "minibatch_std", "latent_size",
+                                                    "generator_hidden", "critic_hidden")},
         "params": sum(p.numel() for p in model.generator.parameters()),
         "codec": model.codec.to_dict(),
         "musegan_published_qn": MUSEGAN_QN,
@@ -144,10 +148,22 @@ def main() -> None:
     ap.add_argument("--phrases", type=int, default=512, help="generated 4-bar phrases")
     ap.add_argument("--root", type=Path, default=None, help="keep runs here (default: temp)")
     ap.add_argument("--ckpt", type=Path, default=None, help="evaluate this checkpoint instead")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads here and in training (default: every core)",
+    )
+    ap.add_argument(
+        "--name", default=None, help="results entry (default: the dataset; one dataset only)"
+    )
     ap.add_argument("overrides", nargs="*", help="extra cadenza-train overrides")
     args = ap.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    if args.name and len(args.datasets) != 1:
+        ap.error("--name needs exactly one --datasets entry")
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the training subprocess's torch
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
     with tempfile.TemporaryDirectory() as tmp:
         root = (args.root or Path(tmp)).resolve()
         root.mkdir(parents=True, exist_ok=True)
@@ -159,11 +175,14 @@ def main() -> None:
                 ckpt, command, seconds = train(dataset, minutes, root, args.overrides)
             entry = evaluate(dataset, ckpt, args.phrases)
             entry.update(provenance(command, seconds))
-            results[dataset] = entry
+            entry["torch_threads"] = torch.get_num_threads()
+            # Re-read: a run beside this one may have written its entry meanwhile.
+            results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+            results[args.name or dataset] = entry
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             RESULTS.write_text(json.dumps(results, indent=1))
             print(f"[{dataset}] bar met: {entry['bar']['met']}", flush=True)
-    print_table(results)
+    print_table(json.loads(RESULTS.read_text()) if RESULTS.is_file() else {})
 
 
 def print_table(results: dict) -> None:

@@ -184,8 +184,6 @@ class GANModule(GenerativeModule):
             condition_track is not None,
             mono,
         )
-        self.register_buffer("mono_tracks", torch.zeros(K, dtype=torch.bool), persistent=False)
-        self.mono_tracks[list(mono)] = True
         self.critic = Discriminator(K, bars, S, P, critic_hidden, minibatch_std)
         # The EMA generator is what samples; it never takes gradients (and DDP must not wait
         # for any). A plain module and a method, not torch's AveragedModel, whose averaging
@@ -261,15 +259,16 @@ class GANModule(GenerativeModule):
         draw = self.training and self.hparams.binarize == "stochastic" if draw is None else draw
         p = probs.detach().float()
         hard = torch.bernoulli(p) if draw else (p > self.hparams.threshold).float()
-        if self.mono_tracks.any():
-            m = p[:, self.mono_tracks]  # [B, M, N, S, P]
+        mono = list(self.generator.monophonic)  # the generator's own list, indices of K
+        if mono:
+            m = p[:, mono]  # [B, M, N, S, P]
             joint = torch.cat([m, (1 - m.sum(-1, keepdim=True)).clamp_min(0)], dim=-1)
             if draw:
                 pick = torch.multinomial(joint.flatten(0, -2) + 1e-12, 1).view(joint.shape[:-1])
             else:
                 pick = joint.argmax(-1)
             one_hot = F.one_hot(pick, joint.shape[-1])[..., :-1].float()  # silence -> all 0
-            hard[:, self.mono_tracks] = one_hot
+            hard[:, mono] = one_hot
         return hard.to(probs.dtype)
 
     def _critic_input(self, probs: torch.Tensor) -> torch.Tensor:
