@@ -24,6 +24,8 @@ training):
     python benchmarks/vae_reconstruction.py --configs melody_16bar_hier --minutes 30
     python benchmarks/vae_reconstruction.py --configs melody_16bar_flat --threads 1 &  # side by
     python benchmarks/vae_reconstruction.py --configs melody_16bar_hier --threads 1 &  # side
+    python benchmarks/vae_reconstruction.py --configs melody_16bar_hier --name hier_fb1024 \
+        model.free_bits=1024                                      # a variant, kept by its name
 
 Writes benchmarks/results/vae_reconstruction.json as {"<config>": {"recon_acc_tf",
 "recon_acc_sampled", "kl", ...}} (other configs' entries are kept) and prints the table last.
@@ -185,8 +187,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads here and in training (default: every core); two "
                     "configs can then train side by side, one core each")  # fmt: skip
+    ap.add_argument(
+        "--name",
+        default=None,
+        help="results entry for a variant (default: the config; one config only)",
+    )
     ap.add_argument("overrides", nargs="*", help="extra cadenza-train overrides")
     args = ap.parse_args()
+    if args.name and len(args.configs) != 1:
+        ap.error("--name needs exactly one --configs entry")
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the training subprocess's torch
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
@@ -199,9 +208,10 @@ def main() -> None:
             entry = evaluate(ckpt)
             entry.update(provenance(command, seconds))
             entry["torch_threads"] = torch.get_num_threads()
+            entry["config"] = config
             # Re-read: another run of this script may have written its configs meanwhile.
             results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-            results[config] = entry
+            results[args.name or config] = entry
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             RESULTS.write_text(json.dumps(results, indent=1))
             print(
@@ -216,19 +226,20 @@ def print_table(results: dict) -> None:
     print(
         "\nHeld-out Nottingham melody windows (test tunes), greedy decoding from the posterior mean"
     )
-    head = f"{'config':<20} {'acc TF':>7} {'acc sampled':>11} {'all-HOLD':>8} {'onset F1':>8} "
+    head = f"{'config':<26} {'acc TF':>7} {'acc sampled':>11} {'all-HOLD':>8} {'onset F1':>8} "
     head += f"{'KL nats':>8} {'AU':>4} "
     head += f"{'density/step lat|xfade':>23} {'excess lat|xfade':>17} {'MusicVAE TF|samp':>17}"
     print(head)
-    for config in CONFIGS:
-        r = results.get(config)
-        if r is None:
-            continue
+    # The four configs first, then named variants (--name) in the order they were written.
+    for config in sorted(
+        results, key=lambda k: (k not in CONFIGS, list(CONFIGS).index(k) if k in CONFIGS else 0)
+    ):
+        r = results[config]
         il, ix = r["interpolation"]["latent"], r["interpolation"]["crossfade"]
-        ref = MUSICVAE.get(config)
+        ref = MUSICVAE.get(r.get("config", config))
         ref_s = f"{ref[0]:.3f}|{ref[1]:.3f}" if ref else "-"
         print(
-            f"{config:<20} {r['recon_acc_tf']:>7.3f} {r['recon_acc_sampled']:>11.3f} "
+            f"{config:<26} {r['recon_acc_tf']:>7.3f} {r['recon_acc_sampled']:>11.3f} "
             f"{_f(r.get('all_hold_acc')):>8} {_f(r.get('onset_f1')):>8} "
             f"{r['kl']:>8.1f} {r['active_units']:>4.0f} "
             f"{_f(il['density_step']):>11}|{_f(ix['density_step']):<11} "
