@@ -97,6 +97,27 @@ def generated_phrases(model: GANModule, n: int, batch: int = 64) -> np.ndarray:
     return np.stack(out)
 
 
+def latent_spread(model: GANModule, n: int = 256) -> dict[str, float]:
+    """How much the EMA generator's output depends on its latents, per track: the standard
+    deviation of each pixel's probability across n latents, averaged over pixels, and the
+    share of pixels whose hard 0/1 value is not the same for every latent. A collapsed
+    generator writes one phrase whatever the latent (issue 16's diagnosis)."""
+    if model.conditional:
+        return {}
+    g = torch.Generator().manual_seed(1)
+    model.eval()
+    with torch.no_grad():
+        probs = model.ema(model.latents(n, generator=g)).float()  # [n, K, N, S, P]
+    hard = model._binary(probs, draw=False)
+    names = [t.partition(":")[2] or t for t in model.codec.tracks]
+    out = {}
+    for k, name in enumerate(names):
+        out[f"prob_std/{name}"] = float(probs[:, k].std(0).mean())
+        varies = hard[:, k].amax(0) != hard[:, k].amin(0)
+        out[f"hard_varies/{name}"] = float(varies.float().mean())
+    return out
+
+
 def rolls(phrases: np.ndarray, model: GANModule) -> list[Roll]:
     c = model.codec
     names = [t.partition(":")[2] if t.startswith("name:") else t for t in c.tracks]
@@ -136,6 +157,7 @@ def evaluate(dataset: str, ckpt: Path, n_phrases: int) -> dict:
                                                     "minibatch_std", "latent_size",
                                                     "generator_hidden", "critic_hidden")},
         "params": sum(p.numel() for p in model.generator.parameters()),
+        "latent_spread": latent_spread(model),
         "codec": model.codec.to_dict(),
         "musegan_published_qn": MUSEGAN_QN,
     }  # fmt: skip
