@@ -53,6 +53,24 @@ def test_minibatch_std_lets_the_critic_see_a_batch_without_variety() -> None:
     assert torch.allclose(plain(x)[0], plain(copies)[0], atol=1e-6)
 
 
+def test_position_norm_leaves_no_fixed_phrase_at_the_generators_input() -> None:
+    """input_norm=position: whatever bias the projection learns, every unit of the first grid
+    is zero-mean across the batch, so nothing there is the same for every latent."""
+    torch.manual_seed(0)
+    g = Generator(K, N, S, P, 8, "hybrid", 16, input_norm="position")
+    with torch.no_grad():
+        g.project.bias.fill_(5.0)  # a per-position template, as a trained generator learns
+    z = {k: torch.randn(32, *s) for k, s in g.latent_sizes().items()}
+    first = g.norm0(g.project(g.bar_codes(z).flatten(0, 1)).flatten(1))  # [B N, units]
+    assert float(first.mean(0).abs().max()) < 1e-4
+    assert float(first.std(0).min()) > 0.5
+    assert not any(name.startswith("norm0.") for name, _ in g.named_parameters())
+    x = g(z)
+    assert x.shape == (32, K, N, S, P) and float(x.std(0).mean()) > 1e-3
+    with pytest.raises(ValueError, match="input_norm"):
+        Generator(K, N, S, P, 8, input_norm="layer")
+
+
 def test_latent_kinds_follow_musegan_modes() -> None:
     kinds = {m: set(Generator(K, N, S, P, 8, m, 16).latent_sizes()) for m in MODES}
     assert kinds["composer"] == {"shared", "shared_time"}
@@ -100,6 +118,10 @@ def test_bad_config_values_name_the_key() -> None:
         small_gan(codec, mode="duet")
     with pytest.raises(ConfigError, match="model.objective"):
         small_gan(codec, objective="hinge")
+    with pytest.raises(ConfigError, match="model.input_norm"):
+        small_gan(codec, input_norm="layer")
+    with pytest.raises(ConfigError, match="model.minibatch_std"):
+        small_gan(codec, minibatch_std=-1)
     with pytest.raises(ConfigError, match="model.condition_track"):
         small_gan(codec, condition_track="name:DRUMS")
     with pytest.raises(ConfigError, match="steps_per_beat"):
@@ -115,17 +137,15 @@ def phrases() -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    "objective,minibatch_std",
-    [("r1", 0), ("wgan_gp", 0), ("r1", 4)],
-    ids=["r1", "wgan_gp", "r1-mbstd"],
+    "objective,extra",
+    [("r1", {}), ("wgan_gp", {}), ("r1", {"minibatch_std": 4, "input_norm": "position"})],
+    ids=["r1", "wgan_gp", "r1-mbstd-position"],
 )
 def test_training_on_real_phrases_moves_both_networks(
-    objective: str, minibatch_std: int, phrases: np.ndarray, tmp_path: Path
+    objective: str, extra: dict, phrases: np.ndarray, tmp_path: Path
 ) -> None:
     torch.manual_seed(0)
-    model = small_gan(
-        pop909_codec(), objective=objective, n_critic=2, r1_every=2, minibatch_std=minibatch_std
-    )
+    model = small_gan(pop909_codec(), objective=objective, n_critic=2, r1_every=2, **extra)
     g0 = [p.detach().clone() for p in model.generator.parameters()]
     d0 = [p.detach().clone() for p in model.critic.parameters()]
     ema0 = [p.detach().clone() for p in model.ema.parameters()]

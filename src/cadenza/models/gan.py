@@ -44,6 +44,7 @@ from cadenza.metrics.music import (
 )
 from cadenza.models.base import Ability, GenerativeModule, check_float, check_int, codec_dict
 from cadenza.models.components.gan_nets import (
+    INPUT_NORMS,
     MODES,
     Discriminator,
     Generator,
@@ -120,6 +121,7 @@ class GANModule(GenerativeModule):
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         critic_lr: float | None = None,
         minibatch_std: int = 0,
+        input_norm: str = "channel",
     ) -> None:
         codec = codec_dict(codec)
         super().__init__(codec)
@@ -162,6 +164,10 @@ class GANModule(GenerativeModule):
         ema_decay = check_float("model.ema_decay", ema_decay, maximum=1.0)
         if critic_lr is not None:
             critic_lr = check_float("model.critic_lr", critic_lr, minimum=1e-12)
+        if input_norm not in INPUT_NORMS:
+            raise ConfigError(
+                f"model.input_norm must be one of {list(INPUT_NORMS)}, got {input_norm!r}"
+            )
         minibatch_std = check_int("model.minibatch_std", minibatch_std, minimum=0)
         threshold = check_float("model.threshold", threshold, minimum=1e-6, maximum=1.0)
         condition_track = self._condition_index(condition_track)
@@ -183,6 +189,7 @@ class GANModule(GenerativeModule):
             generator_hidden,
             condition_track is not None,
             mono,
+            input_norm,
         )
         self.critic = Discriminator(K, bars, S, P, critic_hidden, minibatch_std)
         # The EMA generator is what samples; it never takes gradients (and DDP must not wait

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 MODES = ("composer", "jamming", "hybrid")
+INPUT_NORMS = ("channel", "position")
 UPSAMPLINGS = 4  # the bar network doubles time 4 times: S = 16 * t0
 
 
@@ -74,8 +75,11 @@ class Generator(nn.Module):
         hidden: int = 128,
         conditional: bool = False,
         monophonic: tuple[int, ...] = (),
+        input_norm: str = "channel",
     ) -> None:
         super().__init__()
+        if input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {input_norm!r}")
         self.K, self.N, self.S, self.P = n_tracks, n_bars, steps_per_bar, n_pitches
         self.monophonic = tuple(monophonic)
         self.O, self.t0, self.z, self.mode = n_pitches // 12, steps_per_bar // 16, latent_size, mode
@@ -89,7 +93,18 @@ class Generator(nn.Module):
         ch = group_channels(hidden)
         G = self.G
         self.project = GroupedLinear(G, d_in, ch[0] * self.t0 * self.O)
-        self.norm0 = nn.BatchNorm2d(G * ch[0])
+        # channel: BatchNorm per channel, as the blocks below (a learned bias per position of
+        # the first grid survives it, and a trained generator writes that bias as one fixed
+        # phrase whatever its latents: issue 16). position: every unit of the first grid is
+        # normalised across the batch with no affine shift, so the only thing at a position is
+        # what the latents put there.
+        self.input_norm = input_norm
+        first = G * ch[0] * self.t0 * self.O
+        self.norm0 = (
+            nn.BatchNorm2d(G * ch[0])
+            if input_norm == "channel"
+            else nn.BatchNorm1d(first, affine=False)
+        )
         self.blocks = nn.ModuleList(
             nn.Sequential(
                 nn.Upsample(scale_factor=(2, 1), mode="nearest"),
@@ -140,7 +155,10 @@ class Generator(nn.Module):
         codes = self.bar_codes(latents)  # [B, N, G, d_in]
         B = codes.shape[0]
         h = self.project(codes.flatten(0, 1))  # [B N, G, ch0 t0 O]
-        h = F.relu(self.norm0(h.reshape(B * self.N, -1, self.t0, self.O)))
+        if self.input_norm == "position":
+            h = self.norm0(h.reshape(B * self.N, -1))
+        h = h.reshape(B * self.N, -1, self.t0, self.O)  # [B N, G ch0, t0, O]
+        h = F.relu(self.norm0(h) if self.input_norm == "channel" else h)
         skips = self.encoder(condition) if self.encoder is not None else None
         for i, block in enumerate(self.blocks):
             h = block(h)  # [B N, G ch, t, O], t doubles
