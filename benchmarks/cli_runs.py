@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -42,3 +43,22 @@ def provenance(command: str, seconds: float) -> dict[str, object]:
         f"torch {torch.__version__}, CPU",
         "date": str(date.today()),
     }
+
+
+def use_threads(threads: int | None) -> int:
+    """Torch threads here and in the training subprocess (default: every core), so two runs
+    can train side by side, one core each. -> the number in use."""
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # the training subprocess's torch
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    return torch.get_num_threads()
+
+
+def save_entry(results: Path, key: str, entry: dict) -> dict:
+    """Write one entry into a results JSON, keeping the others; re-read first, since a run
+    beside this one may have written its own entry meanwhile. -> every entry."""
+    every = json.loads(results.read_text()) if results.is_file() else {}
+    every[key] = entry
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(every, indent=1))
+    return every

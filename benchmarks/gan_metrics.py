@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import tempfile
 from pathlib import Path
 
@@ -45,7 +44,7 @@ from cadenza.metrics.music_sets import set_metrics
 from cadenza.models import GANModule, GenerativeModule
 from cadenza.models.gan import TOLERANCE, stat_gap
 from cadenza.paths import data_root
-from cli_runs import max_time, provenance, run_train
+from cli_runs import max_time, provenance, run_train, save_entry, use_threads
 
 RESULTS = Path(__file__).parent / "results" / "gan_metrics.json"
 
@@ -183,9 +182,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.name and len(args.datasets) != 1:
         ap.error("--name needs exactly one --datasets entry")
-    if args.threads:
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the training subprocess's torch
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    threads = use_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = (args.root or Path(tmp)).resolve()
         root.mkdir(parents=True, exist_ok=True)
@@ -197,12 +194,8 @@ def main() -> None:
                 ckpt, command, seconds = train(dataset, minutes, root, args.overrides)
             entry = evaluate(dataset, ckpt, args.phrases)
             entry.update(provenance(command, seconds))
-            entry["torch_threads"] = torch.get_num_threads()
-            # Re-read: a run beside this one may have written its entry meanwhile.
-            results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-            results[args.name or dataset] = entry
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            RESULTS.write_text(json.dumps(results, indent=1))
+            entry["torch_threads"] = threads
+            save_entry(RESULTS, args.name or dataset, entry)
             print(f"[{dataset}] bar met: {entry['bar']['met']}", flush=True)
     print_table(json.loads(RESULTS.read_text()) if RESULTS.is_file() else {})
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -48,7 +47,7 @@ from cadenza.data.sources import MidiFolderSource
 from cadenza.metrics.attributes import ATTRIBUTES, attribute_table
 from cadenza.models import GenerativeModule, VAEModule
 from cadenza.paths import data_root
-from cli_runs import max_time, provenance, run_train
+from cli_runs import max_time, provenance, run_train, save_entry, use_threads
 
 RESULTS = Path(__file__).parent / "results" / "vae_reconstruction.json"
 
@@ -196,9 +195,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.name and len(args.configs) != 1:
         ap.error("--name needs exactly one --configs entry")
-    if args.threads:
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # the training subprocess's torch
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    threads = use_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = (args.root or Path(tmp)).resolve()
         root.mkdir(parents=True, exist_ok=True)
@@ -207,13 +204,9 @@ def main() -> None:
             ckpt, command, seconds = train(config, minutes, root, args.overrides)
             entry = evaluate(ckpt)
             entry.update(provenance(command, seconds))
-            entry["torch_threads"] = torch.get_num_threads()
+            entry["torch_threads"] = threads
             entry["config"] = config
-            # Re-read: another run of this script may have written its configs meanwhile.
-            results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-            results[args.name or config] = entry
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            RESULTS.write_text(json.dumps(results, indent=1))
+            save_entry(RESULTS, args.name or config, entry)
             print(
                 f"[{config}] "
                 + json.dumps({k: entry[k] for k in ("recon_acc_tf", "recon_acc_sampled", "kl")}),
