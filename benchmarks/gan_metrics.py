@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from cadenza.data import MusicDataModule
-from cadenza.data.sources import CoconetSource, MidiFolderSource
+from cadenza.data.sources import CoconetSource, Pop909Source
 from cadenza.metrics.music import Roll
 from cadenza.metrics.music_compare import compare_sets
 from cadenza.metrics.music_sets import set_metrics
@@ -79,7 +79,7 @@ def train(dataset: str, minutes: float, root: Path, extra: list[str]) -> tuple[P
 
 def real_phrases(dataset: str, model: GANModule) -> np.ndarray:
     source = (
-        MidiFolderSource(str(data_root() / "pop909" / "midi"))
+        Pop909Source(data_root() / "pop909" / "midi")  # as configs/data/pop909_multitrack
         if dataset == "pop909"
         else CoconetSource()
     )

@@ -25,6 +25,7 @@ MAX_SECONDS = 3600.0  # longer than any real piece in our corpora: a sign of a g
 __all__ = [
     "MAX_SECONDS",
     "TrackNotes",
+    "align_to_bar",
     "build_midi",
     "clip_midi",
     "load_midi",
@@ -172,6 +173,33 @@ def clip_midi(pm: pretty_midi.PrettyMIDI, seconds: float) -> pretty_midi.PrettyM
     for key in ("key_signature_changes", "time_signature_changes", "lyrics", "text_events"):
         setattr(out, key, [copy.copy(e) for e in getattr(pm, key, []) if e.time < seconds])
     return out
+
+
+def align_to_bar(
+    pm: pretty_midi.PrettyMIDI, downbeat_s: float, beats_per_bar: int = 4, tempo: float = 120.0
+) -> pretty_midi.PrettyMIDI:
+    """`pm` re-timed so the downbeat at `downbeat_s` falls on a bar line of `beats_per_bar`
+    quarter-note beats counted from 0, as a new PrettyMIDI at one constant `tempo`.
+
+    A file whose first bar does not start at tick 0 (POP909 starts each song a fraction of a
+    beat in) is otherwise cut into bars that straddle the real ones, and its notes sit between
+    the steps of every grid. Notes keep their beat positions (through the tempo map), shifted
+    by less than one bar; the downbeat's position is rounded to the file's ticks first, since
+    annotations in seconds are rounded. Only notes survive: bends, controls and meta events go.
+    """
+    resolution = pm.resolution
+    beat = float(time_to_beats(pm, np.array([downbeat_s]))[0])
+    beat = round(beat * resolution) / resolution
+    pad = (-beat) % beats_per_bar  # beats added in front: the downbeat lands on a bar line
+    seconds_per_beat = 60.0 / tempo
+    tracks = []
+    for tr in tracks_of(pm):
+        notes = tr.notes.copy()
+        notes[:, :2] = (time_to_beats(pm, notes[:, :2].ravel()).reshape(-1, 2) + pad) * (
+            seconds_per_beat
+        )
+        tracks.append(TrackNotes(tr.program, tr.is_drum, tr.name, notes))
+    return build_midi(tracks, tempo=tempo, resolution=resolution)
 
 
 # --- writing ---------------------------------------------------------------------------------
