@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cadenza.data.sources import BoulangerSource, CoconetSource, MidiFolderSource, Music21Source
+from cadenza.data.sources import (
+    BoulangerSource,
+    CoconetSource,
+    MidiFolderSource,
+    Music21Source,
+    Pop909Source,
+)
 from cadenza.errors import BadMidiError, CadenzaError
 from cadenza.io.midi import tracks_of
 from cadenza.representations import MultiTrackPianoRollCodec
@@ -187,3 +193,44 @@ def test_coconet_missing_or_altered_file_says_what_to_do(tmp_path: Path) -> None
     # Never unpickled: the digest is checked first.
     with pytest.raises(CadenzaError, match="sha256"):
         CoconetSource(root=str(tmp_path)).items()
+
+
+def test_pop909_songs_start_on_a_bar_line_and_their_sixteenths_on_the_grid() -> None:
+    """POP909's bars start a fraction of a beat into each file; aligned, the first annotated
+    downbeat is a bar line and its onsets sit on sixteenths (a few are triplets or 32nds)."""
+    from cadenza.io.midi import load_midi, time_to_beats
+
+    root = data_root() / "pop909" / "midi"
+    source = Pop909Source(root, limit=4)
+    items = source.items()
+    assert [i.key for i in items] == ["001.mid", "002.mid", "003.mid", "004.mid"]
+    assert all(i.payload[1] is not None for i in items)
+    assert "0 songs without any" in source.describe()
+    assert pickle.loads(pickle.dumps(source)).items() == items  # workers re-read the archive
+    raw_share = []
+    for item in items:
+        raw, aligned = load_midi(item.payload[0]), source.load(item)
+        steps = [
+            time_to_beats(pm, np.concatenate([t.notes for t in tracks_of(pm)])[:, 0]) * 12
+            for pm in (raw, aligned)
+        ]
+        on_sixteenths = [np.mean(np.abs(s / 3 - np.round(s / 3)) < 1e-3) for s in steps]
+        assert on_sixteenths[1] > 0.85, (item.key, on_sixteenths)
+        raw_share.append(on_sixteenths[0])
+        shift = steps[1].min() / 12 - steps[0].min() / 12  # beats every note moved by
+        downbeat = time_to_beats(raw, [source.downbeats()[Path(item.key).stem]])[0] + shift
+        off_bar_line = abs((downbeat + 2) % 4 - 2)
+        assert off_bar_line < 2 / raw.resolution, item.key
+        assert [t.name for t in tracks_of(aligned)] == ["MELODY", "BRIDGE", "PIANO"]
+    assert min(raw_share) < 0.1  # read from tick 0, some songs' grids are a fraction off
+    assert source.to_dict()["type"] == "pop909"
+    assert (
+        source.to_dict()["fingerprint"] == MidiFolderSource(root, limit=4).to_dict()["fingerprint"]
+    )
+
+
+def test_pop909_missing_annotations_say_what_to_set(tmp_path: Path) -> None:
+    write_scale(tmp_path / "midi" / "001.mid")
+    source = Pop909Source(tmp_path / "midi")
+    with pytest.raises(CadenzaError, match="data.source.annotations"):
+        source.items()

@@ -11,6 +11,7 @@ import pytest
 from cadenza.errors import BadMidiError, CadenzaError
 from cadenza.io.midi import (
     TrackNotes,
+    align_to_bar,
     build_midi,
     load_midi,
     load_midi_bytes,
@@ -154,6 +155,37 @@ def test_time_to_beats_counts_quarters_in_six_eight():
     assert on_eighths.mean() > 0.95  # a jig is eighth notes, with a few ornaments between
     # get_beats() steps in dotted quarters here: an eighth would sit at 1/3 of its beat.
     assert np.isclose(pm.get_beats()[1], 0.75)
+
+
+def test_align_to_bar_puts_the_downbeat_on_a_bar_line_and_keeps_beat_positions():
+    # A scale a third of a beat late at 90 bpm: its first note is the downbeat.
+    notes = scale_notes()
+    notes[:, :2] = notes[:, :2] * 120 / 90 + (1 / 3) * 60 / 90  # one beat each, 1/3 beat late
+    pm = load_midi_bytes(midi_to_bytes(build_midi([TrackNotes(5, False, "lead", notes)], 90.0)))
+    before = time_to_beats(pm, tracks_of(pm)[0].notes[:, 0])
+    out = align_to_bar(pm, downbeat_s=float(tracks_of(pm)[0].notes[0, 0]), tempo=120.0)
+    track = tracks_of(out)[0]
+    after = time_to_beats(out, track.notes[:, 0])
+    assert after[0] == pytest.approx(4.0, abs=1e-6)  # 1/3 beat in -> the next bar line
+    np.testing.assert_allclose(after - before, 4.0 - 1 / 3, atol=2e-3)  # one shift for all
+    np.testing.assert_allclose(after % 1, 0.0, atol=1e-6)  # back on the beat grid
+    assert (track.program, track.name) == (5, "lead")
+    np.testing.assert_array_equal(track.notes[:, 2:], notes[:, 2:])
+    assert out.get_tempo_changes()[1] == pytest.approx([120.0])
+    # A downbeat already on a bar line moves nothing.
+    again = align_to_bar(out, downbeat_s=float(track.notes[0, 0]))
+    np.testing.assert_allclose(tracks_of(again)[0].notes, track.notes, atol=1e-9)
+
+
+def test_align_to_bar_follows_a_tempo_map():
+    pm = load_midi(real_midi("pop909/midi/004.mid"))
+    raw = np.concatenate([t.notes for t in tracks_of(pm)])
+    raw_beats = time_to_beats(pm, raw[:, 0])
+    out = align_to_bar(pm, downbeat_s=float(raw[:, 0].min()))
+    moved = time_to_beats(out, np.concatenate([t.notes for t in tracks_of(out)])[:, 0])
+    shift = np.sort(moved) - np.sort(raw_beats)
+    assert np.ptp(shift) < 1e-6 and 0 <= shift[0] < 4  # every note moved by the same beats
+    assert [t.name for t in tracks_of(out)] == [t.name for t in tracks_of(pm)]
 
 
 def test_notes_from_pitch_steps_holds_repeated_pitches():
