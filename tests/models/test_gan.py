@@ -71,6 +71,18 @@ def test_position_norm_leaves_no_fixed_phrase_at_the_generators_input() -> None:
         Generator(K, N, S, P, 8, input_norm="layer")
 
 
+def test_modulated_generator_reads_its_latents_in_every_block() -> None:
+    torch.manual_seed(0)
+    g = Generator(K, N, S, P, 8, "hybrid", 16, modulate=True)
+    assert len(g.styles) == len(g.blocks)
+    assert all(not b[2].affine for b in g.blocks)  # gains and biases come from the code
+    z = {k: torch.randn(4, *s) for k, s in g.latent_sizes().items()}
+    x = g(z)
+    assert x.shape == (4, K, N, S, P)
+    x.sum().backward()
+    assert all(s.weight.grad is not None and s.weight.grad.abs().sum() > 0 for s in g.styles)
+
+
 def test_latent_kinds_follow_musegan_modes() -> None:
     kinds = {m: set(Generator(K, N, S, P, 8, m, 16).latent_sizes()) for m in MODES}
     assert kinds["composer"] == {"shared", "shared_time"}
@@ -138,8 +150,13 @@ def phrases() -> np.ndarray:
 
 @pytest.mark.parametrize(
     "objective,extra",
-    [("r1", {}), ("wgan_gp", {}), ("r1", {"minibatch_std": 4, "input_norm": "position"})],
-    ids=["r1", "wgan_gp", "r1-mbstd-position"],
+    [
+        ("r1", {}),
+        ("wgan_gp", {}),
+        ("r1", {"minibatch_std": 4, "input_norm": "position"}),
+        ("r1", {"modulate": True}),
+    ],
+    ids=["r1", "wgan_gp", "r1-mbstd-position", "r1-modulated"],
 )
 def test_training_on_real_phrases_moves_both_networks(
     objective: str, extra: dict, phrases: np.ndarray, tmp_path: Path

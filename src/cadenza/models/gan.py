@@ -122,6 +122,7 @@ class GANModule(GenerativeModule):
         critic_lr: float | None = None,
         minibatch_std: int = 0,
         input_norm: str = "channel",
+        modulate: bool = False,
     ) -> None:
         codec = codec_dict(codec)
         super().__init__(codec)
@@ -190,6 +191,7 @@ class GANModule(GenerativeModule):
             condition_track is not None,
             mono,
             input_norm,
+            bool(modulate),
         )
         self.critic = Discriminator(K, bars, S, P, critic_hidden, minibatch_std)
         # The EMA generator is what samples; it never takes gradients (and DDP must not wait

@@ -76,6 +76,7 @@ class Generator(nn.Module):
         conditional: bool = False,
         monophonic: tuple[int, ...] = (),
         input_norm: str = "channel",
+        modulate: bool = False,
     ) -> None:
         super().__init__()
         if input_norm not in INPUT_NORMS:
@@ -105,15 +106,23 @@ class Generator(nn.Module):
             if input_norm == "channel"
             else nn.BatchNorm1d(first, affine=False)
         )
+        # modulate: the latents enter every block, not only the first grid (BigGAN's conditional
+        # BatchNorm: each block's gains and biases are a function of the bar's code), so no
+        # block can settle on one phrase whatever the latents (issue 16's collapse).
+        self.modulate = modulate
         self.blocks = nn.ModuleList(
             nn.Sequential(
                 nn.Upsample(scale_factor=(2, 1), mode="nearest"),
                 nn.Conv2d(G * ch[i], G * ch[i + 1], (3, 3), padding=1, groups=G),
-                nn.BatchNorm2d(G * ch[i + 1]),
-                nn.ReLU(),
+                nn.BatchNorm2d(G * ch[i + 1], affine=not modulate),
+                *([] if modulate else [nn.ReLU()]),
             )
             for i in range(UPSAMPLINGS)
         )
+        if modulate:
+            self.styles = nn.ModuleList(
+                GroupedLinear(G, d_in, 2 * ch[i + 1]) for i in range(UPSAMPLINGS)
+            )
         # Each octave cell becomes 12 pitches: [t, O] -> [t, 12 O]. Output channels = tracks.
         self.to_pitches = nn.ConvTranspose2d(G * ch[-1], n_tracks, (1, 12), (1, 12), groups=G)
         # A monophonic track plays one pitch or none per step: one more logit per step, for
@@ -162,6 +171,11 @@ class Generator(nn.Module):
         skips = self.encoder(condition) if self.encoder is not None else None
         for i, block in enumerate(self.blocks):
             h = block(h)  # [B N, G ch, t, O], t doubles
+            if self.modulate:
+                gain, bias = self.styles[i](codes.flatten(0, 1)).chunk(2, dim=-1)  # [B N, G, ch]
+                h = F.relu(
+                    h * (1 + gain.flatten(1)[..., None, None]) + bias.flatten(1)[..., None, None]
+                )
             if skips is not None:
                 h = h + skips[i]
         logits = self.to_pitches(h)  # [B N, K, S, P]
