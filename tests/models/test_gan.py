@@ -71,6 +71,37 @@ def test_position_norm_leaves_no_fixed_phrase_at_the_generators_input() -> None:
         Generator(K, N, S, P, 8, input_norm="layer")
 
 
+def test_modulated_generator_reads_its_latents_in_every_block() -> None:
+    torch.manual_seed(0)
+    g = Generator(K, N, S, P, 8, "hybrid", 16, modulate=True)
+    assert len(g.styles) == len(g.blocks)
+    assert all(not b[2].affine for b in g.blocks)  # gains and biases come from the code
+    z = {k: torch.randn(4, *s) for k, s in g.latent_sizes().items()}
+    x = g(z)
+    assert x.shape == (4, K, N, S, P)
+    x.sum().backward()
+    assert all(s.weight.grad is not None and s.weight.grad.abs().sum() > 0 for s in g.styles)
+
+
+@pytest.mark.parametrize("conditional", [False, True], ids=["prior", "conditional"])
+def test_sixteenth_grid_holds_every_cell_for_a_sixteenth(conditional: bool) -> None:
+    """grid=sixteenth: 16 cells per bar, each held S / 16 = 3 steps, so every note the
+    generator writes lasts a whole number of sixteenths; the condition is read per cell."""
+    torch.manual_seed(0)
+    g = Generator(K, N, S, P, 8, "hybrid", 16, conditional, monophonic=(0,), grid="sixteenth")
+    assert (g.hold, g.t0) == (3, 1)
+    z = {k: torch.randn(4, *s) for k, s in g.latent_sizes().items()}
+    cond = (torch.rand(4, N, S, P) > 0.95).float() if conditional else None
+    x = g(z, cond)
+    assert x.shape == (4, K, N, S, P)
+    cells = x.unflatten(3, (16, 3))  # [B, K, N, 16, 3, P]
+    torch.testing.assert_close(cells, cells[..., :1, :].expand_as(cells))
+    assert float(x[:, 0].sum(-1).max()) <= 1 + 1e-5  # the monophonic track is still one line
+    x.sum().backward()
+    with pytest.raises(ValueError, match="grid"):
+        Generator(K, N, S, P, 8, grid="beat")
+
+
 def test_latent_kinds_follow_musegan_modes() -> None:
     kinds = {m: set(Generator(K, N, S, P, 8, m, 16).latent_sizes()) for m in MODES}
     assert kinds["composer"] == {"shared", "shared_time"}
@@ -120,6 +151,8 @@ def test_bad_config_values_name_the_key() -> None:
         small_gan(codec, objective="hinge")
     with pytest.raises(ConfigError, match="model.input_norm"):
         small_gan(codec, input_norm="layer")
+    with pytest.raises(ConfigError, match="model.grid"):
+        small_gan(codec, grid="beat")
     with pytest.raises(ConfigError, match="model.minibatch_std"):
         small_gan(codec, minibatch_std=-1)
     with pytest.raises(ConfigError, match="model.condition_track"):
@@ -138,8 +171,13 @@ def phrases() -> np.ndarray:
 
 @pytest.mark.parametrize(
     "objective,extra",
-    [("r1", {}), ("wgan_gp", {}), ("r1", {"minibatch_std": 4, "input_norm": "position"})],
-    ids=["r1", "wgan_gp", "r1-mbstd-position"],
+    [
+        ("r1", {}),
+        ("wgan_gp", {}),
+        ("r1", {"minibatch_std": 4, "input_norm": "position"}),
+        ("r1", {"modulate": True, "grid": "sixteenth"}),
+    ],
+    ids=["r1", "wgan_gp", "r1-mbstd-position", "r1-modulated-sixteenths"],
 )
 def test_training_on_real_phrases_moves_both_networks(
     objective: str, extra: dict, phrases: np.ndarray, tmp_path: Path

@@ -44,6 +44,7 @@ from cadenza.metrics.music import (
 )
 from cadenza.models.base import Ability, GenerativeModule, check_float, check_int, codec_dict
 from cadenza.models.components.gan_nets import (
+    GRIDS,
     INPUT_NORMS,
     MODES,
     Discriminator,
@@ -122,6 +123,8 @@ class GANModule(GenerativeModule):
         critic_lr: float | None = None,
         minibatch_std: int = 0,
         input_norm: str = "channel",
+        modulate: bool = False,
+        grid: str = "step",
     ) -> None:
         codec = codec_dict(codec)
         super().__init__(codec)
@@ -168,6 +171,8 @@ class GANModule(GenerativeModule):
             raise ConfigError(
                 f"model.input_norm must be one of {list(INPUT_NORMS)}, got {input_norm!r}"
             )
+        if grid not in GRIDS:
+            raise ConfigError(f"model.grid must be one of {list(GRIDS)}, got {grid!r}")
         minibatch_std = check_int("model.minibatch_std", minibatch_std, minimum=0)
         threshold = check_float("model.threshold", threshold, minimum=1e-6, maximum=1.0)
         condition_track = self._condition_index(condition_track)
@@ -190,6 +195,8 @@ class GANModule(GenerativeModule):
             condition_track is not None,
             mono,
             input_norm,
+            bool(modulate),
+            grid,
         )
         self.critic = Discriminator(K, bars, S, P, critic_hidden, minibatch_std)
         # The EMA generator is what samples; it never takes gradients (and DDP must not wait

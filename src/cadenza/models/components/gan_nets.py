@@ -25,6 +25,7 @@ from torch import nn
 
 MODES = ("composer", "jamming", "hybrid")
 INPUT_NORMS = ("channel", "position")
+GRIDS = ("step", "sixteenth")
 UPSAMPLINGS = 4  # the bar network doubles time 4 times: S = 16 * t0
 
 
@@ -76,13 +77,22 @@ class Generator(nn.Module):
         conditional: bool = False,
         monophonic: tuple[int, ...] = (),
         input_norm: str = "channel",
+        modulate: bool = False,
+        grid: str = "step",
     ) -> None:
         super().__init__()
         if input_norm not in INPUT_NORMS:
             raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {input_norm!r}")
+        if grid not in GRIDS:
+            raise ValueError(f"grid must be one of {GRIDS}, got {grid!r}")
         self.K, self.N, self.S, self.P = n_tracks, n_bars, steps_per_bar, n_pitches
         self.monophonic = tuple(monophonic)
-        self.O, self.t0, self.z, self.mode = n_pitches // 12, steps_per_bar // 16, latent_size, mode
+        # grid=sixteenth: the network writes 16 cells per bar and each lasts hold = S / 16
+        # steps, so no note is shorter than a sixteenth (POP909 is written in sixteenths once
+        # its bars are aligned: issue 16). step: one cell per step.
+        self.hold = steps_per_bar // 16 if grid == "sixteenth" else 1
+        self.O, self.z, self.mode = n_pitches // 12, latent_size, mode
+        self.t0 = steps_per_bar // 16 // self.hold
         shared, private = mode in ("composer", "hybrid"), mode in ("jamming", "hybrid")
         self.G = 1 if mode == "composer" else n_tracks  # independent networks
         d_in = 2 * latent_size * (shared + private)  # time-independent + per-bar, per kind
@@ -105,15 +115,23 @@ class Generator(nn.Module):
             if input_norm == "channel"
             else nn.BatchNorm1d(first, affine=False)
         )
+        # modulate: the latents enter every block, not only the first grid (BigGAN's conditional
+        # BatchNorm: each block's gains and biases are a function of the bar's code), so no
+        # block can settle on one phrase whatever the latents (issue 16's collapse).
+        self.modulate = modulate
         self.blocks = nn.ModuleList(
             nn.Sequential(
                 nn.Upsample(scale_factor=(2, 1), mode="nearest"),
                 nn.Conv2d(G * ch[i], G * ch[i + 1], (3, 3), padding=1, groups=G),
-                nn.BatchNorm2d(G * ch[i + 1]),
-                nn.ReLU(),
+                nn.BatchNorm2d(G * ch[i + 1], affine=not modulate),
+                *([] if modulate else [nn.ReLU()]),
             )
             for i in range(UPSAMPLINGS)
         )
+        if modulate:
+            self.styles = nn.ModuleList(
+                GroupedLinear(G, d_in, 2 * ch[i + 1]) for i in range(UPSAMPLINGS)
+            )
         # Each octave cell becomes 12 pitches: [t, O] -> [t, 12 O]. Output channels = tracks.
         self.to_pitches = nn.ConvTranspose2d(G * ch[-1], n_tracks, (1, 12), (1, 12), groups=G)
         # A monophonic track plays one pitch or none per step: one more logit per step, for
@@ -159,9 +177,16 @@ class Generator(nn.Module):
             h = self.norm0(h.reshape(B * self.N, -1))
         h = h.reshape(B * self.N, -1, self.t0, self.O)  # [B N, G ch0, t0, O]
         h = F.relu(self.norm0(h) if self.input_norm == "channel" else h)
+        if condition is not None and self.hold > 1:  # a cell sounds where any of its steps do
+            condition = condition.unflatten(2, (-1, self.hold)).amax(3)  # [B, N, S / hold, P]
         skips = self.encoder(condition) if self.encoder is not None else None
         for i, block in enumerate(self.blocks):
             h = block(h)  # [B N, G ch, t, O], t doubles
+            if self.modulate:
+                gain, bias = self.styles[i](codes.flatten(0, 1)).chunk(2, dim=-1)  # [B N, G, ch]
+                h = F.relu(
+                    h * (1 + gain.flatten(1)[..., None, None]) + bias.flatten(1)[..., None, None]
+                )
             if skips is not None:
                 h = h + skips[i]
         logits = self.to_pitches(h)  # [B N, K, S, P]
@@ -173,6 +198,7 @@ class Generator(nn.Module):
             joint = torch.cat([logits[:, mono], self.to_silence(h)[:, mono]], dim=-1)
             out = out.clone()
             out[:, mono] = torch.softmax(joint.float(), dim=-1)[..., : self.P].to(out.dtype)
+        out = out.repeat_interleave(self.hold, dim=2)  # [B N, K, S, P]
         out = out.view(B, self.N, self.K, self.S, self.P)
         return out.transpose(1, 2)  # [B, K, N, S, P]
 
