@@ -233,7 +233,7 @@ def test_window_bars_needs_a_windowing_codec(tmp_path: Path) -> None:
                       "representation.steps_per_beat=4", "representation.low_pitch=36",
                       "representation.high_pitch=83", "representation.programs=[52,52,52,52]"],
          "CoconetSource", (4, 48)),
-        ("pop909_multitrack", [], "MidiFolderSource", (3, 84)),
+        ("pop909_multitrack", [], "Pop909Source", (3, 84)),
     ],
     ids=["jsb_satb", "pop909_multitrack"],
 )  # fmt: skip

@@ -234,3 +234,7 @@ def test_pop909_missing_annotations_say_what_to_set(tmp_path: Path) -> None:
     source = Pop909Source(tmp_path / "midi")
     with pytest.raises(CadenzaError, match="data.source.annotations"):
         source.items()
+    unaligned = Pop909Source(tmp_path / "midi", align=False)  # the way out the error names
+    (item,) = unaligned.items()
+    assert item.payload[1] is None and "unaligned" in unaligned.describe()
+    assert tracks_of(unaligned.load(item))[0].notes[0, 0] == 0.0

@@ -10,6 +10,7 @@ is prepared again rather than served stale.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
@@ -172,13 +173,19 @@ class Pop909Source(MidiFolderSource):
     cuts its sixteenths at a different phase in every song (issue 16: 38 % of onsets on our
     sixteenth grid before, 97 % after). The downbeats come from `annotations`, the archive of
     `POP909/NNN/beat_midi.txt` files (time in s, 2/4 downbeat flag, 4/4 downbeat flag); a
-    song without one is read unshifted, and `describe()` says how many.
+    song without one is read unshifted, and `describe()` says how many. `align=False` reads
+    every file as it is (the annotations are then not needed).
     """
 
     def __init__(
-        self, root: str | Path, annotations: str | Path | None = None, limit: int | None = None
+        self,
+        root: str | Path,
+        annotations: str | Path | None = None,
+        limit: int | None = None,
+        align: bool = True,
     ) -> None:
         super().__init__(root, limit)
+        self.align = bool(align)
         self.annotations = (
             Path(annotations).expanduser().resolve()
             if annotations is not None
@@ -188,15 +195,18 @@ class Pop909Source(MidiFolderSource):
 
     def downbeats(self) -> dict[str, float]:
         """Song number ('001') -> its first 4/4 downbeat in seconds, read once."""
+        if self._downbeats is None and not self.align:
+            self._downbeats = {}
         if self._downbeats is None:
             if not self.annotations.is_file():
                 raise CadenzaError(
                     f"POP909 annotations {self.annotations} are missing: they say where each "
                     f"song's bars start. Set data.source.annotations to the {POP909_ANNOTATIONS} "
-                    f"that comes with POP909, or use data.source._target_="
-                    f"cadenza.data.sources.MidiFolderSource to read the files unaligned."
+                    f"that comes with POP909, or set data.source.align=false to read the files "
+                    f"unaligned."
                 )
-            self._downbeats = _pop909_downbeats(self.annotations)
+            st = self.annotations.stat()
+            self._downbeats = dict(_pop909_downbeats(self.annotations, st.st_size, st.st_mtime_ns))
         return self._downbeats
 
     def items(self) -> list[SourceItem]:
@@ -220,10 +230,12 @@ class Pop909Source(MidiFolderSource):
             "type": "pop909",
             "annotations": str(self.annotations),
             "annotations_bytes": st.st_size if st else None,
-            "aligned": "first 4/4 downbeat of beat_midi.txt on a bar line",
+            "aligned": "first 4/4 downbeat of beat_midi.txt on a bar line" if self.align else None,
         }
 
     def describe(self) -> str:
+        if not self.align:
+            return f"POP909 {self.root}, unaligned"
         missing = sum(p.stem not in self.downbeats() for p in self._listing())
         return f"POP909 {self.root} aligned to its downbeats ({missing} songs without any)"
 
@@ -231,7 +243,10 @@ class Pop909Source(MidiFolderSource):
         return {**super().__getstate__(), "_downbeats": None}
 
 
-def _pop909_downbeats(archive: Path) -> dict[str, float]:
+@functools.lru_cache(maxsize=4)
+def _pop909_downbeats(archive: Path, size: int, mtime_ns: int) -> dict[str, float]:
+    """Read once per process and archive version (size and mtime are the cache key): every
+    data module, worker and test that builds the source would otherwise unpack 18 MB again."""
     import tarfile
 
     out: dict[str, float] = {}
