@@ -171,9 +171,10 @@ class Pop909Source(MidiFolderSource):
     of a beat after tick 0 (the first beat of `beat_midi.txt`), a different fraction per song.
     Read from tick 0, a 4-bar window straddles the song's bars and a 12-steps-per-beat grid
     cuts its sixteenths at a different phase in every song (issue 16: 38 % of onsets on our
-    sixteenth grid before, 97 % after). The downbeats come from `annotations`, the archive of
-    `POP909/NNN/beat_midi.txt` files (time in s, 2/4 downbeat flag, 4/4 downbeat flag); a
-    song without one is read unshifted, and `describe()` says how many. `align=False` reads
+    sixteenths before, 95 % in the median song after). The downbeats come from
+    `annotations`, the archive of `POP909/NNN/beat_midi.txt` files (time in s, 2/4 downbeat
+    flag, 4/4 downbeat flag); a song without one is read unshifted, and `describe()` says how
+    many. `align=False` reads
     every file as it is (the annotations are then not needed).
     """
 
