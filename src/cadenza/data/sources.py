@@ -174,8 +174,7 @@ class Pop909Source(MidiFolderSource):
     sixteenths before, 95 % in the median song after). The downbeats come from
     `annotations`, the archive of `POP909/NNN/beat_midi.txt` files (time in s, 2/4 downbeat
     flag, 4/4 downbeat flag); a song without one is read unshifted, and `describe()` says how
-    many. `align=False` reads
-    every file as it is (the annotations are then not needed).
+    many. `align=False` reads every file as it is (the annotations are then not needed).
     """
 
     def __init__(
