@@ -192,8 +192,11 @@ def test_checkpoint_round_trip_keeps_weights_codec_and_attribute_vectors(tmp_pat
         ({"beta": -1}, "model.beta"),
         ({"scheduled_sampling_max": 2}, "model.scheduled_sampling_max"),
         ({"input_dropout": 1.0}, "model.input_dropout"),
+        ({"bar_content_weight": -1.0}, "model.bar_content_weight"),
+        ({"bar_content_weight": 1.0, "decoder": "flat"}, "model.bar_content_weight"),
     ],
-    ids=["no-window", "zero-bars", "decoder", "latent", "beta", "ss-max", "input-dropout"],
+    ids=["no-window", "zero-bars", "decoder", "latent", "beta", "ss-max", "input-dropout",
+         "content-weight", "content-needs-conductor"],  # fmt: skip
 )
 def test_bad_config_values_name_the_key(kwargs: dict, match: str) -> None:
     args = {"bars": 2, **kwargs}
@@ -267,3 +270,39 @@ def test_input_dropout_hides_previous_tokens_in_training_only() -> None:
     with torch.no_grad():
         model._losses(model.as_tracks(x), torch.zeros(8, model.hparams.latent_size), true_inputs)
     assert torch.equal(seen[-1], true_inputs)
+
+
+def test_bar_content_target_is_the_set_of_ids_in_each_bar_and_trains_the_encoder() -> None:
+    """model.bar_content_weight: the conductor's embedding of each bar predicts which ids the bar
+    holds. A perfect guess costs nothing, a blank one log 2 per id, and its gradient reaches
+    the encoder (the point: pitch information pushed into z)."""
+    torch.manual_seed(0)
+    model = _quiet(small_vae(decoder="hierarchical", bar_content_weight=1.0))
+    x = model.as_tracks(melody_windows()[:4])
+    B, T, K = x.shape
+    S = T // 2
+    expected = torch.zeros(B, 2, K, V)
+    for b in range(B):
+        for u in range(2):
+            expected[b, u, 0, x[b, u * S : (u + 1) * S, 0].unique()] = 1.0
+    assert 2 <= expected.sum(-1).min() and expected.sum(-1).max() < V
+    z = torch.randn(B, model.hparams.latent_size)
+    head = model.decoder.bar_content
+    model.decoder.bar_content = lambda z: (expected * 2 - 1) * 40  # type: ignore[method-assign]
+    assert float(model._bar_content_nll(x, z).max()) < 1e-6
+    model.decoder.bar_content = lambda z: torch.zeros(B, 2, K, V)  # type: ignore[method-assign]
+    torch.testing.assert_close(model._bar_content_nll(x, z), torch.full((B,), 2 * V * math.log(2)))
+    model.decoder.bar_content = head  # type: ignore[method-assign]
+    mu, _ = model.encoder(x)
+    model._bar_content_nll(x, mu).mean().backward()
+    assert model.encoder.to_mu.weight.grad.abs().sum() > 0
+    # The training loss adds it: same draws, with and without the weight.
+    batch = Batch(x=x[..., 0], lengths=torch.full((B,), T))
+    torch.manual_seed(1)
+    with_content = model.training_step(batch, 0)
+    torch.manual_seed(1)
+    z = model.encoder(x)[0] + model.encoder(x)[1] * torch.randn(B, model.hparams.latent_size)
+    content = model._bar_content_nll(x, z).mean()
+    model.hparams.bar_content_weight = 0.0
+    torch.manual_seed(1)
+    torch.testing.assert_close(with_content, model.training_step(batch, 0) + content)

@@ -7,7 +7,8 @@ embedding rows and its own softmax, so one network serves melodies and multi-tra
 - FlatDecoder: one LSTM over all T steps; z sets its initial state and is fed at every step.
 - HierarchicalDecoder: a "conductor" LSTM emits one embedding per bar from z; a bottom LSTM,
   restarted from each bar's embedding, writes that bar. Its gradient paths are one bar long
-  instead of T steps, which is what lets a 16-bar decoder keep listening to z.
+  instead of T steps, which is what lets a 16-bar decoder keep listening to z. Optionally
+  (`content_head`) each bar's embedding also predicts which ids occur in that bar.
 
 Decoder inputs are the previous tokens (`shift_right`): PAD (id 0, never inside a window) is
 the start symbol. Across bar lines the bottom decoder gets the last token of the bar before, so a
@@ -158,9 +159,11 @@ class HierarchicalDecoder(nn.Module):
     def __init__(
         self, vocab: int, tracks: int, embed: int, hidden: int, layers: int, latent: int,
         bars: int, conductor_hidden: int, conductor_layers: int = 2, dropout: float = 0.0,
+        content_head: bool = False,
     ) -> None:  # fmt: skip
         super().__init__()
         self.bars, self.c_hidden, self.c_layers = bars, conductor_hidden, conductor_layers
+        self.tracks, self.vocab = tracks, vocab
         self.conductor_init = nn.Linear(latent, 2 * conductor_layers * conductor_hidden)
         # z is the conductor's input at every bar: its only input, and a short path to z.
         self.conductor = LSTM(
@@ -168,12 +171,21 @@ class HierarchicalDecoder(nn.Module):
             dropout=dropout if conductor_layers > 1 else 0.0,
         )  # fmt: skip
         self.bar = _TokenLSTM(vocab, tracks, embed, hidden, layers, conductor_hidden, dropout)
+        # Only built when asked for, so checkpoints without it load unchanged.
+        self.content = nn.Linear(conductor_hidden, tracks * vocab) if content_head else None
 
     def conduct(self, z: torch.Tensor) -> torch.Tensor:
         """z [B, Z] -> one embedding per bar [B, U, C]."""
         state = _initial_state(self.conductor_init, z, self.c_layers, self.c_hidden)
         out, _ = self.conductor(z[:, None].expand(-1, self.bars, -1), state)
         return out
+
+    def bar_content(self, z: torch.Tensor) -> torch.Tensor:
+        """z [B, Z] -> logits [B, U, K, V] that each id occurs in each bar (content_head)."""
+        if self.content is None:
+            raise RuntimeError("this decoder was built without content_head")
+        c = self.conduct(z)  # [B, U, C]
+        return self.content(c).view(z.shape[0], self.bars, self.tracks, self.vocab)
 
     def forward(self, z: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """z [B, Z], inputs [B, T, K] (T = bars * S) -> logits [B, T, K, V].
