@@ -195,8 +195,17 @@ def test_checkpoint_round_trip_keeps_weights_codec_and_attribute_vectors(tmp_pat
         ({"bar_content_weight": -1.0}, "model.bar_content_weight"),
         ({"bar_content_weight": 1.0, "decoder": "flat"}, "model.bar_content_weight"),
     ],
-    ids=["no-window", "zero-bars", "decoder", "latent", "beta", "ss-max", "input-dropout",
-         "content-weight", "content-needs-conductor"],  # fmt: skip
+    ids=[
+        "no-window",
+        "zero-bars",
+        "decoder",
+        "latent",
+        "beta",
+        "ss-max",
+        "input-dropout",
+        "content-weight",
+        "content-needs-conductor",
+    ],  # fmt: skip
 )
 def test_bad_config_values_name_the_key(kwargs: dict, match: str) -> None:
     args = {"bars": 2, **kwargs}
@@ -285,7 +294,7 @@ def test_bar_content_target_is_the_set_of_ids_in_each_bar_and_trains_the_encoder
     for b in range(B):
         for u in range(2):
             expected[b, u, 0, x[b, u * S : (u + 1) * S, 0].unique()] = 1.0
-    assert 2 <= expected.sum(-1).min() and expected.sum(-1).max() < V
+    assert expected.sum(-1).min() >= 2 and expected.sum(-1).max() < V
     z = torch.randn(B, model.hparams.latent_size)
     head = model.decoder.bar_content
     model.decoder.bar_content = lambda z: (expected * 2 - 1) * 40  # type: ignore[method-assign]
