@@ -107,7 +107,7 @@ def latent_spread(model: GANModule, n: int = 256) -> dict[str, float]:
     model.eval()
     with torch.no_grad():
         probs = model.ema(model.latents(n, generator=g)).float()  # [n, K, N, S, P]
-    hard = model._binary(probs, draw=False)
+    hard = model.hard_rolls(probs, draw=False)
     names = [t.partition(":")[2] or t for t in model.codec.tracks]
     out = {}
     for k, name in enumerate(names):

@@ -327,7 +327,7 @@ def test_monophonic_melody_trains_and_samples_one_note_at_a_time(
     # The critic's input in training: one-hot or silent per step, drawn or thresholded.
     model.train()
     probs = model._generate(model.generator, model.latents(4), None)
-    hard = model._binary(probs)
+    hard = model.hard_rolls(probs)
     assert int(hard[:, 0].sum(-1).max()) <= 1
     assert set(hard.unique().tolist()) <= {0.0, 1.0}
 
@@ -336,10 +336,10 @@ def test_stochastic_binary_neurons_draw_in_training_and_threshold_when_sampling(
     model = small_gan(pop909_codec(), binarize="stochastic")
     probs = torch.full((2, 3, 4, 16, 84), 0.3)
     model.train()
-    drawn = model._binary(probs)
+    drawn = model.hard_rolls(probs)
     assert 0.2 < float(drawn.mean()) < 0.4  # Bernoulli(0.3) per pitch and step
     model.eval()
-    assert float(model._binary(probs).sum()) == 0  # 0.3 is below the threshold
+    assert float(model.hard_rolls(probs).sum()) == 0  # 0.3 is below the threshold
 
 
 def test_monophonic_tracks_are_named_like_the_condition_track() -> None:

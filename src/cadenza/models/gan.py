@@ -265,7 +265,7 @@ class GANModule(GenerativeModule):
         keep[c] = True
         return torch.where(keep[None, :, None, None, None], real, out)
 
-    def _binary(self, probs: torch.Tensor, draw: bool | None = None) -> torch.Tensor:
+    def hard_rolls(self, probs: torch.Tensor, draw: bool | None = None) -> torch.Tensor:
         """Probabilities [B, K, N, S, P] -> the 0/1 phrase they stand for. Polyphonic tracks:
         each pitch above `threshold`; monophonic ones: the likelier of the best pitch and
         silence. draw (default: binarize == stochastic, in training) samples instead: a
@@ -288,7 +288,7 @@ class GANModule(GenerativeModule):
     def _critic_input(self, probs: torch.Tensor) -> torch.Tensor:
         if self.hparams.binarize == "none":
             return probs
-        hard = self._binary(probs)
+        hard = self.hard_rolls(probs)
         return probs + (hard - probs).detach()  # straight through: hard forward, soft gradient
 
     # --- training ---------------------------------------------------------------------------
@@ -333,7 +333,7 @@ class GANModule(GenerativeModule):
         with torch.no_grad():
             fake = self._generate(self.generator, self.latents(real.shape[0]), real)
         if hp.binarize != "none":
-            fake = self._binary(fake)
+            fake = self.hard_rolls(fake)
         lazy_r1 = hp.objective == "r1" and self._critic_steps % hp.r1_every == 0
         if lazy_r1:
             real = real.detach().requires_grad_(True)
@@ -402,7 +402,7 @@ class GANModule(GenerativeModule):
         # A fixed seed per batch: the same latents every epoch, so epochs compare like for like.
         g = torch.Generator().manual_seed(int(batch.index[0]) if batch.index is not None else 0)
         fake = self._generate(self.ema, self.latents(B, g), real)
-        hard = self._binary(fake, draw=False)
+        hard = self.hard_rolls(fake, draw=False)
         gap = self.critic(real).mean() - self.critic(hard).mean()
         self.log(f"{stage}/critic_gap", gap, on_step=False, on_epoch=True, batch_size=B)
         rolls = self._rolls.setdefault(stage, {"real": [], "generated": []})
@@ -507,7 +507,7 @@ class GANModule(GenerativeModule):
                 real = torch.zeros(n, self.K, self.N, self.S, self.P, device=self.device)
                 real[:, self.hparams.condition_track] = cond[p]
             probs = self._generate(self.ema, z, real)
-            out.append(self.from_phrase(self._binary(probs, draw=False).float()))
+            out.append(self.from_phrase(self.hard_rolls(probs, draw=False).float()))
         rolls = torch.cat(out, dim=1)[:, :length].cpu()  # [n, T, K, P]
         return list(rolls)
 

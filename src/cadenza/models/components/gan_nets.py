@@ -173,10 +173,12 @@ class Generator(nn.Module):
         codes = self.bar_codes(latents)  # [B, N, G, d_in]
         B = codes.shape[0]
         h = self.project(codes.flatten(0, 1))  # [B N, G, ch0 t0 O]
-        if self.input_norm == "position":
-            h = self.norm0(h.reshape(B * self.N, -1))
-        h = h.reshape(B * self.N, -1, self.t0, self.O)  # [B N, G ch0, t0, O]
-        h = F.relu(self.norm0(h) if self.input_norm == "channel" else h)
+        grid = (B * self.N, -1, self.t0, self.O)  # [B N, G ch0, t0, O]
+        if self.input_norm == "position":  # BatchNorm1d over every unit of the grid
+            h = self.norm0(h.reshape(B * self.N, -1)).reshape(grid)
+        else:  # BatchNorm2d per channel
+            h = self.norm0(h.reshape(grid))
+        h = F.relu(h)
         if condition is not None and self.hold > 1:  # a cell sounds where any of its steps do
             condition = condition.unflatten(2, (-1, self.hold)).amax(3)  # [B, N, S / hold, P]
         skips = self.encoder(condition) if self.encoder is not None else None
