@@ -163,7 +163,6 @@ class HierarchicalDecoder(nn.Module):
     ) -> None:  # fmt: skip
         super().__init__()
         self.bars, self.c_hidden, self.c_layers = bars, conductor_hidden, conductor_layers
-        self.tracks, self.vocab = tracks, vocab
         self.conductor_init = nn.Linear(latent, 2 * conductor_layers * conductor_hidden)
         # z is the conductor's input at every bar: its only input, and a short path to z.
         self.conductor = LSTM(
@@ -185,7 +184,7 @@ class HierarchicalDecoder(nn.Module):
         if self.content is None:
             raise RuntimeError("this decoder was built without content_head")
         c = self.conduct(z)  # [B, U, C]
-        return self.content(c).view(z.shape[0], self.bars, self.tracks, self.vocab)
+        return self.content(c).view(z.shape[0], self.bars, self.bar.tracks, self.bar.vocab)
 
     def forward(self, z: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """z [B, Z], inputs [B, T, K] (T = bars * S) -> logits [B, T, K, V].
