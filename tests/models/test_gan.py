@@ -364,3 +364,28 @@ def test_the_ema_keeps_its_own_batchnorm_statistics(phrases: np.ndarray, tmp_pat
     with torch.no_grad():
         model._generate(model.ema, model.latents(8), None)
     assert torch.allclose(before, model.ema.norm0.running_var, rtol=0.5)
+
+
+def test_track_gap_catches_what_pooling_compensates() -> None:
+    from cadenza.models.gan import phrase_stats, stat_gap, track_gap
+
+    # Two tracks, 4 one-bar phrases of 16 steps: real tracks each rest in half the bars;
+    # generated, track 0 rests in a quarter of them and track 1 in three quarters. Pooled,
+    # both rest half the time.
+    real = np.zeros((4, 16, 2, 12), dtype=bool)
+    real[:2, :, 0, 0] = True  # track 0 plays in phrases 0-1
+    real[2:, :, 1, 4] = True  # track 1 in phrases 2-3
+    gen = np.zeros_like(real)
+    gen[:3, :, 0, 0] = True
+    gen[3:, :, 1, 4] = True
+    args = (60, 4)
+    pooled_real, pooled_gen = phrase_stats(real, *args), phrase_stats(gen, *args)
+    assert pooled_real["empty_bar_rate"] == pooled_gen["empty_bar_rate"] == 0.5
+    assert stat_gap(pooled_gen, pooled_real) == 0.0
+    per = lambda r: [phrase_stats(r[:, :, k : k + 1], *args) for k in range(2)]  # noqa: E731
+    # Each track's empty-bar rate is 0.25 off: 0.25 / (20 % of the pooled 0.5) = 2.5.
+    assert track_gap(per(gen), per(real), pooled_real) == pytest.approx(2.5)
+    assert track_gap(per(real), per(real), pooled_real) == 0.0
+    # A generated track that never plays has no qualified-note rate: as far off as can be.
+    gen[3:, :, 1] = False
+    assert track_gap(per(gen), per(real), pooled_real) == float("inf")

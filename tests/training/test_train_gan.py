@@ -22,7 +22,8 @@ from tests.models.gan_fixtures import pop909_codec, pop909_phrases, small_gan
 EPOCH_METRICS = [
     "val/critic_gap", "val/stat_gap", "val/gen/qualified_note_rate", "val/real/qualified_note_rate",
     "val/gen/empty_bar_rate", "val/real/empty_bar_rate", "val/gen/used_pitch_classes",
-    "val/real/used_pitch_classes",
+    "val/real/used_pitch_classes", "val/track_gap", "val/gen/MELODY/empty_bar_rate",
+    "val/real/PIANO/used_pitch_classes",
 ]  # fmt: skip
 
 
@@ -35,6 +36,8 @@ def test_smoke_gan_trains_logs_checkpoints_and_samples(smoke: SmokeRuns) -> None
     assert math.isfinite(m["val/real/qualified_note_rate"])
     assert 0.0 <= m["val/real/empty_bar_rate"] <= 1.0
     assert "test/stat_gap" in m
+    # A track can only be farther from its own real statistics than the pool is from its.
+    assert m["val/track_gap"] >= 0.0
     rows = list(csv.DictReader(run.metrics_csv().open()))
     assert len({r["epoch"] for r in rows if r.get("val/stat_gap")}) == 2  # once per epoch
     moved = [float(r["train/critic_loss"]) for r in rows if r.get("train/critic_loss")]

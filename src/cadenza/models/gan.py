@@ -91,6 +91,27 @@ def stat_gap(generated: dict[str, float], real: dict[str, float]) -> float:
     return float(max(gaps))
 
 
+def track_gap(
+    generated: list[dict[str, float]], real: list[dict[str, float]], pooled: dict[str, float]
+) -> float:
+    """The largest deviation of any one track's statistics from that track's real ones, in
+    units of the pooled bar's tolerance (relative tolerances scaled by the pooled real value).
+
+    The pooled `stat_gap` can be met by compensation: a melody that never rests and a bridge
+    that rests too often average out to the real empty-bar rate. This one cannot: <= 1 means
+    every track alone is within the tolerance the pooled statistic must meet (NaN-free tracks
+    only; a track whose real statistic is undefined, as QN of a silent track, is skipped)."""
+    gaps = [0.0]
+    for g, r in zip(generated, real):
+        for name, (kind, tol) in TOLERANCE.items():
+            if not (math.isfinite(r[name]) and math.isfinite(pooled[name])):
+                continue
+            scale = tol if kind == "points" else tol * abs(pooled[name])
+            diff = abs(g[name] - r[name]) if math.isfinite(g[name]) else math.inf
+            gaps.append(diff / scale if scale > 0 else math.inf * (diff > 0))
+    return float(max(gaps))
+
+
 BINARIZE = ("none", "ste", "stochastic")
 STAGES = ("val", "test")
 
@@ -221,6 +242,11 @@ class GANModule(GenerativeModule):
             f"{key} must be a track index 0..{len(tracks) - 1} or one of the codec's tracks "
             f"{tracks}, got {track!r}"
         )
+
+    @property
+    def track_names(self) -> list[str]:
+        """The codec's tracks as metric names: name:MELODY -> MELODY, index:0 -> index_0."""
+        return [t[5:] if t.startswith("name:") else t.replace(":", "_") for t in self.codec.tracks]
 
     @property
     def conditional(self) -> bool:
@@ -425,11 +451,22 @@ class GANModule(GenerativeModule):
             return
         c = self.codec
         args = (c.low_pitch, c.steps_per_beat, getattr(c, "drums", None))
-        real = phrase_stats(np.concatenate(rolls["real"]), *args)
-        gen = phrase_stats(np.concatenate(rolls["generated"]), *args)
+        real_rolls, gen_rolls = np.concatenate(rolls["real"]), np.concatenate(rolls["generated"])
+        real, gen = phrase_stats(real_rolls, *args), phrase_stats(gen_rolls, *args)
         values = {f"{stage}/real/{k}": v for k, v in real.items()}
         values |= {f"{stage}/gen/{k}": v for k, v in gen.items()}
         values[f"{stage}/stat_gap"] = stat_gap(gen, real)
+        # The same statistics track by track, and the largest per-track deviation.
+        drums = getattr(c, "drums", None) or [False] * self.K
+        per_track: dict[str, list[dict[str, float]]] = {"real": [], "gen": []}
+        for k, name in enumerate(self.track_names):
+            if drums[k]:
+                continue
+            for kind, rs in (("real", real_rolls), ("gen", gen_rolls)):
+                stats = phrase_stats(rs[:, :, k : k + 1], c.low_pitch, c.steps_per_beat)
+                per_track[kind].append(stats)
+                values |= {f"{stage}/{kind}/{name}/{s}": v for s, v in stats.items()}
+        values[f"{stage}/track_gap"] = track_gap(per_track["gen"], per_track["real"], real)
         for k, v in values.items():
             t = torch.tensor(v if math.isfinite(v) else float("nan"), device=self.device)
             if self.trainer.world_size > 1:
