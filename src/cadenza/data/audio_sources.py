@@ -125,7 +125,7 @@ class RenderedMidiSource(Source):
         if path.is_file():
             return load_audio(path)
         wave = render_midi(
-            self.midi.load(inner), self.sample_rate, synth=self.synth,
+            self.midi.load_for_render(inner), self.sample_rate, synth=self.synth,
             soundfont=self.soundfont, max_seconds=self.max_seconds,
         )  # fmt: skip
         save_audio(wave, path)  # atomic: a killed run never leaves half a file to read later

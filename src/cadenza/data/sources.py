@@ -54,7 +54,13 @@ class Source(ABC):
 
     @abstractmethod
     def load(self, item: SourceItem) -> Any:
-        """Parse one item -> PrettyMIDI. Raises BadMidiError when the piece cannot be used."""
+        """Parse one item -> what codecs encode: a `cadenza.io.midi.Score` (MIDI, read with
+        symusic) or a Waveform. Raises BadMidiError when the piece cannot be used."""
+
+    def load_for_render(self, item: SourceItem) -> Any:
+        """The piece as a synthesizer should hear it: what `load` gives, unless the source has
+        more than notes to play (MIDI files: a PrettyMIDI, with pedal and volume controls)."""
+        return self.load(item)
 
     @abstractmethod
     def to_dict(self) -> dict[str, Any]:
@@ -155,6 +161,11 @@ class MidiFolderSource(FolderSource):
     kind = "MIDI"
 
     def load(self, item: SourceItem) -> Any:
+        from cadenza.io.midi import read_score
+
+        return read_score(item.payload)
+
+    def load_for_render(self, item: SourceItem) -> Any:
         from cadenza.io.midi import load_midi
 
         return load_midi(item.payload)
@@ -217,6 +228,13 @@ class Pop909Source(MidiFolderSource):
         ]
 
     def load(self, item: SourceItem) -> Any:
+        from cadenza.io.midi import align_to_bar, read_score
+
+        path, downbeat = item.payload
+        score = read_score(path)
+        return score if downbeat is None else align_to_bar(score, downbeat)
+
+    def load_for_render(self, item: SourceItem) -> Any:
         from cadenza.io.midi import align_to_bar, load_midi
 
         path, downbeat = item.payload
@@ -293,6 +311,12 @@ class Music21Source(Source):
 
     def load(self, item: SourceItem) -> Any:
         from cadenza.io.corpus import corpus_to_midi_bytes
+        from cadenza.io.midi import read_score_bytes
+
+        return read_score_bytes(corpus_to_midi_bytes(Path(item.payload)), item.key)
+
+    def load_for_render(self, item: SourceItem) -> Any:
+        from cadenza.io.corpus import corpus_to_midi_bytes
         from cadenza.io.midi import load_midi_bytes
 
         return load_midi_bytes(corpus_to_midi_bytes(Path(item.payload)), item.key)
@@ -363,10 +387,10 @@ class BoulangerSource(Source):
         ]
 
     def load(self, item: SourceItem) -> Any:
-        from cadenza.io.midi import build_midi, notes_from_pitch_steps
+        from cadenza.io.midi import build_score, notes_from_pitch_steps
 
         track = notes_from_pitch_steps(item.payload, self.seconds_per_step)
-        return build_midi([track], tempo=BOULANGER_TEMPO)
+        return build_score([track], tempo=BOULANGER_TEMPO)
 
     def to_dict(self) -> dict[str, Any]:
         self._check_file()
@@ -439,7 +463,7 @@ class CoconetSource(Source):
         ]
 
     def load(self, item: SourceItem) -> Any:
-        from cadenza.io.midi import TrackNotes, build_midi
+        from cadenza.io.midi import TrackNotes, build_score
 
         piece = np.asarray(item.payload, dtype=np.float32).reshape(-1, len(COCONET_VOICES))
         pitches = np.where(np.isnan(piece), -1, piece).astype(np.int64)  # [T, 4], -1 = silent
@@ -456,7 +480,7 @@ class CoconetSource(Source):
                 axis=1,
             ).astype(np.float64)
             tracks.append(TrackNotes(COCONET_PROGRAM, False, name, notes))
-        return build_midi(tracks, tempo=COCONET_TEMPO)
+        return build_score(tracks, tempo=COCONET_TEMPO)
 
     def to_dict(self) -> dict[str, Any]:
         self._check_file()

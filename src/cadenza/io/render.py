@@ -21,7 +21,7 @@ import numpy as np
 
 from cadenza.errors import BadAudioError, BadMidiError, CadenzaError, ConfigError
 from cadenza.io.audio import Waveform, load_audio, save_audio
-from cadenza.io.midi import clip_midi, load_midi, save_midi, tracks_of
+from cadenza.io.midi import as_pretty_midi, clip_midi, load_midi, save_midi, tracks_of
 from cadenza.io.synth import synthesize
 
 SYNTHS = ("auto", "fluidsynth", "builtin")
@@ -128,7 +128,7 @@ def render_midi(
     ):
         raise ConfigError(f"max_seconds must be a positive number of seconds, got {max_seconds!r}")
     name = str(midi) if isinstance(midi, str | os.PathLike) else "<PrettyMIDI>"
-    pm = load_midi(midi) if isinstance(midi, str | os.PathLike) else midi
+    pm = load_midi(midi) if isinstance(midi, str | os.PathLike) else as_pretty_midi(midi)
     if not hasattr(pm, "instruments"):
         raise TypeError(f"render_midi takes a PrettyMIDI or a path, got {type(midi).__name__}")
     if max_seconds is not None:

@@ -28,7 +28,12 @@ from cadenza.representations.multitrack import (
     check_tracks,
     per_track,
 )
-from cadenza.representations.pianoroll import quantize_notes, roll_runs, shift_pitches
+from cadenza.representations.pianoroll import (
+    notes_to_roll,
+    quantize_notes,
+    roll_runs,
+    shift_pitches,
+)
 
 
 class MultiTrackPianoRollCodec(Codec):
@@ -120,16 +125,11 @@ class MultiTrackPianoRollCodec(Codec):
                 f"no note in any of the tracks {self.tracks} within "
                 f"{self.low_pitch}..{self.high_pitch}",
             )
-        roll = np.zeros((T, self.n_tracks, self.n_pitches), dtype=np.float32)
-        for k, (block, (mode, _)) in enumerate(zip(blocks, self._selects)):
-            # +1 at each onset, -1 at each offset, summed over time: > 0 wherever a note sounds.
-            delta = np.zeros((T + 1, self.n_pitches), dtype=np.int32)
-            np.add.at(delta, (block[:, 0], block[:, 2] - self.low_pitch), 1)
-            np.add.at(delta, (block[:, 1], block[:, 2] - self.low_pitch), -1)
-            active = np.cumsum(delta, axis=0)[:T] > 0  # [T, P]
+        active = notes_to_roll(blocks, T, self.n_pitches, self.low_pitch)  # [T, K, P]
+        for k, (mode, _) in enumerate(self._selects):
             if mode == "top":
-                active = _skyline(active)
-            roll[:, k] = active
+                active[:, k] = _skyline(active[:, k])
+        roll = active.astype(np.float32)
         return torch.from_numpy(roll)
 
     def notes(self, x: torch.Tensor | np.ndarray) -> list[np.ndarray]:

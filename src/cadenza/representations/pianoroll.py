@@ -82,10 +82,7 @@ class PianoRollCodec(Codec):
             raise BadMidiError(
                 "<pianoroll>", "no_notes", f"no pitched note in {self.low_pitch}..{self.high_pitch}"
             )
-        roll = np.zeros((T, self.n_tracks, self.n_pitches), dtype=np.float32)
-        for k, block in enumerate(blocks):
-            for on, off, pitch in block:
-                roll[on:off, k, pitch - self.low_pitch] = 1.0
+        roll = notes_to_roll(blocks, T, self.n_pitches, self.low_pitch).astype(np.float32)
         if self.max_steps is not None:
             roll = roll[: self.max_steps]
         return torch.from_numpy(roll.reshape(len(roll), self.feature_dim))
@@ -149,6 +146,25 @@ def quantize_notes(
     off = np.floor(time_to_beats(midi, notes[:, 1]) * steps_per_beat + 0.5)
     off = np.maximum(off, on + 1)
     return np.stack([on, off, notes[:, 2]], axis=1).astype(np.int64).reshape(-1, 3)
+
+
+def notes_to_roll(
+    blocks: list[np.ndarray], steps: int, n_pitches: int, low_pitch: int
+) -> np.ndarray:
+    """Per track, int64 [N, 3] (on_step, off_step, pitch) -> bool roll [steps, K, P]: a step is on
+    while any note of that pitch holds (overlapping notes union). Vectorised over the cells
+    the notes cover: a loop over notes, or a cumulative sum over the whole roll, was most of
+    bulk preparation's time."""
+    roll = np.zeros((steps, len(blocks), n_pitches), dtype=bool)
+    for k, block in enumerate(blocks):
+        if not len(block):
+            continue
+        lengths = block[:, 1] - block[:, 0]
+        # Cell j of note i (counted over all notes) is step on_i + j - first_cell_i.
+        first_cell = np.cumsum(lengths) - lengths
+        cells = np.repeat(block[:, 0] - first_cell, lengths) + np.arange(int(lengths.sum()))
+        roll[cells, k, np.repeat(block[:, 2] - low_pitch, lengths)] = True
+    return roll
 
 
 def roll_runs(roll: np.ndarray, low_pitch: int) -> list[np.ndarray]:
