@@ -15,10 +15,11 @@ import logging
 import os
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -223,9 +224,9 @@ def _init_worker(source: Source, codec: Codec) -> None:
     torch.set_num_threads(1)
 
 
-def _encode_in_worker(item: SourceItem) -> _Result:
+def _encode_in_worker(items: list[SourceItem]) -> list[_Result]:
     assert _WORKER_STATE is not None, "worker initializer did not run"
-    return _encode(*_WORKER_STATE, item)
+    return [_encode(*_WORKER_STATE, item) for item in items]
 
 
 def _encode(source: Source, codec: Codec, item: SourceItem) -> _Result:
@@ -256,9 +257,16 @@ def _results(source: Source, codec: Codec, items: list[SourceItem], workers: int
     workers = min(workers, len(items))
     # Chunks amortise the pickling round trip; ~8 chunks per worker keeps the load balanced.
     chunksize = max(1, min(64, len(items) // (workers * 8)))
+    chunks = (items[i : i + chunksize] for i in range(0, len(items), chunksize))
     ex = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(source, codec))
     try:
-        yield from ex.map(_encode_in_worker, items, chunksize=chunksize)
+        # A few chunks per worker in flight, never all of them (as Executor.map would): encoded
+        # pieces that wait for an earlier chunk then take bounded memory on any corpus size.
+        pending = deque(ex.submit(_encode_in_worker, c) for c in islice(chunks, 4 * workers))
+        while pending:
+            done = pending.popleft().result()
+            pending.extend(ex.submit(_encode_in_worker, c) for c in islice(chunks, 1))
+            yield from done
     finally:
         # If the consumer stops early (an error), pending chunks are dropped, not waited for.
         ex.shutdown(wait=True, cancel_futures=True)
@@ -306,43 +314,40 @@ def _encode_into(
 def _write_splits(
     codec: Codec, folder: Path, raw_path: Path, kept: list[dict[str, Any]], splits: list[str]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    dtype = codec.storage_dtype
+    """Copy each split's pieces from the raw stream into `<split>.npy`, one piece at a time
+    with plain reads and writes: memory maps would count every page they touch as resident,
+    so a corpus ten times larger would need ten times the memory."""
+    dtype = np.dtype(codec.storage_dtype)
     row = codec.row_shape
-    total = sum(k["length"] for k in kept)
-    raw = np.memmap(raw_path, dtype=dtype, mode="r", shape=(total, *row))
+    row_bytes = dtype.itemsize * int(np.prod(row, dtype=np.int64))
     entries: dict[str, Any] = {}
     pieces: list[dict[str, Any]] = []
-    for split in SPLITS:
-        members = [k for k, s in zip(kept, splits) if s == split]
-        lengths = [k["length"] for k in members]
-        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
-        offsets = offsets if members else []
-        steps = int(sum(lengths))
-        tmp = folder / f".{split}.npy.tmp{os.getpid()}"
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(steps, *row))
-        for k, off in zip(members, offsets):
-            out[off : off + k["length"]] = raw[k["raw"] : k["raw"] + k["length"]]
-            pieces.append(
-                {
-                    "id": k["id"],
-                    "key": k["key"],
-                    "split": split,
-                    "offset": off,
-                    "length": k["length"],
-                }
-            )
-        out.flush()
-        del out
-        # Replace, never overwrite in place: another process may have the old file mapped.
-        os.replace(tmp, folder / f"{split}.npy")
-        entries[split] = {
-            "file": f"{split}.npy",
-            "pieces": len(members),
-            "steps": steps,
-            "offsets": offsets,
-            "lengths": lengths,
-        }
-    del raw
+    with raw_path.open("rb") as raw:
+        for split in SPLITS:
+            members = [k for k, s in zip(kept, splits) if s == split]
+            lengths = [k["length"] for k in members]
+            offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
+            offsets = offsets if members else []
+            steps = int(sum(lengths))
+            tmp = folder / f".{split}.npy.tmp{os.getpid()}"
+            with tmp.open("wb") as out:
+                header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                          "shape": (steps, *row)}  # fmt: skip
+                np.lib.format.write_array_header_2_0(out, header)
+                for k, off in zip(members, offsets):
+                    raw.seek(k["raw"] * row_bytes)
+                    out.write(raw.read(k["length"] * row_bytes))
+                    pieces.append({"id": k["id"], "key": k["key"], "split": split,
+                                   "offset": off, "length": k["length"]})  # fmt: skip
+            # Replace, never overwrite in place: another process may have the old file mapped.
+            os.replace(tmp, folder / f"{split}.npy")
+            entries[split] = {
+                "file": f"{split}.npy",
+                "pieces": len(members),
+                "steps": steps,
+                "offsets": offsets,
+                "lengths": lengths,
+            }
     return entries, pieces
 
 
