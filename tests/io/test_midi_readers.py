@@ -25,6 +25,7 @@ from cadenza.io.midi import (
     read_score_bytes,
     time_to_beats,
     tracks_of,
+    write_transposed,
 )
 from cadenza.io.midi_agreement import reader_agreement
 from cadenza.representations import (
@@ -226,3 +227,17 @@ def test_every_real_midi_file_reads_the_same_with_both_readers() -> None:
         differ[:50]
     )
     assert matched == notes > 1_000_000
+
+
+def test_write_transposed_moves_pitched_notes_and_nothing_else(tmp_path: Path) -> None:
+    src = real_midi("pop909/midi/003.mid")
+    dst = write_transposed(src, tmp_path / "up3.mid", 3)
+    a, b = tracks_of(read_score(src)), tracks_of(read_score(dst))
+    assert [t.name for t in a] == [t.name for t in b]
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(y.notes[:, 2], x.notes[:, 2] + 3)
+        np.testing.assert_allclose(y.notes[:, [0, 1, 3]], x.notes[:, [0, 1, 3]])
+    drums = write_transposed(write_drums_only(tmp_path / "d.mid"), tmp_path / "d5.mid", 5)
+    np.testing.assert_array_equal(
+        tracks_of(read_score(drums))[0].notes, tracks_of(read_score(tmp_path / "d.mid"))[0].notes
+    )
