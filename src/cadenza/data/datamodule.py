@@ -131,13 +131,17 @@ class MusicDataModule(pl.LightningDataModule):
         self._windows: dict[tuple[str, bool], WindowDataset] = {}
 
     def model_sizing(self) -> dict[str, Any]:
-        """What the model is sized from: the codec (no dimension is written twice in YAML)."""
+        """What the model is sized from: the codec (no dimension is written twice in YAML). A
+        codec that learns its vocabulary is fitted first (preparing the data), so the model is
+        sized from, and its checkpoints carry, the fitted one."""
+        if self.codec.learns_vocabulary:
+            self.prepared  # noqa: B018 - prepares, and adopts the fitted codec
         return {"codec": self.codec.to_dict()}
 
     # --- preparation -------------------------------------------------------------------------
     def prepare_cache(self, force: bool = False) -> PreparedData:
         """Encode and cache the dataset (instant when this exact config is cached already)."""
-        return prepare(
+        prepared = prepare(
             self.source,
             self.codec,
             self.cache_dir,
@@ -146,6 +150,9 @@ class MusicDataModule(pl.LightningDataModule):
             test_fraction=self.test_fraction,
             force=force,
         )
+        if self.codec.learns_vocabulary:
+            self.codec = prepared.codec  # the same settings, with the learned vocabulary
+        return prepared
 
     def prepare_data(self) -> None:
         if self._prepared is None:  # train() may have prepared already, to check the splits

@@ -178,6 +178,12 @@ def prepare(
         splits = assign_splits(
             [k["id"] for k in kept], [k["canonical"] for k in kept], valid_fraction, test_fraction
         )
+        if codec.learns_vocabulary:
+            # Hashes and splits come from the base encoding; the vocabulary is learned from the
+            # training pieces alone, then every piece is re-written in it.
+            codec, relearned = _learn_vocabulary(codec, folder, raw_path, kept, splits)
+            raw_path.unlink()
+            raw_path = relearned
         split_entries, pieces = _write_splits(codec, folder, raw_path, kept, splits)
     finally:
         raw_path.unlink(missing_ok=True)
@@ -309,6 +315,39 @@ def _encode_into(
         )
         offset += n
     return kept, skipped, duplicates_kept
+
+
+def _learn_vocabulary(
+    codec: Codec, folder: Path, raw_path: Path, kept: list[dict[str, Any]], splits: list[str]
+) -> tuple[Codec, Path]:
+    """Fit `codec`'s vocabulary on the training pieces in `raw_path`, then stream every piece,
+    re-written in it, into a new raw file (updating `kept`'s offsets and lengths in place)."""
+    dtype = np.dtype(codec.storage_dtype)
+
+    def pieces(which: list[dict[str, Any]]):  # noqa: ANN202 - a generator of arrays
+        with raw_path.open("rb") as raw:
+            for k in which:
+                raw.seek(k["raw"] * dtype.itemsize)
+                yield np.frombuffer(raw.read(k["length"] * dtype.itemsize), dtype=dtype)
+
+    started = time.perf_counter()
+    fitted = codec.fit(pieces([k for k, s in zip(kept, splits) if s == "train"]))
+    fd, name = tempfile.mkstemp(prefix=".encoded-", suffix=".raw", dir=folder)
+    offset = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for k, base in zip(kept, pieces(kept)):
+                arr = np.ascontiguousarray(fitted.learned_ids(base).astype(dtype))
+                out.write(arr.tobytes())
+                k["raw"], k["length"] = offset, int(len(arr))
+                offset += len(arr)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    log.info(
+        "learned a %d-id vocabulary in %.1f s", fitted.vocab_size, time.perf_counter() - started
+    )
+    return fitted, Path(name)
 
 
 def _write_splits(

@@ -62,6 +62,7 @@ __all__ = [
     "build_midi",
     "build_score",
     "clip_midi",
+    "from_symusic",
     "load_midi",
     "load_midi_bytes",
     "midi_to_bytes",
@@ -70,6 +71,7 @@ __all__ = [
     "read_score_bytes",
     "save_midi",
     "time_to_beats",
+    "to_symusic",
     "tracks_of",
     "write_transposed",
 ]
@@ -209,6 +211,47 @@ def _tick_scales(sym: symusic.Score) -> tuple[np.ndarray, np.ndarray]:
             ticks.append(int(tempo.time))
             scales.append(scale)
     return np.asarray(ticks, dtype=np.int64), np.asarray(scales, dtype=np.float64)
+
+
+def to_symusic(midi: pretty_midi.PrettyMIDI | Score, merge: bool = False) -> symusic.Score:
+    """A symusic Score in ticks (for MidiTok): every note at its beat position, through the tempo
+    map, on the file's grid; the tempo map and time signatures come along. merge=True puts every
+    pitched note on one piano track (drums dropped), for single-instrument tokenizations."""
+    resolution = int(midi.resolution)
+    out = symusic.Score(resolution)
+    tracks = tracks_of(midi, include_drums=not merge)
+    if merge:
+        notes = [t.notes for t in tracks]
+        tracks = [
+            TrackNotes(0, False, "merged", np.concatenate(notes) if notes else np.zeros((0, 4)))
+        ]
+    for t in tracks:
+        ticks = np.round(time_to_beats(midi, t.notes[:, :2].ravel()) * resolution).astype(np.int32)
+        on, off = ticks.reshape(-1, 2).T
+        track = symusic.Track(t.name, int(t.program), bool(t.is_drum))
+        track.notes = symusic.Note.from_numpy(
+            on, np.maximum(off - on, 1).astype(np.int32), t.notes[:, 2].astype(np.int8),
+            np.clip(t.notes[:, 3], 1, 127).astype(np.int8),
+        )  # fmt: skip
+        out.tracks.append(track)
+    change_s, qpm = midi.get_tempo_changes()
+    beats = time_to_beats(midi, np.asarray(change_s))
+    for b, q in zip(beats, qpm):
+        out.tempos.append(symusic.Tempo(int(round(b * resolution)), mspq=int(round(6e7 / q))))
+    for ts in getattr(midi, "time_signature_changes", []):
+        at = int(round(float(time_to_beats(midi, np.array([ts.time]))[0]) * resolution))
+        out.time_signatures.append(symusic.TimeSignature(at, ts.numerator, ts.denominator))
+    return out
+
+
+def from_symusic(score: symusic.Score) -> pretty_midi.PrettyMIDI:
+    """A PrettyMIDI of a symusic Score (what MidiTok decodes to), through MIDI bytes, so tempo
+    map and instruments are read exactly as `load_midi` reads a file; a Score without notes
+    gives a PrettyMIDI without notes (decoding a model's output must not fail)."""
+    data = score.dumps_midi()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tempo events on non-zero tracks: harmless here
+        return pretty_midi.PrettyMIDI(io.BytesIO(data))
 
 
 def as_pretty_midi(midi: pretty_midi.PrettyMIDI | Score) -> pretty_midi.PrettyMIDI:

@@ -6,6 +6,7 @@ from cadenza.representations.base import Codec
 from cadenza.representations.events import EventCodec
 from cadenza.representations.mel import MelCodec
 from cadenza.representations.melody import MelodyCodec
+from cadenza.representations.miditok_codec import MidiTokCodec
 from cadenza.representations.multitrack import MultiTrackMelodyCodec
 from cadenza.representations.multitrack_pianoroll import MultiTrackPianoRollCodec
 from cadenza.representations.pianoroll import PianoRollCodec
@@ -15,6 +16,7 @@ __all__ = [
     "EventCodec",
     "MelCodec",
     "MelodyCodec",
+    "MidiTokCodec",
     "MultiTrackMelodyCodec",
     "MultiTrackPianoRollCodec",
     "PianoRollCodec",

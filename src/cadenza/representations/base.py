@@ -131,6 +131,13 @@ class Codec(ABC):
             )
 
     @property
+    def learns_vocabulary(self) -> bool:
+        """True for a codec that must learn its vocabulary from the training split before it
+        encodes (MidiTok's BPE / Unigram): `prepare` then calls `fit(base pieces)` for the
+        fitted codec and `learned_ids(piece)` on every piece, and stores the fitted codec."""
+        return False
+
+    @property
     def transposes(self) -> bool:
         """Whether `transpose` can shift this codec's music by semitones (data augmentation)."""
         return True
