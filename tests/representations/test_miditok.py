@@ -114,6 +114,18 @@ def test_the_codec_dict_rebuilds_a_trained_tokenizer_with_no_file(tmp_path: Path
     assert not list(tmp_path.iterdir())  # nothing written beside it
 
 
+def test_a_unigram_vocabulary_is_learned_and_decodes_to_the_same_notes() -> None:
+    score = read_score(real_midi("nottingham/MIDI/reelsa-c1.mid"))
+    base = MidiTokCodec(tokenizer="TSD")
+    ids = base.encode(score).numpy()
+    codec = MidiTokCodec(tokenizer="TSD", vocab_size=400, vocab_model="Unigram").fit([ids])
+    learned = codec.learned_ids(ids)
+    assert len(learned) < len(ids) and int(learned.max()) < codec.vocab_size
+    np.testing.assert_allclose(
+        tracks_of(codec.decode(learned))[0].notes, tracks_of(base.decode(ids))[0].notes
+    )
+
+
 @pytest.mark.parametrize(
     ("kwargs", "key"),
     [

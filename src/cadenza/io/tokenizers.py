@@ -157,8 +157,12 @@ def base_to_learned(tokenizer: miditok.MusicTokenizer, ids: Sequence[int]) -> li
 
 
 def decode(tokenizer: miditok.MusicTokenizer, ids: Sequence[int]) -> symusic.Score:
-    """Ids (base, or learned if the tokenizer is trained) -> a symusic Score."""
-    return tokenizer.decode(list(ids) if tokenizer.one_token_stream else [list(ids)])
+    """Ids (base, or learned if the tokenizer is trained) -> a symusic Score. Learned ids go
+    back to base ids first (MidiTok's own decode reads Unigram ids as nothing)."""
+    seq = miditok.TokSequence(ids=[int(i) for i in ids], are_ids_encoded=tokenizer.is_trained)
+    if tokenizer.is_trained and seq.ids:
+        tokenizer.decode_token_ids(seq)
+    return tokenizer.decode(seq if tokenizer.one_token_stream else [seq])
 
 
 def train(
@@ -177,6 +181,17 @@ def quantised(tokenizer: miditok.MusicTokenizer, score: symusic.Score) -> symusi
     """What a round trip through `tokenizer` can give back: MidiTok's own preprocessing of
     `score` (times on its beat grid, velocities in its bins, pitches in its range)."""
     return tokenizer.preprocess_score(score.copy())
+
+
+def special_ids(tokenizer: miditok.MusicTokenizer) -> list[int]:
+    """The ids of PAD, BOS, EOS and MASK in the tokenizer's vocabulary: the base ids (0-3)
+    before training and with BPE; wherever the model put them with Unigram."""
+    base = [int(tokenizer.vocab[f"{s}_None"]) if not tokenizer.is_trained else
+            int(tokenizer._vocab_base[f"{s}_None"]) for s in SPECIAL]  # fmt: skip
+    if not tokenizer.is_trained:
+        return base
+    to_byte = tokenizer._vocab_base_id_to_byte
+    return [int(tokenizer.vocab_model[to_byte[i]]) for i in base]
 
 
 def base_vocabulary(tokenizer: miditok.MusicTokenizer) -> dict[str, int]:

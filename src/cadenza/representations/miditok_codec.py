@@ -83,6 +83,18 @@ class MidiTokCodec(Codec):
 
     pad_id, bos_id, eos_id = PAD, BOS, EOS
 
+    @cached_property
+    def _ours(self) -> tuple[np.ndarray, np.ndarray]:
+        """(MidiTok id -> our id, our id -> MidiTok id): PAD, BOS, EOS and MASK are always
+        0-3 here. BPE keeps them there; Unigram puts them anywhere, so ids are swapped."""
+        size = int(self.miditok.vocab_size)
+        ours, theirs = np.arange(size), np.arange(size)
+        for k, m in enumerate(tk.special_ids(self.miditok)):
+            j = theirs[k]  # the MidiTok id that maps to our id k now
+            ours[m], ours[j] = k, ours[m]
+            theirs[k], theirs[ours[j]] = m, j
+        return ours, theirs
+
     # --- a learned vocabulary ------------------------------------------------------------------
     @property
     def learns_vocabulary(self) -> bool:
@@ -99,7 +111,8 @@ class MidiTokCodec(Codec):
 
     def learned_ids(self, base_piece: np.ndarray) -> np.ndarray:
         """A piece encoded before fitting -> the same piece in this (fitted) codec's ids."""
-        return np.array([BOS, *tk.base_to_learned(self.miditok, self._content(base_piece)), EOS])
+        learned = tk.base_to_learned(self.miditok, self._content(base_piece))
+        return np.array([BOS, *self._ours[0][np.asarray(learned, dtype=np.int64)], EOS])
 
     def _content(self, ids: Sequence[int] | np.ndarray) -> list[int]:
         """Ids without BOS / PAD / MASK, up to the first EOS."""
@@ -123,13 +136,14 @@ class MidiTokCodec(Codec):
                 "<miditok>", "no_notes", f"no note within {self.settings['pitch_range']}"
             )
         if self.vocabulary is not None:
-            ids = tk.base_to_learned(self.miditok, ids)
+            return torch.from_numpy(self.learned_ids(np.asarray(ids)))
         return torch.tensor([BOS, *ids, EOS], dtype=torch.long)
 
     def decode(self, x: torch.Tensor | np.ndarray) -> Any:
         """Ids [L] (encoded or generated) -> PrettyMIDI; stops at EOS, skips special ids."""
         ids = self._content(x.detach().cpu() if isinstance(x, torch.Tensor) else x)
-        return from_symusic(tk.decode(self.miditok, ids))
+        theirs = self._ours[1][np.asarray(ids, dtype=np.int64)].tolist() if ids else []
+        return from_symusic(tk.decode(self.miditok, theirs))
 
     # --- lengths, augmentation, persistence ----------------------------------------------------
     def steps_for_bars(self, bars: float) -> int:
