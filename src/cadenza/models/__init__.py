@@ -23,9 +23,10 @@ for _module in pkgutil.iter_modules(__path__):
 from cadenza.models.gan import GANModule  # noqa: E402
 from cadenza.models.lstm import LSTMModule  # noqa: E402
 from cadenza.models.mel_vae import MelVAEModule  # noqa: E402
+from cadenza.models.transformer import TransformerModule  # noqa: E402
 from cadenza.models.vae import VAEModule  # noqa: E402
 
 __all__ = [
     "FAMILIES", "Ability", "AbilityError", "CadenzaModule", "Declaration", "GANModule",
-    "GenerativeModule", "LSTMModule", "MelVAEModule", "VAEModule",
+    "GenerativeModule", "LSTMModule", "MelVAEModule", "TransformerModule", "VAEModule",
 ]  # fmt: skip
