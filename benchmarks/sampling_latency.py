@@ -6,7 +6,8 @@ same codec, and the Transformer with and without its key/value cache.
 Latency does not depend on training, so the models are freshly initialised at the sizes of the
 experiments named below; every run writes exactly 16 bars (the end token is banned, as are PAD
 and BOS), the codec's `steps_for_bars(16)` tokens after BOS, with temperature 1 and a fixed seed.
-Median of `--repeats` runs (one run without the cache, which is quadratic in length). Results: benchmarks/results/sampling_latency.json.
+Median of `--repeats` runs (one run without the cache, which is quadratic in length).
+Results: benchmarks/results/sampling_latency.json.
 """
 
 from __future__ import annotations
