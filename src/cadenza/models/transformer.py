@@ -63,9 +63,16 @@ class TransformerModule(LSTMModule):
         self.set_optimization(optimizer)
         # Named explicitly: the frame-inspecting form would also walk LSTMModule's __init__.
         self.save_hyperparameters(
-            {"codec": codec, "d_model": d_model, "n_layers": n_layers, "n_heads": n_heads,
-             "dropout": dropout, "weight_decay": weight_decay, "warmup_steps": warmup_steps,
-             "cosine_steps": cosine_steps}  # fmt: skip
+            {
+                "codec": codec,
+                "d_model": d_model,
+                "n_layers": n_layers,
+                "n_heads": n_heads,
+                "dropout": dropout,
+                "weight_decay": weight_decay,
+                "warmup_steps": warmup_steps,
+                "cosine_steps": cosine_steps,
+            }  # fmt: skip
         )
         self.pad_id = _token_id(self.codec, ("pad_id", "PAD"), 0)
         self.bos_id = _token_id(self.codec, ("bos_id", "BOS"), 1)
