@@ -8,7 +8,8 @@ padded steps at the end never reach the outputs of real steps, and packing would
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -179,15 +180,7 @@ class TokenLSTM(nn.Module):
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(cross-entropy summed over predicted real tokens x[:, 1:], their number)."""
-        x, mask = _trim(batch)
-        if x.shape[1] < 2:  # nothing to predict; keep the graph so backward() still works
-            zero = self.head.bias.sum() * 0.0
-            return zero, torch.zeros((), dtype=torch.long, device=x.device)
-        out, _ = self(x[:, :-1])  # [B, T-1, Hs]
-        target_mask = mask[:, 1:]  # [B, T-1]: target x[:, t+1] is real
-        logits = self.head(out[target_mask])  # [N, V], only real targets reach the head
-        nll = F.cross_entropy(logits.float(), x[:, 1:][target_mask], reduction="sum")
-        return nll, target_mask.sum()
+        return next_token_loss(self, batch)
 
     def step(self, tokens: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
         """tokens [N] -> (next-token logits [N, V], state)."""
@@ -196,40 +189,67 @@ class TokenLSTM(nn.Module):
 
     @torch.no_grad()
     def generate(
-        self,
-        prefix: torch.Tensor,
-        steps: int,
-        *,
-        eos_id: int,
-        banned: Sequence[int] = (),
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        generator: torch.Generator | None = None,
+        self, prefix: torch.Tensor, steps: int, **controls: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """prefix [N, P] (P >= 1) + up to `steps` new tokens -> (tokens [N, P+S], lengths [N]).
-
-        A row stops at its first EOS (kept in its length); later columns hold its EOS repeated.
-        `banned` ids (PAD, BOS) are never sampled: the model was never trained to emit them.
-        """
-        N, P = prefix.shape
+        """prefix [N, P] (P >= 1) + up to `steps` new tokens -> (tokens [N, P+S], lengths [N]);
+        `controls` as `generate_tokens`."""
         out, state = self(prefix)
-        logits = self.head(out[:, -1])  # [N, V]
-        lengths = torch.full((N,), P, dtype=torch.long, device=prefix.device)
-        done = torch.zeros(N, dtype=torch.bool, device=prefix.device)
-        new = []
-        for t in range(steps):
-            if banned:
-                logits[:, list(banned)] = float("-inf")
-            tok = sample_categorical(
-                logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
-            )  # [N]
-            tok = torch.where(done, torch.full_like(tok, eos_id), tok)
-            new.append(tok)
-            lengths += (~done).long()
-            done |= tok == eos_id
-            if bool(done.all()) or t + 1 == steps:
-                break
-            logits, state = self.step(tok, state)
-        tokens = torch.cat([prefix, torch.stack(new, 1)], 1) if new else prefix
-        return tokens, lengths
+
+        def advance(tok: torch.Tensor, state: State, t: int) -> tuple[torch.Tensor, State]:
+            return self.step(tok, state)
+
+        return generate_tokens(self.head(out[:, -1]), state, advance, prefix, steps, **controls)
+
+
+def next_token_loss(net: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross-entropy summed over predicted real tokens x[:, 1:], their number) for any
+    next-token network: `net(tokens)` -> (hidden [B, T, H], state), `net.head` -> logits."""
+    x, mask = _trim(batch)
+    if x.shape[1] < 2:  # nothing to predict; keep the graph so backward() still works
+        zero = net.head.bias.sum() * 0.0
+        return zero, torch.zeros((), dtype=torch.long, device=x.device)
+    out, _ = net(x[:, :-1])  # [B, T-1, H]
+    target_mask = mask[:, 1:]  # [B, T-1]: target x[:, t+1] is real
+    logits = net.head(out[target_mask])  # [N, V], only real targets reach the head
+    nll = F.cross_entropy(logits.float(), x[:, 1:][target_mask], reduction="sum")
+    return nll, target_mask.sum()
+
+
+def generate_tokens(
+    logits: torch.Tensor,
+    state: Any,
+    advance: Callable[[torch.Tensor, Any, int], tuple[torch.Tensor, Any]],
+    prefix: torch.Tensor,
+    steps: int,
+    *,
+    eos_id: int,
+    banned: Sequence[int] = (),
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sampling loop of every next-token network. `logits` [N, V] follow the prefix [N, P];
+    `advance(tok [N], state, t)` gives the next logits once token t is drawn.
+
+    A row stops at its first EOS (kept in its length); later columns hold its EOS repeated.
+    `banned` ids (PAD, BOS) are never sampled: the model was never trained to emit them."""
+    N, P = prefix.shape
+    lengths = torch.full((N,), P, dtype=torch.long, device=prefix.device)
+    done = torch.zeros(N, dtype=torch.bool, device=prefix.device)
+    new = []
+    for t in range(steps):
+        if banned:
+            logits[:, list(banned)] = float("-inf")
+        tok = sample_categorical(
+            logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
+        )  # [N]
+        tok = torch.where(done, torch.full_like(tok, eos_id), tok)
+        new.append(tok)
+        lengths += (~done).long()
+        done |= tok == eos_id
+        if bool(done.all()) or t + 1 == steps:
+            break
+        logits, state = advance(tok, state, t)
+    tokens = torch.cat([prefix, torch.stack(new, 1)], 1) if new else prefix
+    return tokens, lengths

@@ -4,15 +4,14 @@ key/value cache for sampling. Shapes: B batch, T time, D model width, H heads, D
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cadenza.data.batch import Batch
-from cadenza.models.components.rnn import _trim
-from cadenza.models.sampling import sample_categorical
+from cadenza.models.components.rnn import generate_tokens, next_token_loss
 
 Cache = list[tuple[torch.Tensor, torch.Tensor]]  # per block: keys, values [B, H, T, Dh]
 
@@ -74,7 +73,7 @@ class Block(nn.Module):
 
 class TokenTransformer(nn.Module):
     """Next-token Transformer: embedding [V, D] -> blocks -> norm -> logits through the same
-    embedding (weight tying). The same loss and `generate` as TokenLSTM."""
+    embedding (weight tying). The same loss and sampling loop as TokenLSTM (components/rnn.py)."""
 
     def __init__(
         self,
@@ -110,57 +109,27 @@ class TokenTransformer(nn.Module):
         return self.norm(x), new
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(cross-entropy summed over predicted real tokens x[:, 1:], their number)."""
-        x, mask = _trim(batch)
-        if x.shape[1] < 2:  # nothing to predict; keep the graph so backward() still works
-            zero = self.head.bias.sum() * 0.0
-            return zero, torch.zeros((), dtype=torch.long, device=x.device)
-        out, _ = self(x[:, :-1])  # [B, T-1, D]; right padding never reaches a real position
-        target_mask = mask[:, 1:]
-        logits = self.head(out[target_mask])  # [N, V]
-        nll = F.cross_entropy(logits.float(), x[:, 1:][target_mask], reduction="sum")
-        return nll, target_mask.sum()
+        """(cross-entropy summed over predicted real tokens x[:, 1:], their number); right
+        padding never reaches a real position under the causal mask."""
+        return next_token_loss(self, batch)
 
     @torch.no_grad()
     def generate(
-        self,
-        prefix: torch.Tensor,
-        steps: int,
-        *,
-        eos_id: int,
-        banned: Sequence[int] = (),
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
+        self, prefix: torch.Tensor, steps: int, *, use_cache: bool = True, **controls: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """prefix [N, P] (P >= 1) + up to `steps` new tokens -> (tokens [N, P+S], lengths [N]).
-
-        As TokenLSTM.generate. use_cache=False recomputes the whole sequence at every step
-        (what the cache saves: benchmarks/sampling_latency.py measures both)."""
-        N, P = prefix.shape
+        """prefix [N, P] (P >= 1) + up to `steps` new tokens -> (tokens [N, P+S], lengths [N]);
+        `controls` as `generate_tokens`. use_cache=False recomputes the whole sequence at every
+        step (what the cache saves: benchmarks/sampling_latency.py measures both)."""
+        P = prefix.shape[1]
         out, cache = self(prefix)
-        logits = self.head(out[:, -1])  # [N, V]
-        lengths = torch.full((N,), P, dtype=torch.long, device=prefix.device)
-        done = torch.zeros(N, dtype=torch.bool, device=prefix.device)
-        new: list[torch.Tensor] = []
-        for t in range(steps):
-            if banned:
-                logits[:, list(banned)] = float("-inf")
-            tok = sample_categorical(
-                logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator
-            )  # [N]
-            tok = torch.where(done, torch.full_like(tok, eos_id), tok)
-            new.append(tok)
-            lengths += (~done).long()
-            done |= tok == eos_id
-            if bool(done.all()) or t + 1 == steps:
-                break
+        drawn: list[torch.Tensor] = []
+
+        def advance(tok: torch.Tensor, cache: Cache, t: int) -> tuple[torch.Tensor, Cache]:
             if use_cache:
                 out, cache = self(tok[:, None], cache, offset=P + t)
             else:
-                out, _ = self(torch.cat([prefix, torch.stack(new, 1)], 1))
-            logits = self.head(out[:, -1])
-        tokens = torch.cat([prefix, torch.stack(new, 1)], 1) if new else prefix
-        return tokens, lengths
+                drawn.append(tok)
+                out, _ = self(torch.cat([prefix, torch.stack(drawn, 1)], 1))
+            return self.head(out[:, -1]), cache
+
+        return generate_tokens(self.head(out[:, -1]), cache, advance, prefix, steps, **controls)
