@@ -4,15 +4,17 @@ Test NLL in nats per time step: -log p(frame) summed over the 88 keys, averaged 
 frames, with the model chosen on validation (the definition of Boulanger-Lewandowski 2012 and
 Bai et al. 2018). Trains our LSTM-NADE (LSTMModule, the same code as `cadenza-train`) and also
 measures training throughput of the LightningModule against a bare PyTorch loop running the
-same nn.Module on the same batches.
+same nn.Module on the same batches. `--family transformer` trains the frame Transformer with the
+same NADE output (TransformerModule) instead; `--transpose K` shifts each training piece by a
+random -K..K semitones (validation and test stay as published).
 
-    python benchmarks/polyphonic_nll.py                    # all four datasets
+    python benchmarks/polyphonic_nll.py                    # all four datasets, LSTM-NADE
     python benchmarks/polyphonic_nll.py --dataset jsb      # one
+    python benchmarks/polyphonic_nll.py --dataset jsb --family transformer --transpose 3
     python benchmarks/polyphonic_nll.py --dataset jsb --minutes 2 --threads 2
 
-Writes benchmarks/results/polyphonic_nll.json as
-{"<dataset>": {"test_nll", "valid_nll", "params", "train_seconds", ...}} (other datasets' entries
-are kept), and prints the table last.
+Writes benchmarks/results/polyphonic_nll.json as {"<dataset>/<family>": {"test_nll",
+"valid_nll", "params", "train_seconds", ...}} (other entries are kept), and prints the table last.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from cadenza.data import MusicDataModule
 from cadenza.data.sources import BoulangerSource
-from cadenza.models import LSTMModule
+from cadenza.models import LSTMModule, TransformerModule
 from cadenza.representations import PianoRollCodec
 from cadenza.training.checkpoint_io import AtomicCheckpointIO
 
@@ -50,6 +52,16 @@ SETTINGS = {
     "piano_midi": dict(spb=2, window=100, batch=16, minutes=10.0, patience=8, dropout=0.5, lr=3e-3),
 }
 
+# The frame Transformer's settings per dataset, chosen on validation like SETTINGS (which it
+# shares for steps per beat, windows and batches): width, depth, dropout, peak lr, epochs (the
+# cosine schedule spans them), AdamW weight decay.
+TRANSFORMER = {
+    "jsb": dict(d_model=128, layers=3, heads=4, dropout=0.3, lr=1e-3, epochs=150, wd=0.1),
+    "nottingham": dict(d_model=128, layers=3, heads=4, dropout=0.2, lr=1e-3, epochs=60, wd=0.1),
+    "musedata": dict(d_model=128, layers=3, heads=4, dropout=0.2, lr=1e-3, epochs=60, wd=0.1),
+    "piano_midi": dict(d_model=128, layers=3, heads=4, dropout=0.3, lr=1e-3, epochs=100, wd=0.1),
+}
+
 # Published test NLL (nats per time step). Boulanger-Lewandowski et al. 2012 (RNN-NADE),
 # Bai et al. 2018 (LSTM, TCN), Vohra et al. 2015 (DBN-LSTM).
 PUBLISHED = {
@@ -60,7 +72,9 @@ PUBLISHED = {
 }
 
 
-def build(name: str, args: argparse.Namespace, cache: Path) -> tuple[MusicDataModule, LSTMModule]:
+def build(
+    name: str, args: argparse.Namespace, cache: Path
+) -> tuple[MusicDataModule, LSTMModule | TransformerModule]:
     s = SETTINGS[name]
     codec = PianoRollCodec(steps_per_beat=s["spb"], low_pitch=21, high_pitch=108)
     dm = MusicDataModule(
@@ -69,8 +83,10 @@ def build(name: str, args: argparse.Namespace, cache: Path) -> tuple[MusicDataMo
         cache_dir=str(cache),
         batch_size=s["batch"],
         train_window=s["window"],
-        transpose=None,
+        transpose=[-args.transpose, args.transpose] if args.transpose else None,
     )
+    if args.family == "transformer":
+        return dm, build_transformer(name, args, codec)
     lr = args.lr or s["lr"]
     dropout = s["dropout"] if args.dropout is None else args.dropout
     model = LSTMModule(
@@ -93,17 +109,64 @@ def build(name: str, args: argparse.Namespace, cache: Path) -> tuple[MusicDataMo
     return dm, model
 
 
+def transformer_settings(name: str, args: argparse.Namespace) -> dict:
+    t = dict(TRANSFORMER[name])
+    for key in ("d_model", "layers", "dropout", "lr", "epochs"):
+        if getattr(args, key, None) is not None:
+            t[key] = getattr(args, key)
+    return t
+
+
+def build_transformer(
+    name: str, args: argparse.Namespace, codec: PianoRollCodec
+) -> TransformerModule:
+    t = transformer_settings(name, args)
+    return TransformerModule(
+        codec.to_dict(),
+        d_model=t["d_model"],
+        n_layers=t["layers"],
+        n_heads=t["heads"],
+        n_kv_heads=1,  # as model/transformer.yaml
+        dropout=t["dropout"],
+        nade_hidden=args.nade_hidden,
+        optimizer=partial(torch.optim.AdamW, lr=t["lr"], betas=(0.9, 0.98)),
+        weight_decay=t["wd"],
+        warmup_steps=args.warmup,
+    )
+
+
+def describe(name: str, args: argparse.Namespace) -> str:
+    aug = f", transpose +-{args.transpose}" if args.transpose else ""
+    if args.family == "transformer":
+        t = transformer_settings(name, args)
+        return (
+            f"Transformer(d {t['d_model']}, {t['layers']} layers, {t['heads']} heads, 1 kv head)-"
+            f"NADE({args.nade_hidden}), dropout {t['dropout']}, AdamW lr {t['lr']} wd {t['wd']}, "
+            f"warm-up {args.warmup} steps, cosine over {t['epochs']} epochs, clip {args.clip}{aug}"
+        )
+    return (
+        f"LSTM({args.hidden})-NADE({args.nade_hidden}), dropout {model_dropout(name, args)}, "
+        f"Adam lr {args.lr or SETTINGS[name]['lr']}, clip {args.clip}, plateau patience "
+        f"{args.plateau}{aug}"
+    )
+
+
 def train_and_test(name: str, args: argparse.Namespace, cache: Path) -> dict:
     pl.seed_everything(args.seed, workers=True)
     dm, model = build(name, args, cache)
     minutes = args.minutes or SETTINGS[name]["minutes"]
+    # The Transformer's cosine schedule spans a fixed number of epochs; it keeps the best
+    # validation epoch but does not stop early (the step size is still falling).
+    transformer = args.family == "transformer"
+    epochs = transformer_settings(name, args)["epochs"] if transformer else args.max_epochs
+    patience = epochs if transformer else SETTINGS[name]["patience"]
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = ModelCheckpoint(dirpath=tmp, monitor="val/nll", mode="min", save_top_k=1)
-        stop = EarlyStopping(monitor="val/nll", mode="min", patience=SETTINGS[name]["patience"])
+        stop = EarlyStopping(monitor="val/nll", mode="min", patience=patience)
         trainer = pl.Trainer(
             accelerator="cpu",
             devices=1,
-            max_epochs=args.max_epochs,
+            max_epochs=epochs,
             max_time={"minutes": minutes},
             gradient_clip_val=args.clip,
             logger=False,
@@ -149,6 +212,10 @@ def _bare_run(
     _, model = build(name, args, cache)
     net = model.net.train()
     opt = torch.optim.Adam(net.parameters(), lr=args.lr or SETTINGS[name]["lr"])
+    sched = None
+    if args.family == "transformer":  # its own AdamW, the schedule stepped as Lightning does
+        conf = model.configure_optimizers()
+        opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
     for i, batch in enumerate(batches):
         if i == warmup:
             t0 = time.perf_counter()
@@ -157,6 +224,8 @@ def _bare_run(
         (nll / count).backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip)
         opt.step()
+        if sched is not None:
+            sched.step()
     return time.perf_counter() - t0
 
 
@@ -219,6 +288,12 @@ def throughput(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", choices=[*SETTINGS, "all"], default="all")
+    parser.add_argument("--family", choices=["lstm", "transformer"], default="lstm")
+    parser.add_argument("--transpose", type=int, default=0, help="train on random +-K shifts")
+    parser.add_argument("--d-model", type=int, default=None, help="transformer width")
+    parser.add_argument("--layers", type=int, default=None, help="transformer depth")
+    parser.add_argument("--epochs", type=int, default=None, help="transformer cosine length")
+    parser.add_argument("--warmup", type=int, default=200, help="transformer warm-up steps")
     parser.add_argument("--minutes", type=float, default=None, help="training budget per dataset")
     parser.add_argument("--max-epochs", type=int, default=500)
     parser.add_argument("--hidden", type=int, default=300)
@@ -242,31 +317,35 @@ def main() -> None:
         help="re-measure throughput, keep the stored NLL figures",
     )
     parser.add_argument("--cache", default=os.environ.get("CADENZA_CACHE", "data/processed"))
+    parser.add_argument("--results", type=Path, default=RESULTS, help="JSON to update")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
     names = list(SETTINGS) if args.dataset == "all" else [args.dataset]
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results = json.loads(args.results.read_text()) if args.results.is_file() else {}
+    # Entries written before the Transformer existed are keyed by dataset alone: LSTM-NADE.
+    results = {(k if "/" in k else f"{k}/lstm"): v for k, v in results.items()}
     cache = Path(args.cache)
     for name in names:
-        entry = results.get(name, {}) if args.throughput_only else train_and_test(name, args, cache)
+        key = f"{name}/{args.family}"
+        entry = results.get(key, {}) if args.throughput_only else train_and_test(name, args, cache)
         if not args.no_throughput:
             entry.update(throughput(name, args, cache))
         if not args.throughput_only:
             entry.update(
                 {
-                    "model": f"LSTM({args.hidden})-NADE({args.nade_hidden}), dropout "
-                    f"{model_dropout(name, args)}, Adam lr {args.lr or SETTINGS[name]['lr']}, "
-                    f"clip {args.clip}, plateau patience {args.plateau}",
+                    "family": args.family,
+                    "transpose": args.transpose,
+                    "model": describe(name, args),
                     "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
                     "date": date.today().isoformat(),
                     "command": " ".join(["python benchmarks/polyphonic_nll.py", *sys.argv[1:]]),
                 }
             )
-        results[name] = entry
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        results[key] = entry
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
 
 
@@ -275,19 +354,19 @@ def model_dropout(name: str, args: argparse.Namespace) -> float:
 
 
 def print_table(results: dict) -> None:
-    header = f"{'dataset':<11} {'ours test':>9} {'valid':>7} {'params':>8} {'train s':>8} "
-    header += f"{'L/bare':>7}  published (test NLL)"
+    header = f"{'dataset':<11} {'family':<15} {'ours test':>9} {'valid':>7} {'params':>8} "
+    header += f"{'train s':>8} {'L/bare':>7}  published (test NLL)"
     print(header)
     print("-" * len(header))
-    for name in SETTINGS:
-        if name not in results:
-            continue
-        r = results[name]
+    for key in sorted(results, key=lambda k: (list(SETTINGS).index(k.split("/")[0]), k)):
+        name, family = key.split("/")
+        r = results[key]
         pub = ", ".join(f"{k} {v}" for k, v in PUBLISHED[name].items())
-        ratio = r.get("lightning_over_bare")
+        ratio = r.get("lightning_over_bare", "-")
+        family += f" +-{r['transpose']}" if r.get("transpose") else ""
         print(
-            f"{name:<11} {r['test_nll']:>9.3f} {r['valid_nll']:>7.3f} {r['params']:>8} "
-            f"{r['train_seconds']:>8.0f} {ratio if ratio is not None else '-':>7}  {pub}"
+            f"{name:<11} {family:<15} {r['test_nll']:>9.3f} {r['valid_nll']:>7.3f} "
+            f"{r['params']:>8} {r['train_seconds']:>8.0f} {ratio:>7}  {pub}"
         )
 
 

@@ -1,13 +1,17 @@
-"""Sampling latency of the token families: 16 bars, n=1 and n=8, LSTM against Transformer on the
-same codec, and the Transformer with and without its key/value cache.
+"""Sampling latency of the LSTM and the Transformer families: 16 bars, n=1 and n=8, on the same
+codec, and the Transformer with and without its key/value cache, with one key/value head shared
+by its four query heads (the experiments' n_kv_heads=1) and with four (plain multi-head
+attention). Tokens (events, MidiTok REMI) and piano-roll frames (the demo's codec, a NADE over
+each frame's keys in both families).
 
-    python benchmarks/sampling_latency.py [--threads 2] [--repeats 3]
+    python benchmarks/sampling_latency.py [--threads 2] [--repeats 3] [--kind tokens|frames]
 
 Latency does not depend on training, so the models are freshly initialised at the sizes of the
-experiments named below; every run writes exactly 16 bars (the end token is banned, as are PAD
-and BOS), the codec's `steps_for_bars(16)` tokens after BOS, with temperature 1 and a fixed seed.
-Median of `--repeats` runs (one run without the cache, which is quadratic in length).
-Results: benchmarks/results/sampling_latency.json.
+experiments named below; every run writes exactly 16 bars (for tokens the end token is banned,
+as are PAD and BOS: the codec's `steps_for_bars(16)` tokens after BOS), with temperature 1 and a
+fixed seed. One untimed short run first (thread pools, allocator), then the median of
+`--repeats` runs (one run without the cache, which is quadratic in length).
+Results: benchmarks/results/sampling_latency.json, one entry per kind.
 """
 
 from __future__ import annotations
@@ -21,55 +25,84 @@ from pathlib import Path
 import torch
 
 from cadenza.models import LSTMModule, TransformerModule
-from cadenza.representations import EventCodec, MidiTokCodec
+from cadenza.representations import EventCodec, MidiTokCodec, PianoRollCodec
 from cli_runs import provenance, save_entry, use_threads
 
 RESULTS = Path(__file__).parent / "results" / "sampling_latency.json"
 BARS = 16
-# (codec, the sizes of the experiments that use it)
+# Per kind: name -> (codec, LSTM size, Transformer size), the sizes of the experiments named.
+TOKEN_LSTM = {"hidden_size": 512, "num_layers": 2, "dropout": 0.1, "embedding_dim": 256}
+TOKEN_TRANSFORMER = {"d_model": 256, "n_layers": 4, "n_heads": 4, "n_kv_heads": 1, "dropout": 0.1}
+JSB_LSTM = {"hidden_size": 300, "nade_hidden": 150, "embedding_dim": 0, "dropout": 0.5}
+JSB_TRANSFORMER = {"d_model": 128, "n_layers": 3, "n_heads": 4, "n_kv_heads": 1, "dropout": 0.3,
+                   "nade_hidden": 150}  # fmt: skip
 SETUPS = {
-    "events (midi_folder_lstm's codec)": EventCodec(max_note_seconds=5.0),
-    "miditok REMI, base vocabulary": MidiTokCodec(),
-}
-LSTM_SIZE = {"hidden_size": 512, "num_layers": 2, "dropout": 0.1, "embedding_dim": 256}
-TRANSFORMER_SIZE = {"d_model": 256, "n_layers": 4, "n_heads": 4, "dropout": 0.1}
+    "tokens": {
+        "events (midi_folder_lstm / pop909_transformer sizes)": (
+            EventCodec(max_note_seconds=5.0), TOKEN_LSTM, TOKEN_TRANSFORMER,
+        ),
+        "miditok REMI, base vocabulary (same sizes)": (
+            MidiTokCodec(), TOKEN_LSTM, TOKEN_TRANSFORMER,
+        ),
+    },
+    "frames": {
+        "pianoroll, the demo's (bach_lstm; jsb_transformer size)": (
+            PianoRollCodec(steps_per_beat=2, low_pitch=36, high_pitch=84),
+            {"hidden_size": 256, "nade_hidden": 128, "dropout": 0.3},
+            JSB_TRANSFORMER | {"nade_hidden": 128},
+        ),
+        "pianoroll, JSB's (jsb_lstm; jsb_transformer)": (
+            PianoRollCodec(steps_per_beat=1, low_pitch=21, high_pitch=108),
+            JSB_LSTM, JSB_TRANSFORMER,
+        ),
+    },
+}  # fmt: skip
+
+
+def run_once(model: torch.nn.Module, n: int, steps: int, seed: int, **kw: bool) -> None:
+    net, g = model.net, torch.Generator().manual_seed(seed)
+    if model.is_frames:
+        frames = net.generate(n, steps, generator=g, **kw)
+        assert frames.shape == (n, steps, model.codec.feature_dim)
+        return
+    prefix = torch.full((n, 1), model.bos_id, dtype=torch.long)
+    banned = (model.pad_id, model.bos_id, model.eos_id)
+    tokens, _ = net.generate(prefix, steps, eos_id=model.eos_id, banned=banned, generator=g, **kw)
+    assert tokens.shape == (n, steps + 1)
 
 
 def latency(model: torch.nn.Module, n: int, steps: int, repeats: int, **kw: bool) -> float:
-    net = model.net
-    prefix = torch.full((n, 1), model.bos_id, dtype=torch.long)
-    banned = (model.pad_id, model.bos_id, model.eos_id)
+    run_once(model, n, min(steps, 16), seed=99, **kw)  # warm-up, untimed
     times = []
     for r in range(repeats):
-        g = torch.Generator().manual_seed(r)
         started = time.perf_counter()
-        tokens, _ = net.generate(prefix, steps, eos_id=model.eos_id, banned=banned,
-                                 generator=g, **kw)  # fmt: skip
+        run_once(model, n, steps, seed=r, **kw)
         times.append(time.perf_counter() - started)
-        assert tokens.shape == (n, steps + 1)
     return statistics.median(times)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
-    threads = use_threads(args.threads)
-    torch.manual_seed(0)
+def measure(kind: str, repeats: int) -> list[dict]:
     rows = []
-    for name, codec in SETUPS.items():
+    for name, (codec, lstm_size, tf_size) in SETUPS[kind].items():
         steps = codec.steps_for_bars(BARS)
-        lstm = LSTMModule(codec.to_dict(), **LSTM_SIZE).eval()
-        tf = TransformerModule(codec.to_dict(), **TRANSFORMER_SIZE).eval()
+        lstm = LSTMModule(codec.to_dict(), **lstm_size).eval()
+        tf = TransformerModule(codec.to_dict(), **tf_size).eval()
+        # The same Transformer with one key/value head per query head (plain multi-head).
+        mha = TransformerModule(codec.to_dict(), **(tf_size | {"n_kv_heads": None})).eval()
         for n in (1, 8):
-            reps = args.repeats
             row = {
                 "codec": name,
-                "tokens": steps,
+                "lstm": lstm_size,
+                "transformer": tf_size,
+                "params": {
+                    "lstm": sum(p.numel() for p in lstm.parameters()),
+                    "transformer": sum(p.numel() for p in tf.parameters()),
+                },
+                "steps": steps,
                 "n": n,
-                "lstm_s": latency(lstm, n, steps, reps),
-                "transformer_cached_s": latency(tf, n, steps, reps, use_cache=True),
+                "lstm_s": latency(lstm, n, steps, repeats),
+                "transformer_cached_s": latency(tf, n, steps, repeats, use_cache=True),
+                "transformer_mha_cached_s": latency(mha, n, steps, repeats, use_cache=True),
                 # Quadratic in length: one run is enough to see the cache's worth.
                 "transformer_uncached_s": latency(tf, n, steps, 1, use_cache=False),
             }
@@ -77,26 +110,34 @@ def main() -> None:
             row["cached_over_lstm"] = row["transformer_cached_s"] / row["lstm_s"]
             rows.append(row)
             print(row, flush=True)
-    entry = {
-        "bars": BARS,
-        "rows": rows,
-        "lstm": LSTM_SIZE,
-        "transformer": TRANSFORMER_SIZE,
-        "params": {
-            "lstm": sum(p.numel() for p in lstm.parameters()),
-            "transformer": sum(p.numel() for p in tf.parameters()),
-        },  # fmt: skip
-        "torch_threads": threads,
-        **provenance("python benchmarks/sampling_latency.py " + " ".join(sys.argv[1:]), 0.0),
-    }
-    entry.pop("train_seconds")
-    save_entry(RESULTS, "tokens", entry)
-    print(f"\n{'codec':<36} {'tokens':>6} {'n':>2} {'LSTM s':>8} {'TF cached s':>11} "
-          f"{'TF no cache s':>13} {'cache x':>7}")  # fmt: skip
-    for r in rows:
-        print(f"{r['codec']:<36} {r['tokens']:>6} {r['n']:>2} {r['lstm_s']:>8.3f} "
-              f"{r['transformer_cached_s']:>11.3f} {r['transformer_uncached_s']:>13.3f} "
-              f"{r['cache_speedup']:>7.1f}")  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--kind", choices=[*SETUPS, "all"], default="all")
+    args = ap.parse_args()
+    threads = use_threads(args.threads)
+    for kind in SETUPS if args.kind == "all" else [args.kind]:
+        torch.manual_seed(0)
+        rows = measure(kind, args.repeats)
+        entry = {
+            "bars": BARS,
+            "rows": rows,
+            "torch_threads": threads,
+            **provenance("python benchmarks/sampling_latency.py " + " ".join(sys.argv[1:]), 0.0),
+        }
+        entry.pop("train_seconds")
+        save_entry(RESULTS, kind, entry)
+        print(f"\n{'codec':<56} {'steps':>6} {'n':>2} {'LSTM s':>8} {'TF cached s':>11} "
+              f"{'TF no cache s':>13} {'cache x':>7} {'TF/LSTM':>7} {'MHA s':>7}")  # fmt: skip
+        for r in rows:
+            print(f"{r['codec']:<56} {r['steps']:>6} {r['n']:>2} {r['lstm_s']:>8.3f} "
+                  f"{r['transformer_cached_s']:>11.3f} {r['transformer_uncached_s']:>13.3f} "
+                  f"{r['cache_speedup']:>7.1f} {r['cached_over_lstm']:>7.2f} "
+                  f"{r['transformer_mha_cached_s']:>7.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -8,18 +8,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cadenza.data.batch import Batch
+from cadenza.data.batch import Batch, Condition
 from cadenza.errors import ConfigError
 from cadenza.io.midi import read_score
-from cadenza.models import TransformerModule
-from cadenza.models.components.transformer import TokenTransformer, rotate
-from cadenza.representations import EventCodec, PianoRollCodec
+from cadenza.models import Ability, AbilityError, TransformerModule
+from cadenza.models.components.transformer import FrameTransformer, TokenTransformer, rotate
+from cadenza.models.sampling import GREEDY_TEMPERATURE
+from cadenza.representations import EventCodec, MelCodec, PianoRollCodec
 from tests.fixtures.data import real_midi
 
 
-def _net() -> TokenTransformer:
+def _net(n_kv_heads: int | None = None) -> TokenTransformer:
     torch.manual_seed(0)
-    return TokenTransformer(50, d_model=32, n_layers=2, n_heads=4, dropout=0.0).eval()
+    return TokenTransformer(50, d_model=32, n_layers=2, n_heads=4, dropout=0.0,
+                            n_kv_heads=n_kv_heads).eval()  # fmt: skip
 
 
 def test_a_position_never_sees_the_future() -> None:
@@ -33,13 +35,65 @@ def test_a_position_never_sees_the_future() -> None:
     assert not torch.allclose(a[:, 8:], b[:, 8:])
 
 
-def test_one_cached_step_equals_the_full_forward() -> None:
-    net = _net()
+@pytest.mark.parametrize("n_kv_heads", [4, 2, 1])
+@pytest.mark.parametrize("split", [[9, 1], [6, 4], [5, 1, 1, 3]])
+def test_cached_steps_equal_the_full_forward(split: list[int], n_kv_heads: int) -> None:
+    """One new step, or a block of them (masked within the block), after cached positions,
+    with 4 query heads on 4, 2 or 1 key/value heads (one step takes the grouped-rows path)."""
+    net = _net(n_kv_heads)
     x = torch.randint(3, 50, (3, 10))
     full, _ = net(x)
-    out, cache = net(x[:, :9])
-    step, _ = net(x[:, 9:], cache, offset=9)
-    torch.testing.assert_close(step[:, 0], full[:, 9], atol=1e-5, rtol=1e-5)
+    cache, offset, parts = net.decoder.new_cache(10), 0, []
+    for n in split:
+        out, _ = net(x[:, offset : offset + n], cache, offset=offset)
+        parts.append(out)
+        offset += n
+    torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=1e-5)
+    assert cache.buf.shape == (2, 2, 3, n_kv_heads, 10, 8)  # [L, k|v, N, Hkv, T, Dh]
+    with pytest.raises(ValueError, match="holds 10 positions"):
+        net(x[:, :1], cache, offset=10)
+
+
+def _frame_net(output: str = "nade") -> FrameTransformer:
+    torch.manual_seed(0)
+    return FrameTransformer(12, d_model=32, n_layers=2, n_heads=4, dropout=0.0, output=output,
+                            nade_hidden=16).eval()  # fmt: skip
+
+
+def test_a_frame_never_sees_itself_or_the_future() -> None:
+    net = _frame_net()
+    x = (torch.rand(2, 10, 12) < 0.3).float()
+    y = x.clone()
+    y[:, 6:] = 1 - y[:, 6:]
+    a, _ = net(x)
+    b, _ = net(y)
+    torch.testing.assert_close(a[:, :7], b[:, :7])  # out[:, t] sees frames < t only
+    assert not torch.allclose(a[:, 7:], b[:, 7:])
+
+
+@pytest.mark.parametrize("output", ["nade", "sigmoid"])
+@pytest.mark.parametrize("primer_len", [0, 3])
+def test_cached_frame_sampling_follows_the_full_forward(output: str, primer_len: int) -> None:
+    """Greedy frames depend only on the network's output at each step: redrawing them from one
+    uncached forward over the sampled piece gives the same piece."""
+    net = _frame_net(output)
+    primer = (torch.rand(2, primer_len, 12) < 0.3).float()
+    new = net.generate(2, 8, primer=primer, temperature=GREEDY_TEMPERATURE)
+    piece = torch.cat([primer, new], 1)
+    out, _ = net(piece)
+    redrawn = torch.stack(
+        [
+            net.sample_frame(out[:, t], GREEDY_TEMPERATURE)
+            for t in range(primer_len, 8 + primer_len)
+        ],
+        1,
+    )
+    torch.testing.assert_close(redrawn, new)
+    assert new.shape == (2, 8, 12) and set(new.unique().tolist()) <= {0.0, 1.0}
+    g = [torch.Generator().manual_seed(4) for _ in range(2)]
+    cached, uncached = (net.generate(2, 8, primer=primer, generator=g[i], use_cache=i == 0)
+                        for i in range(2))  # fmt: skip
+    torch.testing.assert_close(cached, uncached)
 
 
 def test_rotary_scores_depend_on_distance_only() -> None:
@@ -97,9 +151,11 @@ def test_learns_real_tokens_and_the_schedule_warms_up_then_decays() -> None:
 @pytest.mark.parametrize(
     ("make", "key"),
     [
-        (lambda: TransformerModule(PianoRollCodec().to_dict()), "token ids"),
+        (lambda: TransformerModule(MelCodec().to_dict()), "token ids or 0/1 frames"),
+        (lambda: TransformerModule(PianoRollCodec().to_dict(), output="softmax"), "model.output"),
         (lambda: _module(d_model=30, n_heads=4), "model.d_model"),
         (lambda: _module(n_heads=0), "model.n_heads"),
+        (lambda: _module(n_heads=2, n_kv_heads=3), "model.n_kv_heads"),
         (lambda: _module(dropout=1.0), "model.dropout"),
         (lambda: _module(warmup_steps=-1), "model.warmup_steps"),
     ],
@@ -107,3 +163,73 @@ def test_learns_real_tokens_and_the_schedule_warms_up_then_decays() -> None:
 def test_bad_config_values_name_the_key(make, key: str) -> None:  # noqa: ANN001
     with pytest.raises(ConfigError, match=key):
         make()
+
+
+def _styled(**kwargs) -> TransformerModule:  # noqa: ANN003
+    return _module(styles=["folk", "pop"], **kwargs)
+
+
+def test_style_requests_name_a_style_a_mix_or_weights() -> None:
+    model = _styled()
+    assert Ability.STYLE in model.abilities and model.styles == ["folk", "pop"]
+    torch.testing.assert_close(model.style_weights("pop"), torch.tensor([0.0, 1.0]))
+    torch.testing.assert_close(
+        model.style_weights({"folk": 3, "pop": 1}), torch.tensor([0.75, 0.25])
+    )
+    torch.testing.assert_close(model.style_weights([1, 1]), torch.tensor([0.5, 0.5]))
+    for bad, match in (("jazz", "not one of"), ({"jazz": 1}, "jazz"), ([1, -1], "non-negative"),
+                       ([0, 0], "positive sum"), ([1, 2, 3], "2 non-negative")):  # fmt: skip
+        with pytest.raises(ConfigError, match=match):
+            model.style_weights(bad)
+    with pytest.raises(AbilityError, match="style"):
+        _module().sample(1, style="folk", max_len=8)
+    with pytest.raises(ConfigError, match="model.styles"):
+        _module(styles=["a", "a"])
+
+
+def test_a_learned_style_prefix_tells_real_styles_apart_and_steers_sampling() -> None:
+    """Nottingham tunes as "folk" and POP909 songs as "pop": after a short training each
+    style's tokens are likelier under their own style than under the other, and the prefix
+    changes what is sampled from the same seed."""
+    torch.manual_seed(0)
+    model = _styled(dropout=0.0, style_dropout=0.0, warmup_steps=5, cosine_steps=120)
+    codec = model.codec
+    files = {0: [f"nottingham/MIDI/{n}.mid" for n in ("jigs1", "hpps1", "morris1", "ashover1")],
+             1: [f"pop909/midi/{n}.mid" for n in ("001", "002", "003", "004")]}  # fmt: skip
+    seqs, styles = [], []
+    for style, paths in files.items():
+        for p in paths:
+            seqs.append(codec.encode(read_score(real_midi(p)))[:96])
+            styles.append(style)
+    x = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True)
+    lengths = torch.tensor([len(s) for s in seqs])
+    batch = Batch(x=x, lengths=lengths, condition=Condition(style=torch.tensor(styles)))
+    opt = model.configure_optimizers()["optimizer"]
+    for _ in range(120):
+        nll, count = model(batch)
+        opt.zero_grad()
+        (nll / count).backward()
+        opt.step()
+    model.eval()
+    swapped = Batch(x=x, lengths=lengths, condition=Condition(style=1 - torch.tensor(styles)))
+    with torch.no_grad():
+        own, _ = model(batch)
+        other, _ = model(swapped)
+    assert float(own) < float(other)  # the prefix carries the style
+    draws = {s: model.sample(2, style=s, max_len=40, generator=torch.Generator().manual_seed(1))
+             for s in ("folk", "pop")}  # fmt: skip
+    assert any(not torch.equal(a, b) for a, b in zip(draws["folk"], draws["pop"], strict=True))
+    again = model.sample(2, style="folk", max_len=40, generator=torch.Generator().manual_seed(1))
+    assert all(torch.equal(a, b) for a, b in zip(again, draws["folk"], strict=True))
+
+
+def test_style_data_must_match_the_model_styles(tmp_path) -> None:  # noqa: ANN001
+    from types import SimpleNamespace
+
+    model = _styled()
+    for data_styles, match in ((None, "carry a style"), (["pop", "folk"], "in its order")):
+        model._trainer = SimpleNamespace(datamodule=SimpleNamespace(style_names=data_styles))
+        with pytest.raises(ConfigError, match=match):
+            model.setup("fit")
+    model._trainer = SimpleNamespace(datamodule=SimpleNamespace(style_names=["folk", "pop"]))
+    model.setup("fit")

@@ -24,7 +24,8 @@ from cadenza.serve.settings import ServeSettings
 from tests.fixtures.smoke import SmokeRuns
 
 # The served checkpoints: the session's smoke runs of every family (trained once per session).
-SERVED = ("smoke", "smoke_vae", "smoke_gan", "smoke_gan_accompaniment", "smoke_recommender")
+SERVED = ("smoke", "smoke_vae", "smoke_gan", "smoke_gan_accompaniment", "smoke_recommender",
+          "smoke_transformer", "smoke_styles")  # fmt: skip
 MARKER = "cadenza_pickle_ran"  # the file a malicious checkpoint would create
 
 

@@ -15,7 +15,7 @@ from cadenza.io.midi import load_midi_bytes, tracks_of
 from cadenza.recommend.module import RecommenderModule
 from cadenza.recommend.workflow import recommend_catalog
 from tests.fixtures.data import data_root
-from tests.serve.conftest import MARKER
+from tests.serve.conftest import MARKER, SERVED
 
 
 def melody(name: str) -> Path:
@@ -36,7 +36,7 @@ def fetch(client: TestClient, url: str) -> bytes:
 
 def test_health_lists_the_served_models_and_refuses_unsafe_checkpoints(client, checkpoints):
     health = client.get("/api/health").json()
-    assert health["status"] == "ok" and health["models"] == 5
+    assert health["status"] == "ok" and health["models"] == len(SERVED)
     refused = {Path(f["file"]).name: f["error"] for f in health["failed"]}
     assert set(refused) == {"garbage.ckpt", "evil.ckpt", "latest.ckpt"}
     assert "links outside" in refused["latest.ckpt"]
@@ -47,8 +47,8 @@ def test_health_lists_the_served_models_and_refuses_unsafe_checkpoints(client, c
 
 def test_models_describe_each_family_with_its_controls(client):
     models = {m["name"]: m for m in client.get("/api/models").json()["models"]}
-    assert sorted(models) == ["smoke", "smoke_gan", "smoke_gan_accompaniment",
-                              "smoke_recommender", "smoke_vae"]  # fmt: skip
+    assert sorted(models) == ["smoke", "smoke_gan", "smoke_gan_accompaniment", "smoke_recommender",
+                              "smoke_styles", "smoke_transformer", "smoke_vae"]  # fmt: skip
     assert "condition" in models["smoke_gan_accompaniment"]["modes"]
     assert "condition" not in models["smoke_gan"]["modes"]
     lstm, vae, gan, rec = (models[k] for k in ("smoke", "smoke_vae", "smoke_gan",
@@ -59,6 +59,13 @@ def test_models_describe_each_family_with_its_controls(client):
     assert lstm["codec"]["name"] == "pianoroll" and lstm["codec"]["low_pitch"] == 36
     assert {"interpolate", "attribute"} <= set(vae["modes"]) and vae["controls"]["bars"] is None
     assert "latent_walk" in gan["modes"]
+    tf = models["smoke_transformer"]  # tokens: the filters are offered
+    assert tf["family"] == "transformer" and "primer" in tf["modes"] and tf["output"] == "midi"
+    assert tf["controls"]["top_k"]["min"] == 1 and tf["controls"]["top_p"]["max"] == 1.0
+    assert "style" not in tf["modes"] and tf["styles"] == []
+    styled = models["smoke_styles"]
+    assert "style" in styled["modes"]
+    assert styled["styles"] == ["jsb", "nottingham", "pop909", "piano_midi"]
     assert rec["kind"] == "recommender" and "listener3" in rec["users"]
     assert rec["contexts"] == ["jsb", "nottingham", "pop909", "piano_midi"]
     assert client.get("/api/models/smoke_vae").json()["family"] == "vae"
@@ -105,6 +112,48 @@ def test_a_primer_upload_is_continued(client):
     kept = {(n.pitch, round(n.start, 3)) for i in out.instruments for n in i.notes
             if n.start < end - 1e-6}  # fmt: skip
     assert kept == starts and out.get_end_time() > end + 1.0
+
+
+def test_a_transformer_continues_a_primer_with_nucleus_sampling_reproducibly(client):
+    first = client.post("/api/generate", json={"model": "smoke_transformer", "n": 1, "bars": 2,
+                                               "seed": 1}).json()  # fmt: skip
+    primer_bytes = fetch(client, first["items"][0]["midi"])
+    tune = upload(client, primer_bytes)["upload"]
+    body = {"model": "smoke_transformer", "n": 2, "bars": 2, "seed": 3, "top_p": 0.9,
+            "top_k": 20, "temperature": 0.8, "primer": tune}  # fmt: skip
+    r = client.post("/api/generate", json=body)
+    assert r.status_code == 200, r.text
+    job = r.json()
+    assert job["family"] == "transformer" and len(job["items"]) == 2
+    primer = load_midi_bytes(primer_bytes)
+    end = primer.get_end_time()
+    starts = {(n.pitch, round(n.start, 2)) for i in primer.instruments for n in i.notes}
+    for item in job["items"]:
+        out = load_midi_bytes(fetch(client, item["midi"]))
+        kept = {(n.pitch, round(n.start, 2)) for i in out.instruments for n in i.notes
+                if n.start < end - 1e-6}  # fmt: skip
+        assert kept == starts and item["notes"] >= len(starts)
+    # Seeded: the same request gives the same pieces (the key/value cache is per request).
+    again = client.post("/api/generate", json=body).json()
+    assert fetch(client, again["items"][1]["midi"]) == fetch(client, job["items"][1]["midi"])
+
+
+def test_a_style_model_writes_in_a_named_style_or_a_mix(client):
+    base = {"model": "smoke_styles", "n": 2, "bars": 2, "seed": 4}
+    for style in ("jsb", "pop909", {"jsb": 0.5, "piano_midi": 0.5}):
+        r = client.post("/api/generate", json=base | {"style": style})
+        assert r.status_code == 200, r.text
+        job = r.json()
+        assert job["controls"]["style"] == style and len(job["items"]) == 2
+        assert all(load_midi_bytes(fetch(client, item["midi"])) for item in job["items"])
+        # The pieces' report says which style they were asked in (that a learned prefix steers
+        # the music: tests/models/test_transformer.py, on a model trained longer than this).
+        assert client.get(job["report"]).json()["controls"]["style"] == style
+    for bad, status, words in (("jazz", 422, "not one of"), ({"jsb": -1.0}, 422, "non-negative")):
+        r = client.post("/api/generate", json=base | {"style": bad})
+        assert r.status_code == status and words in r.json()["error"], r.text
+    r = client.post("/api/generate", json={"model": "smoke", "style": "jsb"})
+    assert r.status_code == 400 and "takes no style" in r.json()["error"]
 
 
 def test_vae_interpolates_between_two_uploads_and_samples_with_an_attribute(client, settings):

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.helpers import run_cli
-from tests.serve.conftest import running_server
+from tests.serve.conftest import SERVED, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def test_the_real_server_process_serves_generate_and_recommend(serve_url: str) -> None:
     assert serve_url.startswith("http://127.0.0.1:")  # loopback unless told otherwise
     with httpx.Client(base_url=serve_url, timeout=120) as http:
-        assert http.get("/api/health").json()["models"] == 5
+        assert http.get("/api/health").json()["models"] == len(SERVED)
         r = http.post("/api/generate", json={"model": "smoke", "n": 1, "bars": 2, "render": True})
         assert r.status_code == 200, r.text
         item = r.json()["items"][0]
@@ -62,7 +62,7 @@ def test_processes_2_serves_from_two_worker_processes_and_stops_them(checkpoints
             answers = list(pool.map(lambda _: http.post("/api/generate", json=body), range(4)))
             assert [a.status_code for a in answers] == [200] * 4
             assert http.get(answers[0].json()["items"][0]["midi"]).content[:4] == b"MThd"
-            assert http.get("/api/health").json()["models"] == 5
+            assert http.get("/api/health").json()["models"] == len(SERVED)
     deadline = time.monotonic() + 10
     while [p for p in workers if Path(f"/proc/{p}").exists()] and time.monotonic() < deadline:
         time.sleep(0.1)

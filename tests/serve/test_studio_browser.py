@@ -166,6 +166,10 @@ def _bad_primer_is_reported(driver: Any, base: str, tmp_path: Path) -> None:
 
 
 def _generate_two_pieces(driver: Any) -> None:
+    # A token Transformer takes every sampling control, the filters included.
+    _select(driver, "model", "smoke_transformer")
+    for control in ("n", "bars", "temperature", "top-k", "top-p", "seed", "primer"):
+        assert driver.find_element("id", control).is_displayed(), control
     _select(driver, "model", "smoke")
     # Only the controls the model takes are shown: a piano-roll LSTM has no top-k / top-p.
     assert driver.find_element("id", "n").is_displayed()

@@ -8,16 +8,17 @@ which only reads the manifest and memory-maps the split arrays.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from cadenza.data.datasets import PieceDataset, WindowDataset, collate
+from cadenza.data.datasets import PieceDataset, StyleCollate, WindowDataset, collate
 from cadenza.data.prepare import PreparedData, SplitData, prepare
-from cadenza.data.sources import Source
+from cadenza.data.sources import Source, StyledSource
 from cadenza.data.splits import check_fractions
 from cadenza.errors import ConfigError
 from cadenza.paths import cache_root
@@ -194,9 +195,23 @@ class MusicDataModule(pl.LightningDataModule):
             batch_size=self.batch_size if training else self.eval_batch_size,
             shuffle=training,
             num_workers=self.num_workers,
-            collate_fn=collate,
+            collate_fn=self._collate(name, dataset),
             persistent_workers=self.num_workers > 0,
         )
+
+    @property
+    def style_names(self) -> list[str] | None:
+        """The styles a conditional model can be asked for: a StyledSource's, else None."""
+        return list(self.source.style_names) if isinstance(self.source, StyledSource) else None
+
+    def _collate(self, name: str, dataset: PieceDataset | WindowDataset) -> Callable:
+        if not isinstance(self.source, StyledSource):
+            return collate
+        split = self.split(name)
+        piece_styles = np.array([self.source.style_of(k) for k in split.keys], dtype=np.int64)
+        if isinstance(dataset, WindowDataset):  # item i is a window of piece index[i, 0]
+            return StyleCollate(piece_styles[dataset.index[:, 0]])
+        return StyleCollate(piece_styles)
 
     def dataset(self, name: str, training: bool | None = None) -> PieceDataset | WindowDataset:
         """The Dataset behind a split's loader (training: crops/windows + augmentation)."""

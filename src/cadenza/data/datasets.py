@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from cadenza.data.augment import random_transpose
-from cadenza.data.batch import Batch
+from cadenza.data.batch import Batch, Condition
 from cadenza.data.prepare import SplitData
 from cadenza.representations.base import Codec
 
@@ -119,3 +119,16 @@ def collate(items: Sequence[tuple[torch.Tensor, int]]) -> Batch:
     for b, (piece, _) in enumerate(items):
         x[b, : len(piece)] = piece
     return Batch(x=x, lengths=lengths, index=index)
+
+
+class StyleCollate:
+    """`collate`, plus each item's style as `Condition(style=[B] long)` (a StyledSource's
+    corpus). `item_styles` [len(dataset)]: the style index of every item of the dataset."""
+
+    def __init__(self, item_styles: np.ndarray) -> None:
+        self.item_styles = np.asarray(item_styles, dtype=np.int64)
+
+    def __call__(self, items: Sequence[tuple[torch.Tensor, int]]) -> Batch:
+        batch = collate(items)
+        batch.condition = Condition(style=torch.from_numpy(self.item_styles[batch.index.numpy()]))
+        return batch

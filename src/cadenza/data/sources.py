@@ -497,3 +497,61 @@ class CoconetSource(Source):
 
     def describe(self) -> str:
         return f"Coconet JSB chorales ({self.path})"
+
+
+class StyledSource(Source):
+    """Several sources, each a named style (`styles`: name -> Source), as one corpus whose items
+    know their style: keys are "<style>/<the source's key>", and `style_of(key)` gives the
+    style's index in `style_names`, which the data module hands to conditional models as
+    `Condition.style`. Each style keeps its own split when its source defines one.
+
+    `per_style` draws that many pieces from each style at random (seeded, so the draw is
+    fixed; all of a style when it has fewer); None takes every piece.
+    """
+
+    def __init__(
+        self, styles: dict[str, Source], per_style: int | None = None, seed: int = 0
+    ) -> None:
+        if not styles or not all(isinstance(s, Source) for s in styles.values()):
+            raise CadenzaError("data.source.styles must map style names to cadenza Sources")
+        bad = [name for name in styles if _slug(name) != name or "/" in name]
+        if bad:
+            raise CadenzaError(f"style names must be plain words (letters, digits, _ . -): {bad}")
+        self.styles = dict(styles)
+        self.style_names = list(styles)
+        self.per_style = _check_limit(per_style)
+        self.seed = int(seed)
+        self.name = "styles-" + "-".join(self.style_names)
+
+    def items(self) -> list[SourceItem]:
+        out = []
+        for position, (name, source) in enumerate(self.styles.items()):
+            items = source.items()
+            if self.per_style is not None and len(items) > self.per_style:
+                rng = np.random.default_rng([self.seed, position])
+                keep = np.sort(rng.choice(len(items), self.per_style, replace=False))
+                items = [items[i] for i in keep]
+            out += [SourceItem(f"{name}/{it.key}", it.split, (name, it)) for it in items]
+        return out
+
+    def style_of(self, key: str) -> int:
+        """The index in `style_names` of a key from `items()`."""
+        name = key.split("/", 1)[0]
+        if name not in self.styles:
+            raise KeyError(f"{key!r} is not a key of this source (styles {self.style_names})")
+        return self.style_names.index(name)
+
+    def load(self, item: SourceItem) -> Any:
+        name, inner = item.payload
+        return self.styles[name].load(inner)
+
+    def load_for_render(self, item: SourceItem) -> Any:
+        name, inner = item.payload
+        return self.styles[name].load_for_render(inner)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "styles", "per_style": self.per_style, "seed": self.seed,
+                "styles": {n: s.to_dict() for n, s in self.styles.items()}}  # fmt: skip
+
+    def describe(self) -> str:
+        return ", ".join(f"{n}: {s.describe()}" for n, s in self.styles.items())

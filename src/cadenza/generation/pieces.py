@@ -105,6 +105,7 @@ def generate(
     bars: float | None = 8,
     primer: Any = None,
     condition: Any = None,
+    style: Any = None,
     prefix: str = "sample",
     record: dict[str, Any] | None = None,
 ) -> list[Piece]:
@@ -112,9 +113,10 @@ def generate(
 
     primer: a MIDI file (path), a PrettyMIDI or a codec tensor to continue; `steps`/`bars`
     then count the new music after it. condition: a melody to accompany (path, PrettyMIDI, a
-    condition track [T, P] or an encoded piece). A family with a fixed window writes windows
-    of its own length. `record` overrides how inputs are named in the controls (a service
-    names uploads by id, not by where it keeps them).
+    condition track [T, P] or an encoded piece). style: the style (a name) or style mix (name ->
+    weight) of a style-conditional model, with or without a primer. A family with a fixed window
+    writes windows of its own length. `record` overrides how inputs are named in the controls
+    (a service names uploads by id, not by where it keeps them).
 
     The same seed and controls give the same notes (one torch.Generator drives every draw).
     """
@@ -129,6 +131,9 @@ def generate(
     length = fixed if fixed is not None else resolve_length(model, steps, bars)
     generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
     kwargs: dict[str, Any] = {"temperature": temperature, "generator": generator, **filters}
+    if style is not None:
+        model.require(Ability.STYLE)
+        kwargs["style"] = style
     was_training = model.training
     model.eval()  # during training too (a sheet of samples each epoch): no dropout, BN frozen
     try:
@@ -140,7 +145,7 @@ def generate(
         "family": model.family, "n": n, "seed": seed, "temperature": temperature,
         "top_k": top_k, "top_p": top_p, "steps": length,
         "primer": describe_input(primer), "condition": describe_input(condition),
-        "codec": model.codec.to_dict(),
+        "style": style, "codec": model.codec.to_dict(),
     } | (record or {})  # fmt: skip
     pieces = to_pieces(model, tensors, controls, prefix)
     for p in pieces:

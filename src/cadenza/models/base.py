@@ -47,6 +47,7 @@ class Ability(StrEnum):
     LATENT_WALK = "latent_walk"  # a path between two random latents: interpolation_latents
     ATTRIBUTES = "attributes"  # attribute vectors added to codes: attribute_shift(name, amount)
     TOKEN_FILTERS = "token_filters"  # top_k / top_p on a next-token distribution
+    STYLE = "style"  # generate in a named style or a mix of styles: sample(style=)
 
 
 # How an error names an ability a user asked for.
@@ -59,6 +60,7 @@ ABILITY_WORDS = {
     Ability.LATENT_WALK: "walk between two random latents (mode=interpolate)",
     Ability.ATTRIBUTES: "shift along attribute vectors (attribute=)",
     Ability.TOKEN_FILTERS: "filter next tokens (top_k=, top_p=)",
+    Ability.STYLE: "generate in a style (style=)",
 }
 
 

@@ -15,7 +15,7 @@ from cadenza.data.batch import Batch
 from cadenza.errors import ConfigError
 from cadenza.metrics.likelihood import NLLAggregator
 from cadenza.models.base import Ability, GenerativeModule, check_float, check_int, codec_dict
-from cadenza.models.components.rnn import FrameLSTM, TokenLSTM
+from cadenza.models.components.rnn import FrameLSTM, FrameOutput, TokenLSTM
 from cadenza.models.sampling import check_controls
 from cadenza.representations.base import Codec
 
@@ -90,7 +90,7 @@ class LSTMModule(GenerativeModule):
 
     @property
     def is_frames(self) -> bool:
-        return isinstance(self.net, FrameLSTM)
+        return isinstance(self.net, FrameOutput)
 
     @property
     def abilities(self) -> frozenset[Ability]:
@@ -196,17 +196,23 @@ class LSTMModule(GenerativeModule):
         top_p: float | None,
     ) -> list[torch.Tensor]:
         batch_prefix = prefix.to(self.device).unsqueeze(0).expand(n, *prefix.shape)
-        if isinstance(self.net, FrameLSTM):
+        if isinstance(self.net, FrameOutput):
             new = self.net.generate(
-                n, steps, primer=batch_prefix, temperature=temperature, generator=generator
-            )  # [n, steps, D]
+                n, steps, primer=batch_prefix, temperature=temperature, generator=generator,
+                **self._net_inputs(n),
+            )  # fmt: skip
             return list(torch.cat([batch_prefix, new], dim=1).cpu().unbind(0))
         tokens, lengths = self.net.generate(
             batch_prefix, steps, eos_id=self.eos_id, banned=(self.pad_id, self.bos_id),
             temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
+            **self._net_inputs(n),
         )  # fmt: skip
         tokens, lengths = tokens.cpu(), lengths.cpu()
         return [tokens[i, : int(lengths[i])].clone() for i in range(n)]
+
+    def _net_inputs(self, n: int) -> dict[str, Any]:
+        """Extra inputs of the network's generate for n rows (a conditional family's)."""
+        return {}
 
     def continue_from(
         self, primer: torch.Tensor, n: int = 1, steps: int | None = None, **kwargs: Any

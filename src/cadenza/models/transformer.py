@@ -1,26 +1,38 @@
 """TransformerModule: the "transformer" family, a decoder-only Transformer over token ids
-(events, melody, MidiTok tokenizations), sampled with a key/value cache.
+(events, melody, MidiTok tokenizations) or over piano-roll frames (a NADE over each frame's keys,
+as the LSTM-NADE's), sampled with a key/value cache.
 
-The network is components/transformer.py. Training, exact epoch-level NLL, primers and the
-sampling contract are the lstm family's token path (both are next-token models with the same
-`loss` / `generate` interface), so this module adds only the network, its validation, and AdamW
-with a linear warm-up and a cosine decay. Piano-roll frames (a NADE head over each frame) are not
-built yet: a frame codec is refused at start-up.
+The networks are components/transformer.py. Training, exact epoch-level NLL, primers and the
+sampling contract are the lstm family's (the networks have FrameLSTM's and TokenLSTM's `loss` /
+`generate` interfaces), so this module adds only the networks, their validation, and AdamW with
+a linear warm-up and a cosine decay.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
+from cadenza.data.batch import Batch
 from cadenza.errors import ConfigError
 from cadenza.metrics.likelihood import NLLAggregator
-from cadenza.models.base import GenerativeModule, check_float, check_int, codec_dict
-from cadenza.models.components.transformer import TokenTransformer
+from cadenza.models.base import Ability, GenerativeModule, check_float, check_int, codec_dict
+from cadenza.models.components.transformer import FrameTransformer, TokenTransformer
 from cadenza.models.lstm import LSTMModule, _token_id
+
+
+def _check_styles(styles: Any) -> list[str]:
+    if styles is None:
+        return []
+    if isinstance(styles, str) or not all(isinstance(x, str) and x for x in styles):
+        raise ConfigError(f"model.styles must be a list of style names or null, got {styles!r}")
+    styles = [str(x) for x in styles]
+    if len(set(styles)) != len(styles):
+        raise ConfigError(f"model.styles lists a style twice: {styles}")
+    return styles
 
 
 class TransformerModule(LSTMModule):
@@ -32,7 +44,12 @@ class TransformerModule(LSTMModule):
         d_model: int = 256,
         n_layers: int = 4,
         n_heads: int = 4,
+        n_kv_heads: int | None = None,
         dropout: float = 0.1,
+        output: str = "nade",
+        nade_hidden: int = 150,
+        styles: list[str] | None = None,
+        style_dropout: float = 0.1,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         weight_decay: float = 0.1,
         warmup_steps: int = 200,
@@ -40,15 +57,23 @@ class TransformerModule(LSTMModule):
     ) -> None:
         codec = codec_dict(codec)
         GenerativeModule.__init__(self, codec)
-        if self.codec.kind != "tokens":
+        if self.codec.kind not in ("tokens", "frames"):
             raise ConfigError(
-                f"the transformer family models token ids; {self.codec.name} gives "
-                f"{self.codec.kind} (use representation=events, melody or miditok, or model=lstm "
-                "for piano-roll frames)"
+                f"the transformer family models token ids or 0/1 frames; {self.codec.name} gives "
+                f"{self.codec.kind} (use model=mel_vae for audio features)"
             )
+        frames = self.codec.kind == "frames"
         d_model = check_int("model.d_model", d_model)
         n_layers = check_int("model.n_layers", n_layers)
         n_heads = check_int("model.n_heads", n_heads)
+        if n_kv_heads is None:
+            n_kv_heads = n_heads
+        n_kv_heads = check_int("model.n_kv_heads", n_kv_heads)
+        if n_heads % n_kv_heads:
+            raise ConfigError(
+                f"model.n_kv_heads ({n_kv_heads}) must divide model.n_heads ({n_heads}): each "
+                "key/value head serves a whole group of query heads"
+            )
         if d_model % n_heads or (d_model // n_heads) % 2:
             raise ConfigError(
                 f"model.d_model ({d_model}) must split into model.n_heads ({n_heads}) heads of an "
@@ -57,6 +82,13 @@ class TransformerModule(LSTMModule):
         dropout = check_float("model.dropout", dropout, minimum=0.0, maximum=1.0)
         if dropout >= 1.0:
             raise ConfigError(f"model.dropout must be < 1, got {dropout}")
+        if output not in ("nade", "sigmoid"):
+            raise ConfigError(f"model.output must be 'nade' or 'sigmoid', got {output!r}")
+        nade_hidden = check_int(
+            "model.nade_hidden", nade_hidden, minimum=1 if frames and output == "nade" else 0
+        )
+        styles = _check_styles(styles)
+        style_dropout = check_float("model.style_dropout", style_dropout, minimum=0.0, maximum=1.0)
         weight_decay = check_float("model.weight_decay", weight_decay, minimum=0.0)
         warmup_steps = check_int("model.warmup_steps", warmup_steps, minimum=0)
         cosine_steps = check_int("model.cosine_steps", cosine_steps)
@@ -68,20 +100,116 @@ class TransformerModule(LSTMModule):
                 "d_model": d_model,
                 "n_layers": n_layers,
                 "n_heads": n_heads,
+                "n_kv_heads": n_kv_heads,
                 "dropout": dropout,
+                "output": output,
+                "nade_hidden": nade_hidden,
+                "styles": styles,
+                "style_dropout": style_dropout,
                 "weight_decay": weight_decay,
                 "warmup_steps": warmup_steps,
                 "cosine_steps": cosine_steps,
             }  # fmt: skip
         )
-        self.pad_id = _token_id(self.codec, ("pad_id", "PAD"), 0)
-        self.bos_id = _token_id(self.codec, ("bos_id", "BOS"), 1)
-        self.eos_id = _token_id(self.codec, ("eos_id", "EOS"), 2)
-        self.net = TokenTransformer(  # type: ignore[assignment]
-            self.codec.vocab_size, d_model, n_layers, n_heads, dropout, self.pad_id
-        )
+        self.net: FrameTransformer | TokenTransformer  # type: ignore[assignment]
+        if frames:
+            self.net = FrameTransformer(
+                self.codec.feature_dim, d_model, n_layers, n_heads, dropout, output, nade_hidden,
+                n_kv_heads, len(styles),
+            )  # fmt: skip
+        else:
+            self.pad_id = _token_id(self.codec, ("pad_id", "PAD"), 0)
+            self.bos_id = _token_id(self.codec, ("bos_id", "BOS"), 1)
+            self.eos_id = _token_id(self.codec, ("eos_id", "EOS"), 2)
+            self.net = TokenTransformer(
+                self.codec.vocab_size, d_model, n_layers, n_heads, dropout, self.pad_id,
+                n_kv_heads, len(styles),
+            )  # fmt: skip
         self.val_nll = NLLAggregator()
         self.test_nll = NLLAggregator()
+        self._sampling_style: torch.Tensor | None = None  # [S] weights while sample() runs
+
+    # --- style conditioning ----------------------------------------------------------------
+    @property
+    def styles(self) -> list[str]:
+        """The styles this model generates in (empty: unconditional)."""
+        return list(self.hparams.styles)
+
+    @property
+    def abilities(self) -> frozenset[Ability]:
+        return super().abilities | ({Ability.STYLE} if self.styles else set())
+
+    def setup(self, stage: str) -> None:
+        """Refuse data whose styles are not the model's, before any training step (an
+        unconditional model may train on a styled corpus: it ignores the styles)."""
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        data_styles = getattr(dm, "style_names", None)
+        if self.styles and data_styles is None and dm is not None:
+            raise ConfigError(
+                f"model.styles={self.styles} needs a corpus whose pieces carry a style "
+                "(a StyledSource, e.g. data=styles); this data has none: set model.styles=null"
+            )
+        if self.styles and data_styles is not None and data_styles != self.styles:
+            raise ConfigError(
+                f"model.styles={self.styles} must list the data's styles in its order: "
+                f"{data_styles}"
+            )
+
+    def style_weights(self, style: Any) -> torch.Tensor:
+        """A style request -> weights [S] summing to 1: a style's name, a mapping name ->
+        weight (a mix, e.g. a listener's taste over styles), or S non-negative numbers."""
+        names = self.styles
+        if not names:
+            self.require(Ability.STYLE)
+        if isinstance(style, str):
+            if style not in names:
+                raise ConfigError(f"style={style!r} is not one of this model's styles {names}")
+            return torch.eye(len(names))[names.index(style)]
+        if isinstance(style, Mapping):
+            unknown = sorted(set(style) - set(names))
+            if unknown:
+                raise ConfigError(f"style mix names {unknown}; this model's styles are {names}")
+            style = [float(style.get(n, 0.0)) for n in names]
+        w = torch.as_tensor(style, dtype=torch.float32).flatten()
+        if w.shape != (len(names),) or not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ConfigError(
+                f"style must be a name in {names}, a mapping name -> weight, or {len(names)} "
+                f"non-negative weights with a positive sum; got {style!r}"
+            )
+        return w / w.sum()
+
+    def _condition(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The network's `cond` for a batch: its pieces' styles (dropped to "no style" for a
+        `style_dropout` share of training rows, so unconditional sampling is learned too)."""
+        if self.net.style is None:
+            return {}
+        ids = batch.condition.style if batch.condition is not None else None
+        if ids is None:
+            raise ConfigError("this model is style-conditional but the batch carries no styles")
+        w = torch.nn.functional.one_hot(ids, len(self.styles)).float()  # [B, S]
+        if self.training and self.hparams.style_dropout > 0:
+            keep = torch.rand(len(w), 1, device=w.device) >= self.hparams.style_dropout
+            w = w * keep
+        return {"cond": self.net.style(w)}
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net.loss(batch, **self._condition(batch))
+
+    def sample(self, n: int, *, style: Any = None, **kwargs: Any) -> list[torch.Tensor]:
+        """LSTMModule.sample, in a style when `style` is given (see `style_weights`); a
+        style-conditional model asked for none samples with no style (as trained for
+        `style_dropout` of the time)."""
+        self._sampling_style = None if style is None else self.style_weights(style)
+        try:
+            return super().sample(n, **kwargs)
+        finally:
+            self._sampling_style = None
+
+    def _net_inputs(self, n: int) -> dict[str, Any]:
+        if self._sampling_style is None or self.net.style is None:
+            return {}
+        w = self._sampling_style.to(self.device).expand(n, -1)
+        return {"cond": self.net.style(w)}
 
     def configure_optimizers(self) -> Any:
         """AdamW (weight decay on matrices only), the learning rate rising linearly over

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from cadenza.errors import ConfigError
 from cadenza.generation import Piece
 from cadenza.serve.errors import RequestError
 from cadenza.serve.registry import Served, modes, takes_filters
@@ -96,7 +97,7 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
     _cap("bars", req.bars, lim.max_bars)
     _cap("steps", req.steps, lim.max_steps)
     for field, mode in (("primer", "primer"), ("condition", "condition"),
-                        ("attribute", "attribute")):  # fmt: skip
+                        ("attribute", "attribute"), ("style", "style")):  # fmt: skip
         if getattr(req, field) is not None and mode not in info_modes:
             raise _fail(400, f"{field}: the {s.family} model {s.name!r} takes no {field}; it "
                              f"offers {', '.join(info_modes)}")  # fmt: skip
@@ -105,6 +106,11 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
                          f"{s.family} model {s.name!r} takes temperature only")  # fmt: skip
     if req.primer and req.condition:
         raise _fail(400, "give primer or condition, not both")
+    if req.style is not None:
+        try:  # checked here, so a wrong name is the request's error, before any work
+            s.model.style_weights(req.style)
+        except ConfigError as e:
+            raise _fail(422, str(e)) from None
     primer = store.upload_path(req.primer, "primer") if req.primer else None
     condition = None
     if req.condition:
@@ -127,7 +133,7 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
                              f"cap of {lim.max_steps} (limits.max_steps)")  # fmt: skip
     controls = {**c, "bars": bars, "steps": req.steps, "render": req.render,
                 "primer": req.primer, "condition": req.condition,
-                "attribute": req.attribute}  # fmt: skip
+                "attribute": req.attribute, "style": req.style}  # fmt: skip
 
     def work(job: str, folder: Path) -> Job:
         t0 = time.perf_counter()
@@ -142,7 +148,7 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
         else:
             pieces = draw(s.model, c["n"], seed=c["seed"], temperature=c["temperature"],
                           top_k=c["top_k"], top_p=c["top_p"], steps=req.steps, bars=bars,
-                          primer=primer, condition=condition,
+                          primer=primer, condition=condition, style=req.style,
                           record={"primer": req.primer, "condition": req.condition})  # fmt: skip
             write_pieces(pieces, folder, **audio)
         return _job(job, s, folder, pieces, controls, t0)

@@ -26,7 +26,7 @@ USERS_LISTED = 50  # enough to pick from in the studio; the rest are accepted by
 # What the service offers for each declared ability (the studio builds its forms from these).
 MODES = {Ability.CONTINUE: "primer", Ability.CONDITION: "condition",
          Ability.INTERPOLATE: "interpolate", Ability.ATTRIBUTES: "attribute",
-         Ability.LATENT_WALK: "latent_walk"}  # fmt: skip
+         Ability.LATENT_WALK: "latent_walk", Ability.STYLE: "style"}  # fmt: skip
 
 
 @dataclass
@@ -129,6 +129,7 @@ def describe(s: Served, limits: Limits) -> dict[str, Any]:
         "modes": modes(s),
         "abilities": sorted(declaration.abilities),
         "window_steps": declaration.window_steps,
+        "styles": list(getattr(s.model, "styles", None) or []),
         "controls": {
             "n": _range(1, limits.max_n, 4),
             "bars": None if fixed else _range(1, limits.max_bars, 8),

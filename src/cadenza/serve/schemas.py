@@ -32,6 +32,11 @@ class GenerateRequest(Sampling):
     primer: UploadId | None = Field(None, description="an upload to continue (lstm)")
     condition: UploadId | None = Field(None, description="a melody to accompany (conditional gan)")
     attribute: str | None = Field(None, max_length=40, description="vae: e.g. density:+1.5")
+    style: str | dict[str, float] | None = Field(
+        None,
+        description="a style-conditional model's style (one of its `styles`), or a mix of them "
+        "(style -> non-negative weight)",
+    )
     render: bool = Field(False, description="also render each piece to WAV")
 
 

@@ -120,9 +120,15 @@ class NADE(nn.Module):
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """b_v [N, D], b_h [N, H] -> v [N, D] float 0/1, sampled one unit at a time.
+        """b_v [N, D], b_h [N, H] -> v [N, D] float 0/1, drawn unit by unit from p(v_d | v_<d).
 
         temperature divides each conditional logit (<= GREEDY_TEMPERATURE: take the mode).
+
+        Exactly the unit-by-unit draw with one uniform u_d per unit (v_d = u_d < p_d), done
+        note by note: the hidden state only changes after a 1, so from a row's last 1 every
+        later unit's probability is known at once, and the row jumps to its next unit with
+        u_d < p_d. A frame with K notes takes K + 1 rounds instead of D (piano rolls: a few
+        notes of 88 keys), for the same samples as the sequential loop.
         """
         N, D = b_v.shape
         # One uniform per unit drawn up front: the stream matches across devices and chunks.
@@ -130,12 +136,22 @@ class NADE(nn.Module):
         v = b_v.new_zeros(N, D)
         a = b_h.clone()  # [N, H], running pre-activation W[:, :d] v_<d + b_h
         Wt = self.W.t()  # [D, H]
-        for d in range(D):
-            logit = b_v[:, d] + torch.sigmoid(a) @ self.V[d]  # [N]
+        units = torch.arange(D, device=b_v.device)
+        start = torch.zeros(N, dtype=torch.long, device=b_v.device)  # first undecided unit
+        rows = torch.arange(N, device=b_v.device)  # rows still deciding
+        while len(rows):
+            logit = b_v[rows] + torch.sigmoid(a[rows]) @ self.V.t()  # [R, D]
             if temperature <= GREEDY_TEMPERATURE:
-                vd = (logit > 0).to(v.dtype)
+                on = logit > 0
             else:
-                vd = (u[:, d] < torch.sigmoid(logit / temperature)).to(v.dtype)
-            v[:, d] = vd
-            a = a + vd.unsqueeze(-1) * Wt[d]
+                on = u[rows] < torch.sigmoid(logit / temperature)
+            on &= units[None, :] >= start[rows, None]  # units already decided stay as they are
+            nxt = torch.where(on, units, D).min(dim=1).values  # [R], D: no further 1
+            found = nxt < D
+            rows, nxt = rows[found], nxt[found]
+            v[rows, nxt] = 1.0
+            a[rows] += Wt[nxt]
+            start[rows] = nxt + 1
+            keep = start[rows] < D
+            rows = rows[keep]
         return v

@@ -31,7 +31,52 @@ def _trim(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     return x, mask
 
 
-class FrameLSTM(nn.Module):
+class FrameOutput(nn.Module):
+    """The output layer of a frame model, shared by FrameLSTM and FrameTransformer: the network's
+    output at step t (`out` [.., Hs]) gives p(frame t) through a NADE (biases b_v [.., D] and
+    b_h [.., nade_hidden] from `out`) or independent Bernoulli keys (logits [.., D])."""
+
+    feature_dim: int
+    output: str
+
+    def _build_output(self, hidden: int, feature_dim: int, output: str, nade_hidden: int) -> None:
+        if output not in ("nade", "sigmoid"):
+            raise ValueError(f"output must be 'nade' or 'sigmoid', got {output!r}")
+        self.feature_dim, self.output = feature_dim, output
+        if output == "nade":
+            self.to_bv = nn.Linear(hidden, feature_dim)
+            self.to_bh = nn.Linear(hidden, nade_hidden)
+            self.nade = NADE(feature_dim, nade_hidden)
+        else:
+            self.to_logits = nn.Linear(hidden, feature_dim)
+
+    def log_prob(self, out: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """log p(v | out): out [N, Hs], v [N, D] -> [N] (summed over the D keys)."""
+        if self.output == "nade":
+            return self.nade.log_prob(v, self.to_bv(out), self.to_bh(out))
+        logits = self.to_logits(out)  # [N, D]
+        return -F.binary_cross_entropy_with_logits(logits, v, reduction="none").sum(-1)
+
+    def loss(self, batch: Batch, **inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(NLL summed over keys and real frames, number of real frames); `inputs` go to the
+        network's forward (a conditional network's `cond`)."""
+        x, mask = _trim(batch)
+        x = x.float()
+        out, _ = self(x, **inputs)  # [B, T, Hs], out[:, t] predicts x[:, t]
+        # Only real frames reach the output layer: padding costs no NADE work.
+        lp = self.log_prob(out[mask], x[mask])  # [N]
+        return -lp.sum(), mask.sum()
+
+    def sample_frame(
+        self, out: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """out [N, Hs] -> a frame [N, D] of 0/1 floats."""
+        if self.output == "nade":
+            return self.nade.sample(self.to_bv(out), self.to_bh(out), temperature, generator)
+        return sample_bernoulli(self.to_logits(out), temperature=temperature, generator=generator)
+
+
+class FrameLSTM(FrameOutput):
     """p(x_t | x_<t) over binary frames [B, T, D]; the input at step t is frame t-1.
 
     A learned start vector is the input at t=0, so the first frame is predicted too.
@@ -50,10 +95,6 @@ class FrameLSTM(nn.Module):
         nade_hidden: int = 150,
     ) -> None:
         super().__init__()
-        if output not in ("nade", "sigmoid"):
-            raise ValueError(f"output must be 'nade' or 'sigmoid', got {output!r}")
-        self.feature_dim = feature_dim
-        self.output = output
         # embedding_dim=0 feeds the raw frame to the LSTM (Boulanger-Lewandowski's setup).
         self.input_proj: nn.Module = (
             nn.Linear(feature_dim, embedding_dim) if embedding_dim > 0 else nn.Identity()
@@ -66,12 +107,7 @@ class FrameLSTM(nn.Module):
             dropout=dropout if num_layers > 1 else 0.0,
         )  # fmt: skip
         self.drop = nn.Dropout(dropout)
-        if output == "nade":
-            self.to_bv = nn.Linear(hidden_size, feature_dim)
-            self.to_bh = nn.Linear(hidden_size, nade_hidden)
-            self.nade = NADE(feature_dim, nade_hidden)
-        else:
-            self.to_logits = nn.Linear(hidden_size, feature_dim)
+        self._build_output(hidden_size, feature_dim, output, nade_hidden)
 
     # --- teacher forcing -------------------------------------------------------------------
     def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
@@ -81,22 +117,6 @@ class FrameLSTM(nn.Module):
         inp = torch.cat([start, self.input_proj(x[:, :-1])], dim=1)  # [B, T, E]
         out, state = self.lstm(inp, state)
         return self.drop(out), state
-
-    def log_prob(self, out: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """log p(v | out): out [N, Hs], v [N, D] -> [N] (summed over the D keys)."""
-        if self.output == "nade":
-            return self.nade.log_prob(v, self.to_bv(out), self.to_bh(out))
-        logits = self.to_logits(out)  # [N, D]
-        return -F.binary_cross_entropy_with_logits(logits, v, reduction="none").sum(-1)
-
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(NLL summed over keys and real frames, number of real frames)."""
-        x, mask = _trim(batch)
-        x = x.float()
-        out, _ = self(x)  # [B, T, Hs]
-        # Only real frames reach the output layer: padding costs no NADE work.
-        lp = self.log_prob(out[mask], x[mask])  # [N]
-        return -lp.sum(), mask.sum()
 
     # --- generation ------------------------------------------------------------------------
     def initial_state(self, n: int, device: torch.device | None = None) -> State:
@@ -111,14 +131,6 @@ class FrameLSTM(nn.Module):
         inp = self.start.expand(n, -1) if frame is None else self.input_proj(frame.float())
         out, state = self.lstm(inp.unsqueeze(1), state)
         return self.drop(out[:, 0]), state
-
-    def sample_frame(
-        self, out: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """out [N, Hs] -> a frame [N, D] of 0/1 floats."""
-        if self.output == "nade":
-            return self.nade.sample(self.to_bv(out), self.to_bh(out), temperature, generator)
-        return sample_bernoulli(self.to_logits(out), temperature=temperature, generator=generator)
 
     @torch.no_grad()
     def generate(
@@ -201,14 +213,17 @@ class TokenLSTM(nn.Module):
         return generate_tokens(self.head(out[:, -1]), state, advance, prefix, steps, **controls)
 
 
-def next_token_loss(net: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+def next_token_loss(
+    net: nn.Module, batch: Batch, **inputs: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(cross-entropy summed over predicted real tokens x[:, 1:], their number) for any
-    next-token network: `net(tokens)` -> (hidden [B, T, H], state), `net.head` -> logits."""
+    next-token network: `net(tokens, **inputs)` -> (hidden [B, T, H], state), `net.head` ->
+    logits."""
     x, mask = _trim(batch)
     if x.shape[1] < 2:  # nothing to predict; keep the graph so backward() still works
         zero = net.head.bias.sum() * 0.0
         return zero, torch.zeros((), dtype=torch.long, device=x.device)
-    out, _ = net(x[:, :-1])  # [B, T-1, H]
+    out, _ = net(x[:, :-1], **inputs)  # [B, T-1, H]
     target_mask = mask[:, 1:]  # [B, T-1]: target x[:, t+1] is real
     logits = net.head(out[target_mask])  # [N, V], only real targets reach the head
     nll = F.cross_entropy(logits.float(), x[:, 1:][target_mask], reduction="sum")

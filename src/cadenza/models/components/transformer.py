@@ -1,6 +1,9 @@
-"""A decoder-only Transformer over token ids: pre-norm blocks, rotary positions, PyTorch's
-scaled_dot_product_attention (a GPU gets its flash kernel), tied input/output embeddings, and a
-key/value cache for sampling. Shapes: B batch, T time, D model width, H heads, Dh = D / H."""
+"""Decoder-only Transformers over token ids and over piano-roll frames: pre-norm blocks, rotary
+positions, PyTorch's scaled_dot_product_attention (a GPU gets its flash kernel), and a key/value
+cache for sampling, preallocated and written in place.
+
+Shapes: B batch, T time, D model width, H heads, Dh = D / H, L layers, K keys of a frame.
+"""
 
 from __future__ import annotations
 
@@ -11,69 +14,179 @@ import torch.nn.functional as F
 from torch import nn
 
 from cadenza.data.batch import Batch
-from cadenza.models.components.rnn import generate_tokens, next_token_loss
-
-Cache = list[tuple[torch.Tensor, torch.Tensor]]  # per block: keys, values [B, H, T, Dh]
+from cadenza.models.components.rnn import FrameOutput, generate_tokens, next_token_loss
 
 
-def rotate(x: torch.Tensor, offset: int, base: float = 10000.0) -> torch.Tensor:
+def rotary_angles(
+    offset: int, length: int, dh: int, device: torch.device, base: float = 10000.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cos, sin) [T, Dh/2] of positions offset..offset+T-1."""
+    inv_freq = base ** (-torch.arange(0, dh, 2, device=device, dtype=torch.float32) / dh)
+    pos = torch.arange(offset, offset + length, device=device, dtype=torch.float32)
+    angles = pos[:, None] * inv_freq[None, :]
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Turn each channel pair (i, i + Dh/2) of x [..., T, Dh] by its position's angle."""
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    x1, x2 = x.chunk(2, dim=-1)  # [..., T, Dh/2] each
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def rotate(x: torch.Tensor, offset: int) -> torch.Tensor:
     """Rotary position embedding of x [B, H, T, Dh] at positions offset..offset+T-1."""
-    dh = x.shape[-1]
-    inv_freq = base ** (-torch.arange(0, dh, 2, device=x.device, dtype=torch.float32) / dh)
-    pos = torch.arange(offset, offset + x.shape[-2], device=x.device, dtype=torch.float32)
-    angles = pos[:, None] * inv_freq[None, :]  # [T, Dh/2]
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # [B, H, T, Dh/2, 2]
-    return out.flatten(-2)
+    return apply_rotary(x, *rotary_angles(offset, x.shape[-2], x.shape[-1], x.device))
+
+
+class KVCache:
+    """Keys and values of every layer, [L, 2, N, H, T_max, Dh], allocated once per sample call
+    (at the first write, in the keys' dtype, so autocast is respected) and written in place: a
+    step costs attention over what is there, not a copy of it (growing the cache with torch.cat
+    copies O(T) per step, which dominated sampling at n=8)."""
+
+    def __init__(self, layers: int, length: int) -> None:
+        self.layers, self.length = layers, length
+        self.buf: torch.Tensor | None = None
+
+    def update(
+        self, layer: int, offset: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v [N, H, T, Dh] at offset..offset+T-1 -> all keys, values up to there."""
+        end = offset + k.shape[2]
+        if end > self.length:
+            raise ValueError(f"the cache holds {self.length} positions, asked for {end}")
+        if self.buf is None:
+            N, H, _, Dh = k.shape
+            self.buf = k.new_empty(self.layers, 2, N, H, self.length, Dh)
+        kv = self.buf[layer]
+        kv[0, :, :, offset:end] = k
+        kv[1, :, :, offset:end] = v
+        return kv[0, :, :, :end], kv[1, :, :, :end]
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+    """Causal self-attention with H query heads sharing Hkv key/value heads (grouped-query
+    attention, Ainslie et al. 2023; Hkv = H is plain multi-head, Hkv = 1 multi-query): query
+    heads g*G..g*G+G-1 (G = H / Hkv) read key/value head g. The cache, and the memory a
+    sampling step reads, shrink by G."""
+
+    def __init__(self, d_model: int, n_heads: int, n_kv_heads: int, dropout: float) -> None:
         super().__init__()
-        self.n_heads, self.dropout = n_heads, dropout
-        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.n_heads, self.n_kv_heads, self.dropout = n_heads, n_kv_heads, dropout
+        self.head_dim = d_model // n_heads
+        self.qkv = nn.Linear(d_model, d_model + 2 * n_kv_heads * self.head_dim)
         self.proj = nn.Linear(d_model, d_model)
 
-    def forward(
-        self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None, offset: int
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """x [B, T, D] at positions offset.. -> (y [B, T, D], keys and values so far)."""
+    def forward(self, x: torch.Tensor, rot: tuple[torch.Tensor, torch.Tensor],
+                cache: KVCache | None, layer: int, offset: int) -> torch.Tensor:  # fmt: skip
+        """x [B, T, D] at positions offset.. -> y [B, T, D], attending to positions <= its own."""
         B, T, D = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, D // self.n_heads).permute(2, 0, 3, 1, 4)
-        q, k = rotate(q, offset), rotate(k, offset)  # [B, H, T, Dh]
-        if past is not None:  # one new step against everything before it: no mask needed
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=past is None and T > 1,
-            dropout_p=self.dropout if self.training else 0.0,
-        )  # fmt: skip
-        return self.proj(y.transpose(1, 2).reshape(B, T, D)), (k, v)
+        H, Hkv, Dh = self.n_heads, self.n_kv_heads, self.head_dim
+        qkv = self.qkv(x).view(B, T, H + 2 * Hkv, Dh).transpose(1, 2)  # [B, H+2Hkv, T, Dh]
+        qk = apply_rotary(qkv[:, : H + Hkv], *rot)  # queries and keys turned together
+        q, k, v = qk[:, :H], qk[:, H:], qkv[:, H + Hkv :]  # [B, H|Hkv, T, Dh]
+        mask = None
+        if cache is not None:
+            k, v = cache.update(layer, offset, k, v)  # [B, Hkv, offset+T, Dh]
+            if T > 1 and offset > 0:  # a block of new steps after cached ones
+                pos = torch.arange(offset + T, device=x.device)
+                mask = pos[None, :] <= pos[offset:, None]  # [T, offset+T]
+        if T == 1 and Hkv < H:
+            # One sampling step sees every cached key: each group's G queries become G rows
+            # against its one key/value head, so the keys are read once, not G times.
+            y = F.scaled_dot_product_attention(q.reshape(B, Hkv, H // Hkv, Dh), k, v)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=mask is None and T > 1 and offset == 0,
+                dropout_p=self.dropout if self.training else 0.0, enable_gqa=Hkv < H,
+            )  # fmt: skip
+        return self.proj(y.reshape(B, H, T, Dh).transpose(1, 2).reshape(B, T, D))
 
 
 class Block(nn.Module):
     """Pre-norm: x + attn(norm(x)), then x + mlp(norm(x))."""
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+    def __init__(self, d_model: int, n_heads: int, n_kv_heads: int, dropout: float) -> None:
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.attn = SelfAttention(d_model, n_heads, dropout)
+        self.attn = SelfAttention(d_model, n_heads, n_kv_heads, dropout)
         self.mlp = nn.Sequential(
             nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model)
         )
         self.drop = nn.Dropout(dropout)
 
+    def forward(self, x: torch.Tensor, rot: tuple[torch.Tensor, torch.Tensor],
+                cache: KVCache | None, layer: int, offset: int) -> torch.Tensor:  # fmt: skip
+        x = x + self.drop(self.attn(self.norm1(x), rot, cache, layer, offset))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
+class Decoder(nn.Module):
+    """Embedded inputs [B, T, D] -> blocks -> final norm -> [B, T, D]."""
+
+    def __init__(
+        self, d_model: int, n_layers: int, n_heads: int, dropout: float, n_kv_heads: int | None
+    ) -> None:
+        super().__init__()
+        kv = n_kv_heads or n_heads
+        self.n_heads, self.head_dim = n_heads, d_model // n_heads
+        self._rotary_table: tuple[torch.Tensor, torch.Tensor] | None = None  # not a weight
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, kv, dropout) for _ in range(n_layers))
+        self.norm = nn.LayerNorm(d_model)
+
     def forward(
-        self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None, offset: int
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        a, kv = self.attn(self.norm1(x), past, offset)
-        x = x + self.drop(a)
-        return x + self.drop(self.mlp(self.norm2(x))), kv
+        self, x: torch.Tensor, cache: KVCache | None = None, offset: int = 0
+    ) -> torch.Tensor:
+        """x at positions offset..; with a cache, positions before offset come from it."""
+        rot = rotary_angles(offset, x.shape[1], x.shape[2] // self.n_heads, x.device)
+        x = self.drop(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, rot, cache, i, offset)
+        return self.norm(x)
+
+    def _rotary(
+        self, offset: int, length: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, sin) [T, Dh/2] from a table kept between calls (a sampling step would
+        otherwise spend more time computing its one angle than attending)."""
+        end = offset + length
+        table = self._rotary_table
+        if table is None or table[0].shape[0] < end or table[0].device != device:
+            size = max(end, 2 * (table[0].shape[0] if table is not None else 1024))
+            # Normal tensors even when made while sampling: training may use them next.
+            with torch.inference_mode(False):
+                table = self._rotary_table = rotary_angles(0, size, self.head_dim, device)
+        return table[0][offset:end], table[1][offset:end]
+
+    def new_cache(self, length: int) -> KVCache:
+        return KVCache(len(self.blocks), length)
+
+
+class StylePrefix(nn.Module):
+    """A learned vector per style, [S, D], mixed by weights [B, S] (one-hot: a named style; a
+    mix: a listener's taste over styles; zeros: no style) -> [B, D], which a network adds to
+    its first input (a condition prefix). Initialised N(0, 0.02) like every matrix here."""
+
+    def __init__(self, n_styles: int, d_model: int) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.zeros(n_styles, d_model))
+
+    def forward(self, weights: torch.Tensor) -> torch.Tensor:
+        return weights.to(self.table.dtype) @ self.table
+
+
+def _gpt2_init(module: nn.Module) -> None:
+    """N(0, 0.02) for every matrix (GPT-2's scale); biases and norms keep their defaults."""
+    for p in module.parameters():
+        if p.dim() > 1:
+            nn.init.normal_(p, std=0.02)
 
 
 class TokenTransformer(nn.Module):
-    """Next-token Transformer: embedding [V, D] -> blocks -> norm -> logits through the same
-    embedding (weight tying). The same loss and sampling loop as TokenLSTM (components/rnn.py)."""
+    """Next-token Transformer: embedding [V, D] -> Decoder -> logits through the same embedding
+    (weight tying). The same loss and sampling loop as TokenLSTM (components/rnn.py)."""
 
     def __init__(
         self,
@@ -83,53 +196,142 @@ class TokenTransformer(nn.Module):
         n_heads: int = 4,
         dropout: float = 0.1,
         pad_id: int = 0,
+        n_kv_heads: int | None = None,
+        n_styles: int = 0,
     ) -> None:
         super().__init__()
         self.vocab_size = vocab_size
         self.embed = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
-        self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(d_model, n_heads, dropout) for _ in range(n_layers))
-        self.norm = nn.LayerNorm(d_model)
+        self.decoder = Decoder(d_model, n_layers, n_heads, dropout, n_kv_heads)
         self.head = nn.Linear(d_model, vocab_size)
         self.head.weight = self.embed.weight  # tied
-        for p in self.parameters():  # GPT-2's init scale; the tied matrix is set here once
-            if p.dim() > 1:
-                nn.init.normal_(p, std=0.02)
+        self.style = StylePrefix(n_styles, d_model) if n_styles else None
+        _gpt2_init(self)
 
     def forward(
-        self, tokens: torch.Tensor, cache: Cache | None = None, offset: int = 0
-    ) -> tuple[torch.Tensor, Cache]:
+        self,
+        tokens: torch.Tensor,
+        cache: KVCache | None = None,
+        offset: int = 0,
+        cond: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, KVCache | None]:
         """tokens [B, T] at positions offset.. -> (hidden [B, T, D], cache); out[:, t] predicts
-        tokens[:, t+1]. With a cache, T must be 1 (one new step)."""
-        x = self.drop(self.embed(tokens))
-        new: Cache = []
-        for i, block in enumerate(self.blocks):
-            x, kv = block(x, cache[i] if cache is not None else None, offset)
-            new.append(kv)
-        return self.norm(x), new
+        tokens[:, t+1]. cond [B, D] (a style vector) is added to the input at position 0."""
+        x = self.embed(tokens)
+        if cond is not None and offset == 0:
+            x = torch.cat([x[:, :1] + cond[:, None].to(x.dtype), x[:, 1:]], dim=1)
+        return self.decoder(x, cache, offset), cache
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(self, batch: Batch, **inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """(cross-entropy summed over predicted real tokens x[:, 1:], their number); right
         padding never reaches a real position under the causal mask."""
-        return next_token_loss(self, batch)
+        return next_token_loss(self, batch, **inputs)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(
-        self, prefix: torch.Tensor, steps: int, *, use_cache: bool = True, **controls: Any
+        self,
+        prefix: torch.Tensor,
+        steps: int,
+        *,
+        use_cache: bool = True,
+        cond: torch.Tensor | None = None,
+        **controls: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """prefix [N, P] (P >= 1) + up to `steps` new tokens -> (tokens [N, P+S], lengths [N]);
-        `controls` as `generate_tokens`. use_cache=False recomputes the whole sequence at every
-        step (what the cache saves: benchmarks/sampling_latency.py measures both)."""
+        cond [N, D] as in forward; `controls` as `generate_tokens`. use_cache=False recomputes
+        the whole sequence at every step (what the cache saves: benchmarks/sampling_latency.py
+        measures both)."""
         P = prefix.shape[1]
-        out, cache = self(prefix)
+        cache = self.decoder.new_cache(P + steps) if use_cache else None
+        out, _ = self(prefix, cache, cond=cond)
         drawn: list[torch.Tensor] = []
 
-        def advance(tok: torch.Tensor, cache: Cache, t: int) -> tuple[torch.Tensor, Cache]:
-            if use_cache:
-                out, cache = self(tok[:, None], cache, offset=P + t)
+        def advance(tok: torch.Tensor, cache: KVCache | None, t: int) -> tuple[torch.Tensor, Any]:
+            if cache is not None:
+                out, _ = self(tok[:, None], cache, offset=P + t)
             else:
                 drawn.append(tok)
-                out, _ = self(torch.cat([prefix, torch.stack(drawn, 1)], 1))
+                out, _ = self(torch.cat([prefix, torch.stack(drawn, 1)], 1), cond=cond)
             return self.head(out[:, -1]), cache
 
         return generate_tokens(self.head(out[:, -1]), cache, advance, prefix, steps, **controls)
+
+
+class FrameTransformer(FrameOutput):
+    """p(x_t | x_<t) over binary frames [B, T, K] (K keys): frame t-1 projected to D is the
+    input at step t, a learned start vector the input at t=0; the Decoder's output at t gives
+    p(x_t) through a NADE over the keys (or independent sigmoids), as FrameLSTM's."""
+
+    def __init__(
+        self,
+        feature_dim: int,
+        d_model: int = 256,
+        n_layers: int = 4,
+        n_heads: int = 4,
+        dropout: float = 0.1,
+        output: str = "nade",
+        nade_hidden: int = 150,
+        n_kv_heads: int | None = None,
+        n_styles: int = 0,
+    ) -> None:
+        super().__init__()
+        self.input_proj = nn.Linear(feature_dim, d_model)
+        self.start = nn.Parameter(torch.zeros(d_model))  # [D], input at t=0
+        self.decoder = Decoder(d_model, n_layers, n_heads, dropout, n_kv_heads)
+        self.style = StylePrefix(n_styles, d_model) if n_styles else None
+        _gpt2_init(self)
+        self._build_output(d_model, feature_dim, output, nade_hidden)  # NADE keeps its own init
+
+    def _inputs(
+        self, x: torch.Tensor, start: bool, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Frames [B, T, K] -> inputs [B, T(+1), D], after the start vector (+ cond [B, D])."""
+        inp = self.input_proj(x.float())  # [B, T, D]
+        if not start:
+            return inp
+        first = self.start.expand(x.shape[0], 1, -1)
+        if cond is not None:
+            first = first + cond[:, None].to(first.dtype)
+        return torch.cat([first, inp], dim=1)
+
+    def forward(
+        self, x: torch.Tensor, state: Any = None, cond: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, None]:
+        """x [B, T, K] -> outputs [B, T, D] where out[:, t] predicts x[:, t]; cond [B, D] (a
+        style vector) is added to the start input."""
+        return self.decoder(self._inputs(x[:, :-1], start=True, cond=cond)), None
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        n: int,
+        steps: int,
+        *,
+        primer: torch.Tensor | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+        cond: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """n continuations of `steps` new frames -> [n, steps, K]; primer [n, P, K] or None.
+        The start vector and the primer go through in one pass, then one cached step a frame
+        (use_cache=False recomputes the whole piece at every step instead)."""
+        K = self.feature_dim
+        piece = primer if primer is not None else self.start.new_zeros(n, 0, K)  # [n, P, K]
+        P = piece.shape[1]
+        cache = self.decoder.new_cache(P + steps) if use_cache else None
+        out = self.decoder(self._inputs(piece, True, cond), cache)[:, -1]  # [n, D]: frame P
+        frames = []
+        for t in range(steps):
+            frames.append(self.sample_frame(out, temperature, generator))  # [n, K]
+            if t + 1 == steps:
+                break
+            if cache is not None:
+                out = self.decoder(self._inputs(frames[-1][:, None], False), cache, 1 + P + t)
+            else:
+                whole = torch.cat([piece, torch.stack(frames, 1)], 1)
+                out = self.decoder(self._inputs(whole, True, cond))
+            out = out[:, -1]
+        if not frames:
+            return self.start.new_zeros(n, 0, K)
+        return torch.stack(frames, dim=1)
