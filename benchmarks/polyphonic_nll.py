@@ -56,10 +56,10 @@ SETTINGS = {
 # shares for steps per beat, windows and batches): width, depth, dropout, peak lr, epochs (the
 # cosine schedule spans them), AdamW weight decay.
 TRANSFORMER = {
-    "jsb": dict(d_model=128, layers=3, heads=4, dropout=0.3, lr=1e-3, epochs=150, wd=0.1),
-    "nottingham": dict(d_model=128, layers=3, heads=4, dropout=0.2, lr=1e-3, epochs=60, wd=0.1),
-    "musedata": dict(d_model=128, layers=3, heads=4, dropout=0.2, lr=1e-3, epochs=60, wd=0.1),
-    "piano_midi": dict(d_model=128, layers=3, heads=4, dropout=0.3, lr=1e-3, epochs=100, wd=0.1),
+    "jsb": dict(d_model=128, layers=3, heads=4, dropout=0.2, lr=3e-3, epochs=300, wd=0.0),
+    "nottingham": dict(d_model=128, layers=3, heads=4, dropout=0.2, lr=3e-3, epochs=100, wd=0.0),
+    "musedata": dict(d_model=128, layers=3, heads=4, dropout=0.2, lr=3e-3, epochs=100, wd=0.0),
+    "piano_midi": dict(d_model=128, layers=3, heads=4, dropout=0.3, lr=3e-3, epochs=200, wd=0.0),
 }
 
 # Published test NLL (nats per time step). Boulanger-Lewandowski et al. 2012 (RNN-NADE),
@@ -293,7 +293,7 @@ def main() -> None:
     parser.add_argument("--d-model", type=int, default=None, help="transformer width")
     parser.add_argument("--layers", type=int, default=None, help="transformer depth")
     parser.add_argument("--epochs", type=int, default=None, help="transformer cosine length")
-    parser.add_argument("--warmup", type=int, default=200, help="transformer warm-up steps")
+    parser.add_argument("--warmup", type=int, default=50, help="transformer warm-up steps")
     parser.add_argument("--minutes", type=float, default=None, help="training budget per dataset")
     parser.add_argument("--max-epochs", type=int, default=500)
     parser.add_argument("--hidden", type=int, default=300)

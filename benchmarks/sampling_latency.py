@@ -34,7 +34,7 @@ BARS = 16
 TOKEN_LSTM = {"hidden_size": 512, "num_layers": 2, "dropout": 0.1, "embedding_dim": 256}
 TOKEN_TRANSFORMER = {"d_model": 256, "n_layers": 4, "n_heads": 4, "n_kv_heads": 1, "dropout": 0.1}
 JSB_LSTM = {"hidden_size": 300, "nade_hidden": 150, "embedding_dim": 0, "dropout": 0.5}
-JSB_TRANSFORMER = {"d_model": 128, "n_layers": 3, "n_heads": 4, "n_kv_heads": 1, "dropout": 0.3,
+JSB_TRANSFORMER = {"d_model": 128, "n_layers": 3, "n_heads": 4, "n_kv_heads": 1, "dropout": 0.2,
                    "nade_hidden": 150}  # fmt: skip
 SETUPS = {
     "tokens": {

@@ -79,6 +79,7 @@ def test_primer_is_continued(smoke_ckpt: Path, tmp_path: Path) -> None:
         (["CKPT", "temperature=-1"], "temperature"),
         (["CKPT", "n=abc"], "n must be an integer"),
         (["CKPT", "primer=/no/such.mid"], "such.mid"),
+        (["CKPT", "style=jsb"], "generate in a style"),
     ],
     ids=[
         "missing-ckpt",
@@ -87,6 +88,7 @@ def test_primer_is_continued(smoke_ckpt: Path, tmp_path: Path) -> None:
         "negative-temperature",
         "n-abc",
         "missing-primer",
+        "style-on-an-unconditional-model",
     ],
 )
 def test_sample_errors_are_one_clear_line(
@@ -97,6 +99,20 @@ def test_sample_errors_are_one_clear_line(
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "cadenza: error:" in proc.stderr and message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_style_model_samples_in_a_named_style_and_a_mix(smoke: SmokeRuns, tmp_path: Path) -> None:
+    ckpt = smoke["smoke_styles"].ckpt
+    for name, style in (("named", "style=nottingham"), ("mix", "style={jsb:1,pop909:3}")):
+        proc = cli("cadenza-sample", f"ckpt_path={ckpt}", "n=1", "steps=24",
+                   f"out_dir={tmp_path / name}", style, cwd=tmp_path)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        report = json.loads((tmp_path / name / "samples.json").read_text())
+        assert report["controls"]["style"] == ("nottingham" if name == "named"
+                                               else {"jsb": 1, "pop909": 3})  # fmt: skip
+    proc = cli("cadenza-sample", f"ckpt_path={ckpt}", "style=jazz", f"out_dir={tmp_path}",
+               cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 2 and "style='jazz' is not one of" in proc.stderr
 
 
 def test_eval_reports_test_nll(smoke_ckpt: Path, tmp_path: Path) -> None:

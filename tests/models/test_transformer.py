@@ -5,6 +5,8 @@ experiment=smoke_transformer."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
 
@@ -178,7 +180,8 @@ def test_style_requests_name_a_style_a_mix_or_weights() -> None:
     )
     torch.testing.assert_close(model.style_weights([1, 1]), torch.tensor([0.5, 0.5]))
     for bad, match in (("jazz", "not one of"), ({"jazz": 1}, "jazz"), ([1, -1], "non-negative"),
-                       ([0, 0], "positive sum"), ([1, 2, 3], "2 non-negative")):  # fmt: skip
+                       ([0, 0], "positive sum"), ([1, 2, 3], "2 non-negative"),
+                       ({"folk": "a lot"}, "non-negative")):  # fmt: skip
         with pytest.raises(ConfigError, match=match):
             model.style_weights(bad)
     with pytest.raises(AbilityError, match="style"):
@@ -221,6 +224,14 @@ def test_a_learned_style_prefix_tells_real_styles_apart_and_steers_sampling() ->
     assert any(not torch.equal(a, b) for a, b in zip(draws["folk"], draws["pop"], strict=True))
     again = model.sample(2, style="folk", max_len=40, generator=torch.Generator().manual_seed(1))
     assert all(torch.equal(a, b) for a, b in zip(again, draws["folk"], strict=True))
+    # A service samples from threads at once: each call keeps its own style.
+    with ThreadPoolExecutor(4) as pool:
+        futures = {s: [pool.submit(model.sample, 2, style=s, max_len=40,
+                                   generator=torch.Generator().manual_seed(1)) for _ in range(3)]
+                   for s in ("folk", "pop")}  # fmt: skip
+        for s, runs in futures.items():
+            for f in runs:
+                assert all(torch.equal(a, b) for a, b in zip(f.result(), draws[s], strict=True))
 
 
 def test_style_data_must_match_the_model_styles(tmp_path) -> None:  # noqa: ANN001

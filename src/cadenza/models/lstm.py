@@ -160,14 +160,17 @@ class LSTMModule(GenerativeModule):
         top_k: int | None = None,
         top_p: float | None = None,
         primer: torch.Tensor | None = None,
+        **extra: Any,
     ) -> list[torch.Tensor]:
         """n pieces on the CPU: frames [max_len, D] 0/1 floats; tokens [<= max_len] ids.
 
         max_len counts the whole returned piece, primer (and BOS) included; default: the
         primer plus DEFAULT_BARS bars. Tokens start with BOS (or the primer without its EOS)
-        and stop at EOS. `condition` is ignored: this family is unconditional.
+        and stop at EOS. `condition` is ignored: this family is unconditional. `extra`: a
+        subclass's own sampling inputs (the transformer's `style`), read by `_net_inputs`.
         """
         n = check_int("n", n)
+        inputs = self._net_inputs(n, **extra)
         check_controls(temperature, top_k, top_p)
         if top_k is not None or top_p is not None:
             self.require(Ability.TOKEN_FILTERS)
@@ -181,7 +184,8 @@ class LSTMModule(GenerativeModule):
         was_training = self.training
         self.eval()
         try:
-            return self._sample(n, prefix, max_len - P, temperature, generator, top_k, top_p)
+            return self._sample(n, prefix, max_len - P, temperature, generator, top_k, top_p,
+                                inputs)  # fmt: skip
         finally:
             self.train(was_training)
 
@@ -194,24 +198,27 @@ class LSTMModule(GenerativeModule):
         generator: torch.Generator | None,
         top_k: int | None,
         top_p: float | None,
+        inputs: dict[str, Any],
     ) -> list[torch.Tensor]:
         batch_prefix = prefix.to(self.device).unsqueeze(0).expand(n, *prefix.shape)
         if isinstance(self.net, FrameOutput):
             new = self.net.generate(
                 n, steps, primer=batch_prefix, temperature=temperature, generator=generator,
-                **self._net_inputs(n),
+                **inputs,
             )  # fmt: skip
             return list(torch.cat([batch_prefix, new], dim=1).cpu().unbind(0))
         tokens, lengths = self.net.generate(
             batch_prefix, steps, eos_id=self.eos_id, banned=(self.pad_id, self.bos_id),
-            temperature=temperature, top_k=top_k, top_p=top_p, generator=generator,
-            **self._net_inputs(n),
+            temperature=temperature, top_k=top_k, top_p=top_p, generator=generator, **inputs,
         )  # fmt: skip
         tokens, lengths = tokens.cpu(), lengths.cpu()
         return [tokens[i, : int(lengths[i])].clone() for i in range(n)]
 
-    def _net_inputs(self, n: int) -> dict[str, Any]:
-        """Extra inputs of the network's generate for n rows (a conditional family's)."""
+    def _net_inputs(self, n: int, **extra: Any) -> dict[str, Any]:
+        """Extra inputs of the network's generate for n rows, from `sample`'s `extra` (computed
+        per call, never stored on the model: a service samples from threads at once)."""
+        if extra:
+            raise ConfigError(f"the {self.family} family takes no {', '.join(sorted(extra))}")
         return {}
 
     def continue_from(

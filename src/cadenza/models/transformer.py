@@ -127,7 +127,6 @@ class TransformerModule(LSTMModule):
             )  # fmt: skip
         self.val_nll = NLLAggregator()
         self.test_nll = NLLAggregator()
-        self._sampling_style: torch.Tensor | None = None  # [S] weights while sample() runs
 
     # --- style conditioning ----------------------------------------------------------------
     @property
@@ -169,8 +168,11 @@ class TransformerModule(LSTMModule):
             unknown = sorted(set(style) - set(names))
             if unknown:
                 raise ConfigError(f"style mix names {unknown}; this model's styles are {names}")
-            style = [float(style.get(n, 0.0)) for n in names]
-        w = torch.as_tensor(style, dtype=torch.float32).flatten()
+            style = [style.get(n, 0.0) for n in names]
+        try:
+            w = torch.as_tensor(style, dtype=torch.float32).flatten()
+        except (TypeError, ValueError, RuntimeError):
+            w = torch.zeros(0)  # not numbers: the message below says what is
         if w.shape != (len(names),) or not torch.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
             raise ConfigError(
                 f"style must be a name in {names}, a mapping name -> weight, or {len(names)} "
@@ -195,20 +197,16 @@ class TransformerModule(LSTMModule):
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         return self.net.loss(batch, **self._condition(batch))
 
-    def sample(self, n: int, *, style: Any = None, **kwargs: Any) -> list[torch.Tensor]:
-        """LSTMModule.sample, in a style when `style` is given (see `style_weights`); a
+    def _net_inputs(self, n: int, style: Any = None, **extra: Any) -> dict[str, Any]:
+        """`sample(..., style=...)`: the style vector of n rows (see `style_weights`). A
         style-conditional model asked for none samples with no style (as trained for
         `style_dropout` of the time)."""
-        self._sampling_style = None if style is None else self.style_weights(style)
-        try:
-            return super().sample(n, **kwargs)
-        finally:
-            self._sampling_style = None
-
-    def _net_inputs(self, n: int) -> dict[str, Any]:
-        if self._sampling_style is None or self.net.style is None:
+        super()._net_inputs(n, **extra)  # refuses anything else
+        if style is None or self.net.style is None:
+            if style is not None:
+                self.require(Ability.STYLE)
             return {}
-        w = self._sampling_style.to(self.device).expand(n, -1)
+        w = self.style_weights(style).to(self.device).expand(n, -1)
         return {"cond": self.net.style(w)}
 
     def configure_optimizers(self) -> Any:
