@@ -13,8 +13,9 @@ random -K..K semitones (validation and test stay as published).
     python benchmarks/polyphonic_nll.py --dataset jsb --family transformer --transpose 3
     python benchmarks/polyphonic_nll.py --dataset jsb --minutes 2 --threads 2
 
-Writes benchmarks/results/polyphonic_nll.json as {"<dataset>/<family>": {"test_nll",
-"valid_nll", "params", "train_seconds", ...}} (other entries are kept), and prints the table last.
+Writes benchmarks/results/polyphonic_nll.json as {"<dataset>/<family>[/transpose<K>]":
+{"test_nll", "valid_nll", "params", "train_seconds", ...}} (other entries are kept), and prints
+the table last.
 """
 
 from __future__ import annotations
@@ -326,9 +327,10 @@ def main() -> None:
     results = json.loads(args.results.read_text()) if args.results.is_file() else {}
     # Entries written before the Transformer existed are keyed by dataset alone: LSTM-NADE.
     results = {(k if "/" in k else f"{k}/lstm"): v for k, v in results.items()}
+    augment = f"/transpose{args.transpose}" if args.transpose else ""
     cache = Path(args.cache)
     for name in names:
-        key = f"{name}/{args.family}"
+        key = f"{name}/{args.family}{augment}"
         entry = results.get(key, {}) if args.throughput_only else train_and_test(name, args, cache)
         if not args.no_throughput:
             entry.update(throughput(name, args, cache))
@@ -359,7 +361,7 @@ def print_table(results: dict) -> None:
     print(header)
     print("-" * len(header))
     for key in sorted(results, key=lambda k: (list(SETTINGS).index(k.split("/")[0]), k)):
-        name, family = key.split("/")
+        name, family = key.split("/")[:2]
         r = results[key]
         pub = ", ".join(f"{k} {v}" for k, v in PUBLISHED[name].items())
         ratio = r.get("lightning_over_bare", "-")

@@ -1,22 +1,24 @@
 """Sampling latency of the LSTM and the Transformer families: 16 bars, n=1 and n=8, on the same
 codec, and the Transformer with and without its key/value cache, with one key/value head shared
 by its four query heads (the experiments' n_kv_heads=1) and with four (plain multi-head
-attention). Tokens (events, MidiTok REMI) and piano-roll frames (the demo's codec, a NADE over
-each frame's keys in both families).
+attention). Tokens (events, MidiTok REMI) and piano-roll frames (the demo's codec and JSB's, a
+NADE over each frame's keys in both families).
 
     python benchmarks/sampling_latency.py [--threads 2] [--repeats 3] [--kind tokens|frames]
 
-Latency does not depend on training, so the models are freshly initialised at the sizes of the
-experiments named below; every run writes exactly 16 bars (for tokens the end token is banned,
-as are PAD and BOS: the codec's `steps_for_bars(16)` tokens after BOS), with temperature 1 and a
-fixed seed. One untimed short run first (thread pools, allocator), then the median of
-`--repeats` runs (one run without the cache, which is quadratic in length).
+Latency hardly depends on training, so the models are freshly initialised at the sizes of the
+experiments named below (frame models with a chorale's note density: `chorale_density`); every
+run writes exactly 16 bars (for tokens the end token is banned, as are PAD and BOS: the codec's
+`steps_for_bars(16)` tokens after BOS), with temperature 1 and a fixed seed. One untimed short
+run first (thread pools, allocator), then the median of `--repeats` runs (one run without the
+cache, which is quadratic in length).
 Results: benchmarks/results/sampling_latency.json, one entry per kind.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import time
@@ -59,6 +61,15 @@ SETUPS = {
 }  # fmt: skip
 
 
+def chorale_density(model: torch.nn.Module) -> None:
+    """Four notes a frame, as in a chorale: a NADE samples note by note, so its cost grows with
+    the notes of a frame, and a fresh model's frames hold half the keys. The visible bias is
+    set to the log-odds of 4 keys in D, as training would bring it, in both families alike."""
+    D = model.codec.feature_dim
+    with torch.no_grad():
+        model.net.to_bv.bias.fill_(math.log(4 / (D - 4)))
+
+
 def run_once(model: torch.nn.Module, n: int, steps: int, seed: int, **kw: bool) -> None:
     net, g = model.net, torch.Generator().manual_seed(seed)
     if model.is_frames:
@@ -89,6 +100,9 @@ def measure(kind: str, repeats: int) -> list[dict]:
         tf = TransformerModule(codec.to_dict(), **tf_size).eval()
         # The same Transformer with one key/value head per query head (plain multi-head).
         mha = TransformerModule(codec.to_dict(), **(tf_size | {"n_kv_heads": None})).eval()
+        if kind == "frames":
+            for model in (lstm, tf, mha):
+                chorale_density(model)
         for n in (1, 8):
             row = {
                 "codec": name,
