@@ -136,6 +136,11 @@ def _use(ability: Ability, model: GenerativeModule, inputs: dict[str, Path]) -> 
     if ability is Ability.TOKEN_FILTERS:
         pieces = generate(model, 1, top_k=3, bars=1, condition=None)
         return pieces + generate(model, 1, top_p=0.5, bars=1)
+    if ability is Ability.STYLE:
+        styles = getattr(model, "styles", None) or ["jsb", "pop909"]
+        pieces = generate(model, 1, style=styles[0], bars=1)
+        mix = {styles[0]: 0.5, styles[-1]: 0.5}
+        return pieces + generate(model, 1, style=mix, primer=melody, steps=8)
     raise AssertionError(f"the contract test does not exercise {ability}")
 
 

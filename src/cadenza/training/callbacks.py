@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,12 @@ import torch
 
 
 class SeenDataRecorder(pl.Callback):
-    """Writes which training items each rank saw (`seen_rank<R>.json`).
+    """Writes which training items each rank saw, and a fingerprint of its weights at the end
+    (`seen_rank<R>.json`).
 
-    Used by the DDP test to prove that the ranks trained on different data; cheap enough to
-    leave on when debugging a sampler.
+    Used by the DDP tests to prove that the ranks trained on different data and still ended with
+    the same weights (their gradients were averaged); cheap enough to leave on when debugging a
+    sampler.
     """
 
     def __init__(self, out_dir: str) -> None:
@@ -34,11 +37,16 @@ class SeenDataRecorder(pl.Callback):
         rank = trainer.global_rank
         loader = trainer.train_dataloader
         size = len(loader.dataset) if loader is not None and hasattr(loader, "dataset") else None
+        digest = hashlib.sha256()
+        for name, p in sorted(pl_module.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(p.detach().float().cpu().contiguous().numpy().tobytes())
         out = {
             "rank": rank,
             "world_size": trainer.world_size,
             "dataset_size": size,
             "seen": self.seen,
+            "weights_sha256": digest.hexdigest(),
         }
         (self.out_dir / f"seen_rank{rank}.json").write_text(json.dumps(out))
 
