@@ -153,3 +153,19 @@ def test_sampling_controls_are_defined_once_for_train_sample_recommend_and_serve
     assert recommend["sample"] == group | {"n": 5}
     assert serve["sample"] == group | {"n": 1, "sample_rate": 22050}
     assert {k: v for k, v in train_sample.items() if k != "out_dir"} == group | {"n": 0}
+
+
+def test_a_sweep_goes_to_slurm_through_the_submitit_launcher(tmp_path: Path) -> None:
+    """`cadenza-train -m hydra/launcher=slurm ...` composes into Hydra's submitit SLURM launcher
+    with our defaults (one job per run, its scripts beside the sweep's outputs), and the
+    launcher class is installed. (Submitting needs a cluster; the local multirun is
+    tests/cli/test_experiments.py's.)"""
+    from hydra.utils import get_class
+
+    overrides = ["hydra.launcher.partition=gpu", "hydra.launcher.nodes=2"]
+    cfg = compose_train(tmp_path, ["experiment=jsb_lstm", "hydra/launcher=slurm", *overrides])
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert get_class(launcher._target_).__name__ == "SlurmLauncher"
+    assert (launcher.partition, launcher.nodes, launcher.tasks_per_node) == ("gpu", 2, 1)
+    assert launcher.timeout_min == 240 and launcher.submitit_folder.endswith(".submitit/%j")
