@@ -130,6 +130,18 @@ def test_eval_reports_test_nll(smoke_ckpt: Path, tmp_path: Path) -> None:
     assert report["split"] == "test" and 0 < report["metrics"]["test/nll"] < 100
 
 
+def test_eval_of_a_learned_vocabulary_checkpoint(smoke: SmokeRuns, tmp_path: Path) -> None:
+    """A MidiTok checkpoint (REMI + learned BPE) reads its test split with the codec it carries:
+    the codec's nested settings reach the cache's manifest as plain JSON."""
+    out = tmp_path / "eval.json"
+    proc = cli("cadenza-eval", f"ckpt_path={smoke['smoke_miditok'].ckpt}",
+               "data=pop909_multitrack", "data.source.limit=8", "data.window_bars=null",
+               "data.transpose=null", f"data.cache_dir={tmp_path / 'cache'}", f"out={out}",
+               cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 0 < json.loads(out.read_text())["metrics"]["test/nll"] < 100
+
+
 def test_prepare_reports_skips_and_caches(tmp_path: Path) -> None:
     folder = tmp_path / "my midi"
     expected = write_broken_folder(folder / "broken")

@@ -70,6 +70,9 @@ def evaluate_nll(cfg: DictConfig) -> dict[str, float]:
         cfg.data.codec = {
             "_target_": "cadenza.representations.base.Codec.from_dict",
             "d": model.codec.to_dict(),
+            # Plain containers: a codec keeps its dict (MidiTok's beat_res, a learned vocabulary)
+            # and writes it into the cache's JSON manifest, which a DictConfig cannot enter.
+            "_convert_": "all",
         }
     datamodule = instantiate(cfg.data)
     trainer = pl.Trainer(
