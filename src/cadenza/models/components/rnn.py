@@ -75,6 +75,26 @@ class FrameOutput(nn.Module):
             return self.nade.sample(self.to_bv(out), self.to_bh(out), temperature, generator)
         return sample_bernoulli(self.to_logits(out), temperature=temperature, generator=generator)
 
+    def draw_frames(
+        self,
+        out: torch.Tensor,
+        steps: int,
+        advance: Callable[[list[torch.Tensor], int], torch.Tensor],
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The sampling loop of every frame network: `out` [n, Hs] predicts the first new
+        frame; `advance(frames so far, t)` gives the next output once frame t is drawn.
+        -> [n, steps, D]."""
+        frames: list[torch.Tensor] = []
+        for t in range(steps):
+            frames.append(self.sample_frame(out, temperature, generator))  # [n, D]
+            if t + 1 < steps:
+                out = advance(frames, t)
+        if not frames:
+            return out.new_zeros(out.shape[0], 0, self.feature_dim)
+        return torch.stack(frames, dim=1)
+
 
 class FrameLSTM(FrameOutput):
     """p(x_t | x_<t) over binary frames [B, T, D]; the input at step t is frame t-1.
@@ -150,15 +170,13 @@ class FrameLSTM(FrameOutput):
             inp = self.input_proj(primer.float())  # [n, P, E]
             seq, state = self.lstm(inp, state)
             out = self.drop(seq[:, -1])
-        frames = []
-        for t in range(steps):
-            frame = self.sample_frame(out, temperature, generator)  # [n, D]
-            frames.append(frame)
-            if t + 1 < steps:
-                out, state = self.step(frame, state)
-        if not frames:
-            return torch.zeros(n, 0, self.feature_dim, device=self.start.device)
-        return torch.stack(frames, dim=1)
+
+        def advance(frames: list[torch.Tensor], t: int) -> torch.Tensor:
+            nonlocal state
+            out, state = self.step(frames[-1], state)
+            return out
+
+        return self.draw_frames(out, steps, advance, temperature, generator)
 
 
 class TokenLSTM(nn.Module):

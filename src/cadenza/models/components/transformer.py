@@ -321,17 +321,12 @@ class FrameTransformer(FrameOutput):
         P = piece.shape[1]
         cache = self.decoder.new_cache(P + steps) if use_cache else None
         out = self.decoder(self._inputs(piece, True, cond), cache)[:, -1]  # [n, D]: frame P
-        frames = []
-        for t in range(steps):
-            frames.append(self.sample_frame(out, temperature, generator))  # [n, K]
-            if t + 1 == steps:
-                break
+
+        def advance(frames: list[torch.Tensor], t: int) -> torch.Tensor:
             if cache is not None:
-                out = self.decoder(self._inputs(frames[-1][:, None], False), cache, 1 + P + t)
-            else:
-                whole = torch.cat([piece, torch.stack(frames, 1)], 1)
-                out = self.decoder(self._inputs(whole, True, cond))
-            out = out[:, -1]
-        if not frames:
-            return self.start.new_zeros(n, 0, K)
-        return torch.stack(frames, dim=1)
+                new = self._inputs(frames[-1][:, None], False)  # [n, 1, D]
+                return self.decoder(new, cache, 1 + P + t)[:, -1]
+            whole = torch.cat([piece, torch.stack(frames, 1)], 1)
+            return self.decoder(self._inputs(whole, True, cond))[:, -1]
+
+        return self.draw_frames(out, steps, advance, temperature, generator)
