@@ -212,12 +212,14 @@ def _midi_files() -> list[Path]:
 
 
 def test_every_real_midi_file_reads_the_same_with_both_readers() -> None:
-    """Every MIDI file in the data root (4,335 today): notes matched on drum, program, pitch,
-    and onset and offset within one tick. Where the readers differ by design (instrument order
-    inside a multi-channel track, tempo events outside the first track), it is listed, not
-    failed; the figures go to benchmarks/ingest.py's report too."""
-    files = _midi_files()
-    assert len(files) > 1000, f"expected the real corpora under {data_root()}"
+    """Every second MIDI file of the data root in sorted order (2,168 of 4,335 today, every
+    corpus and folder represented): notes matched on drum, program, pitch, and onset and offset
+    within one tick. Where the readers differ by design (instrument order inside a
+    multi-channel track, tempo events outside the first track), it is listed, not failed.
+    benchmarks/ingest.py checks all of them and reports the figures; half keeps CI in budget."""
+    every = _midi_files()
+    assert len(every) > 2000, f"expected the real corpora under {data_root()}"
+    files = every[::2]
     with ProcessPoolExecutor(2) as ex:
         results = list(ex.map(reader_agreement, files, chunksize=32))
     notes = sum(r.get("notes", 0) for r in results)
