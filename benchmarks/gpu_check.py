@@ -410,7 +410,7 @@ def _machine(device: torch.device) -> str:
             f"{torch.get_num_threads()} threads, torch {torch.__version__}, CPU")  # fmt: skip
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda", help="cuda, cuda:1 or cpu")
     ap.add_argument("--minutes", type=float, default=8.0, help="the whole run's budget")
@@ -429,7 +429,8 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--work", type=Path, default=None, help="runs here (default: a temp dir)")
     ap.add_argument("--load-on-cpu", nargs="+", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     if args.load_on_cpu:
         print(json.dumps(load_on_cpu(args.load_on_cpu)))
         return
@@ -491,7 +492,7 @@ def main() -> None:
                 traceback.print_exc()
                 report["long"] = {"error": f"{type(e).__name__}: {e}"}
 
-    report |= {"command": "python benchmarks/gpu_check.py " + " ".join(sys.argv[1:]),
+    report |= {"command": "python benchmarks/gpu_check.py " + " ".join(argv),
                "date": str(date.today()),
                "seconds": round(time.perf_counter() - budget.started, 1)}  # fmt: skip
     args.results.parent.mkdir(parents=True, exist_ok=True)

@@ -141,6 +141,15 @@ def run_cli(
     )
 
 
+def start_cli(command: str, *args: str, cwd: Path) -> subprocess.Popen[str]:
+    """`run_cli` without waiting, so several scripts run side by side. stdout is discarded,
+    stderr goes to `cwd/stderr.txt` (a file, not a pipe: no process can block on it)."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    with (cwd / "stderr.txt").open("w") as err:
+        return subprocess.Popen([str(BIN / command), *args], cwd=cwd, env=env, text=True,
+                                stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
+
+
 def train_ddp_sim(tmp_path: Path, experiment: str) -> tuple[dict, list[dict]]:
     """train() one epoch of `experiment` on 2 CPU processes (trainer=ddp_sim), recording which
     training items each rank saw. -> (train's result, [rank 0's record, rank 1's record])."""

@@ -5,43 +5,43 @@ cadenza-eval's and cadenza-render's in their own tests, cadenza-serve's in tests
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.fixtures.midi_factory import write_broken_folder
 from tests.fixtures.smoke import SmokeRuns
-from tests.helpers import run_cli
+from tests.helpers import start_cli
+
+# Each script's user error, started side by side (a process spends most of its ~5 s importing,
+# one core each): script -> (arguments, what the one line must name).
+CASES = {
+    "cadenza-train": (["experiment=smoke", "model.hidden_size=abc", "logger=none"],
+                      ["model.hidden_size", "abc"]),
+    "cadenza-sample": (["ckpt_path=/no/such.ckpt", "out_dir={tmp}"], ["checkpoint not found"]),
+    "cadenza-prepare": (["data=midi_folder", "data.root={tmp}/junk"], ["junk"]),
+    "cadenza-recommend": (["ckpt={recommender}", "user=nobody"],
+                          ["is not a listener this model knows"]),
+}  # fmt: skip
 
 
-def _one_clear_line(proc, *messages: str) -> None:  # noqa: ANN001 - a CompletedProcess
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "cadenza: error:" in proc.stderr and "Traceback" not in proc.stderr
-    for m in messages:
-        assert m in proc.stderr
+@pytest.fixture(scope="module")
+def finished(smoke: SmokeRuns, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """script -> (exit status, stderr), each run from its own empty working directory."""
+    fill = {"recommender": str(smoke["smoke_recommender"].ckpt)}
+    running = {}
+    for script, (args, _) in CASES.items():
+        tmp = tmp_path_factory.mktemp(script)
+        if script == "cadenza-prepare":
+            write_broken_folder(tmp / "junk")
+        argv = [a.format(tmp=tmp, **fill) for a in args]
+        running[script] = (start_cli(script, *argv, cwd=tmp), tmp)
+    return {script: (proc.wait(timeout=300), (tmp / "stderr.txt").read_text())
+            for script, (proc, tmp) in running.items()}  # fmt: skip
 
 
-def test_cadenza_train(tmp_path: Path) -> None:
-    proc = run_cli("cadenza-train", "experiment=smoke", "model.hidden_size=abc", "logger=none",
-                   cwd=tmp_path)  # fmt: skip
-    _one_clear_line(proc, "model.hidden_size", "abc")
-
-
-def test_cadenza_sample(tmp_path: Path) -> None:
-    proc = run_cli("cadenza-sample", "ckpt_path=/no/such.ckpt", f"out_dir={tmp_path}",
-                   cwd=tmp_path)  # fmt: skip
-    _one_clear_line(proc, "checkpoint not found")
-
-
-def test_cadenza_prepare(tmp_path: Path) -> None:
-    write_broken_folder(tmp_path / "junk")
-    proc = run_cli("cadenza-prepare", "data=midi_folder", f"data.root={tmp_path / 'junk'}",
-                   cwd=tmp_path)  # fmt: skip
-    _one_clear_line(proc, "junk")
-
-
-@pytest.mark.usefixtures("smoke")
-def test_cadenza_recommend(smoke: SmokeRuns, tmp_path: Path) -> None:
-    ckpt = smoke["smoke_recommender"].ckpt
-    proc = run_cli("cadenza-recommend", f"ckpt={ckpt}", "user=nobody", cwd=tmp_path)
-    _one_clear_line(proc, "is not a listener this model knows")
+@pytest.mark.parametrize("script", list(CASES))
+def test_a_user_error_is_one_clear_line_and_exit_status_2(script: str, finished: dict) -> None:
+    returncode, stderr = finished[script]
+    assert returncode == 2, stderr[-2000:]
+    assert "cadenza: error:" in stderr and "Traceback" not in stderr
+    for m in CASES[script][1]:
+        assert m in stderr
