@@ -22,13 +22,15 @@ def max_time(minutes: float) -> str:
     return "00:" + time.strftime("%H:%M:%S", time.gmtime(minutes * 60))
 
 
-def run_train(label: str, args: list[str], log: Path) -> float:
-    """`cadenza-train *args` with its output in `log`; exits with the log's tail on failure.
-    Returns the wall-clock seconds it took."""
+def run_train(label: str, args: list[str], log: Path, threads: int | None = None) -> float:
+    """`cadenza-train *args` with its output in `log` (on `threads` torch threads: default, as
+    this process's environment says); exits with the log's tail on failure. Returns the
+    wall-clock seconds it took."""
+    env = os.environ | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
     started = time.perf_counter()
     with log.open("w") as f:
         done = subprocess.run(
-            [str(BIN / "cadenza-train"), *args], stdout=f, stderr=subprocess.STDOUT
+            [str(BIN / "cadenza-train"), *args], stdout=f, stderr=subprocess.STDOUT, env=env
         )
     if done.returncode != 0:
         sys.exit(f"training {label} failed; see {log}:\n" + log.read_text()[-3000:])

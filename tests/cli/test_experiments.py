@@ -32,6 +32,7 @@ SLICES = {
     "pop909_remi_lstm": ["data.source.limit=8"],
     "pop909_transformer": ["data.source.limit=8"],
     "styles_transformer": ["data.source.per_style=12"],
+    "jsb_nottingham_transformer": ["data.source.per_style=12"],
     "pop909_audio_vae": ["data.source.midi.limit=4", "data.source.max_seconds=10"],
     "styles_recommender": ["data.source.per_style=10", "data.source.n_users=50"],
 }

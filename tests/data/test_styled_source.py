@@ -50,6 +50,14 @@ def test_style_names_must_be_plain_words() -> None:
         StyledSource({"jsb": "not a source"})  # type: ignore[dict-item]
 
 
+def test_a_style_set_to_none_is_left_out() -> None:
+    """How an experiment drops styles from a config's list (`pop909: null`)."""
+    source = StyledSource({"jsb": BoulangerSource("jsb"), "pop909": None}, per_style=3)
+    assert source.style_names == ["jsb"] and len(source.items()) == 3
+    with pytest.raises(CadenzaError, match="must map style names"):
+        StyledSource({"pop909": None})
+
+
 def test_batches_carry_each_piece_style(tmp_path: Path) -> None:
     source = _styles(per_style=30)
     dm = MusicDataModule(source, PianoRollCodec(steps_per_beat=2), cache_dir=str(tmp_path),

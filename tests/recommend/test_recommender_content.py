@@ -20,6 +20,7 @@ from cadenza.recommend.module import RecommenderModule
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from recommender_content import (  # noqa: E402
     METRICS,
+    Pool,
     _mean_std,
     cold_start_table,
     conditioning_table,
@@ -122,16 +123,45 @@ def test_separable_styles_beat_random_on_cold_start(result: dict) -> None:
     assert "content kNN" in table and f"{models['ours']['ndcg@10']:.4f}" in table
 
 
+def _pool(rng: np.random.Generator, taste2: np.ndarray, style: int | None, p_jsb: float,
+          n: int = 32) -> Pool:  # fmt: skip
+    """Pieces whose heard style is jsb with probability p_jsb; a listener scores each piece by
+    their taste for its heard style (a recommender that knows the taste), plus noise."""
+    heard = (rng.random(n) >= p_jsb).astype(int)
+    return Pool(taste2[:, heard] * 5 + rng.normal(0, 0.5, (len(taste2), n)), style, heard)
+
+
 def test_conditioning_between_floor_and_ceiling() -> None:
     rng = np.random.default_rng(0)
     taste2 = rng.dirichlet([0.3, 0.3], 40)
-    # scores that know the taste: a listener scores a style's pieces by their taste for it
-    scores = [taste2[:, [s]] * 5 + rng.normal(0, 0.5, (40, 32)) for s in range(2)]
-    result = run_conditioning(scores, taste2, taste2, np.ones(40), reps=3)
+    pools = {"jsb": _pool(rng, taste2, 0, 1.0), "nottingham": _pool(rng, taste2, 1, 0.0)}
+    result = run_conditioning(pools, taste2, taste2, np.ones(40), reps=3)
     u = {name: r["all"]["utility"] for name, r in result["strategies"].items()}
+    assert len(u) == 5  # A-C, random and the ceiling: no conditional model given
     floor, ceiling = u["random 5 of pool"], u["ceiling: all from the truly preferred style"]
     for name, value in u.items():
         assert value <= ceiling + 1e-9, name
         if name.startswith(("A", "C")):
             assert value > floor + 0.1, name
-    assert "router over two style models" in conditioning_table(result)
+    # Pieces heard as the style they were generated in: both utilities agree.
+    for name, r in result["strategies"].items():
+        if not name.startswith("ceiling"):
+            assert r["all"]["utility"] == pytest.approx(r["all"]["utility_heard"]), name
+    assert "route between two style models" in conditioning_table(result)
+
+
+def test_a_conditional_model_that_follows_the_mix_beats_random() -> None:
+    rng = np.random.default_rng(1)
+    taste2 = rng.dirichlet([0.3, 0.3], 60)
+    pools = {"jsb": _pool(rng, taste2, 0, 1.0), "nottingham": _pool(rng, taste2, 1, 0.0),
+             "conditional jsb": _pool(rng, taste2, 0, 0.9),
+             "conditional nottingham": _pool(rng, taste2, 1, 0.1)}  # fmt: skip
+    pools |= {f"mix {b}": _pool(rng, taste2, None, b / 10) for b in range(11)}
+    result = run_conditioning(pools, taste2, taste2, np.ones(60), reps=3)
+    s = result["strategies"]
+    assert {n[0] for n in s} >= set("ABCDEFG")
+    d, e = (next(v for n, v in s.items() if n.startswith(x))["all"] for x in "DE")
+    assert d["utility"] is None and e["utility"] is None  # a mix has no one style it was made in
+    floor = s["random 5 of pool"]["all"]["utility_heard"]
+    assert d["utility_heard"] > floor + 0.1 and e["utility_heard"] > d["utility_heard"]
+    assert "D-E draw from one style-conditional model" in conditioning_table(result)

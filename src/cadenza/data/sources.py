@@ -506,12 +506,14 @@ class StyledSource(Source):
     `Condition.style`. Each style keeps its own split when its source defines one.
 
     `per_style` draws that many pieces from each style at random (seeded, so the draw is
-    fixed; all of a style when it has fewer); None takes every piece.
+    fixed; all of a style when it has fewer); None takes every piece. A style set to None is
+    left out, so an experiment can drop styles from a config's list (`pop909: null`).
     """
 
     def __init__(
-        self, styles: dict[str, Source], per_style: int | None = None, seed: int = 0
+        self, styles: dict[str, Source | None], per_style: int | None = None, seed: int = 0
     ) -> None:
+        styles = {name: s for name, s in (styles or {}).items() if s is not None}
         if not styles or not all(isinstance(s, Source) for s in styles.values()):
             raise CadenzaError("data.source.styles must map style names to cadenza Sources")
         bad = [name for name in styles if _slug(name) != name or "/" in name]
