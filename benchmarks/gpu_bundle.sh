@@ -18,7 +18,8 @@ PY="${PYTHON:-python3}"
 # The versions this checkout is tested with (.venv); the image's own torch stack is used as is.
 PACKAGES="hydra-core==1.3.8 omegaconf==2.3.1 antlr4-python3-runtime==4.9.3 pretty_midi==0.2.11.post0
 mido==1.3.3 symusic==0.6.0 miditok==3.1.0 librosa==0.11.0 soundfile==0.14.0 soxr==1.1.0
-audioread==3.1.0 pooch==1.9.0 decorator==5.3.2 platformdirs==4.14.9 cffi==2.1.1 pycparser==3.12"
+audioread==3.1.0 pooch==1.9.0 decorator==5.3.2 platformdirs==4.14.9 cffi==2.1.1 pycparser==3.12
+importlib_resources==7.1.0 pySmartDL==1.3.4"
 PLATFORMS="--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64
 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64"
 
@@ -36,6 +37,7 @@ done
 mkdir -p "$OUT/data/boulanger2012-polyphonic" "$OUT/data/nottingham/MIDI" "$OUT/data/pop909/midi"
 cp "$DATA/boulanger2012-polyphonic/Nottingham.json.gz" "$OUT/data/boulanger2012-polyphonic/"
 cp -r "$DATA/nottingham/MIDI/melody" "$OUT/data/nottingham/MIDI/"
+cp "$DATA/pop909/POP909_annotations.tar.gz" "$OUT/data/pop909/"  # where each song's bars start
 find "$DATA/pop909/midi" -maxdepth 1 -name '*.mid' | sort | head -300 \
   | xargs -I{} cp {} "$OUT/data/pop909/midi/"
 du -sh "$OUT/whl" "$OUT/data" "$OUT"

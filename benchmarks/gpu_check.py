@@ -154,24 +154,31 @@ def compose(experiment: str, overrides: list[str], root: Path) -> Any:
 
 
 class StepClock(pl.Callback):
-    """Step losses and codec steps per second, without a device sync inside the timed steps."""
+    """Step losses, and codec steps per second after the first steps (cuDNN autotuning, first
+    allocations). The device is synchronised only at a few marked steps and at the end, so the
+    timed steps run as training does; the timing starts at the latest mark within the first
+    half of the steps taken."""
 
-    def __init__(self, loss_key: str, skip: int) -> None:
-        self.loss_key, self.skip = loss_key, skip
+    MARKS = (1, 2, 5, 10)
+
+    def __init__(self, loss_key: str) -> None:
+        self.loss_key = loss_key
         self.losses: list[torch.Tensor] = []
         self.steps = 0
-        self.units: torch.Tensor | int = 0
+        self.units: torch.Tensor | int = 0  # real codec steps so far, kept on the device
         self.windows = 0
-        self.started: float | None = None
-        self.seconds = 0.0
+        self.marks: dict[int, tuple[float, float, int]] = {}  # step -> (time, units, windows)
+        self.end: tuple[float, float, int] | None = None
+
+    def _mark(self, module: Any) -> tuple[float, float, int]:
+        _sync(module.device)
+        return time.perf_counter(), float(self.units), self.windows
 
     def on_train_batch_start(self, trainer: pl.Trainer, module: Any, batch: Any, i: int) -> None:
-        if self.steps == self.skip:
-            _sync(module.device)
-            self.started = time.perf_counter()
-        if self.steps >= self.skip:
-            self.units = self.units + batch.lengths.sum()  # stays on the device: no sync
-            self.windows += len(batch)
+        if self.steps in self.MARKS:
+            self.marks[self.steps] = self._mark(module)
+        self.units = self.units + batch.lengths.sum()  # no sync
+        self.windows += len(batch)
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: Any, *args: Any) -> None:
         self.steps += 1
@@ -180,9 +187,18 @@ class StepClock(pl.Callback):
             self.losses.append(value.detach().float().clone())
 
     def on_train_end(self, trainer: pl.Trainer, module: Any) -> None:
-        _sync(module.device)
-        if self.started is not None:
-            self.seconds = time.perf_counter() - self.started
+        self.end = self._mark(module)
+
+    def timing(self) -> dict[str, Any]:
+        """timed_steps, timed_seconds, codec_steps_per_s, windows_per_s (None: too few steps)."""
+        start = max((m for m in self.marks if m <= self.steps // 2), default=None)
+        if start is None or self.end is None:
+            return {"timed_steps": 0, "timed_seconds": 0.0, "codec_steps_per_s": None,
+                    "windows_per_s": None}  # fmt: skip
+        (t0, u0, w0), (t1, u1, w1) = self.marks[start], self.end
+        return {"timed_steps": self.steps - start, "timed_seconds": round(t1 - t0, 2),
+                "codec_steps_per_s": (u1 - u0) / (t1 - t0),
+                "windows_per_s": (w1 - w0) / (t1 - t0)}  # fmt: skip
 
 
 def _sync(device: torch.device) -> None:
@@ -273,29 +289,26 @@ def train_family(
     datamodule, model, trainer = build(cfg)
     datamodule.prepare_data()
     prepare_seconds = time.perf_counter() - started
-    skip = min(10, max(1, args.steps // 10))
-    clock = StepClock(check.loss, skip)
+    clock = StepClock(check.loss)
     trainer.callbacks.append(clock)
     if on_gpu:
         torch.cuda.reset_peak_memory_stats(device)
     trainer.fit(model, datamodule=datamodule)
 
     losses = [float(v) for v in torch.stack(clock.losses).cpu()] if clock.losses else []
-    units = float(clock.units) if clock.seconds else 0.0
-    rate = units / clock.seconds if clock.seconds else None
+    timing = clock.timing()
+    rate = timing["codec_steps_per_s"]
     k = max(1, len(losses) // 10)
     first, last = _mean(losses[:k]), _mean(losses[-k:])
     row: dict[str, Any] = {
         "experiment": check.experiment, "overrides": overrides,
         "params": sum(p.numel() for p in model.parameters()),
         "steps": clock.steps, "prepare_seconds": round(prepare_seconds, 1),
-        "timed_steps": clock.steps - skip, "timed_seconds": round(clock.seconds, 2),
+        **timing,
         "loss_key": check.loss, "loss_first": first, "loss_last": last,
         "loss_finite": bool(losses) and all(math.isfinite(v) for v in losses),
         "loss_fell": (last < first) if check.falls and losses else None,
         "loss_curve": _thin(losses, 30),
-        "codec_steps_per_s": rate,
-        "windows_per_s": clock.windows / clock.seconds if clock.seconds else None,
     }  # fmt: skip
     row["peak_memory_gb"] = (
         torch.cuda.max_memory_allocated(device) / 2**30 if on_gpu else _max_rss_gb()
@@ -345,15 +358,14 @@ def long_run(check: Check, args: argparse.Namespace, root: Path, seconds: float)
     cfg = compose(check.experiment, overrides, root)
     pl.seed_everything(args.seed, workers=True)
     datamodule, model, trainer = build(cfg)
-    clock = StepClock(check.loss, 5)
+    clock = StepClock(check.loss)
     trainer.callbacks.append(clock)
     trainer.fit(model, datamodule=datamodule)
     metrics = trainer.validate(model, datamodule=datamodule, verbose=False)[0]
     return {
         "experiment": check.experiment, "overrides": overrides, "steps": clock.steps,
         "params": sum(p.numel() for p in model.parameters()),
-        "seconds": round(clock.seconds, 1),
-        "windows_per_s": clock.windows / clock.seconds if clock.seconds else None,
+        **clock.timing(),
         "loss_curve": _thin([float(v) for v in torch.stack(clock.losses).cpu()], 30),
         "valid": {k: float(v) for k, v in metrics.items()},
     }  # fmt: skip

@@ -59,6 +59,9 @@ GENERATORS: dict[str, tuple[str, list[str]]] = {
 # style prefix (configs/experiment/jsb_nottingham_transformer.yaml), trained on the two styles'
 # catalog sources at the 16th-note grid, for the two style models' minutes together.
 CONDITIONAL: tuple[str, list[str]] = ("jsb_nottingham_transformer", [])
+# A time-bounded run cannot size its cosine from epochs: the steps a minute on one core
+# (measured, with validation each epoch), so the rate decays over the run it gets.
+COND_STEPS_PER_MINUTE = 240
 BARS = 8
 Log = Callable[[str], None]
 
@@ -305,8 +308,14 @@ def run_generated(model: RecommenderModule | None = None, catalog: Catalog | Non
         }
         ckpts = {style: f.result() for style, f in runs.items()}  # fmt: skip
     cond_exp, cond_overrides = CONDITIONAL
+    cond_minutes = len(GENERATORS) * minutes_per_generator
     cond_ckpt, train_s[cond_exp] = train_generator(
-        cond_exp, len(GENERATORS) * minutes_per_generator, seed, retrain, log, cond_overrides
+        cond_exp,
+        cond_minutes,
+        seed,
+        retrain,
+        log,
+        [*cond_overrides, f"model.cosine_steps={int(COND_STEPS_PER_MINUTE * cond_minutes)}"],
     )
     for i, (style, (exp, _)) in enumerate(GENERATORS.items()):
         ckpt, train_s[exp] = ckpts[style]
