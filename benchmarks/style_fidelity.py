@@ -11,7 +11,8 @@ instrumentation and length), standardised on the style catalog (150 pieces per s
 The same classifier on crops of real held-out pieces of the same length is the reference: how
 often it hears the right style when the style is certainly there.
 
-    CADENZA_DATA=../shared/data python benchmarks/style_fidelity.py [--minutes 15] [--n 24]
+    CADENZA_DATA=../shared/data python benchmarks/style_fidelity.py [--minutes 15] [--n 24] \
+        [cadenza-train overrides, e.g. model.d_model=128]
 
 Results: benchmarks/results/style_fidelity.json; runs under benchmarks/runs/style_fidelity/.
 """
@@ -32,7 +33,8 @@ RESULTS = Path(__file__).parent / "results" / "style_fidelity.json"
 RUNS = Path(__file__).parent / "runs" / "style_fidelity"
 
 
-def train(experiment: str, minutes: float, seed: int, threads: int | None, retrain: bool) -> Path:
+def train(experiment: str, minutes: float, seed: int, threads: int | None, retrain: bool,
+          overrides: list[str]) -> Path:  # fmt: skip
     root = (RUNS / experiment).resolve()
     ckpt = root / "checkpoints" / "latest.ckpt"
     if ckpt.is_file() and not retrain:
@@ -44,7 +46,7 @@ def train(experiment: str, minutes: float, seed: int, threads: int | None, retra
         f"experiment={experiment}", f"trainer.max_time={max_time(minutes)}",
         "trainer.max_epochs=100000", "logger=none", "sample.n=0", "test=false",
         "trainer.enable_progress_bar=false", f"seed={seed}", f"paths.root_dir={root}",
-        f"paths.checkpoint_root={ckpt.parent}",
+        f"paths.checkpoint_root={ckpt.parent}", *overrides,
     ], root / "train.log", threads)  # fmt: skip
     return ckpt
 
@@ -121,13 +123,15 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--retrain", action="store_true")
+    ap.add_argument("overrides", nargs="*", help="cadenza-train overrides, e.g. model.d_model=128")
     args = ap.parse_args()
     started = time.perf_counter()
 
     from cadenza.generation import generate
     from cadenza.models import GenerativeModule
 
-    ckpt = train(args.experiment, args.minutes, args.seed, args.threads, args.retrain)
+    ckpt = train(args.experiment, args.minutes, args.seed, args.threads, args.retrain,
+                 args.overrides)  # fmt: skip
     model = GenerativeModule.load(ckpt)
     styles = list(model.styles)
     ear = StyleEar(styles)
@@ -143,7 +147,8 @@ def main() -> None:
     }
     ck = __import__("torch").load(ckpt, map_location="cpu", weights_only=True)
     command = "python benchmarks/style_fidelity.py " + " ".join(sys.argv[1:])
-    entry = {"experiment": args.experiment, "minutes": args.minutes, "epochs": ck["epoch"],
+    entry = {"experiment": args.experiment, "overrides": args.overrides,
+             "minutes": args.minutes, "epochs": ck["epoch"],
              "steps": ck["global_step"], "n": args.n, "bars": args.bars,
              "temperature": args.temperature, "catalog_per_style": ear.n_catalog,
              "generated": rows, "real_crops": reference, "mean_accuracy": accuracy,

@@ -123,6 +123,32 @@ def _module(**kwargs) -> TransformerModule:  # noqa: ANN003
                                                  | kwargs))  # fmt: skip
 
 
+def _lr_after(model: TransformerModule, steps: int) -> float:
+    conf = model.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    for _ in range(steps):
+        opt.step()
+        sched.step()
+    return opt.param_groups[0]["lr"]
+
+
+def test_the_cosine_spans_the_run_unless_cosine_steps_says_otherwise() -> None:
+    """A run bounded by time has no step count of its own (max_epochs may be a large
+    placeholder): an explicit cosine_steps must win over the trainer's estimate."""
+    from types import SimpleNamespace
+
+    model = _module(warmup_steps=0)
+    model._trainer = SimpleNamespace(estimated_stepping_batches=40)  # max_epochs x batches
+    lr0 = _lr_after(model, 0)  # no warm-up: the peak rate
+    assert _lr_after(model, 40) == pytest.approx(0.1 * lr0)  # null: the run's own 40 steps
+    explicit = _module(warmup_steps=0, cosine_steps=10)
+    explicit._trainer = SimpleNamespace(estimated_stepping_batches=1e9)
+    assert _lr_after(explicit, 10) == pytest.approx(0.1 * lr0)
+    model._trainer = SimpleNamespace(estimated_stepping_batches=float("inf"))  # time-bounded
+    with pytest.raises(ConfigError, match="model.cosine_steps"):
+        model.configure_optimizers()
+
+
 def test_learns_real_tokens_and_the_schedule_warms_up_then_decays() -> None:
     torch.manual_seed(0)
     model = _module(dropout=0.0, warmup_steps=5, cosine_steps=100)

@@ -53,7 +53,7 @@ class TransformerModule(LSTMModule):
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         weight_decay: float = 0.1,
         warmup_steps: int = 200,
-        cosine_steps: int = 20_000,
+        cosine_steps: int | None = None,
     ) -> None:
         codec = codec_dict(codec)
         GenerativeModule.__init__(self, codec)
@@ -91,7 +91,8 @@ class TransformerModule(LSTMModule):
         style_dropout = check_float("model.style_dropout", style_dropout, minimum=0.0, maximum=1.0)
         weight_decay = check_float("model.weight_decay", weight_decay, minimum=0.0)
         warmup_steps = check_int("model.warmup_steps", warmup_steps, minimum=0)
-        cosine_steps = check_int("model.cosine_steps", cosine_steps)
+        if cosine_steps is not None:
+            cosine_steps = check_int("model.cosine_steps", cosine_steps)
         self.set_optimization(optimizer)
         # Named explicitly: the frame-inspecting form would also walk LSTMModule's __init__.
         self.save_hyperparameters(
@@ -211,8 +212,10 @@ class TransformerModule(LSTMModule):
 
     def configure_optimizers(self) -> Any:
         """AdamW (weight decay on matrices only), the learning rate rising linearly over
-        `warmup_steps` and falling on a cosine to a tenth over the run's optimizer steps (or
-        `cosine_steps` when the run is bounded by time, not steps)."""
+        `warmup_steps` and falling on a cosine to a tenth over `cosine_steps`, by default the
+        run's own optimizer steps (trainer.max_steps, or max_epochs x batches per epoch). A run
+        bounded by trainer.max_time has no such count: give cosine_steps the steps it will
+        take, or the cosine spans its epochs as if it ran them all."""
         hp = self.hparams
         decay = [p for p in self.parameters() if p.dim() > 1]
         rest = [p for p in self.parameters() if p.dim() <= 1]
@@ -221,10 +224,15 @@ class TransformerModule(LSTMModule):
         factory = getattr(self, "optimizer_factory", None)
         opt = factory(params=groups) if factory else torch.optim.AdamW(groups, lr=1e-3)
         total = hp.cosine_steps
-        if self._trainer is not None:
-            est = self.trainer.estimated_stepping_batches
-            if est is not None and math.isfinite(est) and est > 0:
-                total = int(est)
+        if total is None:
+            est = self.trainer.estimated_stepping_batches if self._trainer is not None else None
+            if est is None or not math.isfinite(est) or est <= 0:
+                raise ConfigError(
+                    "model.cosine_steps=null takes the cosine's length from the run, but this "
+                    "run has no step or epoch bound: set trainer.max_steps, trainer.max_epochs "
+                    "or model.cosine_steps"
+                )
+            total = int(est)
 
         def scale(step: int) -> float:
             if step < hp.warmup_steps:
