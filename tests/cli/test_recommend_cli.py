@@ -72,6 +72,37 @@ def test_generated_candidates_are_scored_and_the_best_kept(
         assert 0.0 <= p["catalog_percentile"] <= 1.0
 
 
+def test_a_style_generator_is_conditioned_on_the_listeners_taste(
+    recommender_ckpt: Path, smoke: SmokeRuns, tmp_path: Path
+) -> None:
+    """Asked for no style, a style-conditional generator writes in the style mix the listener's
+    taste implies: p(style | taste), more of a style for a listener who played only it."""
+    from cadenza.recommend.workflow import listener_taste, taste_style_mix
+
+    model = RecommenderModule.load(recommender_ckpt)
+    styles = ["jsb", "nottingham", "pop909", "piano_midi"]
+    mixes = {}
+    for style in ("jsb", "pop909"):
+        liked = [k for k in model.hparams.item_keys if k.startswith(f"{style}/")][:8]
+        taste, _ = listener_taste(model, history=liked)
+        mixes[style] = taste_style_mix(model, taste, styles)
+        assert set(mixes[style]) == set(styles)
+        assert sum(mixes[style].values()) == pytest.approx(1.0, abs=1e-3)
+    assert mixes["jsb"]["jsb"] > mixes["pop909"]["jsb"]
+    assert mixes["pop909"]["pop909"] > mixes["jsb"]["pop909"]
+    assert taste_style_mix(model, taste, ["metal"]) is None  # no style in common
+
+    out = tmp_path / "picks"
+    proc = cli("cadenza-recommend", f"ckpt={recommender_ckpt}", "user=listener3",
+               f"generator={smoke['smoke_styles'].ckpt}", "candidates=4", "k=2",
+               "sample.steps=32", f"out_dir={out}", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "picks.json").read_text())
+    row = model.hparams.user_keys.index("listener3")
+    taste = model.user_taste(torch.tensor([row]))
+    assert summary["style"] == taste_style_mix(model, taste, styles)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

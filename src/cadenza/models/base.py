@@ -184,6 +184,11 @@ class GenerativeModule(CadenzaModule):
     def can(self, ability: Ability) -> bool:
         return ability in self.abilities
 
+    @property
+    def styles(self) -> list[str]:
+        """The named styles a style-conditional family writes in (Ability.STYLE); else none."""
+        return []
+
     def require(self, ability: Ability) -> None:
         """One clear error when asked for an ability this family has not declared."""
         if ability in self.abilities:

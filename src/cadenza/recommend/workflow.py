@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from cadenza.errors import BadFileError, CadenzaError, ConfigError
+from cadenza.models.base import Ability
 from cadenza.recommend.index import NearestNeighbourIndex, make_index
 from cadenza.recommend.module import RecommenderModule
 
@@ -114,6 +115,23 @@ def content_features(model: RecommenderModule, midis: list[Any]) -> np.ndarray:
     return np.stack([symbolic_summary(pm)[cols] for pm in midis])
 
 
+def taste_style_mix(
+    model: RecommenderModule, taste: torch.Tensor, styles: list[str]
+) -> dict[str, float] | None:
+    """p(style | taste) over `styles` that are also the recommender's contexts: its softmax
+    mass on each style's catalog tracks (the chance the listener's next play is of that style),
+    renormalised over those styles. None when the two share no style name."""
+    shared = [s for s in styles if s in model.contexts]
+    if not shared:
+        return None
+    with torch.no_grad():
+        scores = model.score(taste, model.catalog_embeddings())[0].double()  # [I]
+    index = model.item_context
+    mass = torch.stack([torch.logsumexp(scores[index == model.contexts.index(s)], 0)
+                        for s in shared])  # fmt: skip
+    return {s: round(float(p), 4) for s, p in zip(shared, torch.softmax(mass, 0))}
+
+
 def recommend_generated(
     model: RecommenderModule,
     generator: Any,
@@ -132,8 +150,14 @@ def recommend_generated(
     **controls: Any,
 ) -> list[Pick]:
     """Sample `candidates` pieces (controls: seed, temperature, top_k, top_p, bars, steps,
-    primer), keep the k best for the listener in out_dir as rank01_....mid + picks.json; every
-    candidate's MIDI stays in `candidates/`. The pieces are scored in memory, as generated."""
+    primer, style), keep the k best for the listener in out_dir as rank01_....mid +
+    picks.json; every candidate's MIDI stays in `candidates/`. The pieces are scored in memory,
+    as generated.
+
+    A style-conditional generator asked for no style is conditioned on the listener's taste:
+    the style mix p(style | taste) over the styles it shares with the recommender's contexts
+    (`taste_style_mix`). benchmarks/recommender_content.py measured this against routing and
+    sample-then-rerank (BENCHMARKS.md)."""
     from cadenza.generation import generate
     from cadenza.generation.writers import write_piece
 
@@ -143,6 +167,9 @@ def recommend_generated(
         raise ConfigError(f"the {generator.family} generator writes {generator.codec.output}; "
                           "the recommender scores MIDI from its notes")  # fmt: skip
     controls.pop("n", None)  # `candidates` is how many pieces are drawn
+    taste, _ = listener_taste(model, user, history, context)
+    if controls.get("style") is None and generator.can(Ability.STYLE):
+        controls["style"] = taste_style_mix(model, taste, generator.styles)
     out = Path(out_dir)
     pool = out / "candidates"
     pool.mkdir(parents=True, exist_ok=True)
@@ -157,7 +184,6 @@ def recommend_generated(
             skipped[piece.files["midi"].name] = str(e)
     if not good:
         raise CadenzaError(f"none of the {candidates} samples could be scored: {skipped}")
-    taste, _ = listener_taste(model, user, history, context)
     with torch.no_grad():
         emb = model.embed_features(np.stack([f for _, f in good]))
         scores = model.score(taste, emb)[0].numpy()
@@ -177,7 +203,8 @@ def recommend_generated(
                           **files))  # fmt: skip
     summary = {
         "listener": {"user": user, "history": history, "context": context},
-        "candidates": len(pieces), "scored": len(good), "skipped": skipped,
+        "style": controls.get("style"), "candidates": len(pieces), "scored": len(good),
+        "skipped": skipped,
         "picks": [asdict(p) for p in picks],
         "all_scores": {name: float(score) for name, score in zip(names, scores)},
     }  # fmt: skip
