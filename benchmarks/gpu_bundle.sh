@@ -5,10 +5,11 @@
 # Both go to .gpu/ (git-ignored), which the device call carries:
 #
 #   bash benchmarks/gpu_bundle.sh            # here, with the registries reachable
-#   # device run, carry [".gpu"], timeout_s 600:
+#   # device run, carry [".gpu"], timeout_s 420 (a session's 15 device minutes include the
+#   # machine's start; a 5-minute first run leaves room to rerun after a fix):
 #   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/whl/*.whl \
 #     && export PYTHONPATH=/tmp/site:src CADENZA_DATA=$PWD/.gpu/data CADENZA_CACHE=/tmp/cache \
-#     PYTHONUNBUFFERED=1 && python3 benchmarks/gpu_check.py --minutes 8 \
+#     PYTHONUNBUFFERED=1 && python3 benchmarks/gpu_check.py --minutes 5 \
 #     --results $OUT/gpu_check.json 2>&1 | tee $OUT/gpu_check.log
 set -euo pipefail
 cd "$(dirname "$0")/.."
