@@ -44,6 +44,8 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from cli_runs import max_time
+
 RESULTS = Path(__file__).parent / "results" / "gpu_check.json"
 
 
@@ -275,7 +277,7 @@ def train_family(
     overrides = [
         f"trainer={'gpu' if on_gpu else 'cpu'}", "++trainer.precision=bf16-mixed",
         f"++trainer.max_steps={args.steps}", "++trainer.max_epochs=-1",
-        f"++trainer.max_time={_dhms(seconds)}",
+        f"++trainer.max_time={max_time(seconds / 60)}",
         "++trainer.min_epochs=0", "++trainer.limit_val_batches=0",
         "++trainer.num_sanity_val_steps=0",
         "++trainer.enable_checkpointing=false", "++trainer.enable_progress_bar=false",
@@ -348,7 +350,7 @@ def long_run(check: Check, args: argparse.Namespace, root: Path, seconds: float)
     on_gpu = args.device.startswith("cuda")
     overrides = [
         f"trainer={'gpu' if on_gpu else 'cpu'}", "++trainer.precision=bf16-mixed",
-        f"++trainer.max_time={_dhms(seconds)}", "++trainer.max_epochs=-1",
+        f"++trainer.max_time={max_time(seconds / 60)}", "++trainer.max_epochs=-1",
         "++trainer.min_epochs=0", "++trainer.enable_checkpointing=false",
         "++trainer.enable_progress_bar=false",
         "logger=none", "test=false", "sample.n=0", f"seed={args.seed}",
@@ -391,11 +393,6 @@ def load_on_cpu(paths: list[str]) -> dict[str, Any]:
         except Exception as e:  # noqa: BLE001 - reported per checkpoint, the others go on
             out[path] = {"loaded": False, "error": f"{type(e).__name__}: {e}"}
     return out
-
-
-def _dhms(seconds: float) -> str:
-    """A trainer.max_time value (DD:HH:MM:SS)."""
-    return "00:" + time.strftime("%H:%M:%S", time.gmtime(max(1, int(seconds))))
 
 
 def _mean(xs: list[float]) -> float | None:

@@ -32,13 +32,13 @@ import numpy as np
 import pytorch_lightning as pl
 import scipy.sparse as sp
 import torch
-from scipy.special import logsumexp
 
 from cadenza.errors import BadFileError, CadenzaError
 from cadenza.metrics.ranking import evaluate, hits_matrix, ndcg_at_k, recall_at_k, top_k_items
 from cadenza.recommend.datamodule import Catalog, StyleListenersCatalog
 from cadenza.recommend.fit import fit_recommender
 from cadenza.recommend.module import RecommenderModule
+from cadenza.recommend.workflow import style_mix
 from cli_runs import max_time, provenance, run_train
 
 RUNS = Path(__file__).parent / "runs" / "recommender_content"
@@ -285,15 +285,13 @@ def preference(fav: np.ndarray, other: np.ndarray) -> dict[str, float]:
 
 
 @torch.no_grad()
-def run_generated(model: RecommenderModule | None = None, catalog: Catalog | None = None,
+def run_generated(model: RecommenderModule, catalog: Catalog,
                   minutes_per_generator: float = 4.0, n_samples: int = 32, seed: int = 0,
                   per_style: int = 150, n_users: int = 1000, retrain: bool = False,
                   fan: float = 0.7, log: Log = print) -> dict[str, Any]:  # fmt: skip
-    """Generated pieces scored by the styles recommender of seed `seed` (pass the one fitted in
-    run_cold_start to reuse it). The result holds the "conditioning" section too."""
-    if model is None or catalog is None:
-        catalog = StyleListenersCatalog(per_style=per_style, n_users=n_users, seed=seed).build()
-        model = fit_recommender(catalog, 40, 5, seed, log=log, **MODEL)
+    """Generated pieces scored by the styles recommender fitted on `catalog` (seed `seed`; fit
+    it outside any no_grad block: Lightning's fit turns grad mode on). The result holds the
+    "conditioning" section too."""
     ctx, two, cold = list(catalog.contexts), list(GENERATORS), catalog.cold_items
     sets: dict[str, dict[str, np.ndarray]] = {"generated": {}, "training data (crops)": {}}
     empty, train_s = {}, {}
@@ -358,11 +356,9 @@ def run_generated(model: RecommenderModule | None = None, catalog: Catalog | Non
                                          for j in np.argsort(-np.abs(gap))[:4]}}  # fmt: skip
     # p(style | taste): the model's softmax over the catalog, its mass on each style's tracks
     # (the predicted chance the next play is of that style), renormalised over the two styles.
-    allsc = model.score(tastes, tracks).double().numpy()
-    mass = np.stack([logsumexp(allsc[:, catalog.item_context == ctx.index(s)], axis=1)
-                     for s in two], axis=1)  # fmt: skip
+    # The same p(style | taste) the product conditions a generator on (recommend_generated).
+    routing = style_mix(model, model.score(tastes, tracks), two)[1].numpy()  # [U, 2]
     t2 = taste[:, [ctx.index(s) for s in two]]
-    routing = np.exp(mass - logsumexp(mass, axis=1, keepdims=True))  # [U, 2]
     # The style a piece sounds like: the nearer of the two styles' centroids (as above).
     cent2 = cent[[ctx.index(s) for s in two]]
 

@@ -18,6 +18,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
 
 def _script():
     if "gpu_check" not in sys.modules:  # registered first: its dataclasses look it up there
+        sys.path.insert(0, str(SCRIPT.parent))  # for cli_runs, as when run as a script
         spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
         sys.modules["gpu_check"] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(sys.modules["gpu_check"])

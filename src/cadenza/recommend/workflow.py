@@ -115,21 +115,28 @@ def content_features(model: RecommenderModule, midis: list[Any]) -> np.ndarray:
     return np.stack([symbolic_summary(pm)[cols] for pm in midis])
 
 
-def taste_style_mix(
-    model: RecommenderModule, taste: torch.Tensor, styles: list[str]
-) -> dict[str, float] | None:
-    """p(style | taste) over `styles` that are also the recommender's contexts: its softmax
-    mass on each style's catalog tracks (the chance the listener's next play is of that style),
-    renormalised over those styles. None when the two share no style name."""
+def style_mix(
+    model: RecommenderModule, catalog_scores: torch.Tensor, styles: list[str]
+) -> tuple[list[str], torch.Tensor]:
+    """p(style | taste) from listeners' scores over the catalog [B, I]: the softmax mass on each
+    style's catalog tracks (the chance the next play is of that style), renormalised over the
+    `styles` that are also the recommender's contexts. -> (those styles, p [B, S])."""
     shared = [s for s in styles if s in model.contexts]
-    if not shared:
-        return None
-    with torch.no_grad():
-        scores = model.score(taste, model.catalog_embeddings())[0].double()  # [I]
-    index = model.item_context
-    mass = torch.stack([torch.logsumexp(scores[index == model.contexts.index(s)], 0)
-                        for s in shared])  # fmt: skip
-    return {s: round(float(p), 4) for s, p in zip(shared, torch.softmax(mass, 0))}
+    scores = catalog_scores.double()
+    mass = [torch.logsumexp(scores[:, model.item_context == model.contexts.index(s)], 1)
+            for s in shared]  # fmt: skip
+    if not mass:
+        return [], scores.new_zeros(len(scores), 0)
+    return shared, torch.softmax(torch.stack(mass, 1), 1)
+
+
+def taste_style_mix(
+    model: RecommenderModule, catalog_scores: torch.Tensor, styles: list[str]
+) -> dict[str, float] | None:
+    """One listener's `style_mix` (catalog scores [I]) as style -> weight, the `style=` a
+    style-conditional generator takes; None when the two share no style name."""
+    names, p = style_mix(model, catalog_scores[None], styles)
+    return {s: round(float(v), 4) for s, v in zip(names, p[0])} or None
 
 
 def recommend_generated(
@@ -168,8 +175,10 @@ def recommend_generated(
                           "the recommender scores MIDI from its notes")  # fmt: skip
     controls.pop("n", None)  # `candidates` is how many pieces are drawn
     taste, _ = listener_taste(model, user, history, context)
+    with torch.no_grad():
+        catalog = model.score(taste, model.catalog_embeddings())[0]  # [I]
     if controls.get("style") is None and generator.can(Ability.STYLE):
-        controls["style"] = taste_style_mix(model, taste, generator.styles)
+        controls["style"] = taste_style_mix(model, catalog, generator.styles)
     out = Path(out_dir)
     pool = out / "candidates"
     pool.mkdir(parents=True, exist_ok=True)
@@ -187,7 +196,7 @@ def recommend_generated(
     with torch.no_grad():
         emb = model.embed_features(np.stack([f for _, f in good]))
         scores = model.score(taste, emb)[0].numpy()
-        catalog = model.score(taste, model.catalog_embeddings())[0].numpy()
+    catalog = catalog.numpy()
     order = np.argsort(-scores, kind="stable")[:k]
     picks = []
     for rank, j in enumerate(order, start=1):

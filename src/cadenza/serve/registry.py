@@ -129,7 +129,7 @@ def describe(s: Served, limits: Limits) -> dict[str, Any]:
         "modes": modes(s),
         "abilities": sorted(declaration.abilities),
         "window_steps": declaration.window_steps,
-        "styles": list(getattr(s.model, "styles", None) or []),
+        "styles": s.model.styles,
         "controls": {
             "n": _range(1, limits.max_n, 4),
             "bars": None if fixed else _range(1, limits.max_bars, 8),
