@@ -14,7 +14,14 @@ from cadenza.data.batch import Batch, Condition
 from cadenza.errors import ConfigError
 from cadenza.io.midi import read_score
 from cadenza.models import Ability, AbilityError, TransformerModule
-from cadenza.models.components.transformer import FrameTransformer, TokenTransformer, rotate
+from cadenza.models.components.rnn import next_token_loss
+from cadenza.models.components.transformer import (
+    FrameTransformer,
+    TokenTransformer,
+    rotate,
+    window_bounds,
+    windowed_token_loss,
+)
 from cadenza.models.sampling import GREEDY_TEMPERATURE
 from cadenza.representations import EventCodec, MelCodec, PianoRollCodec
 from tests.fixtures.data import real_midi
@@ -54,6 +61,56 @@ def test_cached_steps_equal_the_full_forward(split: list[int], n_kv_heads: int) 
     assert cache.buf.shape == (2, 2, 3, n_kv_heads, 10, 8)  # [L, k|v, N, Hkv, T, Dh]
     with pytest.raises(ValueError, match="holds 10 positions"):
         net(x[:, :1], cache, offset=10)
+
+
+@pytest.mark.parametrize(("length", "window"), [(2, 2), (9, 4), (10, 4), (11, 5), (1000, 64)])
+def test_evaluation_windows_score_every_position_once_with_half_a_window_of_context(
+    length: int, window: int
+) -> None:
+    scored = []
+    for start, lo, end in window_bounds(length, window):
+        assert end - start == min(length, window) and start < lo < end <= length
+        assert start == 0 or lo - start >= window // 2  # context before the first scored token
+        scored += range(lo, end)
+    assert scored == list(range(1, length))
+
+
+def test_windowed_loss_is_each_window_scored_alone_and_whole_pieces_when_short() -> None:
+    """Batched, masked, chunked and conditioned windows give what scoring each window of each
+    row by itself gives; a batch no longer than the window is plain next_token_loss."""
+    net = _net()
+    torch.manual_seed(1)
+    lengths = torch.tensor([23, 7, 16])
+    x = torch.randint(3, 50, (3, 23)) * (torch.arange(23) < lengths[:, None])
+    batch = Batch(x=x, lengths=lengths)
+    cond = torch.randn(3, 32)
+    nll, count = windowed_token_loss(net, batch, 8, chunk=3, cond=cond)
+    want, n = torch.zeros(()), 0
+    for b in range(3):
+        for start, lo, end in window_bounds(23, 8):
+            hi = min(end, int(lengths[b]))
+            if hi <= lo:
+                continue
+            out, _ = net(x[b : b + 1, start : end - 1], cond=cond[b : b + 1])
+            t = torch.arange(lo, hi) - start - 1  # out[:, t] predicts position t + start + 1
+            want += torch.nn.functional.cross_entropy(
+                net.head(out[0, t]), x[b, lo:hi], reduction="sum"
+            )
+            n += hi - lo
+    assert int(count) == n == int((lengths - 1).sum())
+    torch.testing.assert_close(nll, want)
+    short = windowed_token_loss(net, batch, 23, cond=cond)
+    torch.testing.assert_close(short, next_token_loss(net, batch, cond=cond))
+
+
+def test_validation_scores_long_token_pieces_in_windows_and_training_does_not() -> None:
+    model = _module(eval_window=8, dropout=0.0)
+    x = torch.randint(3, 50, (2, 30))
+    batch = Batch(x=x, lengths=torch.tensor([30, 30]))
+    model.eval()
+    torch.testing.assert_close(model(batch), windowed_token_loss(model.net, batch, 8))
+    model.train()
+    torch.testing.assert_close(model(batch), next_token_loss(model.net, batch))
 
 
 def _frame_net(output: str = "nade") -> FrameTransformer:
@@ -186,6 +243,8 @@ def test_learns_real_tokens_and_the_schedule_warms_up_then_decays() -> None:
         (lambda: _module(n_heads=2, n_kv_heads=3), "model.n_kv_heads"),
         (lambda: _module(dropout=1.0), "model.dropout"),
         (lambda: _module(warmup_steps=-1), "model.warmup_steps"),
+        (lambda: _module(eval_window=1), "model.eval_window"),
+        (lambda: TransformerModule(PianoRollCodec().to_dict(), eval_window=64), "eval_window"),
     ],
 )
 def test_bad_config_values_name_the_key(make, key: str) -> None:  # noqa: ANN001
