@@ -131,7 +131,6 @@ class Decoder(nn.Module):
         super().__init__()
         kv = n_kv_heads or n_heads
         self.n_heads, self.head_dim = n_heads, d_model // n_heads
-        self._rotary_table: tuple[torch.Tensor, torch.Tensor] | None = None  # not a weight
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(Block(d_model, n_heads, kv, dropout) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
@@ -139,26 +138,14 @@ class Decoder(nn.Module):
     def forward(
         self, x: torch.Tensor, cache: KVCache | None = None, offset: int = 0
     ) -> torch.Tensor:
-        """x at positions offset..; with a cache, positions before offset come from it."""
+        """x at positions offset..; with a cache, positions before offset come from it. The
+        rotary angles are computed once for all blocks (a table kept between sampling steps
+        measured no faster: BENCHMARKS.md, sampling latency)."""
         rot = rotary_angles(offset, x.shape[1], x.shape[2] // self.n_heads, x.device)
         x = self.drop(x)
         for i, block in enumerate(self.blocks):
             x = block(x, rot, cache, i, offset)
         return self.norm(x)
-
-    def _rotary(
-        self, offset: int, length: int, device: torch.device
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(cos, sin) [T, Dh/2] from a table kept between calls (a sampling step would
-        otherwise spend more time computing its one angle than attending)."""
-        end = offset + length
-        table = self._rotary_table
-        if table is None or table[0].shape[0] < end or table[0].device != device:
-            size = max(end, 2 * (table[0].shape[0] if table is not None else 1024))
-            # Normal tensors even when made while sampling: training may use them next.
-            with torch.inference_mode(False):
-                table = self._rotary_table = rotary_angles(0, size, self.head_dim, device)
-        return table[0][offset:end], table[1][offset:end]
 
     def new_cache(self, length: int) -> KVCache:
         return KVCache(len(self.blocks), length)
