@@ -115,6 +115,12 @@ def _eval_task():  # noqa: ANN202
     return evaluate, "eval"
 
 
+def _classify_task():  # noqa: ANN202
+    from cadenza.cli.classify import classify
+
+    return classify, "classify"
+
+
 def _prepare_task():  # noqa: ANN202
     from cadenza.cli.prepare import prepare
 
@@ -123,7 +129,7 @@ def _prepare_task():  # noqa: ANN202
 
 _TASKS = {"cadenza-train": _train_task, "cadenza-sample": _sample_task,
           "cadenza-recommend": _recommend_task, "cadenza-eval": _eval_task,
-          "cadenza-prepare": _prepare_task}  # fmt: skip
+          "cadenza-prepare": _prepare_task, "cadenza-classify": _classify_task}  # fmt: skip
 
 
 def run_cli(

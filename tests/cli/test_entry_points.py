@@ -20,6 +20,7 @@ CASES = {
     "cadenza-prepare": (["data=midi_folder", "data.root={tmp}/junk"], ["junk"]),
     "cadenza-recommend": (["ckpt={recommender}", "user=nobody"],
                           ["is not a listener this model knows"]),
+    "cadenza-classify": (["ckpt={recommender}", "input={tmp}"], ["is not a classifier checkpoint"]),
 }  # fmt: skip
 
 

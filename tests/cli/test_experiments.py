@@ -35,6 +35,8 @@ SLICES = {
     "jsb_nottingham_transformer": ["data.source.per_style=12"],
     "pop909_audio_vae": ["data.source.midi.limit=4", "data.source.max_seconds=10"],
     "styles_recommender": ["data.source.per_style=10", "data.source.n_users=50"],
+    "styles_classifier": ["data.source.per_style=8"],
+    "piano_midi_composer_classifier": ["data.source.per_class=3", "data.source.min_pieces=21"],
 }
 
 
@@ -69,6 +71,9 @@ def test_full_size_experiment_runs_one_step_of_everything(
     result = train(cfg)
     if "recommender" in experiment:  # ranks tracks, writes no music: its test metrics show
         assert "test/ndcg@10" in result["metrics"]
+        return
+    if "classifier" in experiment:  # labels pieces, writes no music
+        assert "test/accuracy" in result["metrics"] and "samples" not in result
         return
     if cfg.sample.get("n", 0) == 0:  # a conditional model has nothing of its own to play
         return

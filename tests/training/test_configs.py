@@ -51,6 +51,8 @@ def test_experiment_builds_model_sized_from_codec(experiment: str, tmp_path: Pat
             model.window_steps,
             codec.feature_dim,
         )
+    elif model.family == "classifier":  # the encoder reads the codec's steps
+        assert model.encoder.project.in_features == codec.feature_dim
     elif codec.kind == "frames":
         assert model.net.feature_dim == codec.feature_dim
     else:

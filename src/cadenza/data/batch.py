@@ -14,6 +14,7 @@ class Condition:
     style: torch.Tensor | None = None  # [B] long style/genre ids
     chords: torch.Tensor | None = None  # [B, T, C] chord features per step
     taste: torch.Tensor | None = None  # [B, D] listener taste vectors
+    features: torch.Tensor | None = None  # [B, F] symbolic features of each item's music
 
     def to(self, device: torch.device | str, **_: object) -> Condition:
         return Condition(**{f.name: _move(getattr(self, f.name), device) for f in fields(self)})

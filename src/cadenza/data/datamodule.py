@@ -16,7 +16,13 @@ import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from cadenza.data.datasets import PieceDataset, StyleCollate, WindowDataset, collate
+from cadenza.data.datasets import (
+    FeatureCollate,
+    PieceDataset,
+    StyleCollate,
+    WindowDataset,
+    collate,
+)
 from cadenza.data.prepare import PreparedData, SplitData, prepare
 from cadenza.data.sources import Source, StyledSource
 from cadenza.data.splits import check_fractions
@@ -80,6 +86,7 @@ class MusicDataModule(pl.LightningDataModule):
         window_bars: int | None = None,
         window_hop_bars: int = 1,
         max_rest_fraction: float = 0.5,
+        symbolic_features: bool = False,
     ) -> None:
         super().__init__()
         # Everything is checked here, before any slow work, so a bad override fails in a second.
@@ -126,6 +133,18 @@ class MusicDataModule(pl.LightningDataModule):
                 f"multitrack_melody, multitrack_pianoroll); {codec.name} does not: set "
                 f"data.window_bars=null"
             )
+        if not isinstance(symbolic_features, bool):
+            raise ConfigError(
+                f"data.symbolic_features must be true or false, got {symbolic_features!r}"
+            )
+        if symbolic_features and codec.output != "midi":
+            raise ConfigError(
+                f"data.symbolic_features=true describes MIDI; the {codec.name} codec holds "
+                "audio features: set data.symbolic_features=false"
+            )
+        # Each batch also carries the symbolic features of each item's music (Condition.features),
+        # computed from the decoded item as it is drawn: what model=classifier reads beside it.
+        self.symbolic_features = symbolic_features
         self.root = root  # only for messages: sources already hold their own paths
         self._prepared: PreparedData | None = None
         self._splits: dict[str, SplitData] = {}
@@ -205,6 +224,10 @@ class MusicDataModule(pl.LightningDataModule):
         return list(self.source.style_names) if isinstance(self.source, StyledSource) else None
 
     def _collate(self, name: str, dataset: PieceDataset | WindowDataset) -> Callable:
+        inner = self._labels_collate(name, dataset)
+        return FeatureCollate(inner, self.codec) if self.symbolic_features else inner
+
+    def _labels_collate(self, name: str, dataset: PieceDataset | WindowDataset) -> Callable:
         if not isinstance(self.source, StyledSource):
             return collate
         split = self.split(name)

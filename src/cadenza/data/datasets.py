@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -131,4 +131,33 @@ class StyleCollate:
     def __call__(self, items: Sequence[tuple[torch.Tensor, int]]) -> Batch:
         batch = collate(items)
         batch.condition = Condition(style=torch.from_numpy(self.item_styles[batch.index.numpy()]))
+        return batch
+
+
+def piece_features(codec: Codec, x: torch.Tensor) -> np.ndarray:
+    """The symbolic features (recommend/symbolic_features.py) of the music an encoded item
+    holds, decoded by its codec, so a training crop is described by what it contains; an item
+    with no notes (a silent crop) gets zeros."""
+    from cadenza.errors import BadFileError
+    from cadenza.recommend.symbolic_features import SYMBOLIC_NAMES, symbolic_summary
+
+    try:
+        return symbolic_summary(codec.decode(x))
+    except BadFileError:
+        return np.zeros(len(SYMBOLIC_NAMES), dtype=np.float32)
+
+
+class FeatureCollate:
+    """Another collate, plus every item's `piece_features` as Condition.features [B, F]
+    (data.symbolic_features=true: what the classifier family reads beside the sequence)."""
+
+    def __init__(self, inner: Callable[[Sequence[tuple[torch.Tensor, int]]], Batch], codec: Codec
+                 ) -> None:  # fmt: skip
+        self.inner, self.codec = inner, codec
+
+    def __call__(self, items: Sequence[tuple[torch.Tensor, int]]) -> Batch:
+        batch = self.inner(items)
+        features = np.stack([piece_features(self.codec, x) for x, _ in items])
+        batch.condition = batch.condition or Condition()
+        batch.condition.features = torch.from_numpy(features)
         return batch

@@ -557,3 +557,34 @@ class StyledSource(Source):
 
     def describe(self) -> str:
         return ", ".join(f"{n}: {s.describe()}" for n, s in self.styles.items())
+
+
+def class_folders(
+    root: str | Path,
+    min_pieces: int = 1,
+    per_class: int | None = None,
+    seed: int = 0,
+    exclude: list[str] | None = None,
+) -> StyledSource:
+    """A folder of class folders (`root/<class>/**/*.mid`, as torchvision's ImageFolder) as a
+    labelled corpus: a StyledSource with one MidiFolderSource per sub-folder holding at least
+    `min_pieces` MIDI files, named by the folder, sorted. `exclude` drops folders by name (a
+    "Christmas" folder among composers)."""
+    base = Path(root).expanduser().resolve()
+    if not base.is_dir():
+        raise CadenzaError(
+            f"class folder root {base} does not exist: point data.root (or CADENZA_DATA) at a "
+            "folder of one sub-folder per class"
+        )
+    skip = set(exclude or [])
+    classes: dict[str, Source | None] = {}
+    for sub in sorted(p for p in base.iterdir() if p.is_dir() and p.name not in skip):
+        n = sum(1 for p in sub.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
+        if n >= min_pieces:
+            classes[_slug(sub.name)] = MidiFolderSource(sub)
+    if len(classes) < 2:
+        raise CadenzaError(
+            f"{base} has {len(classes)} sub-folder(s) with at least {min_pieces} MIDI files; "
+            "a labelled corpus needs two or more (lower data.source.min_pieces?)"
+        )
+    return StyledSource(classes, per_style=per_class, seed=seed)

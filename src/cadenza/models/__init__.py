@@ -20,6 +20,7 @@ for _module in pkgutil.iter_modules(__path__):
     if not _module.ispkg and _module.name not in ("base", "sampling"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
+from cadenza.models.classifier import ClassifierModule  # noqa: E402
 from cadenza.models.gan import GANModule  # noqa: E402
 from cadenza.models.lstm import LSTMModule  # noqa: E402
 from cadenza.models.mel_vae import MelVAEModule  # noqa: E402
@@ -27,6 +28,7 @@ from cadenza.models.transformer import TransformerModule  # noqa: E402
 from cadenza.models.vae import VAEModule  # noqa: E402
 
 __all__ = [
-    "FAMILIES", "Ability", "AbilityError", "CadenzaModule", "Declaration", "GANModule",
+    "FAMILIES", "Ability", "AbilityError", "CadenzaModule", "ClassifierModule", "Declaration",
+    "GANModule",
     "GenerativeModule", "LSTMModule", "MelVAEModule", "TransformerModule", "VAEModule",
 ]  # fmt: skip

@@ -121,6 +121,37 @@ class SpectrogramGrid(pl.Callback):
         send_image(trainer, "samples/spectrograms", path)
 
 
+class ConfusionMatrixPlot(pl.Callback):
+    """After every validation epoch (and a test), the classifier's confusion matrix as a PNG:
+    `<log dir>/confusion/epochNNN.png` (`test.png`), and to every logger that takes images.
+    Reads the counts the module summed over all ranks (`pl_module.confusion`)."""
+
+    def __init__(self) -> None:
+        self.written: list[Path] = []
+
+    def _draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule, name: str) -> None:
+        log_dir = trainer.log_dir or trainer.default_root_dir  # a collective: every rank asks
+        confusion = getattr(pl_module, "confusion", None)
+        if not trainer.is_global_zero or not confusion:
+            return
+        from cadenza.viz import save_confusion_png
+
+        title = name if name == "test" else f"validation, {name}"
+        path = save_confusion_png(confusion["counts"], confusion["classes"],
+                                  Path(log_dir) / "confusion" / f"{name}.png", title)  # fmt: skip
+        self.written.append(path)
+        send_image(trainer, f"{confusion['stage']}/confusion", path)
+
+    # The *_end hooks, not *_epoch_end: Lightning runs a callback's epoch-end hook before the
+    # module's, which is where the module sums the epoch's counts.
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._draw(trainer, pl_module, f"epoch{trainer.current_epoch:03d}")
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._draw(trainer, pl_module, "test")
+
+
 def send_image(trainer: pl.Trainer, key: str, path: Path) -> None:
     """A PNG to every logger that takes images: wandb's `log_image`, TensorBoard's
     `add_image`; others (CSV) keep only the file."""

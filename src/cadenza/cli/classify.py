@@ -1,0 +1,75 @@
+"""cadenza-classify ckpt=CLASSIFIER.ckpt input=FILE_OR_FOLDER [top=3] [out=classify.json]
+
+Every MIDI file of `input` (a file, or a folder searched recursively) -> its classes with
+probabilities, printed (the `top` most likely) and written as JSON to `out`. A corrupt, empty
+or non-MIDI file is reported, listed under "skipped" with its reason, and the rest go on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from cadenza.cli import CONFIG_DIR, run_task
+from cadenza.errors import BadFileError, ConfigError
+from cadenza.models.base import check_int
+from cadenza.training.config import require
+
+
+def classify(cfg: DictConfig) -> dict:
+    from cadenza.data.datasets import piece_features
+    from cadenza.data.sources import MIDI_SUFFIXES, list_files
+    from cadenza.io.midi import read_score
+    from cadenza.models import ClassifierModule
+
+    c = OmegaConf.to_container(cfg, resolve=True)
+    model = ClassifierModule.load(require(cfg, "ckpt"))
+    top = check_int("top", c["top"])
+    target = Path(str(require(cfg, "input"))).expanduser()
+    if target.is_file():
+        files = [target]
+    elif target.is_dir():
+        files = list_files(target, MIDI_SUFFIXES, "MIDI", None)
+    else:
+        raise ConfigError(f"input={target} is neither a MIDI file nor a folder")
+    classes, pieces, skipped = model.classes, [], []
+    for path in files:
+        try:
+            x = model.codec.encode(read_score(path))
+            features = None
+            if model.hparams.use_features:
+                import torch
+
+                features = torch.from_numpy(piece_features(model.codec, x))
+            p = model.predict_proba(x, features)
+        except BadFileError as e:
+            print(f"skipped {path}: {e}")
+            skipped.append({"file": str(path), "reason": str(e)})
+            continue
+        ranked = sorted(zip(classes, p.tolist(), strict=True), key=lambda kv: -kv[1])
+        pieces.append({"file": str(path), "label": ranked[0][0],
+                       "probabilities": dict(ranked)})  # fmt: skip
+        shown = ", ".join(f"{name} {prob:.3f}" for name, prob in ranked[:top])
+        print(f"{path}: {shown}")
+    report = {"checkpoint": str(c["ckpt"]), "classes": classes, "pieces": pieces,
+              "skipped": skipped}  # fmt: skip
+    out = Path(c["out"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    os.replace(tmp, out)
+    print(f"{len(pieces)} classified, {len(skipped)} skipped -> {out}")
+    return report
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="classify")
+def main(cfg: DictConfig) -> None:
+    run_task(classify, cfg)
+
+
+if __name__ == "__main__":
+    main()
