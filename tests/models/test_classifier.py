@@ -64,8 +64,8 @@ def test_the_features_of_a_batch_are_those_of_the_music_each_item_holds() -> Non
 
 
 def _module(**kwargs) -> ClassifierModule:  # noqa: ANN003
-    return ClassifierModule(CODEC.to_dict(), **({"classes": ["folk", "piano"], "width": 16,
-                                                 "hidden": 16, "dropout": 0.0} | kwargs))  # fmt: skip
+    small = {"classes": ["folk", "piano"], "width": 16, "hidden": 16, "dropout": 0.0}
+    return ClassifierModule(CODEC.to_dict(), **(small | kwargs))
 
 
 def test_learns_to_tell_real_folk_tunes_from_real_piano_pieces() -> None:

@@ -8,5 +8,6 @@ from cadenza.viz.pianoroll import save_pianoroll_png, save_pianoroll_sheet
 from cadenza.viz.spectrogram import save_spectrogram_png, save_spectrogram_sheet
 
 __all__ = [
-    "save_confusion_png", "save_pianoroll_png", "save_pianoroll_sheet", "save_spectrogram_png", "save_spectrogram_sheet",
+    "save_confusion_png", "save_pianoroll_png", "save_pianoroll_sheet", "save_spectrogram_png",
+    "save_spectrogram_sheet",
 ]  # fmt: skip
