@@ -11,6 +11,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -64,3 +65,31 @@ def save_entry(results: Path, key: str, entry: dict) -> dict:
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(every, indent=1))
     return every
+
+
+def compose_experiment(experiment: str, overrides: list[str], root: Path) -> Any:
+    """configs/train.yaml as `cadenza-train experiment=... overrides` builds it, for training
+    in this process (`cadenza.training.loop.build`), writing under `root` (run/, checkpoints/)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from cadenza.paths import config_dir
+    from cadenza.training.config import register_resolvers
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+        cfg = hydra_compose(
+            config_name="train",
+            overrides=[f"experiment={experiment}", f"paths.root_dir={root}", *overrides],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(root / "run")
+        cfg.paths.checkpoint_dir = str(root / "checkpoints")
+    GlobalHydra.instance().clear()
+    return cfg

@@ -44,7 +44,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from cli_runs import max_time
+from cli_runs import compose_experiment, max_time
 
 RESULTS = Path(__file__).parent / "results" / "gpu_check.json"
 
@@ -127,31 +127,13 @@ PEAKS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1, "L4": 121.0
 
 
 def compose(experiment: str, overrides: list[str], root: Path) -> Any:
-    """configs/train.yaml as `cadenza-train experiment=... overrides` builds it, writing under
-    `root`."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
+    """`compose_experiment`, with no sample sheets or checkpoints mid-run: the check writes its
+    own."""
     from omegaconf import open_dict
 
-    from cadenza.paths import config_dir
-    from cadenza.training.config import register_resolvers
-
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-        cfg = hydra_compose(
-            config_name="train",
-            overrides=[f"experiment={experiment}", f"paths.root_dir={root}", *overrides],
-            return_hydra_config=True,
-        )
-    HydraConfig.instance().set_config(cfg)
+    cfg = compose_experiment(experiment, overrides, root)
     with open_dict(cfg):
-        cfg.paths.output_dir = str(root / "run")
-        cfg.paths.checkpoint_dir = str(root / "checkpoints")
-        cfg.callbacks = None  # no sample sheets or checkpoints mid-run: the check writes its own
-    GlobalHydra.instance().clear()
+        cfg.callbacks = None
     return cfg
 
 

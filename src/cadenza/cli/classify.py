@@ -21,9 +21,7 @@ from cadenza.training.config import require
 
 
 def classify(cfg: DictConfig) -> dict:
-    from cadenza.data.datasets import piece_features
     from cadenza.data.sources import MIDI_SUFFIXES, list_files
-    from cadenza.io.midi import read_score
     from cadenza.models import ClassifierModule
 
     c = OmegaConf.to_container(cfg, resolve=True)
@@ -39,13 +37,7 @@ def classify(cfg: DictConfig) -> dict:
     classes, pieces, skipped = model.classes, [], []
     for path in files:
         try:
-            x = model.codec.encode(read_score(path))
-            features = None
-            if model.hparams.use_features:
-                import torch
-
-                features = torch.from_numpy(piece_features(model.codec, x))
-            p = model.predict_proba(x, features)
+            p = model.predict_proba(*model.read_piece(path))
         except BadFileError as e:
             print(f"skipped {path}: {e}")
             skipped.append({"file": str(path), "reason": str(e)})

@@ -5,6 +5,10 @@ The codec comes from the checkpoint, so the data is encoded exactly as the model
 cadenza-eval mode=music generated=DIR reference=DIR [steps_per_beat=12] [out=...]: MuseGAN and
 MusPy statistics of both MIDI folders and the overlap / KL of their distributions, as a table
 and as JSON (`cadenza.metrics.music_eval`). No checkpoint and no torch needed.
+
+cadenza-eval mode=frechet generated=DIR reference=DIR encoder=CLASSIFIER.ckpt [bootstrap=200]:
+the Fréchet distance between the two sets in the classifier's penultimate layer, with a bootstrap
+interval and every generated piece's outlier score (`cadenza.metrics.frechet`).
 """
 
 from __future__ import annotations
@@ -19,15 +23,18 @@ from cadenza.cli import CONFIG_DIR, run_task
 from cadenza.errors import ConfigError
 from cadenza.training.config import instantiate, require
 
-DEFAULT_OUT = {"nll": "outputs/eval/eval.json", "music": "outputs/eval/music.json"}
+DEFAULT_OUT = {"nll": "outputs/eval/eval.json", "music": "outputs/eval/music.json",
+               "frechet": "outputs/eval/frechet.json"}  # fmt: skip
 
 
 def evaluate(cfg: DictConfig) -> dict:
     mode = cfg.get("mode", "nll")
     if mode not in DEFAULT_OUT:
-        raise ConfigError(f"mode must be 'nll' or 'music', got {mode!r}")
+        raise ConfigError(f"mode must be 'nll', 'music' or 'frechet', got {mode!r}")
     if mode == "music":
         return evaluate_music_cli(cfg)
+    if mode == "frechet":
+        return evaluate_frechet(cfg)
     return evaluate_nll(cfg)
 
 
@@ -48,6 +55,46 @@ def evaluate_music_cli(cfg: DictConfig) -> dict:
     for item in report["skipped"]:
         print(f"skipped ({item['set']}): {item['path']}: {item['reason']}")
     out = write_report(report, cfg.get("out") or DEFAULT_OUT["music"])
+    print(f"wrote {out}")
+    return report
+
+
+def evaluate_frechet(cfg: DictConfig) -> dict:
+    from cadenza.metrics.frechet import embed_folder, frechet_report
+    from cadenza.metrics.music_eval import _check_input, write_report
+    from cadenza.models import ClassifierModule
+    from cadenza.models.base import check_int
+
+    if cfg.get("encoder") is None:
+        raise ConfigError(
+            "encoder must be set: mode=frechet embeds pieces with a trained classifier, add "
+            "`encoder=checkpoints/styles_classifier/latest.ckpt` (cadenza-train "
+            "experiment=styles_classifier makes one)"
+        )
+    model = ClassifierModule.load(cfg.encoder)
+    bootstrap = check_int("bootstrap", cfg.get("bootstrap", 200), minimum=0)
+    sets, skipped = {}, []
+    for key in ("generated", "reference"):
+        emb, names, bad = embed_folder(model, _check_input(key, cfg.get(key)))
+        skipped += [{"set": key, **b} for b in bad]
+        if len(emb) < 2:
+            raise ConfigError(f"{key}: {len(emb)} readable MIDI file(s); a Fréchet distance "
+                              "needs at least 2 in each set")  # fmt: skip
+        sets[key] = (emb, names)
+    report = frechet_report(sets["generated"][0], sets["reference"][0], sets["generated"][1],
+                            bootstrap=bootstrap)  # fmt: skip
+    report |= {"encoder": str(cfg.encoder), "skipped": skipped}
+    lo, hi = report["ci95"] or (float("nan"), float("nan"))
+    print(
+        f"Fréchet distance {report['frechet']:.3f} (95% bootstrap interval {lo:.3f}-{hi:.3f}), "
+        f"{report['n']['generated']} generated vs {report['n']['reference']} reference pieces"
+    )
+    for o in report["outliers"][:5]:
+        print(f"  outlier {o['mahalanobis']:7.2f}  beyond {100 * o['reference_percentile']:5.1f}% "
+              f"of the reference: {o['piece']}")  # fmt: skip
+    for item in skipped:
+        print(f"skipped ({item['set']}): {item['path']}: {item['reason']}")
+    out = write_report(report, cfg.get("out") or DEFAULT_OUT["frechet"])
     print(f"wrote {out}")
     return report
 

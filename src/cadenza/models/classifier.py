@@ -15,6 +15,7 @@ entropy per piece, what checkpoints select on), `val/accuracy`, and the confusio
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -134,12 +135,17 @@ class ClassifierModule(CadenzaModule):
         """x [B, T, ...] (codec tensors, padded), lengths [B], features [B, F] -> logits [B, C]."""
         if self.head is None:
             raise ConfigError("this classifier has no classes yet: train it on labelled data")
+        return self.head(self._penultimate(x, lengths, features))
+
+    def _penultimate(self, x: torch.Tensor, lengths: torch.Tensor,
+                     features: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+        """[B, hidden]: the pooled sequence beside the normalised features, through the trunk."""
         h = self.encoder(x, lengths)
         if self.feature_norm is not None:
             if features is None:
                 raise ConfigError("this classifier reads symbolic features; none were given")
             h = torch.cat([h, self.feature_norm(features.float())], dim=-1)
-        return self.head(self.trunk(h))
+        return self.trunk(h)
 
     def _logits(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         cond = batch.condition
@@ -202,10 +208,31 @@ class ClassifierModule(CadenzaModule):
         self._eval_epoch_end("test")
 
     # --- inference ---------------------------------------------------------------------------
+    def read_piece(self, path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A MIDI file -> (its codec tensor [T, ...], its symbolic features [F] or None), as
+        training saw pieces. Raises BadFileError for a corrupt, empty or non-MIDI file."""
+        from cadenza.data.datasets import piece_features
+        from cadenza.io.midi import read_score
+
+        x = self.codec.encode(read_score(path))
+        if not self.hparams.use_features:
+            return x, None
+        return x, torch.from_numpy(piece_features(self.codec, x))
+
+    def _one(self, x: torch.Tensor, features: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        lengths = torch.tensor([len(x)], device=self.device)
+        f = features[None].to(self.device) if features is not None else None
+        return x[None].to(self.device), lengths, f
+
     @torch.inference_mode()
     def predict_proba(self, x: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         """One encoded piece x [T, ...] (and its features [F]) -> class probabilities [C]."""
         self.eval()
-        lengths = torch.tensor([len(x)], device=self.device)
-        f = features[None].to(self.device) if features is not None else None
-        return torch.softmax(self(x[None].to(self.device), lengths, f).float(), -1)[0].cpu()
+        return torch.softmax(self(*self._one(x, features)).float(), -1)[0].cpu()
+
+    @torch.inference_mode()
+    def embed(self, x: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        """One encoded piece -> the penultimate layer [hidden]: what the classes are read from,
+        the embedding `cadenza-eval mode=frechet` compares sets of pieces in."""
+        self.eval()
+        return self._penultimate(*self._one(x, features))[0].float().cpu()

@@ -1,0 +1,93 @@
+"""The Fréchet distance between sets of pieces: the formula against scipy's matrix square root,
+the bootstrap and the outlier scores, and `cadenza-eval mode=frechet` on real MIDI with broken
+files among them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from cadenza.metrics.frechet import fit_gaussian, frechet_distance, frechet_report, mahalanobis
+from tests.fixtures.data import NOTTINGHAM, real_midi
+from tests.fixtures.midi_factory import write_broken_folder
+from tests.fixtures.smoke import SmokeRuns
+from tests.helpers import cli
+
+
+def _spd(rng: np.random.Generator, d: int) -> np.ndarray:
+    a = rng.normal(size=(d, d))
+    return a @ a.T + 0.1 * np.eye(d)
+
+
+def test_the_distance_is_the_frechet_formula_and_zero_between_equal_gaussians() -> None:
+    rng = np.random.default_rng(0)
+    mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
+    s1, s2 = _spd(rng, 6), _spd(rng, 6)
+    root = scipy.linalg.sqrtm(s1 @ s2).real
+    want = ((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * root)
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(want, rel=1e-6)
+    assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-8)
+    # One dimension: (m1 - m2)^2 + (sd1 - sd2)^2.
+    one = frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([3.0]), np.array([[9.0]]))
+    assert one == pytest.approx(4.0 + 1.0)
+
+
+def test_shrinkage_keeps_a_few_pieces_in_many_dimensions_finite() -> None:
+    """20 pieces in 64 dimensions: the sample covariance is singular, Ledoit-Wolf's is not."""
+    x = np.random.default_rng(1).normal(size=(20, 64))
+    mu, cov = fit_gaussian(x)
+    assert np.linalg.eigvalsh(cov).min() > 0
+    assert np.isfinite(mahalanobis(x, mu, cov)).all()
+
+
+def test_bootstrap_interval_and_the_planted_outlier() -> None:
+    rng = np.random.default_rng(2)
+    reference = rng.normal(size=(200, 8))
+    generated = rng.normal(0.5, 1.0, size=(100, 8))
+    generated[17] += 12.0  # one piece far from everything real
+    names = [f"g{i}.mid" for i in range(100)]
+    report = frechet_report(generated, reference, names, bootstrap=100, seed=0)
+    lo, hi = report["ci95"]
+    assert lo < report["frechet"] < hi
+    assert report["outliers"][0]["piece"] == "g17.mid"
+    assert report["outliers"][0]["reference_percentile"] == 1.0
+    same = frechet_report(reference[:100], reference[100:], bootstrap=0)
+    assert same["frechet"] < report["frechet"] and same["ci95"] is None
+
+
+def test_eval_frechet_embeds_two_folders_and_reports_skipped_files(
+    smoke: SmokeRuns, tmp_path: Path
+) -> None:
+    generated, reference = tmp_path / "generated", tmp_path / "reference"
+    broken = write_broken_folder(generated)
+    reference.mkdir()
+    for i, name in enumerate(NOTTINGHAM):
+        shutil.copy(real_midi(f"nottingham/MIDI/{name}.mid"), (generated, reference)[i % 2])
+    encoder = smoke["smoke_classifier"].ckpt
+    out = tmp_path / "frechet.json"
+    res = cli("cadenza-eval", "mode=frechet", f"generated={generated}",
+              f"reference={reference}", f"encoder={encoder}", "bootstrap=20", f"out={out}",
+              cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    report = json.loads(out.read_text())
+    assert report["n"] == {"generated": 3, "reference": 3, "dim": 16}
+    assert report["frechet"] >= 0 and len(report["ci95"]) == 2
+    assert sorted(Path(o["piece"]).name for o in report["outliers"]) == sorted(
+        f"{n}.mid" for n in NOTTINGHAM[::2]
+    )
+    assert sorted(Path(s["path"]).name for s in report["skipped"]) == sorted(broken)
+    assert "Fréchet distance" in res.stdout
+    no_encoder = cli("cadenza-eval", "mode=frechet", f"generated={generated}",
+                     f"reference={reference}", cwd=tmp_path)  # fmt: skip
+    assert no_encoder.returncode == 2 and "encoder" in no_encoder.stderr
+    lonely = tmp_path / "one"
+    lonely.mkdir()
+    shutil.copy(real_midi("nottingham/MIDI/jigs1.mid"), lonely)
+    one = cli("cadenza-eval", "mode=frechet", f"generated={lonely}", f"reference={reference}",
+              f"encoder={encoder}", cwd=tmp_path)  # fmt: skip
+    assert one.returncode == 2 and "at least 2" in one.stderr
