@@ -11,8 +11,9 @@ logistic regression and k nearest neighbours on the 86 symbolic features, and ch
 
 The classifier trains in this process for `--minutes` per run (`styles_classifier`,
 `piano_midi_composer_classifier`). The baselines read the symbolic features of the whole
-original MIDI file, velocities and instruments included (more than a piano roll keeps), each
-standardised on its training split.
+original MIDI file, velocities and instruments included (more than a piano roll keeps), and
+(rows `*_roll`) those of the piece as the classifier's piano roll keeps it, the classifier's own
+feature input; each is standardised on its training split.
 
     CADENZA_DATA=../shared/data python benchmarks/classify.py [--sections styles composers]
         [--minutes 4] [--folds 5] [--threads N]
@@ -49,9 +50,28 @@ def work_of(key: str) -> str:
 
 # --- the baselines ---------------------------------------------------------------------------
 def features_of(source: Any, items: list) -> np.ndarray:
+    """The symbolic features of each whole original MIDI file (velocities, instruments)."""
     from cadenza.recommend.symbolic_features import symbolic_summary
 
     return np.stack([symbolic_summary(source.load_for_render(it), it.key) for it in items])
+
+
+def roll_features_of(source: Any, items: list, codec: Any) -> np.ndarray:
+    """The features the classifier itself reads: those of the whole piece as its codec keeps
+    it (a piano roll: no velocities, one instrument), decoded back."""
+    from cadenza.data.datasets import piece_features
+
+    return np.stack([piece_features(codec, codec.encode(source.load(it))) for it in items])
+
+
+def all_baselines(x: np.ndarray, x_roll: np.ndarray, y: np.ndarray, split: np.ndarray
+                  ) -> dict[str, dict]:  # fmt: skip
+    """`tuned_baselines` on the original files' features, and (suffix `_roll`) on the
+    features of what the classifier's codec keeps."""
+    rows = tuned_baselines(x, y, split)
+    roll = tuned_baselines(x_roll, y, split)
+    rows |= {f"{name}_roll": row for name, row in roll.items() if name != "chance"}
+    return rows
 
 
 def tuned_baselines(x: np.ndarray, y: np.ndarray, split: np.ndarray) -> dict[str, dict]:
@@ -155,8 +175,9 @@ def styles_section(minutes: float, seed: int) -> dict[str, Any]:
     y = np.array([dm.source.style_of(k) for k in keys])
     started = time.perf_counter()
     x = features_of(dm.source, items)
+    x_roll = roll_features_of(dm.source, items, dm.codec)
     print(f"styles: features of {len(items)} pieces in {time.perf_counter() - started:.0f} s")
-    rows = tuned_baselines(x, y, np.array(split))
+    rows = all_baselines(x, x_roll, y, np.array(split))
     rows["classifier"] = train_classifier("styles_classifier", root / "run", minutes,
                                           [f"seed={seed}"])  # fmt: skip
     counts = {s: int((np.array(split) == s).sum()) for s in ("train", "valid", "test")}
@@ -177,6 +198,10 @@ def composers_section(minutes: float, folds: int, seed: int) -> dict[str, Any]:
     groups = np.array([f"{k.split('/', 1)[0]}/{work_of(k)}" for k in keys])
     started = time.perf_counter()
     x = features_of(source, items)
+    from hydra.utils import instantiate
+
+    cfg = compose_experiment("piano_midi_composer_classifier", ["logger=none"], RUNS / "composers")
+    x_roll = roll_features_of(source, items, instantiate(cfg.representation))
     print(f"composers: features of {len(items)} pieces in {time.perf_counter() - started:.0f} s")
     outer = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     per_fold = []
@@ -186,7 +211,7 @@ def composers_section(minutes: float, folds: int, seed: int) -> dict[str, Any]:
         split = np.empty(len(keys), dtype=object)
         split[test], split[rest[tr]], split[rest[va]] = "test", "train", "valid"
         assert not set(groups[split == "test"]) & set(groups[split != "test"])
-        rows = tuned_baselines(x, y, split)
+        rows = all_baselines(x, x_roll, y, split)
         assignment = dict(zip(keys, split.tolist(), strict=True))
         rows["classifier"] = train_classifier(
             "piano_midi_composer_classifier", RUNS / "composers" / f"fold{fold}", minutes,

@@ -144,8 +144,17 @@ class ClassifierModule(CadenzaModule):
         if self.feature_norm is not None:
             if features is None:
                 raise ConfigError("this classifier reads symbolic features; none were given")
-            h = torch.cat([h, self.feature_norm(features.float())], dim=-1)
+            h = torch.cat([h, self._normalise(features.float())], dim=-1)
         return self.trunk(h)
+
+    def _normalise(self, features: torch.Tensor) -> torch.Tensor:
+        """Batch-normalised features; a training batch of one piece (the last of an epoch) has
+        no batch statistics, so it is scaled by the running ones instead."""
+        norm = self.feature_norm
+        if self.training and len(features) == 1:
+            return F.batch_norm(features, norm.running_mean, norm.running_var, norm.weight,
+                                norm.bias, training=False, eps=norm.eps)  # fmt: skip
+        return norm(features)
 
     def _logits(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         cond = batch.condition
