@@ -59,6 +59,11 @@ def test_the_features_of_a_batch_are_those_of_the_music_each_item_holds() -> Non
     want = symbolic_summary(CODEC.decode(x))
     np.testing.assert_array_equal(batch.condition.features[0].numpy(), want)
     assert np.abs(want).sum() > 0
+    # Evaluation items are whole pieces, the same every epoch: their features are kept.
+    cached = FeatureCollate(collate, CODEC, cache=True)
+    cached([(x, 7)])
+    again = cached([(silent, 7)]).condition.features[0].numpy()
+    np.testing.assert_array_equal(again, want)
     # A crop with no notes has no features: zeros, not an error that stops the epoch.
     np.testing.assert_array_equal(piece_features(CODEC, silent), np.zeros(len(SYMBOLIC_NAMES)))
 

@@ -225,7 +225,9 @@ class MusicDataModule(pl.LightningDataModule):
 
     def _collate(self, name: str, dataset: PieceDataset | WindowDataset) -> Callable:
         inner = self._labels_collate(name, dataset)
-        return FeatureCollate(inner, self.codec) if self.symbolic_features else inner
+        if not self.symbolic_features:
+            return inner
+        return FeatureCollate(inner, self.codec, cache=not dataset.training)
 
     def _labels_collate(self, name: str, dataset: PieceDataset | WindowDataset) -> Callable:
         if not isinstance(self.source, StyledSource):

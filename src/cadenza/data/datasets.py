@@ -149,15 +149,27 @@ def piece_features(codec: Codec, x: torch.Tensor) -> np.ndarray:
 
 class FeatureCollate:
     """Another collate, plus every item's `piece_features` as Condition.features [B, F]
-    (data.symbolic_features=true: what the classifier family reads beside the sequence)."""
+    (data.symbolic_features=true: what the classifier family reads beside the sequence).
 
-    def __init__(self, inner: Callable[[Sequence[tuple[torch.Tensor, int]]], Batch], codec: Codec
-                 ) -> None:  # fmt: skip
+    `cache`: an evaluation split's items are the same whole pieces every epoch, so their
+    features are computed once (for a long piano piece, the decode and features cost more than
+    the model's pass); training crops differ every time and are never cached."""
+
+    def __init__(self, inner: Callable[[Sequence[tuple[torch.Tensor, int]]], Batch], codec: Codec,
+                 cache: bool = False) -> None:  # fmt: skip
         self.inner, self.codec = inner, codec
+        self.cache: dict[int, np.ndarray] | None = {} if cache else None
+
+    def _features(self, x: torch.Tensor, i: int) -> np.ndarray:
+        if self.cache is None:
+            return piece_features(self.codec, x)
+        if i not in self.cache:
+            self.cache[i] = piece_features(self.codec, x)
+        return self.cache[i]
 
     def __call__(self, items: Sequence[tuple[torch.Tensor, int]]) -> Batch:
         batch = self.inner(items)
-        features = np.stack([piece_features(self.codec, x) for x, _ in items])
+        features = np.stack([self._features(x, i) for x, i in items])
         batch.condition = batch.condition or Condition()
         batch.condition.features = torch.from_numpy(features)
         return batch
