@@ -6,7 +6,7 @@ Sets of 16-bar pieces, each compared with set A, 16-bar crops of held-out Nottin
 - B: other crops of the same held-out tunes (the floor: real against real);
 - another style: crops of JSB chorales (Boulanger's test split);
 - B pitch-shuffled: every crop of B with the pitches it uses permuted among themselves;
-- B time-scrambled: every crop of B with its bars in a random order;
+- B time-scrambled: every crop of B with its bars, or its beats, in a random order;
 - generated: `nottingham_lstm` trained 1 minute and 10 minutes (one core), 16 bars each.
 
 A trustworthy distance puts B far below the other five, and the 10-minute model below the
@@ -45,7 +45,7 @@ def crops(name: str, splits: tuple[str, ...], codec: Any, n: int, rng: np.random
     from cadenza.data.sources import BoulangerSource
     from cadenza.paths import data_root
 
-    source = BoulangerSource(name, data_root() / "boulanger2012-polyphonic")
+    source = BoulangerSource(name, data_root())
     steps = codec.steps_for_bars(BARS)
     rolls = [codec.encode(source.load(it)).numpy() for it in source.items() if it.split in splits]
     rolls = [r for r in rolls if len(r) >= steps]
@@ -66,10 +66,11 @@ def pitch_shuffled(roll: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def time_scrambled(roll: np.ndarray, steps_per_bar: int, rng: np.random.Generator) -> np.ndarray:
-    """The crop's bars in a random order: same bars, no phrase."""
-    bars = roll.reshape(-1, steps_per_bar, roll.shape[1])
-    return bars[rng.permutation(len(bars))].reshape(roll.shape)
+def time_scrambled(roll: np.ndarray, steps: int, rng: np.random.Generator) -> np.ndarray:
+    """The crop's blocks of `steps` steps in a random order: a bar's worth keeps every bar and
+    loses the phrase; a beat's worth keeps the chords and loses the lines and the metre."""
+    blocks = roll.reshape(-1, steps, roll.shape[1])
+    return blocks[rng.permutation(len(blocks))].reshape(roll.shape)
 
 
 def write_set(folder: Path, rolls: list[np.ndarray], codec: Any) -> Path:
@@ -144,6 +145,8 @@ def main() -> None:
             sets / "b_pitch", [pitch_shuffled(r, rng) for r in b], nott),
         "B, bars scrambled": write_set(
             sets / "b_bars", [time_scrambled(r, nott.steps_for_bars(1), rng) for r in b], nott),
+        "B, beats scrambled": write_set(
+            sets / "b_beats", [time_scrambled(r, nott.steps_per_beat, rng) for r in b], nott),
     }  # fmt: skip
     for minutes in args.minutes:
         ckpt = generator(minutes, args.seed, args.threads)

@@ -10,8 +10,12 @@ train, and it reads any codec the classifier was trained on.
 
 With a few hundred pieces in 64-256 dimensions the sample covariance is singular or nearly so,
 so both covariances are shrinkage-estimated (Ledoit-Wolf). A bootstrap over pieces of both sets
-gives a confidence interval; each generated piece gets an outlier score, its Mahalanobis
-distance from the reference Gaussian, beside the reference pieces' own distances.
+gives the 2.5th and 97.5th percentiles of the resampled distances. A Fréchet distance is biased
+upward, the more so the fewer distinct pieces a set holds, and a resample repeats pieces: for
+two sets drawn from the same music the whole interval can sit above the point estimate. Read it
+as the spread of the distance, and compare sets of equal sizes. Each generated piece gets an
+outlier score, its Mahalanobis distance from the reference Gaussian, beside the reference
+pieces' own distances.
 """
 
 from __future__ import annotations

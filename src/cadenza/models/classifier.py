@@ -3,7 +3,8 @@ genres, composers), for any codec: piano-roll frames, event or MidiTok tokens, m
 
     steps -> SequenceEncoder (components/sequence_encoder.py)        [B, 4H]
     (+ the piece's symbolic features, batch-normalised,               [B, F])
-    -> MLP head                                                       [B, C] logits
+    -> MLP trunk -> head                                              [B, C] logits
+    (+ a linear layer of the normalised features: wide and deep       [B, C])
 
 Labels are the corpus's: a StyledSource (data=styles, data=piano_midi_composers) gives every
 piece the index of its style, which the data module hands over as Condition.style. The model
@@ -91,9 +92,13 @@ class ClassifierModule(CadenzaModule):
         self.trunk = nn.Sequential(
             nn.Linear(self.encoder.out_dim + n_features, hidden), nn.GELU(), nn.Dropout(dropout)
         )
+        # Wide and deep (Cheng et al. 2016): the normalised features also reach the logits
+        # through one linear layer, so the model can do at least what logistic regression on
+        # the features does while the deep part learns what they miss.
         self.head: nn.Linear | None = None
+        self.wide: nn.Linear | None = None
         if classes is not None:
-            self.head = nn.Linear(hidden, len(classes))
+            self._build_heads(len(classes))
         self._reset_epoch("val")
 
     # --- labels ------------------------------------------------------------------------------
@@ -122,12 +127,18 @@ class ClassifierModule(CadenzaModule):
             return
         if self.hparams.classes is None:
             self.hparams.classes = list(names)
-            self.head = nn.Linear(self.hparams.hidden, len(names)).to(self.device)
+            self._build_heads(len(names))
+            self.to(self.device)
         elif list(names) != self.hparams.classes:
             raise ConfigError(
                 f"model.classes={self.hparams.classes} must list the data's labels in its "
                 f"order: {list(names)}"
             )
+
+    def _build_heads(self, n_classes: int) -> None:
+        self.head = nn.Linear(self.hparams.hidden, n_classes)
+        if self.feature_norm is not None:
+            self.wide = nn.Linear(self.feature_norm.num_features, n_classes)
 
     # --- the network -------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, lengths: torch.Tensor,
@@ -135,17 +146,21 @@ class ClassifierModule(CadenzaModule):
         """x [B, T, ...] (codec tensors, padded), lengths [B], features [B, F] -> logits [B, C]."""
         if self.head is None:
             raise ConfigError("this classifier has no classes yet: train it on labelled data")
-        return self.head(self._penultimate(x, lengths, features))
+        deep, wide = self._penultimate(x, lengths, features)
+        logits = self.head(deep)
+        return logits + self.wide(wide) if self.wide is not None else logits
 
-    def _penultimate(self, x: torch.Tensor, lengths: torch.Tensor,
-                     features: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
-        """[B, hidden]: the pooled sequence beside the normalised features, through the trunk."""
+    def _penultimate(self, x: torch.Tensor, lengths: torch.Tensor, features: torch.Tensor | None
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+        """([B, hidden]: the pooled sequence beside the normalised features, through the trunk;
+        the normalised features [B, F] or None)."""
         h = self.encoder(x, lengths)
-        if self.feature_norm is not None:
-            if features is None:
-                raise ConfigError("this classifier reads symbolic features; none were given")
-            h = torch.cat([h, self._normalise(features.float())], dim=-1)
-        return self.trunk(h)
+        if self.feature_norm is None:
+            return self.trunk(h), None
+        if features is None:
+            raise ConfigError("this classifier reads symbolic features; none were given")
+        f = self._normalise(features.float())
+        return self.trunk(torch.cat([h, f], dim=-1)), f
 
     def _normalise(self, features: torch.Tensor) -> torch.Tensor:
         """Batch-normalised features; a training batch of one piece (the last of an epoch) has
@@ -244,4 +259,4 @@ class ClassifierModule(CadenzaModule):
         """One encoded piece -> the penultimate layer [hidden]: what the classes are read from,
         the embedding `cadenza-eval mode=frechet` compares sets of pieces in."""
         self.eval()
-        return self._penultimate(*self._one(x, features))[0].float().cpu()
+        return self._penultimate(*self._one(x, features))[0][0].float().cpu()
