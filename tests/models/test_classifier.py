@@ -96,8 +96,7 @@ def test_learns_to_tell_real_folk_tunes_from_real_piano_pieces() -> None:
                                     features=batch.condition.features[:1]))  # fmt: skip
     assert torch.isfinite(model.training_step(one, 0))
     model.eval()
-    probs = torch.stack([model.predict_proba(x, f) for (x, _), f in
-                         zip(items, batch.condition.features, strict=True)])  # fmt: skip
+    probs = torch.stack([model.predict_proba(x) for x, _ in items])
     assert (probs.argmax(-1) == batch.condition.style).all()
     torch.testing.assert_close(probs.sum(-1), torch.ones(8))
 
@@ -111,6 +110,7 @@ def test_learns_to_tell_real_folk_tunes_from_real_piano_pieces() -> None:
         (lambda: _module(width=0), "model.width"),
         (lambda: _module(dropout=1.0), "model.dropout"),
         (lambda: _module(use_features="yes"), "model.use_features"),
+        (lambda: _module(window=0), "model.window"),
     ],
 )
 def test_bad_config_values_name_the_key(make, key: str) -> None:  # noqa: ANN001
@@ -161,6 +161,42 @@ def test_symbolic_features_describe_midi_not_audio() -> None:
         MusicDataModule(source, MelCodec(), symbolic_features=True)
     with pytest.raises(ConfigError, match="data.symbolic_features"):
         MusicDataModule(source, CODEC, symbolic_features="yes")
+
+
+def test_a_split_in_windows_holds_every_step_of_every_piece_once(tmp_path: Path) -> None:
+    from cadenza.data import MusicDataModule
+
+    dm = MusicDataModule(class_folders(_class_tree(tmp_path / "c")), CODEC,
+                         cache_dir=str(tmp_path / "cache"), eval_window=100,
+                         valid_fraction=0.25, test_fraction=0.25)  # fmt: skip
+    windows = dm.dataset("valid")
+    split = dm.split("valid")
+    for i in range(len(split)):
+        rows = np.flatnonzero(windows.pieces == i)
+        parts = [windows[int(j)][0] for j in rows]
+        assert all(len(p) == 100 for p in parts[:-1]) and 0 < len(parts[-1]) <= 100
+        whole = torch.as_tensor(np.array(split.piece(i)), dtype=CODEC.tensor_dtype)
+        torch.testing.assert_close(torch.cat(parts), whole)
+    batch = next(iter(dm.val_dataloader()))
+    assert batch.extras["piece"].tolist() == windows.pieces[batch.index.numpy()].tolist()
+
+
+def test_validation_scores_a_piece_as_cadenza_classify_does(smoke: SmokeRuns) -> None:
+    """test/nll of the smoke run (pieces in windows, averaged in the module) is the mean of
+    -log predict_proba(true class) over the same test pieces, read whole."""
+    from hydra.utils import instantiate
+
+    from tests.helpers import compose_train
+
+    run = smoke["smoke_classifier"]
+    model = ClassifierModule.load(run.ckpt)
+    dm = instantiate(compose_train(run.root, ["experiment=smoke_classifier"]).data)
+    split = dm.split("test")
+    piece = lambda i: torch.as_tensor(np.array(split.piece(i)), dtype=model.codec.tensor_dtype)  # noqa: E731
+    nll = [-torch.log(model.predict_proba(piece(i))[
+        dm.source.style_of(key)]) for i, key in enumerate(split.keys)]  # fmt: skip
+    assert float(torch.stack(nll).mean()) == pytest.approx(run.result["metrics"]["test/nll"],
+                                                           rel=1e-4)  # fmt: skip
 
 
 def test_smoke_run_draws_its_confusion_matrices_and_logs_accuracy(smoke: SmokeRuns) -> None:

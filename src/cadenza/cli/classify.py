@@ -37,7 +37,7 @@ def classify(cfg: DictConfig) -> dict:
     classes, pieces, skipped = model.classes, [], []
     for path in files:
         try:
-            p = model.predict_proba(*model.read_piece(path))
+            p = model.predict_proba(model.read_piece(path))
         except BadFileError as e:
             print(f"skipped {path}: {e}")
             skipped.append({"file": str(path), "reason": str(e)})

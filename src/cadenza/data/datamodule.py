@@ -19,6 +19,8 @@ from torch.utils.data import DataLoader
 from cadenza.data.datasets import (
     FeatureCollate,
     PieceDataset,
+    PieceIdCollate,
+    PieceWindows,
     StyleCollate,
     WindowDataset,
     collate,
@@ -87,6 +89,7 @@ class MusicDataModule(pl.LightningDataModule):
         window_hop_bars: int = 1,
         max_rest_fraction: float = 0.5,
         symbolic_features: bool = False,
+        eval_window: int | None = None,
     ) -> None:
         super().__init__()
         # Everything is checked here, before any slow work, so a bad override fails in a second.
@@ -142,6 +145,15 @@ class MusicDataModule(pl.LightningDataModule):
                 f"data.symbolic_features=true describes MIDI; the {codec.name} codec holds "
                 "audio features: set data.symbolic_features=false"
             )
+        # Validation and test read consecutive windows of this many steps of each piece (with
+        # the piece each came from, batch.extras["piece"]) instead of whole pieces: what a
+        # model trained on crops must be evaluated on (the classifier averages them).
+        self.eval_window = _positive_int("eval_window", eval_window, optional=True)
+        if self.eval_window is not None and self.window_bars is not None:
+            raise ConfigError(
+                "data.eval_window windows whole pieces; data.window_bars already cuts bar "
+                "windows: set one of them to null"
+            )
         # Each batch also carries the symbolic features of each item's music (Condition.features),
         # computed from the decoded item as it is drawn: what model=classifier reads beside it.
         self.symbolic_features = symbolic_features
@@ -149,6 +161,7 @@ class MusicDataModule(pl.LightningDataModule):
         self._prepared: PreparedData | None = None
         self._splits: dict[str, SplitData] = {}
         self._windows: dict[tuple[str, bool], WindowDataset] = {}
+        self._eval_windows: dict[tuple[str, bool], PieceWindows] = {}
 
     def model_sizing(self) -> dict[str, Any]:
         """What the model is sized from: the codec (no dimension is written twice in YAML). A
@@ -223,8 +236,11 @@ class MusicDataModule(pl.LightningDataModule):
         """The styles a conditional model can be asked for: a StyledSource's, else None."""
         return list(self.source.style_names) if isinstance(self.source, StyledSource) else None
 
-    def _collate(self, name: str, dataset: PieceDataset | WindowDataset) -> Callable:
+    def _collate(self, name: str, dataset: PieceDataset | WindowDataset | PieceWindows
+                 ) -> Callable:  # fmt: skip
         inner = self._labels_collate(name, dataset)
+        if isinstance(dataset, PieceWindows):
+            inner = PieceIdCollate(inner, dataset.pieces)
         if not self.symbolic_features:
             return inner
         return FeatureCollate(inner, self.codec, cache=not dataset.training)
@@ -234,14 +250,21 @@ class MusicDataModule(pl.LightningDataModule):
             return collate
         split = self.split(name)
         piece_styles = np.array([self.source.style_of(k) for k in split.keys], dtype=np.int64)
-        if isinstance(dataset, WindowDataset):  # item i is a window of piece index[i, 0]
+        if isinstance(dataset, WindowDataset | PieceWindows):  # item i: a window of index[i, 0]
             return StyleCollate(piece_styles[dataset.index[:, 0]])
         return StyleCollate(piece_styles)
 
-    def dataset(self, name: str, training: bool | None = None) -> PieceDataset | WindowDataset:
+    def dataset(
+        self, name: str, training: bool | None = None
+    ) -> PieceDataset | WindowDataset | PieceWindows:
         """The Dataset behind a split's loader (training: crops/windows + augmentation)."""
         training = name == "train" if training is None else training
         split = self.split(name)
+        if self.eval_window is not None and not training:
+            key = (name, False)
+            if key not in self._eval_windows:
+                self._eval_windows[key] = PieceWindows(split, self.eval_window, self.codec)
+            return self._eval_windows[key]
         if self.window_bars is None:
             return PieceDataset(
                 split,

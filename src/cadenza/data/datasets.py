@@ -106,6 +106,44 @@ class WindowDataset(Dataset):
         return torch.as_tensor(np.array(x), dtype=self.codec.tensor_dtype), i
 
 
+class PieceWindows(Dataset):
+    """Every piece of a split cut into consecutive windows of `window` steps (the last one
+    shorter): item j -> (window, j), `pieces[j]` the piece it came from. How a model trained
+    on crops of that length is evaluated on whole pieces without reading anything longer than
+    it trained on (data.eval_window; the classifier averages a piece's windows)."""
+
+    def __init__(self, split: SplitData, window: int, codec: Codec) -> None:
+        self.split, self.window, self.codec, self.training = split, window, codec, False
+        self.index = np.array(
+            [(i, start) for i in range(len(split))
+             for start in range(0, max(len(split.piece(i)), 1), window)],
+            dtype=np.int64,
+        ).reshape(-1, 2)  # fmt: skip
+        self.pieces = self.index[:, 0]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, j: int) -> tuple[torch.Tensor, int]:
+        piece, start = (int(v) for v in self.index[j])
+        x = self.split.piece(piece)[start : start + self.window]
+        return torch.as_tensor(np.array(x), dtype=self.codec.tensor_dtype), j
+
+
+class PieceIdCollate:
+    """Another collate, plus the piece each item belongs to as `batch.extras["piece"]` [B]
+    (the items of a PieceWindows dataset are windows of pieces)."""
+
+    def __init__(self, inner: Callable[[Sequence[tuple[torch.Tensor, int]]], Batch],
+                 item_pieces: np.ndarray) -> None:  # fmt: skip
+        self.inner, self.item_pieces = inner, np.asarray(item_pieces, dtype=np.int64)
+
+    def __call__(self, items: Sequence[tuple[torch.Tensor, int]]) -> Batch:
+        batch = self.inner(items)
+        batch.extras["piece"] = torch.from_numpy(self.item_pieces[batch.index.numpy()])
+        return batch
+
+
 def collate(items: Sequence[tuple[torch.Tensor, int]]) -> Batch:
     """Pad to the longest item with 0: frames or features -> x [B, T, D] float32 (multi-track
     rolls [B, T, K, P]), tokens -> x [B, T] long (multi-track tokens [B, T, K])."""

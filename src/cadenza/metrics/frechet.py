@@ -100,7 +100,7 @@ def embed_folder(model: Any, folder: str | Path) -> tuple[np.ndarray, list[str],
     rows, kept, skipped = [], [], []
     for path in paths:
         try:
-            rows.append(model.embed(*model.read_piece(path)).numpy())
+            rows.append(model.embed(model.read_piece(path)).numpy())
             kept.append(str(path))
         except BadFileError as e:
             skipped.append({"path": str(path), "reason": str(e)})

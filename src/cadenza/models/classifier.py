@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -55,6 +56,7 @@ class ClassifierModule(CadenzaModule):
         hidden: int = 128,
         dropout: float = 0.2,
         use_features: bool = True,
+        window: int | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
     ) -> None:
@@ -69,6 +71,8 @@ class ClassifierModule(CadenzaModule):
             raise ConfigError(f"model.dropout must be < 1, got {dropout}")
         if not isinstance(use_features, bool):
             raise ConfigError(f"model.use_features must be true or false, got {use_features!r}")
+        if window is not None:
+            window = check_int("model.window", window)
         self.set_optimization(optimizer, scheduler)
         self.save_hyperparameters(
             {
@@ -78,6 +82,7 @@ class ClassifierModule(CadenzaModule):
                 "hidden": hidden,
                 "dropout": dropout,
                 "use_features": use_features,
+                "window": window,
             }  # fmt: skip
         )
         tokens = self.codec.kind == "tokens"
@@ -100,6 +105,7 @@ class ClassifierModule(CadenzaModule):
         if classes is not None:
             self._build_heads(len(classes))
         self._reset_epoch("val")
+        self._reset_epoch("test")
 
     # --- labels ------------------------------------------------------------------------------
     @property
@@ -122,6 +128,13 @@ class ClassifierModule(CadenzaModule):
             raise ConfigError(
                 "model.use_features=true needs data.symbolic_features=true (or set "
                 "model.use_features=false)"
+            )
+        window = getattr(dm, "eval_window", None) if dm is not None else None
+        if dm is not None and window != self.hparams.window:
+            raise ConfigError(
+                f"data.eval_window ({window}) must equal model.window ({self.hparams.window}): "
+                "a piece is scored as the mean of windows of the length the model trained on, "
+                "in validation as in cadenza-classify"
             )
         if names is None:
             return
@@ -186,33 +199,53 @@ class ClassifierModule(CadenzaModule):
         return loss
 
     def _reset_epoch(self, stage: str) -> None:
-        n = len(self.hparams.classes) if self.hparams.classes else 0
-        setattr(self, f"_{stage}_nll", torch.zeros(()))
-        setattr(self, f"_{stage}_confusion", torch.zeros(n, n, dtype=torch.long))
+        # Per batch: (piece ids [B], log-probabilities [B, C], labels [B]), summed per piece at
+        # the epoch's end (a piece read in windows, data.eval_window, is their mean).
+        setattr(self, f"_{stage}_rows", [])
 
     def _eval_step(self, batch: Batch, stage: str) -> None:
         logits, y = self._logits(batch)
-        if getattr(self, f"_{stage}_confusion").shape[0] != logits.shape[1]:
-            self._reset_epoch(stage)
-        nll = F.cross_entropy(logits.float(), y, reduction="sum").detach().cpu()
-        setattr(self, f"_{stage}_nll", getattr(self, f"_{stage}_nll") + nll)
-        pred = logits.argmax(-1).cpu()
-        conf = getattr(self, f"_{stage}_confusion")
-        conf.index_put_((y.cpu(), pred), torch.ones_like(pred), accumulate=True)
+        piece = batch.extras.get("piece", batch.index)
+        if piece is None:
+            raise ConfigError("an evaluation batch must say which piece each item is (index)")
+        logp = torch.log_softmax(logits.float(), -1).detach().cpu()
+        getattr(self, f"_{stage}_rows").append((piece.cpu(), logp, y.cpu()))
+
+    def _piece_scores(self, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean log-probability [P, C] of every piece seen, its label [P]), over all ranks."""
+        rows = getattr(self, f"_{stage}_rows")
+        n_classes = len(self.classes)
+        ids = torch.cat([r[0] for r in rows]) if rows else torch.zeros(0, dtype=torch.long)
+        size = torch.tensor(int(ids.max()) + 1 if len(ids) else 0)
+        if self.trainer.world_size > 1:
+            size = self.all_gather(size.to(self.device)).max().cpu()
+        sums = torch.zeros(int(size), n_classes)
+        counts = torch.zeros(int(size))
+        labels = torch.zeros(int(size), dtype=torch.long)
+        for piece, logp, y in rows:
+            sums.index_add_(0, piece, logp)
+            counts.index_add_(0, piece, torch.ones(len(piece)))
+            labels[piece] = y + 1  # 0: a piece this rank did not see
+        if self.trainer.world_size > 1:
+            gather = lambda t: self.all_gather(t.to(self.device)).cpu()  # noqa: E731
+            sums, counts = gather(sums).sum(0), gather(counts).sum(0)
+            labels = gather(labels).max(0).values
+        seen = counts > 0
+        return sums[seen] / counts[seen, None], labels[seen] - 1
 
     def _eval_epoch_end(self, stage: str) -> None:
-        conf = getattr(self, f"_{stage}_confusion")
-        nll = getattr(self, f"_{stage}_nll")
-        # Summed over ranks: every rank saw its own share of the pieces.
-        if self.trainer.world_size > 1:
-            conf = self.all_gather(conf.to(self.device)).sum(0).cpu()
-            nll = self.all_gather(nll.to(self.device)).sum(0).cpu()
-        n = int(conf.sum())
-        if n:
-            self.log(f"{stage}/nll", float(nll) / n, sync_dist=False)
-            self.log(f"{stage}/accuracy", float(conf.diag().sum()) / n, sync_dist=False)
+        mean_logp, y = self._piece_scores(stage)
+        n = len(self.classes)
+        conf = torch.zeros(n, n, dtype=torch.long)
+        if len(y):
+            logp = torch.log_softmax(mean_logp, -1)  # the windows' geometric mean, renormalised
+            pred = logp.argmax(-1)
+            conf.index_put_((y, pred), torch.ones_like(pred), accumulate=True)
+            self.log(f"{stage}/nll", float(-logp[torch.arange(len(y)), y].mean()))
+            self.log(f"{stage}/accuracy", float((pred == y).float().mean()))
             per_class = conf.diag().float() / conf.sum(1).clamp_min(1).float()
-            self.log(f"{stage}/balanced_accuracy", float(per_class.mean()), sync_dist=False)
+            present = conf.sum(1) > 0
+            self.log(f"{stage}/balanced_accuracy", float(per_class[present].mean()))
         self.confusion = {"stage": stage, "classes": self.classes, "counts": conf.tolist()}
         self._reset_epoch(stage)
 
@@ -232,31 +265,38 @@ class ClassifierModule(CadenzaModule):
         self._eval_epoch_end("test")
 
     # --- inference ---------------------------------------------------------------------------
-    def read_piece(self, path: str | Path) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A MIDI file -> (its codec tensor [T, ...], its symbolic features [F] or None), as
-        training saw pieces. Raises BadFileError for a corrupt, empty or non-MIDI file."""
-        from cadenza.data.datasets import piece_features
+    def read_piece(self, path: str | Path) -> torch.Tensor:
+        """A MIDI file -> its codec tensor [T, ...]. Raises BadFileError for a corrupt, empty
+        or non-MIDI file."""
         from cadenza.io.midi import read_score
 
-        x = self.codec.encode(read_score(path))
-        if not self.hparams.use_features:
-            return x, None
-        return x, torch.from_numpy(piece_features(self.codec, x))
+        return self.codec.encode(read_score(path))
 
-    def _one(self, x: torch.Tensor, features: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
-        lengths = torch.tensor([len(x)], device=self.device)
-        f = features[None].to(self.device) if features is not None else None
-        return x[None].to(self.device), lengths, f
+    def _windows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """A whole piece -> its consecutive windows of `window` steps (validation's, the
+        training crops' length) as a batch: (x [W, L, ...], lengths [W], features [W, F])."""
+        from cadenza.data.datasets import collate, piece_features
+
+        size = self.hparams.window or max(len(x), 1)
+        parts = [x[s : s + size] for s in range(0, max(len(x), 1), size)]
+        batch = collate([(w, j) for j, w in enumerate(parts)])
+        features = None
+        if self.hparams.use_features:
+            features = torch.from_numpy(np.stack([piece_features(self.codec, w) for w in parts]))
+            features = features.to(self.device)
+        return batch.x.to(self.device), batch.lengths.to(self.device), features
 
     @torch.inference_mode()
-    def predict_proba(self, x: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
-        """One encoded piece x [T, ...] (and its features [F]) -> class probabilities [C]."""
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """One encoded piece x [T, ...] -> class probabilities [C]: its windows' log-probabilities
+        averaged and renormalised, as validation scores a piece."""
         self.eval()
-        return torch.softmax(self(*self._one(x, features)).float(), -1)[0].cpu()
+        logp = torch.log_softmax(self(*self._windows(x)).float(), -1).mean(0)
+        return torch.softmax(logp, -1).cpu()
 
     @torch.inference_mode()
-    def embed(self, x: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
-        """One encoded piece -> the penultimate layer [hidden]: what the classes are read from,
-        the embedding `cadenza-eval mode=frechet` compares sets of pieces in."""
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """One encoded piece -> the penultimate layer [hidden], averaged over its windows: what
+        the classes are read from, the embedding `cadenza-eval mode=frechet` compares sets in."""
         self.eval()
-        return self._penultimate(*self._one(x, features))[0][0].float().cpu()
+        return self._penultimate(*self._windows(x))[0].float().mean(0).cpu()
