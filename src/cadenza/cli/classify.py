@@ -7,8 +7,6 @@ or non-MIDI file is reported, listed under "skipped" with its reason, and the re
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import hydra
@@ -22,6 +20,7 @@ from cadenza.training.config import require
 
 def classify(cfg: DictConfig) -> dict:
     from cadenza.data.sources import MIDI_SUFFIXES, list_files
+    from cadenza.metrics.music_eval import write_report
     from cadenza.models import ClassifierModule
 
     c = OmegaConf.to_container(cfg, resolve=True)
@@ -49,11 +48,7 @@ def classify(cfg: DictConfig) -> dict:
         print(f"{path}: {shown}")
     report = {"checkpoint": str(c["ckpt"]), "classes": classes, "pieces": pieces,
               "skipped": skipped}  # fmt: skip
-    out = Path(c["out"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, out)
+    out = write_report(report, c["out"])
     print(f"{len(pieces)} classified, {len(skipped)} skipped -> {out}")
     return report
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,14 @@ def _json_safe(obj: Any) -> Any:
 
 
 def write_report(report: dict[str, Any], out: str | Path) -> Path:
-    """Write the report as JSON (NaN as null); creates parent folders."""
+    """Write the report as JSON (NaN as null), atomically (a reader never sees half a file);
+    creates parent folders."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(_json_safe(report), indent=2))
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(_json_safe(report), indent=2))
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
