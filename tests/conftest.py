@@ -9,6 +9,11 @@ import pytest
 
 from tests.fixtures.smoke import SmokeRuns
 
+# `make test` runs two pytest-xdist workers on a 2-core machine: one torch thread each (and in
+# the scripts they start), or the two would fight over both cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 _SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -23,6 +28,10 @@ def _test_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
     if not os.environ.get("CADENZA_DATA") and _SHARED_DATA.is_dir():
         os.environ["CADENZA_DATA"] = str(_SHARED_DATA)
     os.environ["CADENZA_CACHE"] = str(tmp_path_factory.mktemp("cadenza-cache"))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
