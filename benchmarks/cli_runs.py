@@ -38,6 +38,27 @@ def run_train(label: str, args: list[str], log: Path, threads: int | None = None
     return time.perf_counter() - started
 
 
+def train_once(experiment: str, root: Path, minutes: float, seed: int, threads: int | None,
+               overrides: list[str] = (), retrain: bool = False) -> Path:  # fmt: skip
+    """`cadenza-train experiment=...` for `minutes` of wall-clock time, writing under `root`
+    (log in root/train.log); a checkpoint already there is reused unless `retrain`. -> the
+    run's latest.ckpt."""
+    root = root.resolve()
+    ckpt = root / "checkpoints" / "latest.ckpt"
+    if ckpt.is_file() and not retrain:
+        print(f"{experiment}: reusing {ckpt}")
+        return ckpt
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"{experiment}: training {minutes:g} min (log {root / 'train.log'})", flush=True)
+    run_train(experiment, [
+        f"experiment={experiment}", f"trainer.max_time={max_time(minutes)}",
+        "trainer.max_epochs=100000", "logger=none", "sample.n=0", "test=false",
+        "trainer.enable_progress_bar=false", f"seed={seed}", f"paths.root_dir={root}",
+        f"paths.checkpoint_root={ckpt.parent}", *overrides,
+    ], root / "train.log", threads)  # fmt: skip
+    return ckpt
+
+
 def provenance(command: str, seconds: float) -> dict[str, object]:
     return {
         "train_seconds": round(seconds, 1),

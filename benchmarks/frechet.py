@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cli_runs import BIN, max_time, provenance, run_train, save_entry
+from cli_runs import BIN, provenance, save_entry, train_once
 
 RESULTS = Path(__file__).parent / "results" / "frechet.json"
 RUNS = Path(__file__).parent / "runs" / "frechet"
@@ -84,18 +84,8 @@ def write_set(folder: Path, rolls: list[np.ndarray], codec: Any) -> Path:
 
 def generator(minutes: float, seed: int, threads: int | None) -> Path:
     """nottingham_lstm trained `minutes` (reused if trained before) -> its checkpoint."""
-    root = (RUNS / f"nottingham_lstm_{minutes:g}min").resolve()
-    ckpt = root / "checkpoints" / "latest.ckpt"
-    if not ckpt.is_file():
-        root.mkdir(parents=True, exist_ok=True)
-        print(f"training nottingham_lstm {minutes:g} min", flush=True)
-        run_train("nottingham_lstm", [
-            "experiment=nottingham_lstm", f"trainer.max_time={max_time(minutes)}",
-            "trainer.max_epochs=100000", "logger=none", "sample.n=0", "test=false",
-            "trainer.enable_progress_bar=false", f"seed={seed}", f"paths.root_dir={root}",
-            f"paths.checkpoint_root={ckpt.parent}",
-        ], root / "train.log", threads)  # fmt: skip
-    return ckpt
+    return train_once("nottingham_lstm", RUNS / f"nottingham_lstm_{minutes:g}min", minutes, seed,
+                      threads)  # fmt: skip
 
 
 def sample_set(ckpt: Path, folder: Path, n: int, seed: int) -> Path:

@@ -27,28 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from cli_runs import max_time, provenance, run_train, save_entry
+from cli_runs import provenance, save_entry, train_once
 
 RESULTS = Path(__file__).parent / "results" / "style_fidelity.json"
 RUNS = Path(__file__).parent / "runs" / "style_fidelity"
-
-
-def train(experiment: str, minutes: float, seed: int, threads: int | None, retrain: bool,
-          overrides: list[str]) -> Path:  # fmt: skip
-    root = (RUNS / experiment).resolve()
-    ckpt = root / "checkpoints" / "latest.ckpt"
-    if ckpt.is_file() and not retrain:
-        print(f"{experiment}: reusing {ckpt}")
-        return ckpt
-    root.mkdir(parents=True, exist_ok=True)
-    print(f"{experiment}: training {minutes} min (log {root / 'train.log'})", flush=True)
-    run_train(experiment, [
-        f"experiment={experiment}", f"trainer.max_time={max_time(minutes)}",
-        "trainer.max_epochs=100000", "logger=none", "sample.n=0", "test=false",
-        "trainer.enable_progress_bar=false", f"seed={seed}", f"paths.root_dir={root}",
-        f"paths.checkpoint_root={ckpt.parent}", *overrides,
-    ], root / "train.log", threads)  # fmt: skip
-    return ckpt
 
 
 class StyleEar:
@@ -130,8 +112,8 @@ def main() -> None:
     from cadenza.generation import generate
     from cadenza.models import GenerativeModule
 
-    ckpt = train(args.experiment, args.minutes, args.seed, args.threads, args.retrain,
-                 args.overrides)  # fmt: skip
+    ckpt = train_once(args.experiment, RUNS / args.experiment, args.minutes, args.seed,
+                      args.threads, args.overrides, args.retrain)  # fmt: skip
     model = GenerativeModule.load(ckpt)
     styles = list(model.styles)
     ear = StyleEar(styles)

@@ -19,7 +19,7 @@ from cadenza.training.config import require
 
 
 def classify(cfg: DictConfig) -> dict:
-    from cadenza.data.sources import MIDI_SUFFIXES, list_files
+    from cadenza.data.sources import midi_files
     from cadenza.metrics.music_eval import write_report
     from cadenza.models import ClassifierModule
 
@@ -27,12 +27,9 @@ def classify(cfg: DictConfig) -> dict:
     model = ClassifierModule.load(require(cfg, "ckpt"))
     top = check_int("top", c["top"])
     target = Path(str(require(cfg, "input"))).expanduser()
-    if target.is_file():
-        files = [target]
-    elif target.is_dir():
-        files = list_files(target, MIDI_SUFFIXES, "MIDI", None)
-    else:
+    if not target.exists():
         raise ConfigError(f"input={target} is neither a MIDI file nor a folder")
+    files = midi_files(target)
     classes, pieces, skipped = model.classes, [], []
     for path in files:
         try:

@@ -114,6 +114,12 @@ def list_files(root: Path, suffixes: tuple[str, ...], kind: str, limit: int | No
     return paths[:limit] if limit else paths
 
 
+def midi_files(path: Path) -> list[Path]:
+    """A MIDI file itself, or every MIDI file under a folder (`list_files`): what a command
+    given `input=` or `generated=` reads."""
+    return [path] if path.is_file() else list_files(path, MIDI_SUFFIXES, "MIDI", None)
+
+
 class FolderSource(Source):
     """Every file with one of `suffixes` (any letter case) under `root`, recursively, sorted by
     path; subclasses say which files (`suffixes`, `kind`) and how to load one."""

@@ -92,13 +92,11 @@ def frechet_report(
 def embed_folder(model: Any, folder: str | Path) -> tuple[np.ndarray, list[str], list[dict]]:
     """Every MIDI file under `folder` (or the file itself) -> (embeddings [N, D], their paths,
     [{"path", "reason"}] of the files skipped as unreadable)."""
-    from cadenza.data.sources import MIDI_SUFFIXES, list_files
+    from cadenza.data.sources import midi_files
     from cadenza.errors import BadFileError
 
-    folder = Path(folder)
-    paths = [folder] if folder.is_file() else list_files(folder, MIDI_SUFFIXES, "MIDI", None)
     rows, kept, skipped = [], [], []
-    for path in paths:
+    for path in midi_files(Path(folder)):
         try:
             rows.append(model.embed(model.read_piece(path)).numpy())
             kept.append(str(path))
