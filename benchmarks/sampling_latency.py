@@ -10,8 +10,8 @@ Latency hardly depends on training, so the models are freshly initialised at the
 experiments named below (frame models with a chorale's note density: `chorale_density`); every
 run writes exactly 16 bars (for tokens the end token is banned, as are PAD and BOS: the codec's
 `steps_for_bars(16)` tokens after BOS), with temperature 1 and a fixed seed. One untimed short
-run first (thread pools, allocator), then the median of `--repeats` runs (one run without the
-cache, which is quadratic in length).
+run first (thread pools, allocator), then the median of `--repeats` runs, the models taking turns
+run by run (tokens: one run without the cache, which is quadratic in length and takes minutes).
 Results: benchmarks/results/sampling_latency.json, one entry per kind.
 """
 
@@ -82,14 +82,19 @@ def run_once(model: torch.nn.Module, n: int, steps: int, seed: int, **kw: bool) 
     assert tokens.shape == (n, steps + 1)
 
 
-def latency(model: torch.nn.Module, n: int, steps: int, repeats: int, **kw: bool) -> float:
-    run_once(model, n, min(steps, 16), seed=99, **kw)  # warm-up, untimed
-    times = []
+def latencies(runs: dict[str, tuple], n: int, steps: int, repeats: int) -> dict[str, float]:
+    """Median seconds of each run (name -> (model, generate keywords)), the runs interleaved
+    repeat by repeat, so a slow spell of this shared VM falls on all of them alike rather than
+    on whichever ran then (the ratios between them are the point)."""
+    for model, kw in runs.values():
+        run_once(model, n, min(steps, 16), seed=99, **kw)  # warm-up, untimed
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for r in range(repeats):
-        started = time.perf_counter()
-        run_once(model, n, steps, seed=r, **kw)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for name, (model, kw) in runs.items():
+            started = time.perf_counter()
+            run_once(model, n, steps, seed=r, **kw)
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def measure(kind: str, repeats: int) -> list[dict]:
@@ -114,12 +119,17 @@ def measure(kind: str, repeats: int) -> list[dict]:
                 },
                 "steps": steps,
                 "n": n,
-                "lstm_s": latency(lstm, n, steps, repeats),
-                "transformer_cached_s": latency(tf, n, steps, repeats, use_cache=True),
-                "transformer_mha_cached_s": latency(mha, n, steps, repeats, use_cache=True),
-                # Quadratic in length: one run is enough to see the cache's worth.
-                "transformer_uncached_s": latency(tf, n, steps, 1, use_cache=False),
             }
+            runs = {
+                "lstm_s": (lstm, {}),
+                "transformer_cached_s": (tf, {"use_cache": True}),
+                "transformer_mha_cached_s": (mha, {"use_cache": True}),
+            }
+            uncached = {"transformer_uncached_s": (tf, {"use_cache": False})}
+            if kind == "frames":  # under a second a run: timed like the others
+                row |= latencies(runs | uncached, n, steps, repeats)
+            else:  # quadratic in length, minutes at n=8: one run shows the cache's worth
+                row |= latencies(runs, n, steps, repeats) | latencies(uncached, n, steps, 1)
             row["cache_speedup"] = row["transformer_uncached_s"] / row["transformer_cached_s"]
             row["cached_over_lstm"] = row["transformer_cached_s"] / row["lstm_s"]
             rows.append(row)

@@ -133,25 +133,26 @@ class NADE(nn.Module):
         N, D = b_v.shape
         # One uniform per unit drawn up front: the stream matches across devices and chunks.
         u = uniform((N, D), b_v.device, generator)  # [N, D]
+        # u_d < sigmoid(logit_d / T)  <=>  V_d . h_d > T * logit(u_d) - b_v[d]: the threshold is
+        # fixed per frame, so a round compares one matmul against it (logit 0 when greedy).
+        if temperature <= GREEDY_TEMPERATURE:
+            threshold = -b_v
+        else:
+            threshold = temperature * (torch.log(u) - torch.log1p(-u)) - b_v  # [N, D]
         v = b_v.new_zeros(N, D)
         a = b_h.clone()  # [N, H], running pre-activation W[:, :d] v_<d + b_h
-        Wt = self.W.t()  # [D, H]
+        Wt, Vt = self.W.t(), self.V.t()  # [D, H], [H, D]
         units = torch.arange(D, device=b_v.device)
-        start = torch.zeros(N, dtype=torch.long, device=b_v.device)  # first undecided unit
-        rows = torch.arange(N, device=b_v.device)  # rows still deciding
-        while len(rows):
-            logit = b_v[rows] + torch.sigmoid(a[rows]) @ self.V.t()  # [R, D]
-            if temperature <= GREEDY_TEMPERATURE:
-                on = logit > 0
-            else:
-                on = u[rows] < torch.sigmoid(logit / temperature)
-            on &= units[None, :] >= start[rows, None]  # units already decided stay as they are
-            nxt = torch.where(on, units, D).min(dim=1).values  # [R], D: no further 1
+        start = torch.zeros(N, dtype=torch.long, device=b_v.device)  # first undecided; D: done
+        # Every row each round (a finished row's start is D, so it finds nothing): at sampling
+        # batch sizes that costs less than compacting the rows still deciding.
+        while True:
+            on = (torch.sigmoid(a) @ Vt > threshold) & (units >= start[:, None])  # [N, D]
+            nxt = torch.where(on, units, D).min(dim=1).values  # [N], D: no further 1
             found = nxt < D
-            rows, nxt = rows[found], nxt[found]
-            v[rows, nxt] = 1.0
-            a[rows] += Wt[nxt]
-            start[rows] = nxt + 1
-            keep = start[rows] < D
-            rows = rows[keep]
-        return v
+            if not bool(found.any()):
+                return v
+            pick, hit = nxt.clamp(max=D - 1), found[:, None].to(v.dtype)  # [N], [N, 1]
+            v.scatter_add_(1, pick[:, None], hit)  # each unit is set at most once
+            a += hit.to(a.dtype) * Wt[pick]
+            start = torch.where(found, nxt + 1, D)

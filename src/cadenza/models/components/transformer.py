@@ -45,9 +45,10 @@ class KVCache:
     step costs attention over what is there, not a copy of it (growing the cache with torch.cat
     copies O(T) per step, which dominated sampling at n=8)."""
 
-    def __init__(self, layers: int, length: int) -> None:
+    def __init__(self, layers: int, length: int, step: StepTables | None = None) -> None:
         self.layers, self.length = layers, length
         self.buf: torch.Tensor | None = None
+        self.step = step  # what Decoder.step needs, gathered once per sample call
 
     def update(
         self, layer: int, offset: int, k: torch.Tensor, v: torch.Tensor
@@ -63,6 +64,39 @@ class KVCache:
         kv[0, :, :, offset:end] = k
         kv[1, :, :, offset:end] = v
         return kv[0, :, :, :end], kv[1, :, :, :end]
+
+
+class StepTables:
+    """For Decoder.step: every block's parameters in one flat tuple (reading 12 parameters a
+    block through nn.Module attribute lookups costs more than some of the kernels they feed), and
+    the rotary rotation of every position as a [Dh, Dh] matrix built from a (cos, sin) table
+    [T, Dh]: R = I * cos + J * sin, so x @ R is `apply_rotary` in one matmul."""
+
+    def __init__(self, decoder: Decoder, length: int) -> None:
+        def t(w: torch.Tensor) -> torch.Tensor:  # [out, in] -> [in, out], contiguous
+            return w.detach().t().contiguous()
+
+        # Weights transposed once: addmm(b, x, W^T stored) runs 1.3-1.5x faster than
+        # F.linear on the 1-8 rows of a sampling step (measured on the 2-core CPU).
+        self.params = tuple(
+            (b.norm1.weight, b.norm1.bias, t(b.attn.qkv.weight), b.attn.qkv.bias,
+             t(b.attn.proj.weight), b.attn.proj.bias, b.norm2.weight, b.norm2.bias,
+             t(b.mlp[0].weight), b.mlp[0].bias, t(b.mlp[2].weight), b.mlp[2].bias)
+            for b in decoder.blocks
+        )  # fmt: skip
+        self.final = (decoder.norm.weight, decoder.norm.bias)
+        dh, device = decoder.head_dim, decoder.norm.weight.device
+        cos, sin = rotary_angles(0, length, dh, device)  # [T, Dh/2]
+        self.cos, self.sin = cos.repeat(1, 2), sin.repeat(1, 2)  # [T, Dh]
+        half = torch.arange(dh // 2, device=device)
+        self.eye = torch.eye(dh, device=device)
+        self.turn = torch.zeros(dh, dh, device=device)  # J: x @ (J * sin) = [-x2 s, x1 s]
+        self.turn[half, half + dh // 2] = 1.0
+        self.turn[half + dh // 2, half] = -1.0
+
+    def rotation(self, position: int) -> torch.Tensor:
+        """[Dh, Dh]: row vector x -> x @ R turns pair (i, i + Dh/2) by the position's angle."""
+        return torch.addcmul(self.eye * self.cos[position], self.turn, self.sin[position])
 
 
 class SelfAttention(nn.Module):
@@ -141,14 +175,48 @@ class Decoder(nn.Module):
         """x at positions offset..; with a cache, positions before offset come from it. The
         rotary angles are computed once for all blocks (a table kept between sampling steps
         measured no faster: BENCHMARKS.md, sampling latency)."""
+        if x.shape[1] == 1 and cache is not None and cache.buf is not None and not self.training:
+            return self.step(x[:, 0], cache, offset)[:, None]  # a sampling step
         rot = rotary_angles(offset, x.shape[1], x.shape[2] // self.n_heads, x.device)
         x = self.drop(x)
         for i, block in enumerate(self.blocks):
             x = block(x, rot, cache, i, offset)
         return self.norm(x)
 
+    def step(self, x: torch.Tensor, cache: KVCache, offset: int) -> torch.Tensor:
+        """One new position at `offset` after cached ones, in inference: x [N, D] -> [N, D],
+        equal to forward(x[:, None], cache, offset)[:, 0] (tested). The same arithmetic in
+        functional calls on flat parameters, rotary as one matmul: at the widths sampled on a
+        CPU a step is ~40 tiny kernels, and nn.Module calls and lookups cost as much as they
+        did (845 -> 449 us a step for jsb_transformer at n=1; BENCHMARKS.md, sampling latency)."""
+        tables = cache.step
+        if tables is None or cache.buf is None:
+            raise ValueError("Decoder.step needs a cache from new_cache() that forward has begun")
+        N, D = x.shape
+        H, Dh = self.n_heads, self.head_dim
+        Hkv = cache.buf.shape[3]
+        if offset >= cache.length:
+            raise ValueError(f"the cache holds {cache.length} positions, asked for {offset + 1}")
+        rot = tables.rotation(offset).to(x.dtype)  # [Dh, Dh]
+        for layer, params in enumerate(tables.params):
+            n1w, n1b, qkv_w, qkv_b, proj_w, proj_b, n2w, n2b, w1, b1, w2, b2 = params
+            h = F.layer_norm(x, (D,), n1w, n1b)
+            qkv = torch.addmm(qkv_b, h, qkv_w).view(N, H + 2 * Hkv, Dh)
+            qk = qkv[:, : H + Hkv] @ rot  # [N, H+Hkv, Dh], queries and keys turned
+            kv = cache.buf[layer]  # [2, N, Hkv, T, Dh]
+            kv[0, :, :, offset] = qk[:, H:]
+            kv[1, :, :, offset] = qkv[:, H + Hkv :]
+            q = qk[:, :H].reshape(N, Hkv, H // Hkv, Dh)  # each group's queries as rows
+            y = F.scaled_dot_product_attention(
+                q, kv[0, :, :, : offset + 1], kv[1, :, :, : offset + 1]
+            )  # [N, Hkv, G, Dh]
+            x = x + torch.addmm(proj_b, y.reshape(N, D), proj_w)
+            h = F.layer_norm(x, (D,), n2w, n2b)
+            x = x + torch.addmm(b2, F.gelu(torch.addmm(b1, h, w1)), w2)
+        return F.layer_norm(x, (D,), *tables.final)
+
     def new_cache(self, length: int) -> KVCache:
-        return KVCache(len(self.blocks), length)
+        return KVCache(len(self.blocks), length, StepTables(self, length))
 
 
 class StylePrefix(nn.Module):
@@ -363,6 +431,8 @@ class FrameTransformer(FrameOutput):
         out = self.decoder(self._inputs(piece, True, cond), cache)[:, -1]  # [n, D]: frame P
 
         def advance(frames: list[torch.Tensor], t: int) -> torch.Tensor:
+            if cache is not None and not self.training:
+                return self.decoder.step(self.input_proj(frames[-1]), cache, 1 + P + t)
             if cache is not None:
                 new = self._inputs(frames[-1][:, None], False)  # [n, 1, D]
                 return self.decoder(new, cache, 1 + P + t)[:, -1]
