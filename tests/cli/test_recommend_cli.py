@@ -53,6 +53,26 @@ def test_new_listener_from_history_and_context(recommender_ckpt: Path, tmp_path)
     assert len(picks) == 4 and not {p["key"] for p in picks} & set(liked)
 
 
+def test_a_listener_who_describes_their_taste_in_words(recommender_ckpt, tmp_path) -> None:
+    """text= through the checkpoint's text -> taste map: k catalog tracks, nothing excluded (a
+    description has heard nothing), and the words in the JSON; an empty one exits 2."""
+    proc = cli("cadenza-recommend", f"ckpt={recommender_ckpt}", "text=calm piano for studying",
+               "k=5", f"out_dir={tmp_path}/rec", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    written = json.loads((tmp_path / "rec" / "recommendations.json").read_text())
+    assert written["listener"]["text"] == "calm piano for studying"
+    picks = written["picks"]
+    model = RecommenderModule.load(recommender_ckpt)
+    with torch.no_grad():
+        scores = model.score(model.taste_of_text(["calm piano for studying"]),
+                             model.catalog_embeddings())[0]  # fmt: skip
+    best = [model.hparams.item_keys[i] for i in scores.argsort(descending=True)[:5]]
+    assert [p["key"] for p in picks] == best
+    assert "the description 'calm piano for studying'" in proc.stdout
+    empty = cli("cadenza-recommend", f"ckpt={recommender_ckpt}", "text=' '", cwd=tmp_path)
+    assert empty.returncode == 2 and "text is empty" in empty.stderr
+
+
 def test_generated_candidates_are_scored_and_the_best_kept(
     recommender_ckpt: Path, generator_ckpt: Path, tmp_path: Path
 ) -> None:
@@ -115,6 +135,11 @@ def test_a_style_generator_is_conditioned_on_the_listeners_taste(
         (["user=listener3", "history=[a]"], "exactly one of user"),
         (["user=listener3", "k=0"], "k must be >= 1"),
         (["user=listener3", "history=pop909/013.mid"], "history must be a list"),
+        (["user=listener3", "text=calm piano"], "exactly one of user"),
+        (["text=calm piano", "context=jsb"], "say it in the words"),
+        (["text=12345"], "a description in words, got int"),
+        (["text=' '"], "text is empty"),
+        ([f"text={'very ' * 120}calm"], "characters; at most 500"),
     ],
 )
 def test_bad_requests_name_the_problem(recommender_ckpt, tmp_path, args, message) -> None:

@@ -253,6 +253,26 @@ def test_recommend_matches_the_library_and_leaves_heard_tracks_out(client, check
     assert r.status_code == 400 and "nobody" in r.json()["error"]
 
 
+def test_recommend_from_words_and_bad_words_are_4xx(client, checkpoints):
+    words = {"model": "smoke_recommender", "text": "  calm piano for studying ", "k": 4}
+    r = client.post("/api/recommend", json=words)
+    assert r.status_code == 200, r.text
+    assert r.json()["listener"]["text"] == "calm piano for studying"
+    model = RecommenderModule.load(checkpoints / "smoke_recommender" / "latest.ckpt")
+    expected = recommend_catalog(model, text="calm piano for studying", k=4)
+    assert [p["key"] for p in r.json()["picks"]] == [p.key for p in expected]
+    assert client.get("/api/models/smoke_recommender").json()["text"] is True
+    for bad, status, says in [
+        ({"text": ""}, 422, "text"), ({"text": "x" * 501}, 422, "text"),
+        ({"text": 42}, 422, "text"), ({"text": ["rock"]}, 422, "text"),
+        ({"text": "?? 123 !!"}, 422, "no words"),
+        ({"text": "rock", "user": "listener3"}, 400, "exactly one of"),
+        ({"text": "rock", "context": "jsb"}, 400, "say it in the words"),
+    ]:  # fmt: skip
+        r = client.post("/api/recommend", json={"model": "smoke_recommender", **bad})
+        assert r.status_code == status and says in r.json()["error"], (bad, r.text)
+
+
 def test_recommend_generated_pieces_returns_the_best_as_files(client):
     r = client.post("/api/recommend", json={"model": "smoke_recommender", "user": "listener3",
                                             "generator": "smoke", "candidates": 4, "k": 2,

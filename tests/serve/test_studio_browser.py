@@ -236,6 +236,15 @@ def _recommend(driver: Any) -> None:
     scores = [float(r.get_attribute("data-score")) for r in rows]
     assert all(a >= b for a, b in zip(scores, scores[1:])), scores
     assert all(r.find_element("css selector", "td.key").text for r in rows)
+    # The same listener in words: the recommender reads text, so the box is offered.
+    box = driver.find_element("id", "rec-text")
+    assert box.is_displayed()
+    box.send_keys("calm piano for studying")
+    driver.find_element("id", "recommend").click()
+    _wait_done(driver, "rec-results", "recommendations from words", 30)
+    summary = driver.find_element("css selector", "#rec-results .summary").text
+    assert "text: calm piano for studying" in summary and "user" not in summary
+    assert len(driver.find_elements("css selector", "#rec-results [data-testid=rec-row]")) == 5
 
 
 def _full_page_screenshot(driver: Any, path: Path) -> None:

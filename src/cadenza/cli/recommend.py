@@ -1,5 +1,6 @@
 """cadenza-recommend ckpt=RECOMMENDER.ckpt user=ID k=10 [context=STYLE]
 cadenza-recommend ckpt=... history=[key,key,...] k=10          (a new listener, no retraining)
+cadenza-recommend ckpt=... text="calm piano for studying" k=10  (a listener's words)
 cadenza-recommend ckpt=... user=ID generator=GEN.ckpt candidates=32 k=5 out_dir=...
 
 Without generator=: the k best catalog tracks for the listener (already-heard ones left out),
@@ -29,12 +30,18 @@ def recommend(cfg: DictConfig) -> list[dict]:
     from cadenza.recommend.workflow import recommend_catalog, recommend_generated
 
     c = OmegaConf.to_container(cfg, resolve=True)
+    text = c.get("text")
+    if text is not None:  # checked before the model loads: a typo costs no seconds
+        from cadenza.recommend.text import check_description
+
+        text = check_description(text)
     model = RecommenderModule.load(require(cfg, "ckpt"))
     k = check_int("k", c["k"])
     history = c.get("history")
     if history is not None and not isinstance(history, list):
         raise ConfigError("history must be a list of catalog keys: history=[key1,key2]")
-    listener = {"user": c.get("user"), "history": history, "context": c.get("context")}
+    listener = {"user": c.get("user"), "history": history, "context": c.get("context"),
+                "text": text}  # fmt: skip
     out = Path(c["out_dir"])
     if c.get("generator"):
         from cadenza.models import GenerativeModule
@@ -63,6 +70,8 @@ def recommend(cfg: DictConfig) -> list[dict]:
 
 
 def _who(listener: dict) -> str:
+    if listener["text"] is not None:
+        return f"the description {listener['text']!r}"
     who = f"user {listener['user']}" if listener["user"] is not None else "the given history"
     return who + (f", context {listener['context']}" if listener["context"] else "")
 

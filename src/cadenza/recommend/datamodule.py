@@ -28,10 +28,13 @@ from cadenza.errors import ConfigError
 from cadenza.models.base import check_int
 from cadenza.recommend.interactions import (
     Interactions,
+    lastfm_artist_names,
     lastfm_path,
+    lastfm_tag_assignments,
     lastfm_tags,
     load_lastfm,
     split_per_user,
+    tag_descriptions,
 )
 
 
@@ -52,7 +55,11 @@ class Catalog:
     cold_test: sp.csr_matrix | None = None  # [U, I] plays of cold tracks (never trained on)
     description: str = ""
     feature_kind: str | None = None  # what `features` are: "symbolic" (notes), "lastfm_tags"
-    feature_names: list[str] | None = None  # for "symbolic": which SYMBOLIC_NAMES dims
+    feature_names: list[str] | None = None  # which SYMBOLIC_NAMES dims, or which tags
+    # Words about tracks and listeners ("" for none), from which the model learns text -> taste
+    # (text_taste.py): Last.fm tags, or the four styles' descriptions. None: no words at all.
+    item_text: list[str] | None = None
+    user_text: list[str] | None = None
 
     @property
     def known(self) -> np.ndarray:
@@ -100,8 +107,15 @@ def lastfm_catalog(
     if weighting == "log_plays":
         history = sp.csr_matrix(sp.csr_matrix(train).multiply(data.plays), dtype=np.float32)
         history.data = np.log1p(history.data)
-    features = lastfm_tags(data, train, tags, root)  # [I, T] L2 rows
+    assigned = lastfm_tag_assignments(data, train, root)
+    features, tag_words = lastfm_tags(assigned, data.n_items, tags)  # [I, T] L2 rows
     f = features.shape[1]
+    # Words: an artist's ten most used training tags; a listener's ten most used, less any
+    # that name an artist (a description of taste, not a list of artists).
+    describe = dict(names=assigned.names, per_owner=10)
+    item_text = tag_descriptions(assigned.items, assigned.tags, data.n_items, **describe)
+    user_text = tag_descriptions(assigned.users, assigned.tags, data.n_users,
+                                 banned=lastfm_artist_names(root), **describe)  # fmt: skip
     return Catalog(
         item_keys=[str(i) for i in data.item_ids], user_keys=[str(u) for u in data.user_ids],
         features=features, feature_mean=np.zeros(f, np.float32),
@@ -109,7 +123,8 @@ def lastfm_catalog(
         valid=sp.csr_matrix(valid),
         test=sp.csr_matrix(train.shape, dtype=np.float32) if test is None else test,
         item_context=np.full(data.n_items, -1, np.int64), description=description,
-        feature_kind="lastfm_tags",
+        feature_kind="lastfm_tags", feature_names=tag_words, item_text=item_text,
+        user_text=user_text,
     )  # fmt: skip
 
 
@@ -133,6 +148,7 @@ class StyleListenersCatalog:
 
     def build(self) -> Catalog:
         from cadenza.recommend.style_catalog import (
+            STYLE_TEXT,
             STYLES,
             cold_start_split,
             load_style_catalog,
@@ -163,6 +179,7 @@ class StyleListenersCatalog:
             test=split.test, item_context=cat.styles.astype(np.int64), contexts=list(STYLES),
             cold_items=cold, cold_test=cold_test, description=self.describe(),
             feature_kind="symbolic", feature_names=names,
+            item_text=[STYLE_TEXT[STYLES[s]] for s in cat.styles],
         )  # fmt: skip
 
 

@@ -154,18 +154,22 @@ def split_per_user(
 LASTFM_TAGS_HEADER = ("userID", "artistID", "tagID", "day", "month", "year")
 
 
-def lastfm_tags(
-    data: Interactions, allowed: sp.csr_matrix, n_tags: int = 500, root: Path | None = None
-) -> np.ndarray:
-    """Artists' content from user_taggedartists.dat: [n_items, n_tags] float32, L2 rows.
+@dataclass(frozen=True)
+class TagAssignments:
+    """Last.fm tag assignments of training pairs, as parallel arrays, and the tags' words."""
 
-    Only tag assignments whose (user, artist) pair is in `allowed` (the training split) count:
-    a user who tagged an artist has heard them, so tags from held-out pairs would leak the
-    answer. The `n_tags` most used tags are kept; each artist's counts are log-scaled, weighted
-    by inverse document frequency and unit-normalised (an untagged artist is all zeros).
-    """
-    if n_tags == 0:
-        return np.zeros((data.n_items, 0), np.float32)
+    users: np.ndarray  # [A] row index of the user who tagged
+    items: np.ndarray  # [A] column index of the artist tagged
+    tags: np.ndarray  # [A] the file's tag ID
+    names: dict[int, str]  # tag ID -> its words (tags.dat)
+
+
+def lastfm_tag_assignments(
+    data: Interactions, allowed: sp.csr_matrix, root: Path | None = None
+) -> TagAssignments:
+    """user_taggedartists.dat, keeping only assignments whose (user, artist) pair is in
+    `allowed` (the training split): a user who tagged an artist has heard them, so tags from
+    held-out pairs would leak the answer."""
     path = lastfm_path(root).with_name("user_taggedartists.dat")
     if not path.is_file():
         raise CadenzaError(f"Last.fm tags not found: {path} is missing; set CADENZA_DATA")
@@ -177,17 +181,77 @@ def lastfm_tags(
     i = np.searchsorted(data.item_ids, rows[:, 1]).clip(max=data.n_items - 1)
     ok = (data.user_ids[u] == rows[:, 0]) & (data.item_ids[i] == rows[:, 1])
     ok &= np.asarray(sp.csr_matrix(allowed)[u, i]).ravel() > 0
-    items, tags = i[ok], rows[ok, 2]
+    return TagAssignments(u[ok], i[ok], rows[ok, 2], lastfm_tag_names(path.with_name("tags.dat")))
+
+
+def lastfm_tag_names(path: Path) -> dict[int, str]:
+    """tags.dat: tag ID -> its words, lower-cased (the GroupLens file is Latin-1)."""
+    if not path.is_file():
+        raise CadenzaError(f"Last.fm tag names not found: {path} is missing; set CADENZA_DATA")
+    header, _, body = path.read_text(encoding="latin-1").partition("\n")
+    if tuple(header.split()) != ("tagID", "tagValue"):
+        raise CadenzaError(f"{path}: unexpected header {header.strip()!r}")
+    names = {}
+    for line in body.splitlines():
+        tag, _, value = line.partition("\t")
+        if tag.strip():
+            names[int(tag)] = " ".join(value.split()).lower()
+    return names
+
+
+def lastfm_artist_names(root: Path | None = None) -> set[str]:
+    """artists.dat's names, lower-cased: what a description built from tags must not contain."""
+    path = lastfm_path(root).with_name("artists.dat")
+    if not path.is_file():
+        raise CadenzaError(f"Last.fm artists not found: {path} is missing; set CADENZA_DATA")
+    lines = path.read_text(encoding="utf-8").splitlines()[1:]
+    return {" ".join(line.split("\t")[1].split()).lower() for line in lines if "\t" in line}
+
+
+def tag_descriptions(
+    owners: np.ndarray, tags: np.ndarray, n_owners: int, names: dict[int, str],
+    banned: set[str] = frozenset(), per_owner: int = 10,
+) -> list[str]:  # fmt: skip
+    """Each owner's (user's or artist's) `per_owner` most used tags as words, "rock, indie,
+    90s" ("" for none): by how often the owner used the tag, ties by the tag's use overall.
+    Tags whose words are in `banned` (artist names) are left out, so a listener's description
+    never names an artist."""
+    overall = np.bincount(tags, minlength=int(tags.max(initial=0)) + 1)
+    out = []
+    order = np.argsort(owners, kind="stable")
+    bounds = np.searchsorted(owners[order], np.arange(n_owners + 1))
+    for o in range(n_owners):
+        mine = tags[order[bounds[o] : bounds[o + 1]]]
+        ids, counts = np.unique(mine, return_counts=True)
+        ranked = ids[np.lexsort((ids, -overall[ids], -counts))]
+        words = [names.get(int(t), "") for t in ranked]
+        out.append(", ".join([w for w in words if w and w not in banned][:per_owner]))
+    return out
+
+
+def lastfm_tags(
+    assigned: TagAssignments, n_items: int, n_tags: int = 500
+) -> tuple[np.ndarray, list[str]]:
+    """Artists' content from their training tags: [n_items, n_tags] float32, L2 rows, and each
+    column's tag words.
+
+    The `n_tags` most used tags are kept; each artist's counts are log-scaled, weighted by
+    inverse document frequency and unit-normalised (an untagged artist is all zeros).
+    """
+    if n_tags == 0:
+        return np.zeros((n_items, 0), np.float32), []
+    items, tags = assigned.items, assigned.tags
     tag_ids, counts = np.unique(tags, return_counts=True)
-    top = tag_ids[np.argsort(-counts, kind="stable")[:n_tags]]
+    top = np.sort(tag_ids[np.argsort(-counts, kind="stable")[:n_tags]])
     keep = np.isin(tags, top)
-    cols = np.searchsorted(np.sort(top), tags[keep])
+    cols = np.searchsorted(top, tags[keep])
     x = sp.csr_matrix(
-        (np.ones(keep.sum(), np.float32), (items[keep], cols)), shape=(data.n_items, len(top))
+        (np.ones(keep.sum(), np.float32), (items[keep], cols)), shape=(n_items, len(top))
     )
     x.sum_duplicates()
     x.data = np.log1p(x.data)
-    idf = np.log(data.n_items / (1.0 + x.getnnz(axis=0))).astype(np.float32)
+    idf = np.log(n_items / (1.0 + x.getnnz(axis=0))).astype(np.float32)
     dense = x.toarray() * idf
     norms = np.linalg.norm(dense, axis=1, keepdims=True)
-    return (dense / np.maximum(norms, 1e-8)).astype(np.float32)
+    names = [assigned.names.get(int(t), str(t)) for t in top]
+    return (dense / np.maximum(norms, 1e-8)).astype(np.float32), names

@@ -35,6 +35,8 @@ from cadenza.metrics.ranking import hits_matrix, ndcg_at_k, recall_at_k, top_k_i
 from cadenza.models.base import CadenzaModule, check_float, check_int
 from cadenza.recommend.embedder import TrackEmbedder, heads_to_vector
 from cadenza.recommend.taste import TasteEncoder
+from cadenza.recommend.text import TEXT_DIM, check_description, sentence_embedder
+from cadenza.recommend.text_taste import TextMap, TextMapFitter, text_pairs
 
 FAMILY = "recommender"
 KS = (10, 20)
@@ -64,6 +66,7 @@ class RecommenderModule(CadenzaModule):
         id_dropout: float = 0.1,
         context_prob: float = 0.0,
         negatives: int | None = None,
+        text: bool = False,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
     ) -> None:
         super().__init__()
@@ -96,6 +99,15 @@ class RecommenderModule(CadenzaModule):
         self.register_buffer("history_indptr", torch.zeros(n_users + 1, dtype=torch.long))
         self.register_buffer("history_items", torch.zeros(n_history, dtype=torch.long))
         self.register_buffer("history_weights", torch.zeros(n_history))
+        # text=True: a map from sentence vectors to tastes (text_taste.py), refitted after every
+        # validation epoch so each checkpoint carries the map that matches its weights.
+        if not isinstance(text, bool):
+            raise ConfigError(f"model.text must be true or false, got {text!r}")
+        self.register_buffer(
+            "text_map", torch.zeros(TEXT_DIM + 1, heads * dim) if text else None
+        )  # [E + 1, H*D]: W, then the bias row
+        self._text_pairs: tuple[np.ndarray, np.ndarray, list[str]] | None = None
+        self._text_fitter: TextMapFitter | None = None
 
     # --- the catalog ----------------------------------------------------------------------
     def attach(self, catalog: Any) -> None:
@@ -116,6 +128,9 @@ class RecommenderModule(CadenzaModule):
                     f"{tuple(buf.shape)}: build the model from this data"
                 )
             buf.copy_(value)
+        if self.hparams.get("text"):
+            self._text_pairs = text_pairs(catalog)
+            self._text_fitter = None
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
@@ -167,6 +182,46 @@ class RecommenderModule(CadenzaModule):
     def score(self, tastes: torch.Tensor, tracks: torch.Tensor) -> torch.Tensor:
         """[B, H*D] x [N, H*D] -> [B, N]: the mean cosine over heads, over tau."""
         return tastes @ tracks.T / self.hparams.tau
+
+    # --- text -> taste ---------------------------------------------------------------------
+    def taste_of_text(self, texts: list[str]) -> torch.Tensor:
+        """Tastes [B, H*D] of listeners who describe what they like in words (`text_taste.py`)."""
+        if self.text_map is None:
+            raise ConfigError("this recommender was trained without text (model.text=false), so "
+                              "it cannot read a description; train one with model.text=true "
+                              "(lastfm_recommender and styles_recommender do)")  # fmt: skip
+        if not bool(self.text_map.any()):
+            raise CadenzaError("this checkpoint's text map was never fitted (it is fitted after "
+                               "each validation epoch)")  # fmt: skip
+        texts = [check_description(t) for t in texts]
+        x = torch.from_numpy(sentence_embedder().encode(texts)).to(self.text_map)
+        y = x @ self.text_map[:-1] + self.text_map[-1]  # [B, H*D]
+        return heads_to_vector(y.view(len(texts), self.hparams.heads, -1))
+
+    @torch.no_grad()
+    def fit_text_map(self) -> TextMap:
+        """Fit text -> taste on the attached catalog's words and this model's current tastes."""
+        if self._text_pairs is None:
+            raise CadenzaError("fit_text_map needs a catalog: attach() one first")
+        users, items, texts = self._text_pairs
+        if self._text_fitter is None:  # the sentences never change: embedded once per fit
+            self._text_fitter = TextMapFitter(sentence_embedder().encode(texts))
+        n, dev = self.hparams.n_items, self.item_features.device
+        targets = []
+        for i in range(0, len(users), 512):
+            targets.append(self.user_taste(torch.as_tensor(users[i : i + 512], device=dev)))
+        for i in range(0, len(items), 512):
+            ids = torch.as_tensor(items[i : i + 512], device=dev)
+            targets.append(self.taste_of(F.one_hot(ids, n).float()))  # one track played
+        fitted = self._text_fitter.fit(torch.cat(targets).double().cpu().numpy())
+        self.text_map.copy_(torch.from_numpy(fitted.weights))
+        return fitted
+
+    def on_validation_epoch_end(self) -> None:
+        if self.text_map is None or self._text_pairs is None or self.trainer.sanity_checking:
+            return
+        fitted = self.fit_text_map()
+        self.log("val/text_cosine", fitted.heldout_cosine, on_epoch=True)
 
     def _features(self) -> torch.Tensor | None:
         return self.item_features if self.hparams.feature_dim > 0 else None

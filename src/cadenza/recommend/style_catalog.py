@@ -50,6 +50,7 @@ from cadenza.recommend.symbolic_features import SYMBOLIC_NAMES, symbolic_summary
 __all__ = [
     "FEATURES_VERSION",
     "STYLES",
+    "STYLE_TEXT",
     "Listeners",
     "StyleCatalog",
     "cold_start_split",
@@ -59,6 +60,17 @@ __all__ = [
 ]
 
 STYLES = ("jsb", "nottingham", "pop909", "piano_midi")
+# Each style in words, as a listener might put it: the four-style catalog's track texts, which
+# its recommender learns text -> taste from (text_taste.py). Written from the datasets' own
+# DATASET.md descriptions, not tuned on any benchmark.
+STYLE_TEXT = {
+    "jsb": "Bach chorales: four-part baroque hymns for choir, sacred classical harmony",
+    "nottingham": "British and American folk tunes: jigs, reels, hornpipes and waltzes, a fiddle "
+    "melody over simple chords",
+    "pop909": "Chinese pop songs arranged for piano: catchy vocal melodies, modern pop ballads",
+    "piano_midi": "Classical and romantic solo piano: Chopin, Beethoven, Schubert, Liszt, "
+    "expressive and virtuosic",
+}
 FEATURES_VERSION = 1  # bump when symbolic_summary changes its numbers but not its names
 CACHE_FOLDER = "recommend"
 

@@ -1,8 +1,9 @@
 """The listener's and the producer's recommender workflows, as functions the CLI and tests call.
 
-- `recommend_catalog`: the k best catalog tracks for a known user (`user=ID`) or for a new
+- `recommend_catalog`: the k best catalog tracks for a known user (`user=ID`), for a new
   listener given as a list of catalog tracks they like (`history=[...]`, taste computed on the
-  fly), optionally asking for a context (a style or tag the model was trained with).
+  fly) or as a description in words (`text="calm piano for studying"`, through the model's
+  text -> taste map), optionally asking for a context (a style or tag the model was trained with).
 - `recommend_generated`: sample `candidates` pieces from any generator checkpoint, embed them
   from their notes exactly as catalog tracks are embedded (the recommender's content features),
   score them for the listener, keep the k best as MIDI (+ piano roll, + audio) with their scores
@@ -41,11 +42,19 @@ def listener_taste(
     user: str | int | None = None,
     history: list[str] | None = None,
     context: str | None = None,
+    text: str | None = None,
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Taste [1, D] and the catalog ids the listener already has (to leave out)."""
-    if (user is None) == (history is None):
-        raise ConfigError("give exactly one of user=ID (a known listener) or history=[track, "
-                          "...] (a new listener's catalog tracks)")  # fmt: skip
+    if sum(x is not None for x in (user, history, text)) != 1:
+        raise ConfigError("give exactly one of user=ID (a known listener), history=[track, ...] "
+                          "(a new listener's catalog tracks) or text=\"...\" (what they like, "
+                          "in words)")  # fmt: skip
+    if text is not None:
+        if context is not None:
+            raise ConfigError("context= shifts a listener's history; with text= say it in the "
+                              "words instead")  # fmt: skip
+        with torch.no_grad():
+            return model.taste_of_text([text]), np.zeros(0, np.int64)
     item_index = {k: i for i, k in enumerate(model.hparams.item_keys or [])}
     if user is not None:
         users = [str(u) for u in (model.hparams.user_keys or [])]
@@ -82,13 +91,14 @@ def recommend_catalog(
     user: str | int | None = None,
     history: list[str] | None = None,
     context: str | None = None,
+    text: str | None = None,
     k: int = 10,
     exclude_seen: bool = True,
     index: str | NearestNeighbourIndex = "exact",
 ) -> list[Pick]:
     """`index`: a kind (exact | ivf | hnsw) built over the catalog now, or one already built
     over `model.catalog_embeddings()` (a service builds it once)."""
-    taste, seen = listener_taste(model, user, history, context)
+    taste, seen = listener_taste(model, user, history, context, text)
     if isinstance(index, str):
         with torch.no_grad():
             idx = make_index(index).build(model.catalog_embeddings().numpy())
@@ -147,6 +157,7 @@ def recommend_generated(
     user: str | int | None = None,
     history: list[str] | None = None,
     context: str | None = None,
+    text: str | None = None,
     candidates: int = 32,
     k: int = 5,
     render: str | None = None,
@@ -174,7 +185,7 @@ def recommend_generated(
         raise ConfigError(f"the {generator.family} generator writes {generator.codec.output}; "
                           "the recommender scores MIDI from its notes")  # fmt: skip
     controls.pop("n", None)  # `candidates` is how many pieces are drawn
-    taste, _ = listener_taste(model, user, history, context)
+    taste, _ = listener_taste(model, user, history, context, text)
     with torch.no_grad():
         catalog = model.score(taste, model.catalog_embeddings())[0]  # [I]
     if controls.get("style") is None and generator.can(Ability.STYLE):
@@ -211,7 +222,7 @@ def recommend_generated(
         picks.append(Pick(rank, names[j], float(scores[j]), float((catalog < scores[j]).mean()),
                           **files))  # fmt: skip
     summary = {
-        "listener": {"user": user, "history": history, "context": context},
+        "listener": {"user": user, "history": history, "context": context, "text": text},
         "style": controls.get("style"), "candidates": len(pieces), "scored": len(good),
         "skipped": skipped,
         "picks": [asdict(p) for p in picks],

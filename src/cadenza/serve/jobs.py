@@ -237,7 +237,18 @@ def _listener(s: Served, req: RecommendRequest, settings: ServeSettings) -> dict
         _cap("history", len(req.history), lim.max_history)
     if req.k > s.model.hparams.n_items:
         raise _fail(422, f"k: {req.k} is more than the catalog's {s.model.hparams.n_items} tracks")
-    return {"user": req.user, "history": req.history, "context": req.context}
+    text = req.text
+    if text is not None:
+        from cadenza.recommend.text import check_description
+
+        try:
+            text = check_description(text)
+        except ConfigError as e:
+            raise _fail(422, str(e)) from e
+        if s.model.text_map is None:
+            raise _fail(400, f"text: {s.name!r} was trained without text (model.text=false); "
+                             "name a user or a history instead")  # fmt: skip
+    return {"user": req.user, "history": req.history, "context": req.context, "text": text}
 
 
 def recommend_catalog(s: Served, req: RecommendRequest, settings: ServeSettings) -> Recommendations:

@@ -117,7 +117,7 @@ def describe(s: Served, limits: Limits) -> dict[str, Any]:
             "output": None, "codec": None, "modes": modes(s), "controls": {},
             "users": [str(u) for u in (hp.user_keys or [])[:USERS_LISTED]],
             "contexts": list(s.model.contexts or []), "n_items": int(hp.n_items),
-            "content": hp.get("feature_kind"),
+            "content": hp.get("feature_kind"), "text": s.model.text_map is not None,
         }  # fmt: skip
         return info
     declaration = s.model.declaration()

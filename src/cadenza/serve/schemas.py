@@ -60,6 +60,10 @@ class RecommendRequest(Sampling):
     model: str = Field(..., min_length=1, max_length=200)
     user: str | None = Field(None, max_length=200, description="a listener the model knows")
     history: list[str] | None = Field(None, description="or: catalog keys a new listener likes")
+    text: str | None = Field(
+        None, min_length=1, max_length=500,
+        description="or: what the listener likes, in words (a recommender with text: true)",
+    )  # fmt: skip
     context: str | None = Field(None, max_length=200)
     k: int = Field(10, ge=1)
     generator: str | None = Field(None, description="score pieces sampled from this model")
