@@ -273,6 +273,25 @@ def test_recommend_from_words_and_bad_words_are_4xx(client, checkpoints):
         assert r.status_code == status and says in r.json()["error"], (bad, r.text)
 
 
+def test_every_method_answers_with_reasons(client):
+    for method, reason in [("hybrid", "played"), ("content", "features"),
+                           ("itemknn", "played"), ("userknn", "listeners")]:  # fmt: skip
+        r = client.post("/api/recommend", json={"model": "smoke_recommender", "k": 3,
+                                                "user": "listener3", "method": method})  # fmt: skip
+        assert r.status_code == 200, (method, r.text)
+        for p in r.json()["picks"]:
+            assert p["reasons"]["summary"] and p["reasons"][reason], (method, p)
+    r = client.post("/api/recommend", json={"model": "smoke_recommender", "user": "listener3",
+                                            "explain": False})  # fmt: skip
+    assert r.status_code == 200 and all(p["reasons"] is None for p in r.json()["picks"])
+    r = client.post("/api/recommend", json={"model": "smoke_recommender", "user": "listener3",
+                                            "method": "magic"})  # fmt: skip
+    assert r.status_code == 422 and "method" in r.json()["error"]
+    r = client.post("/api/recommend", json={"model": "smoke_recommender", "user": "listener3",
+                                            "method": "itemknn", "generator": "smoke"})  # fmt: skip
+    assert r.status_code == 422 and "scored by the hybrid" in r.json()["error"]
+
+
 def test_recommend_generated_pieces_returns_the_best_as_files(client):
     r = client.post("/api/recommend", json={"model": "smoke_recommender", "user": "listener3",
                                             "generator": "smoke", "candidates": 4, "k": 2,
@@ -283,6 +302,7 @@ def test_recommend_generated_pieces_returns_the_best_as_files(client):
     for p in picks:
         assert load_midi_bytes(fetch(client, p["midi"])).instruments
         assert fetch(client, p["png"])[:4] == b"\x89PNG" and 0 <= p["catalog_percentile"] <= 1
+        assert p["reasons"]["summary"] and "content" in p["reasons"]
 
 
 def test_openapi_schema_and_studio_page_are_published(client):

@@ -236,6 +236,8 @@ def _recommend(driver: Any) -> None:
     scores = [float(r.get_attribute("data-score")) for r in rows]
     assert all(a >= b for a, b in zip(scores, scores[1:])), scores
     assert all(r.find_element("css selector", "td.key").text for r in rows)
+    why = driver.find_elements("css selector", "#rec-results [data-testid=rec-why]")
+    assert len(why) == 5 and all(w.text.startswith("because you played") for w in why)
     # The same listener in words: the recommender reads text, so the box is offered.
     box = driver.find_element("id", "rec-text")
     assert box.is_displayed()

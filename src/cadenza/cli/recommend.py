@@ -1,13 +1,19 @@
 """cadenza-recommend ckpt=RECOMMENDER.ckpt user=ID k=10 [context=STYLE]
 cadenza-recommend ckpt=... history=[key,key,...] k=10          (a new listener, no retraining)
 cadenza-recommend ckpt=... text="calm piano for studying" k=10  (a listener's words)
+cadenza-recommend ckpt=... user=ID method=itemknn|userknn|content|hybrid
 cadenza-recommend ckpt=... user=ID generator=GEN.ckpt candidates=32 k=5 out_dir=...
 
 Without generator=: the k best catalog tracks for the listener (already-heard ones left out),
-printed and written to <out_dir>/recommendations.json. With generator=: `candidates` pieces
-sampled from the generator checkpoint (any family that writes MIDI), scored with the catalog's
-own track embedder, and the k best written as MIDI (+ piano roll, + audio with
-sample.render=wav) with their scores in <out_dir>/picks.json.
+printed with the reasons for each (the played tracks that pulled it up, the listeners like them,
+the tags or note features that matched, with their shares: recommend/explain.py) and written to
+<out_dir>/recommendations.json. `method`: the hybrid model (default), its content path alone,
+or an item- or user-neighbourhood recommender over the checkpoint's training histories.
+
+With generator=: `candidates` pieces sampled from the generator checkpoint (any family that
+writes MIDI), scored with the catalog's own track embedder, and the k best written as MIDI
+(+ piano roll, + audio with sample.render=wav) with their scores and reasons in
+<out_dir>/picks.json.
 """
 
 from __future__ import annotations
@@ -55,16 +61,21 @@ def recommend(cfg: DictConfig) -> list[dict]:
         for p in picks:
             print(f"{p.rank:3d}. {Path(p.midi).name:32s} score {p.score:7.3f}  above "
                   f"{100 * p.catalog_percentile:5.1f}% of the catalog")  # fmt: skip
+            print(f"     {p.reasons['summary']}")
         print(out / "picks.json")
     else:
-        picks = recommend_catalog(model, **listener, k=k, index=c.get("index", "exact"))
+        picks = recommend_catalog(model, **listener, k=k, index=c.get("index", "exact"),
+                                  method=c.get("method", "hybrid"),
+                                  explain=bool(c.get("explain", True)))  # fmt: skip
         out.mkdir(parents=True, exist_ok=True)
-        (out / "recommendations.json").write_text(
-            json.dumps({"listener": listener, "picks": [asdict(p) for p in picks]}, indent=2)
-        )
+        written = {"listener": listener, "method": c.get("method", "hybrid"),
+                   "picks": [asdict(p) for p in picks]}  # fmt: skip
+        (out / "recommendations.json").write_text(json.dumps(written, indent=2))
         print(f"top {len(picks)} for {_who(listener)}:")
         for p in picks:
             print(f"{p.rank:3d}. {p.key:40s} score {p.score:7.3f}")
+            if p.reasons:
+                print(f"     {p.reasons['summary']}")
         print(out / "recommendations.json")
     return [asdict(p) for p in picks]
 

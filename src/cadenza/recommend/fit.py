@@ -107,3 +107,25 @@ class TasteRecommender:
     def scores(self, users: np.ndarray) -> np.ndarray:
         tastes = self.model.user_taste(torch.as_tensor(np.asarray(users)))
         return self.model.score(tastes, self._tracks).numpy()
+
+    def content_only(self) -> ContentOnly:
+        """The same fitted model ranking by its content path alone (no track's ID vector)."""
+        return ContentOnly(self)
+
+
+class ContentOnly:
+    """A fitted TasteRecommender's content-based recommender: the listener's taste as learned,
+    every track embedded from its content (Last.fm: its tags) as a cold track would be."""
+
+    def __init__(self, fitted: TasteRecommender) -> None:
+        self.fitted = fitted
+        with torch.no_grad():
+            self._tracks = fitted.model.catalog_embeddings(content_only=True)
+
+    def fit(self, train: sp.csr_matrix, valid: sp.csr_matrix | None = None) -> ContentOnly:
+        return self  # trained with the hybrid it belongs to
+
+    @torch.no_grad()
+    def scores(self, users: np.ndarray) -> np.ndarray:
+        tastes = self.fitted.model.user_taste(torch.as_tensor(np.asarray(users)))
+        return self.fitted.model.score(tastes, self._tracks).numpy()

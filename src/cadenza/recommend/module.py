@@ -146,9 +146,11 @@ class RecommenderModule(CadenzaModule):
         return out
 
     # --- embeddings and scores ------------------------------------------------------------
-    def catalog_embeddings(self, id_dropout: float = 0.0) -> torch.Tensor:
-        """Every catalog track [I, H*D]; unknown tracks from content alone."""
-        known = self.item_known
+    def catalog_embeddings(self, id_dropout: float = 0.0, content_only: bool = False
+                           ) -> torch.Tensor:  # fmt: skip
+        """Every catalog track [I, H*D]; unknown tracks (all of them when `content_only`, the
+        content-based recommender) from content alone."""
+        known = self.item_known & (not content_only)
         if id_dropout > 0:
             known = known & (torch.rand_like(known, dtype=torch.float) >= id_dropout)
         ids = torch.arange(self.hparams.n_items, device=known.device)

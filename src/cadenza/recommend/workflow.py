@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from cadenza.errors import BadFileError, CadenzaError, ConfigError
@@ -35,6 +36,7 @@ class Pick:
     midi: str | None = None
     png: str | None = None
     audio: str | None = None
+    reasons: dict[str, Any] | None = None  # why it was picked (explain.py)
 
 
 def listener_taste(
@@ -55,6 +57,22 @@ def listener_taste(
                               "words instead")  # fmt: skip
         with torch.no_grad():
             return model.taste_of_text([text]), np.zeros(0, np.int64)
+    hist = listener_history(model, user, history)
+    ctx = None
+    if context is not None:
+        if context not in model.contexts:
+            raise ConfigError(f"context={context} is not one this model was trained with: "
+                              f"{model.contexts or 'none (it takes no context)'}")  # fmt: skip
+        ctx = torch.tensor([model.contexts.index(context)])
+    with torch.no_grad():
+        taste = model.taste_of(hist, ctx)
+    return taste, np.flatnonzero(hist[0].numpy() > 0)
+
+
+def listener_history(
+    model: RecommenderModule, user: str | int | None = None, history: list[str] | None = None
+) -> torch.Tensor:
+    """A known listener's training history, or a new one's liked catalog tracks, [1, I]."""
     item_index = {k: i for i, k in enumerate(model.hparams.item_keys or [])}
     if user is not None:
         users = [str(u) for u in (model.hparams.user_keys or [])]
@@ -74,15 +92,7 @@ def listener_taste(
             )
         hist = torch.zeros(1, model.hparams.n_items)
         hist[0, [item_index[str(k)] for k in history]] = 1.0
-    ctx = None
-    if context is not None:
-        if context not in model.contexts:
-            raise ConfigError(f"context={context} is not one this model was trained with: "
-                              f"{model.contexts or 'none (it takes no context)'}")  # fmt: skip
-        ctx = torch.tensor([model.contexts.index(context)])
-    with torch.no_grad():
-        taste = model.taste_of(hist, ctx)
-    return taste, np.flatnonzero(hist[0].numpy() > 0)
+    return hist
 
 
 def recommend_catalog(
@@ -95,20 +105,114 @@ def recommend_catalog(
     k: int = 10,
     exclude_seen: bool = True,
     index: str | NearestNeighbourIndex = "exact",
+    method: str = "hybrid",
+    explain: bool = True,
 ) -> list[Pick]:
     """`index`: a kind (exact | ivf | hnsw) built over the catalog now, or one already built
-    over `model.catalog_embeddings()` (a service builds it once)."""
+    over `model.catalog_embeddings()` (a service builds it once). `method` (METHODS): the
+    hybrid model, its content path alone, or an item- or user-neighbourhood recommender over the
+    checkpoint's training histories. `explain`: each pick carries its reasons (explain.py)."""
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method in NEIGHBOURHOODS:
+        return _neighbourhood_picks(model, method, user, history, context, text, k,
+                                    exclude_seen, explain)  # fmt: skip
     taste, seen = listener_taste(model, user, history, context, text)
+    keys = model.hparams.item_keys or [str(i) for i in range(model.hparams.n_items)]
+    tau = model.hparams.tau
+    if method == "content":
+        if model.tracks.content is None:
+            raise ConfigError("method=content needs a recommender trained with content "
+                              "features; this one has none")  # fmt: skip
+        index = "exact"  # a served index holds the hybrid embeddings
     if isinstance(index, str):
         with torch.no_grad():
-            idx = make_index(index).build(model.catalog_embeddings().numpy())
+            tracks = model.catalog_embeddings(content_only=method == "content")
+            idx = make_index(index).build(tracks.numpy())
     else:
         idx = index
     scores, ids = idx.search(taste.numpy(), k, exclude=[seen] if exclude_seen else None)
+    picks = [Pick(r + 1, keys[i], float(s) / tau) for r, (s, i) in
+             enumerate(zip(scores[0], ids[0])) if i >= 0]  # fmt: skip
+    if explain and picks:
+        from cadenza.recommend.explain import explain_model_picks
+
+        chosen = np.array([i for i in ids[0] if i >= 0])
+        with torch.no_grad():
+            tracks = model.catalog_embeddings(content_only=method == "content")[chosen]
+        hist = None if text is not None else listener_history(model, user, history)
+        reasons = explain_model_picks(model, taste, hist, chosen, tracks,
+                                      content_only=method == "content")  # fmt: skip
+        for pick, why in zip(picks, reasons):
+            pick.reasons = why
+    return picks
+
+
+METHODS = ("hybrid", "content", "itemknn", "userknn")
+NEIGHBOURHOODS = {
+    # Chosen on Last.fm's validation split like the baselines' grids (benchmarks/recommender.py,
+    # seeds 0-2: itemknn k 400-800, shrink 10; userknn below); BENCHMARKS.md has the table.
+    "itemknn": {"k": 400, "shrink": 10.0},
+    "userknn": {"k": 50, "shrink": 10.0},
+}
+
+
+def training_matrix(model: RecommenderModule) -> sp.csr_matrix:
+    """The checkpoint's training histories as a sparse [U, I] matrix of weights."""
+    p = model.hparams
+    return sp.csr_matrix(
+        (model.history_weights.numpy(), model.history_items.numpy(),
+         model.history_indptr.numpy()), shape=(p.n_users, p.n_items),
+    )  # fmt: skip
+
+
+def neighbourhood(model: RecommenderModule, method: str) -> Any:
+    """An item- or user-kNN over the checkpoint's histories, fitted once per loaded model."""
+    from cadenza.recommend.baselines import FACTORIES
+
+    fitted = model.__dict__.setdefault("_neighbourhoods", {})
+    if method not in fitted:
+        fitted[method] = FACTORIES[method](NEIGHBOURHOODS[method], 0).fit(training_matrix(model))
+    return fitted[method]
+
+
+def _neighbourhood_picks(
+    model: RecommenderModule, method: str, user: Any, history: Any, context: Any, text: Any,
+    k: int, exclude_seen: bool, explain: bool,
+) -> list[Pick]:  # fmt: skip
+    from cadenza.recommend import explain as why
+
+    if text is not None or context is not None:
+        raise ConfigError(f"method={method} works from plays: name a user or a history (text= "
+                          "and context= need method=hybrid or content)")  # fmt: skip
+    hist = listener_history(model, user, history)
+    played = np.flatnonzero(hist[0].numpy() > 0)
+    knn = neighbourhood(model, method)
+    row = sp.csr_matrix((hist.numpy() > 0).astype(np.float64))  # plays, not their weights
+    users = None  # a known listener is not their own neighbour
+    if user is not None:
+        users = np.array([[str(u) for u in model.hparams.user_keys].index(str(user))])
+    if method == "itemknn":
+        scores = (row @ knn.weights).toarray()
+    else:
+        similar = knn.similarities(row, users)
+        scores = (similar @ knn.x).toarray()
+    scores = scores[0].astype(np.float64)
+    if exclude_seen:
+        scores[played] = -np.inf
+    order = np.argsort(-scores, kind="stable")[:k]
+    order = order[np.isfinite(scores[order]) & (scores[order] > 0)]
     keys = model.hparams.item_keys or [str(i) for i in range(model.hparams.n_items)]
-    tau = model.hparams.tau
-    return [Pick(r + 1, keys[i], float(s) / tau) for r, (s, i) in
-            enumerate(zip(scores[0], ids[0])) if i >= 0]  # fmt: skip
+    picks = [Pick(r + 1, keys[i], float(scores[i])) for r, i in enumerate(order)]
+    if explain and picks:
+        if method == "itemknn":
+            reasons = why.explain_itemknn(knn.weights, played, order, keys)
+        else:
+            listeners = [str(u) for u in model.hparams.user_keys]
+            reasons = why.explain_userknn(similar, knn.x, order, listeners)
+        for pick, reason in zip(picks, reasons):
+            pick.reasons = reason
+    return picks
 
 
 def content_features(model: RecommenderModule, midis: list[Any]) -> np.ndarray:
@@ -209,6 +313,14 @@ def recommend_generated(
         scores = model.score(taste, emb)[0].numpy()
     catalog = catalog.numpy()
     order = np.argsort(-scores, kind="stable")[:k]
+    from cadenza.recommend.explain import explain_model_picks
+
+    raw = torch.as_tensor(np.stack([good[j][1] for j in order]), dtype=torch.float32)
+    hist = None if text is not None else listener_history(model, user, history)
+    reasons = explain_model_picks(
+        model, taste, hist, np.full(len(order), -1), emb[order],
+        features=(raw - model.feature_mean) / model.feature_std,
+    )  # fmt: skip
     picks = []
     for rank, j in enumerate(order, start=1):
         piece = good[j][0]
@@ -220,7 +332,7 @@ def recommend_generated(
         files = {key: str(piece.files[key]) if key in piece.files else None
                  for key in ("midi", "png", "audio")}  # fmt: skip
         picks.append(Pick(rank, names[j], float(scores[j]), float((catalog < scores[j]).mean()),
-                          **files))  # fmt: skip
+                          **files, reasons=reasons[rank - 1]))  # fmt: skip
     summary = {
         "listener": {"user": user, "history": history, "context": context, "text": text},
         "style": controls.get("style"), "candidates": len(pieces), "scored": len(good),

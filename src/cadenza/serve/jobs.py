@@ -256,7 +256,9 @@ def recommend_catalog(s: Served, req: RecommendRequest, settings: ServeSettings)
 
     listener = _listener(s, req, settings)
     t0 = time.perf_counter()
-    picks = ranked(s.model, **listener, k=req.k, index=s.catalog)
+    index = s.catalog if req.method == "hybrid" else "exact"  # the served index is the hybrid's
+    picks = ranked(s.model, **listener, k=req.k, index=index, method=req.method,
+                   explain=req.explain)  # fmt: skip
     return Recommendations(job=None, model=s.name, listener=listener,
                            seconds=round(time.perf_counter() - t0, 4),
                            picks=[Pick(**asdict(p)) for p in picks])  # fmt: skip
@@ -276,6 +278,9 @@ def recommend_generated(
                          "recommender scores MIDI")  # fmt: skip
     if req.k > req.candidates:
         raise _fail(422, f"k: {req.k} is more than candidates={req.candidates}")
+    if req.method != "hybrid":
+        raise _fail(422, f"method: {req.method} ranks catalog tracks; generated pieces are "
+                         "scored by the hybrid model")  # fmt: skip
     controls = _defaults(req, settings, ("seed", "temperature", "top_k", "top_p"))
     bars = req.bars if req.bars or req.steps else settings.sample["bars"]
     controls |= {"steps": req.steps, "bars": bars}

@@ -4,7 +4,7 @@ typo in a control should not be silently ignored). Caps that depend on the servi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -66,6 +66,11 @@ class RecommendRequest(Sampling):
     )  # fmt: skip
     context: str | None = Field(None, max_length=200)
     k: int = Field(10, ge=1)
+    method: Literal["hybrid", "content", "itemknn", "userknn"] = Field(
+        "hybrid", description="the model, its content path alone, or a neighbourhood "
+        "recommender over the training histories (catalog picks only)",
+    )  # fmt: skip
+    explain: bool = Field(True, description="give each catalog pick its reasons (a few ms)")
     generator: str | None = Field(None, description="score pieces sampled from this model")
     candidates: int = Field(16, ge=1)
     render: bool = False
@@ -99,6 +104,10 @@ class Pick(BaseModel):
     midi: str | None = None
     png: str | None = None
     audio: str | None = None
+    reasons: dict[str, Any] | None = Field(
+        None, description="why: `summary` in words; `played` tracks that pulled it up, "
+        "`listeners` like this one, matching `features`, each with its `share`",
+    )  # fmt: skip
 
 
 class Recommendations(BaseModel):

@@ -1,0 +1,194 @@
+"""Why a track was recommended: reasons a listener can read, with their shares.
+
+The hybrid model (`module.py`) scores score = sum_h <t_h, e_h> / tau with each head's track
+vector e_h = (id_h + content_h) / |id_h + content_h|, so the score splits exactly in two:
+
+- **listening**: sum_h <t_h, id_h> / |..| / tau, what plays taught the model about the track;
+- **content**: sum_h <t_h, content_h> / |..| / tau, what its tags or notes say.
+
+The content part is split over the track's features by integrated gradients (Sundararajan et
+al. 2017) from the catalog's average track (standardised features all 0) to this one, the norm
+held at the track's own: the features' parts add up to the content part less what the average
+track would get. Each reason's `share` is its part of the pick's score.
+
+The played tracks that pulled a pick up are found by leaving each one out of the history in
+turn: `pull` is how much the pick's score falls without it, and `share` its part of all the
+played tracks' positive pulls (the taste is not linear in the history, so pulls need not add
+up to the score).
+
+Item- and user-neighbourhood recommenders (`baselines.ItemKNN`, `baselines.UserKNN`) are sums,
+so their reasons are exact: the played tracks (item-kNN) or the like-minded listeners
+(user-kNN) whose terms make up the score.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from cadenza.recommend.module import RecommenderModule
+
+TOP = 3  # reasons of each kind shown per pick
+IG_STEPS = 16
+
+
+def _share(part: float, total: float) -> float:
+    return round(part / total, 4) if abs(total) > 1e-12 else 0.0
+
+
+def _summary(played: list[dict], features: list[dict], listeners: list[dict]) -> str:
+    bits = []
+    if played:
+        bits.append("because you played " + ", ".join(
+            f"{r['key']} ({100 * r['share']:.0f}%)" for r in played))  # fmt: skip
+    if listeners:
+        bits.append("listeners like you played it: " + ", ".join(
+            f"{r['key']} ({100 * r['share']:.0f}%)" for r in listeners))  # fmt: skip
+    if features:
+        bits.append("it matches " + ", ".join(
+            f"{r['name']} ({100 * r['share']:.0f}%)" for r in features))  # fmt: skip
+    return "; ".join(bits) or "close to your taste overall"
+
+
+def _played_pulls(model: RecommenderModule, history: torch.Tensor, taste: torch.Tensor,
+                  tracks: torch.Tensor, keys: list[str], top: int) -> list[list[dict]]:  # fmt: skip
+    """Per pick (tracks [P, H*D]): the played tracks whose absence lowers its score most."""
+    played = history[0].nonzero().flatten()
+    if len(played) < 2:  # one track is the whole taste: nothing to weigh it against
+        only = [{"key": keys[int(i)], "pull": None, "share": 1.0} for i in played]
+        return [list(only) for _ in range(len(tracks))]
+    without = history.repeat(len(played), 1)  # [Np, I]
+    without[torch.arange(len(played)), played] = 0.0
+    full = model.score(taste, tracks)[0]  # [P]
+    pulls = full[None, :] - model.score(model.taste_of(without), tracks)  # [Np, P]
+    out = []
+    for j in range(len(tracks)):
+        pos = pulls[:, j].clamp(min=0)
+        total = float(pos.sum())
+        order = pulls[:, j].argsort(descending=True)[:top]
+        out.append([{"key": keys[int(played[i])], "pull": round(float(pulls[i, j]), 4),
+                     "share": _share(float(pos[i]), total)}
+                    for i in order if float(pulls[i, j]) > 0])  # fmt: skip
+    return out
+
+
+def content_gradients(content_net: torch.nn.Module, x: torch.Tensor, taste: torch.Tensor,
+                      scale: torch.Tensor, steps: int = IG_STEPS) -> torch.Tensor:  # fmt: skip
+    """Integrated gradients [F] of g(x) = sum_h <taste_h, content_h(x)> * scale_h from the
+    average track (x = 0) to x: they add up to g(x) - g(0), up to the midpoint rule's error."""
+    heads = taste.shape[0]
+
+    def g(points: torch.Tensor) -> torch.Tensor:
+        return ((content_net(points).view(len(points), heads, -1) * taste).sum(-1) * scale).sum(-1)
+
+    with torch.enable_grad():
+        alphas = (torch.arange(steps, dtype=x.dtype) + 0.5) / steps  # midpoints of the path
+        path = (alphas[:, None] * x[None, :]).requires_grad_(True)  # [S, F]
+        (grad,) = torch.autograd.grad(g(path).sum(), path)
+    return (grad.mean(0) * x).detach()
+
+
+def _parts(model: RecommenderModule, taste: torch.Tensor, features: torch.Tensor | None,
+           ids: torch.Tensor | None, known: torch.Tensor | None, names: list[str],
+           top: int) -> list[dict[str, Any]]:  # fmt: skip
+    """Per pick: listening and content parts of the score, and the features' parts."""
+    p = model.hparams
+    tau, heads = p.tau, p.heads
+    t = taste.view(heads, -1)  # [H, D], each head already scaled by 1/sqrt(H)
+    n = len(features) if features is not None else len(ids)
+    listening = torch.zeros(n, heads, p.dim)
+    if ids is not None:
+        listening = model.tracks.ids(ids).view(n, heads, -1) * known.float().view(n, 1, 1)
+    content_net = model.tracks.content
+    if content_net is None or features is None:
+        content = torch.zeros_like(listening)
+    else:
+        content = content_net(features).view(n, heads, -1)
+    norm = (listening + content).norm(dim=-1).clamp(min=1e-12)  # [N, H]
+    # The score's normalisation of each head (unit norm, 1/sqrt(H), 1/tau), held fixed below.
+    heads_scale = 1.0 / (norm * tau * heads**0.5)
+    part_listening = ((listening * t).sum(-1) * heads_scale).sum(-1)  # [N]
+    part_content = ((content * t).sum(-1) * heads_scale).sum(-1)  # [N]
+    out = []
+    for j in range(n):
+        entry: dict[str, Any] = {
+            "score": round(float(part_listening[j] + part_content[j]), 4),
+            "listening": round(float(part_listening[j]), 4),
+            "content": round(float(part_content[j]), 4), "features": [],
+        }  # fmt: skip
+        if content_net is not None and features is not None:
+            ig = content_gradients(content_net, features[j], t, heads_scale[j])
+            order = ig.argsort(descending=True)[:top]
+            score = float(part_listening[j] + part_content[j])
+            entry["features"] = [{"name": names[int(f)] if names else str(int(f)),
+                                  "part": round(float(ig[f]), 4),
+                                  "share": _share(float(ig[f]), score)}
+                                 for f in order if float(ig[f]) > 0]  # fmt: skip
+        out.append(entry)
+    return out
+
+
+@torch.no_grad()
+def explain_model_picks(
+    model: RecommenderModule, taste: torch.Tensor, history: torch.Tensor | None,
+    picks: np.ndarray, tracks: torch.Tensor, features: torch.Tensor | None = None,
+    content_only: bool = False, top: int = TOP,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Reasons for the hybrid (or content-only) model's picks.
+
+    taste [1, H*D]; history [1, I] or None (a listener in words); picks [P] catalog ids, or
+    -1 for tracks from outside the catalog whose standardised features [P, F] are given;
+    tracks [P, H*D] the picks' embeddings as scored."""
+    keys = model.hparams.item_keys or [str(i) for i in range(model.hparams.n_items)]
+    names = list(model.hparams.get("feature_names") or [])
+    ids = torch.as_tensor(np.maximum(picks, 0))
+    known = model.item_known[ids] & torch.as_tensor(picks >= 0)
+    if content_only:
+        known = torch.zeros_like(known)
+    if features is None and model.hparams.feature_dim > 0:
+        features = model.item_features[ids]
+    parts = _parts(model, taste, features, ids, known, names, top)
+    played = (_played_pulls(model, history, taste, tracks, keys, top)
+              if history is not None else [[] for _ in picks])  # fmt: skip
+    out = []
+    for part, pulls in zip(parts, played):
+        total = part.pop("score")
+        part["shares"] = {"listening": _share(part["listening"], total),
+                          "content": _share(part["content"], total)}  # fmt: skip
+        out.append({"summary": _summary(pulls, part["features"], []), "played": pulls, **part})
+    return out
+
+
+def explain_itemknn(weights: sp.csr_matrix, history: np.ndarray, picks: np.ndarray,
+                    keys: list[str], top: int = TOP) -> list[dict[str, Any]]:  # fmt: skip
+    """Item-kNN: score(u, j) = sum of W[i, j] over the played i; each i's term is its part."""
+    out = []
+    for j in picks:
+        terms = np.asarray(weights[history][:, j].toarray()).ravel()  # [len(history)]
+        total = float(terms.sum())
+        order = np.argsort(-terms, kind="stable")[:top]
+        played = [{"key": keys[int(history[i])], "part": round(float(terms[i]), 4),
+                   "share": _share(float(terms[i]), total)}
+                  for i in order if terms[i] > 0]  # fmt: skip
+        out.append({"summary": _summary(played, [], []), "played": played})
+    return out
+
+
+def explain_userknn(similar: sp.csr_matrix, x: sp.csr_matrix, picks: np.ndarray,
+                    user_keys: list[str], top: int = TOP) -> list[dict[str, Any]]:  # fmt: skip
+    """User-kNN: score(u, j) = sum of sim(u, v) over the neighbours v who played j."""
+    similar = sp.csr_matrix(similar)
+    neighbours, sims = similar.indices, similar.data
+    out = []
+    for j in picks:
+        terms = sims * np.asarray(x[neighbours, j].toarray()).ravel()
+        total = float(terms.sum())
+        order = np.argsort(-terms, kind="stable")[:top]
+        listeners = [{"key": user_keys[int(neighbours[i])], "part": round(float(terms[i]), 4),
+                      "share": _share(float(terms[i]), total)}
+                     for i in order if terms[i] > 0]  # fmt: skip
+        out.append({"summary": _summary([], [], listeners), "listeners": listeners})
+    return out

@@ -1,0 +1,159 @@
+"""Reasons for recommendations (recommend/explain.py): the hybrid score split exactly into its
+listening and content parts, features' integrated gradients adding up, leave-one-out pulls
+that are what they say, neighbourhood terms that make up their scores, and the user-kNN
+recommender against a dense brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from cadenza.errors import ConfigError
+from cadenza.recommend.baselines import ItemKNN, UserKNN
+from cadenza.recommend.explain import (
+    content_gradients,
+    explain_itemknn,
+    explain_model_picks,
+    explain_userknn,
+)
+from cadenza.recommend.module import RecommenderModule
+from cadenza.recommend.workflow import listener_history, recommend_catalog
+from tests.fixtures.smoke import SmokeRuns
+
+
+@pytest.fixture(scope="module")
+def model(smoke: SmokeRuns) -> RecommenderModule:
+    return RecommenderModule.load(smoke["smoke_recommender"].ckpt)
+
+
+def _random_plays(users: int = 40, items: int = 30, seed: int = 0) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    return sp.csr_matrix((rng.random((users, items)) < 0.2).astype(np.float64))
+
+
+@pytest.mark.parametrize("method", ["hybrid", "content"])
+def test_listening_and_content_parts_add_up_to_each_score(model, method) -> None:
+    picks = recommend_catalog(model, user="listener3", k=5, method=method)
+    for p in picks:
+        why = p.reasons
+        assert why["listening"] + why["content"] == pytest.approx(p.score, abs=2e-3)
+        assert why["summary"].startswith("because you played")
+        assert sum(r["share"] for r in why["played"]) <= 1.0 + 1e-3
+        if method == "content":
+            assert why["listening"] == 0.0
+
+
+def test_the_split_holds_for_several_heads_and_cold_tracks() -> None:
+    torch.manual_seed(0)
+    m = RecommenderModule(n_users=3, n_items=12, feature_dim=5, n_history=0, dim=8, heads=3,
+                          hidden=16, feature_names=[f"f{i}" for i in range(5)]).eval()  # fmt: skip
+    with torch.no_grad():
+        m.item_features.normal_()
+        m.item_known[:8] = True  # the last four are cold: content alone
+        taste = m.taste_of(torch.rand(1, 12))
+        picks = np.arange(12)
+        tracks = m.catalog_embeddings()
+        scores = m.score(taste, tracks)[0]
+    reasons = explain_model_picks(m, taste, None, picks, tracks)
+    for j, why in enumerate(reasons):
+        assert why["listening"] + why["content"] == pytest.approx(float(scores[j]), abs=1e-3)
+        assert (why["listening"] == 0.0) == (j >= 8)
+
+
+def test_feature_parts_add_up_to_the_content_above_an_average_track(model) -> None:
+    """Integrated gradients are complete: the features' parts sum to the content part of the
+    score less what the catalog's average track (standardised features 0) would get."""
+    taste = model.taste_of(listener_history(model, user="listener3")).view(1, -1)
+    net = model.tracks.content
+    scale = torch.tensor([1.7])  # any fixed per-head normalisation
+    with torch.no_grad():
+        for j in (0, 7, 33):
+            x = model.item_features[j]
+            ig = content_gradients(net, x, taste, scale, steps=64)
+
+            def g(point: torch.Tensor) -> float:
+                return float((net(point[None]).view(1, 1, -1) * taste).sum() * scale)
+
+            assert float(ig.sum()) == pytest.approx(g(x) - g(torch.zeros_like(x)), abs=5e-3)
+    names = model.hparams.feature_names
+    pick = recommend_catalog(model, user="listener3", k=1)[0]
+    assert all(f["name"] in names and f["part"] > 0 for f in pick.reasons["features"])
+
+
+def test_a_played_tracks_pull_is_what_leaving_it_out_costs(model) -> None:
+    pick = recommend_catalog(model, user="listener3", k=1)[0]
+    top = pick.reasons["played"][0]
+    hist = listener_history(model, user="listener3")
+    keys = model.hparams.item_keys
+    j = keys.index(pick.key)
+    without = hist.clone()
+    without[0, keys.index(top["key"])] = 0.0
+    with torch.no_grad():
+        tracks = model.catalog_embeddings()[[j]]
+        drop = float(model.score(model.taste_of(hist), tracks) -
+                     model.score(model.taste_of(without), tracks))  # fmt: skip
+    assert drop == pytest.approx(top["pull"], abs=1e-3) and drop > 0
+
+
+def test_words_have_no_played_tracks_and_neighbourhoods_need_plays(model) -> None:
+    why = recommend_catalog(model, text="calm piano for studying", k=2)[0].reasons
+    assert why["played"] == [] and why["summary"].startswith("it matches")
+    with pytest.raises(ConfigError, match="works from plays"):
+        recommend_catalog(model, text="calm piano", method="itemknn")
+    with pytest.raises(ConfigError, match="method must be one of"):
+        recommend_catalog(model, user="listener3", method="magic")
+
+
+def test_user_knn_equals_a_dense_brute_force_and_skips_the_user_themself() -> None:
+    x = _random_plays()
+    knn = UserKNN(k=5, shrink=2.0).fit(x)
+    dense = x.toarray()
+    counts = dense.sum(1)
+    sim = dense @ dense.T / (np.sqrt(np.outer(counts, counts)) + 2.0)
+    np.fill_diagonal(sim, 0.0)
+    expected = np.zeros_like(sim)
+    for u in range(len(sim)):
+        keep = np.argsort(-sim[u], kind="stable")[:5]
+        expected[u, keep] = sim[u, keep]
+    users = np.arange(len(sim))
+    np.testing.assert_allclose(knn.similarities(x, users).toarray(), expected, atol=1e-12)
+    np.testing.assert_allclose(knn.scores(users), expected @ dense, atol=1e-12)
+    # a new listener with user 3's plays has user 3 as their closest neighbour
+    assert knn.similarities(x[[3]]).toarray()[0].argmax() == 3
+
+
+@pytest.mark.parametrize("kind", ["itemknn", "userknn"])
+def test_neighbourhood_reasons_make_up_the_score(kind) -> None:
+    x = _random_plays(seed=1)
+    keys = [f"t{i}" for i in range(x.shape[1])]
+    users = [f"u{i}" for i in range(x.shape[0])]
+    u, played = 4, x[4].indices
+    if kind == "itemknn":
+        knn = ItemKNN(k=10, shrink=1.0).fit(x)
+        scores = knn.scores(np.array([u]))[0]
+    else:
+        knn = UserKNN(k=8, shrink=1.0).fit(x)
+        similar = knn.similarities(x[[u]], np.array([u]))
+        scores = (similar @ knn.x).toarray()[0]
+    scores[played] = -np.inf
+    picks = np.argsort(-scores)[:3]
+    if kind == "itemknn":
+        reasons = explain_itemknn(knn.weights, played, picks, keys, top=len(played))
+        parts = [sum(r["part"] for r in why["played"]) for why in reasons]
+    else:
+        reasons = explain_userknn(similar, knn.x, picks, users, top=8)
+        parts = [sum(r["part"] for r in why["listeners"]) for why in reasons]
+        assert all(r["key"] != "u4" for why in reasons for r in why["listeners"])
+    np.testing.assert_allclose(parts, scores[picks], atol=1e-3)
+
+
+def test_neighbourhood_methods_recommend_from_the_checkpoints_histories(model) -> None:
+    for method in ("itemknn", "userknn"):
+        picks = recommend_catalog(model, user="listener3", k=4, method=method)
+        heard = set(np.array(model.hparams.item_keys)[
+            listener_history(model, user="listener3")[0].numpy() > 0])  # fmt: skip
+        assert picks and not {p.key for p in picks} & heard
+        assert [p.score for p in picks] == sorted((p.score for p in picks), reverse=True)
+        assert picks[0].reasons["summary"]
