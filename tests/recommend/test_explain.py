@@ -71,7 +71,7 @@ def test_feature_parts_add_up_to_the_content_above_an_average_track(model) -> No
     with torch.no_grad():
         for j in (0, 7, 33):
             x = model.item_features[j]
-            ig = content_gradients(net, x, taste, scale, steps=64)
+            ig = content_gradients(net, x[None], taste, scale[None], steps=64)[0]
 
             def g(point: torch.Tensor) -> float:
                 return float((net(point[None]).view(1, 1, -1) * taste).sum() * scale)

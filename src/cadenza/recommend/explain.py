@@ -29,6 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from cadenza.recommend.embedder import heads_to_vector
 from cadenza.recommend.module import RecommenderModule
 
 TOP = 3  # reasons of each kind shown per pick
@@ -60,10 +61,11 @@ def _played_pulls(model: RecommenderModule, history: torch.Tensor, taste: torch.
     if len(played) < 2:  # one track is the whole taste: nothing to weigh it against
         only = [{"key": keys[int(i)], "pull": None, "share": 1.0} for i in played]
         return [list(only) for _ in range(len(tracks))]
-    without = history.repeat(len(played), 1)  # [Np, I]
-    without[torch.arange(len(played)), played] = 0.0
+    weights = history[0, played]  # [Np]
+    without = weights.repeat(len(played), 1).fill_diagonal_(0.0)  # [Np, Np]: row i drops i
+    tastes = heads_to_vector(model.taste.forward_rows(without, played))
     full = model.score(taste, tracks)[0]  # [P]
-    pulls = full[None, :] - model.score(model.taste_of(without), tracks)  # [Np, P]
+    pulls = full[None, :] - model.score(tastes, tracks)  # [Np, P]
     out = []
     for j in range(len(tracks)):
         pos = pulls[:, j].clamp(min=0)
@@ -77,18 +79,17 @@ def _played_pulls(model: RecommenderModule, history: torch.Tensor, taste: torch.
 
 def content_gradients(content_net: torch.nn.Module, x: torch.Tensor, taste: torch.Tensor,
                       scale: torch.Tensor, steps: int = IG_STEPS) -> torch.Tensor:  # fmt: skip
-    """Integrated gradients [F] of g(x) = sum_h <taste_h, content_h(x)> * scale_h from the
-    average track (x = 0) to x: they add up to g(x) - g(0), up to the midpoint rule's error."""
-    heads = taste.shape[0]
-
-    def g(points: torch.Tensor) -> torch.Tensor:
-        return ((content_net(points).view(len(points), heads, -1) * taste).sum(-1) * scale).sum(-1)
-
+    """Integrated gradients [N, F] of g_n(x_n) = sum_h <taste_h, content_h(x_n)> * scale[n, h]
+    from the average track (x = 0) to each x [N, F] (scale [N, H]): row n adds up to
+    g_n(x_n) - g_n(0), up to the midpoint rule's error. One pass for all N."""
+    heads, (n, f) = taste.shape[0], x.shape
     with torch.enable_grad():
         alphas = (torch.arange(steps, dtype=x.dtype) + 0.5) / steps  # midpoints of the path
-        path = (alphas[:, None] * x[None, :]).requires_grad_(True)  # [S, F]
-        (grad,) = torch.autograd.grad(g(path).sum(), path)
-    return (grad.mean(0) * x).detach()
+        path = (alphas[None, :, None] * x[:, None, :]).requires_grad_(True)  # [N, S, F]
+        out = content_net(path.reshape(n * steps, f)).view(n, steps, heads, -1)
+        g = ((out * taste).sum(-1) * scale[:, None, :]).sum()
+        (grad,) = torch.autograd.grad(g, path)
+    return (grad.mean(1) * x).detach()
 
 
 def _parts(model: RecommenderModule, taste: torch.Tensor, features: torch.Tensor | None,
@@ -112,6 +113,9 @@ def _parts(model: RecommenderModule, taste: torch.Tensor, features: torch.Tensor
     heads_scale = 1.0 / (norm * tau * heads**0.5)
     part_listening = ((listening * t).sum(-1) * heads_scale).sum(-1)  # [N]
     part_content = ((content * t).sum(-1) * heads_scale).sum(-1)  # [N]
+    gradients = None
+    if content_net is not None and features is not None:
+        gradients = content_gradients(content_net, features, t, heads_scale)  # [N, F]
     out = []
     for j in range(n):
         entry: dict[str, Any] = {
@@ -119,8 +123,8 @@ def _parts(model: RecommenderModule, taste: torch.Tensor, features: torch.Tensor
             "listening": round(float(part_listening[j]), 4),
             "content": round(float(part_content[j]), 4), "features": [],
         }  # fmt: skip
-        if content_net is not None and features is not None:
-            ig = content_gradients(content_net, features[j], t, heads_scale[j])
+        if gradients is not None:
+            ig = gradients[j]
             order = ig.argsort(descending=True)[:top]
             score = float(part_listening[j] + part_content[j])
             entry["features"] = [{"name": names[int(f)] if names else str(int(f)),

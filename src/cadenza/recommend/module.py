@@ -156,6 +156,12 @@ class RecommenderModule(CadenzaModule):
         ids = torch.arange(self.hparams.n_items, device=known.device)
         return heads_to_vector(self.tracks(self._features(), ids, known))
 
+    def track_embeddings(self, ids: torch.Tensor, content_only: bool = False) -> torch.Tensor:
+        """Some catalog tracks [N] -> [N, H*D], as `catalog_embeddings` gives them."""
+        known = self.item_known[ids] & (not content_only)
+        features = self.item_features[ids] if self.hparams.feature_dim > 0 else None
+        return heads_to_vector(self.tracks(features, ids, known))
+
     def embed_features(self, features: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Tracks from outside the catalog, by raw content features [N, F] -> [N, H*D]."""
         if self.tracks.content is None:

@@ -47,7 +47,21 @@ class TasteEncoder(nn.Module):
             t = torch.tanh(torch.bmm(x, q)).transpose(0, 1)  # [B, H, D]
         else:
             t = torch.tanh(F.normalize(history, dim=-1) @ self.history).view(b, self.heads, -1)
+        return self._with_context(t, context)
+
+    def forward_rows(
+        self, weights: torch.Tensor, items: torch.Tensor, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """forward() of histories that are zero outside `items` [P]: weights [B, P] ->
+        [B, H, D], reading P rows of Q instead of multiplying through all I (explanations
+        score a history with each played track left out: B = P rows of P tracks)."""
+        b = weights.shape[0]
+        t = torch.tanh(F.normalize(weights, dim=-1) @ self.history[items]).view(b, self.heads, -1)
+        return self._with_context(t, context)
+
+    def _with_context(self, t: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         if self.context is not None and context is not None:
+            b = t.shape[0]
             asked = (context >= 0).float().view(b, 1, 1)
             t = t + self.context(context.clamp(min=0)).view(b, self.heads, self.dim) * asked
         return t

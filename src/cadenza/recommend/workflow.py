@@ -73,7 +73,6 @@ def listener_history(
     model: RecommenderModule, user: str | int | None = None, history: list[str] | None = None
 ) -> torch.Tensor:
     """A known listener's training history, or a new one's liked catalog tracks, [1, I]."""
-    item_index = {k: i for i, k in enumerate(model.hparams.item_keys or [])}
     if user is not None:
         users = [str(u) for u in (model.hparams.user_keys or [])]
         if str(user) not in users:
@@ -84,6 +83,7 @@ def listener_history(
         row = users.index(str(user))
         hist = model.history(torch.tensor([row]))  # [1, I]
     else:
+        item_index = {k: i for i, k in enumerate(model.hparams.item_keys or [])}
         unknown = [k for k in history if str(k) not in item_index]
         if unknown:
             raise ConfigError(
@@ -120,15 +120,14 @@ def recommend_catalog(
     taste, seen = listener_taste(model, user, history, context, text)
     keys = model.hparams.item_keys or [str(i) for i in range(model.hparams.n_items)]
     tau = model.hparams.tau
+    if method == "content" and model.tracks.content is None:
+        raise ConfigError("method=content needs a recommender trained with content features; "
+                          "this one has none")  # fmt: skip
     if method == "content":
-        if model.tracks.content is None:
-            raise ConfigError("method=content needs a recommender trained with content "
-                              "features; this one has none")  # fmt: skip
-        index = "exact"  # a served index holds the hybrid embeddings
-    if isinstance(index, str):
+        idx = content_index(model)
+    elif isinstance(index, str):
         with torch.no_grad():
-            tracks = model.catalog_embeddings(content_only=method == "content")
-            idx = make_index(index).build(tracks.numpy())
+            idx = make_index(index).build(model.catalog_embeddings().numpy())
     else:
         idx = index
     scores, ids = idx.search(taste.numpy(), k, exclude=[seen] if exclude_seen else None)
@@ -139,7 +138,7 @@ def recommend_catalog(
 
         chosen = np.array([i for i in ids[0] if i >= 0])
         with torch.no_grad():
-            tracks = model.catalog_embeddings(content_only=method == "content")[chosen]
+            tracks = model.track_embeddings(torch.as_tensor(chosen), method == "content")
         hist = None if text is not None else listener_history(model, user, history)
         reasons = explain_model_picks(model, taste, hist, chosen, tracks,
                                       content_only=method == "content")  # fmt: skip
@@ -155,6 +154,17 @@ NEIGHBOURHOODS = {
     "itemknn": {"k": 400, "shrink": 10.0},
     "userknn": {"k": 50, "shrink": 10.0},
 }
+
+
+def content_index(model: RecommenderModule) -> NearestNeighbourIndex:
+    """An exact index over the catalog embedded from content alone, built once per loaded
+    model (a second on Last.fm's 17,632 artists: not per request)."""
+    cached = model.__dict__.setdefault("_content_index", [])
+    if not cached:
+        with torch.no_grad():
+            cached.append(make_index("exact").build(
+                model.catalog_embeddings(content_only=True).numpy()))  # fmt: skip
+    return cached[0]
 
 
 def training_matrix(model: RecommenderModule) -> sp.csr_matrix:

@@ -256,9 +256,8 @@ def recommend_catalog(s: Served, req: RecommendRequest, settings: ServeSettings)
 
     listener = _listener(s, req, settings)
     t0 = time.perf_counter()
-    index = s.catalog if req.method == "hybrid" else "exact"  # the served index is the hybrid's
-    picks = ranked(s.model, **listener, k=req.k, index=index, method=req.method,
-                   explain=req.explain)  # fmt: skip
+    picks = ranked(s.model, **listener, k=req.k, index=s.catalog, method=req.method,
+                   explain=req.explain)  # the served index is the hybrid's; others cache theirs
     return Recommendations(job=None, model=s.name, listener=listener,
                            seconds=round(time.perf_counter() - t0, 4),
                            picks=[Pick(**asdict(p)) for p in picks])  # fmt: skip
