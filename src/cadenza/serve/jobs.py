@@ -256,8 +256,9 @@ def recommend_catalog(s: Served, req: RecommendRequest, settings: ServeSettings)
 
     listener = _listener(s, req, settings)
     t0 = time.perf_counter()
+    # The served index is the hybrid's; the other methods cache their own on the model.
     picks = ranked(s.model, **listener, k=req.k, index=s.catalog, method=req.method,
-                   explain=req.explain)  # the served index is the hybrid's; others cache theirs
+                   explain=req.explain)  # fmt: skip
     return Recommendations(job=None, model=s.name, listener=listener,
                            seconds=round(time.perf_counter() - t0, 4),
                            picks=[Pick(**asdict(p)) for p in picks])  # fmt: skip
