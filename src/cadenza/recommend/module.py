@@ -16,6 +16,11 @@ The catalog travels inside the checkpoint: content features (standardised, with 
 that standardise new tracks), which tracks are known, each known user's history, and the track
 and user keys, so `RecommenderModule.load(ckpt)` can recommend with no dataset at hand.
 
+With `text=True` the model also reads listeners who describe what they like in words: a ridge
+map from sentence vectors (all-MiniLM-L6-v2, `text.py`) to tastes, fitted on the catalog's words
+after every validation epoch and kept in the `text_map` buffer (`text_taste.py`), so the
+checkpoint carries it; `taste_of_text(texts)` uses it.
+
 Logged: `train/loss`, and per epoch `val/recall@10`, `val/ndcg@10`, `val/recall@20`,
 `val/ndcg@20` (full ranking, the user's training tracks masked) and the same for `test/`.
 """
@@ -229,7 +234,7 @@ class RecommenderModule(CadenzaModule):
         if self.text_map is None or self._text_pairs is None or self.trainer.sanity_checking:
             return
         fitted = self.fit_text_map()
-        self.log("val/text_cosine", fitted.heldout_cosine, on_epoch=True)
+        self.log("val/text_cosine", fitted.heldout_cosine, on_epoch=True, sync_dist=True)
 
     def _features(self) -> torch.Tensor | None:
         return self.item_features if self.hparams.feature_dim > 0 else None
