@@ -36,6 +36,12 @@ SLICES = {
     "pop909_audio_vae": ["data.source.midi.limit=4", "data.source.max_seconds=10"],
     "styles_recommender": ["data.source.per_style=10", "data.source.n_users=50"],
     "styles_classifier": ["data.source.per_style=8"],
+    "styles_mel_classifier": [
+        "data.source.per_style=3",
+        "data.train_window=172",
+        *(f"data.source.styles.{s}.max_seconds=8" for s in ("jsb", "nottingham", "pop909")),
+        "data.source.styles.piano_midi.max_seconds=8",
+    ],
     "piano_midi_composer_classifier": ["data.source.per_class=3", "data.source.min_pieces=21"],
 }
 

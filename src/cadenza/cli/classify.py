@@ -1,8 +1,9 @@
 """cadenza-classify ckpt=CLASSIFIER.ckpt input=FILE_OR_FOLDER [top=3] [out=classify.json]
 
-Every MIDI file of `input` (a file, or a folder searched recursively) -> its classes with
+Every MIDI file of `input` (a file, or a folder searched recursively; audio files for a
+classifier trained on mel features, e.g. experiment=styles_mel_classifier) -> its classes with
 probabilities, printed (the `top` most likely) and written as JSON to `out`. A corrupt, empty
-or non-MIDI file is reported, listed under "skipped" with its reason, and the rest go on.
+or unreadable file is reported, listed under "skipped" with its reason, and the rest go on.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from cadenza.training.config import require
 
 
 def classify(cfg: DictConfig) -> dict:
-    from cadenza.data.sources import midi_files
     from cadenza.metrics.music_eval import write_report
     from cadenza.models import ClassifierModule
 
@@ -28,8 +28,8 @@ def classify(cfg: DictConfig) -> dict:
     top = check_int("top", c["top"])
     target = Path(str(require(cfg, "input"))).expanduser()
     if not target.exists():
-        raise ConfigError(f"input={target} is neither a MIDI file nor a folder")
-    files = midi_files(target)
+        raise ConfigError(f"input={target} is neither a file nor a folder")
+    files = model.input_files(target)
     classes, pieces, skipped = model.classes, [], []
     for path in files:
         try:

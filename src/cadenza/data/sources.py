@@ -117,7 +117,12 @@ def list_files(root: Path, suffixes: tuple[str, ...], kind: str, limit: int | No
 def midi_files(path: Path) -> list[Path]:
     """A MIDI file itself, or every MIDI file under a folder (`list_files`): what a command
     given `input=` or `generated=` reads."""
-    return [path] if path.is_file() else list_files(path, MIDI_SUFFIXES, "MIDI", None)
+    return piece_files(path, MIDI_SUFFIXES, "MIDI")
+
+
+def piece_files(path: Path, suffixes: tuple[str, ...], kind: str) -> list[Path]:
+    """A file itself, or every file with one of `suffixes` under a folder (`list_files`)."""
+    return [path] if path.is_file() else list_files(path, suffixes, kind, None)
 
 
 class FolderSource(Source):

@@ -90,13 +90,13 @@ def frechet_report(
 
 
 def embed_folder(model: Any, folder: str | Path) -> tuple[np.ndarray, list[str], list[dict]]:
-    """Every MIDI file under `folder` (or the file itself) -> (embeddings [N, D], their paths,
+    """Every MIDI file (audio, for a mel classifier) under `folder` (or the file itself) ->
+    (embeddings [N, D], their paths,
     [{"path", "reason"}] of the files skipped as unreadable)."""
-    from cadenza.data.sources import midi_files
     from cadenza.errors import BadFileError
 
     rows, kept, skipped = [], [], []
-    for path in midi_files(Path(folder)):
+    for path in model.input_files(Path(folder)):
         try:
             rows.append(model.embed(model.read_piece(path)).numpy())
             kept.append(str(path))

@@ -265,9 +265,28 @@ class ClassifierModule(CadenzaModule):
         self._eval_epoch_end("test")
 
     # --- inference ---------------------------------------------------------------------------
+    @property
+    def hears_audio(self) -> bool:
+        """Whether this classifier reads audio (a mel codec) rather than MIDI."""
+        return self.codec.output == "audio"
+
+    def input_files(self, path: Path) -> list[Path]:
+        """A file, or every file this classifier reads under a folder (MIDI, or audio for a
+        mel classifier)."""
+        from cadenza.data.sources import MIDI_SUFFIXES, piece_files
+        from cadenza.io.audio import AUDIO_SUFFIXES
+
+        if self.hears_audio:
+            return piece_files(path, AUDIO_SUFFIXES, "audio")
+        return piece_files(path, MIDI_SUFFIXES, "MIDI")
+
     def read_piece(self, path: str | Path) -> torch.Tensor:
-        """A MIDI file -> its codec tensor [T, ...]. Raises BadFileError for a corrupt, empty
-        or non-MIDI file."""
+        """A MIDI file (an audio file, for a mel classifier) -> its codec tensor [T, ...].
+        Raises BadFileError for a corrupt, empty or unreadable file."""
+        if self.hears_audio:
+            from cadenza.io.audio import load_audio
+
+            return self.codec.encode(load_audio(path, self.codec.sample_rate))
         from cadenza.io.midi import read_score
 
         return self.codec.encode(read_score(path))
