@@ -73,6 +73,19 @@ def _module(**kwargs) -> ClassifierModule:  # noqa: ANN003
     return ClassifierModule(CODEC.to_dict(), **(small | kwargs))
 
 
+def _fit(model: ClassifierModule, batch: Batch, steps: int) -> list[float]:
+    """Adam on one fixed batch: the loss after each step."""
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(steps):
+        loss = model.training_step(batch, 0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
 def test_learns_to_tell_real_folk_tunes_from_real_piano_pieces() -> None:
     """Crops of two tunes and two piano pieces, labelled: the loss falls to near zero, and the
     gradient reaches every part (encoder, features, head)."""
@@ -81,14 +94,7 @@ def test_learns_to_tell_real_folk_tunes_from_real_piano_pieces() -> None:
     items = [(_encoded(rel)[i : i + 48], k) for k, rel in enumerate(TUNES + PIANO) for i in (0, 64)]
     batch = FeatureCollate(collate, CODEC)(items)
     batch.condition.style = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(60):
-        loss = model.training_step(batch, 0)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+    losses = _fit(model, batch, steps=60)
     assert losses[-1] < 0.1 < losses[0]
     # The last training batch of an epoch may hold one piece: no batch statistics, no error.
     one = Batch(x=batch.x[:1], lengths=batch.lengths[:1],
@@ -265,14 +271,7 @@ def test_a_mel_classifier_learns_from_recordings_and_labels_audio_files(tmp_path
     assert model.hears_audio
     batch = collate(items)
     batch.condition = Condition(style=torch.tensor([label for _, label in items]))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(40):
-        loss = model.training_step(batch, 0)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+    losses = _fit(model, batch, steps=40)
     assert losses[-1] < 0.1 < losses[0]
     ckpt = tmp_path / "mel.ckpt"
     torch.save({"hyper_parameters": {**model.hparams, "family": model.family},
