@@ -48,7 +48,7 @@ import numpy as np
 
 from cadenza.metrics.ranking import evaluate
 from cadenza.recommend.baselines import FACTORIES, GRIDS, Recommender, tune
-from cadenza.recommend.fit import TasteRecommender
+from cadenza.recommend.fit import ContentOnly, TasteRecommender
 from cadenza.recommend.interactions import (
     Interactions,
     Split,
@@ -93,35 +93,18 @@ MODELS: dict[str, Entry] = {
 # seed 0's validation figures: a cosine score at tau 0.1 beat a plain dot product (valid
 # NDCG@10 0.192 vs 0.182), log-play history weights edged binary ones, tags added little, and
 # three heads (a small ensemble trained in one pass) gained ~0.003-0.005 over one.
-_OURS: dict[int, TasteRecommender] = {}  # the fitted model of each split seed
+_OURS: dict[int, TasteRecommender] = {}  # each split seed's model (fit() fills it in place)
 
 
 def _ours(p: dict[str, Any], seed: int, data: Interactions) -> TasteRecommender:
-    model = TasteRecommender(data, seed=seed, **p)
-    fit = model.fit
-
-    def fit_and_keep(train: Any, valid: Any = None) -> TasteRecommender:
-        _OURS[seed] = fit(train, valid)
-        return _OURS[seed]
-
-    model.fit = fit_and_keep  # type: ignore[method-assign]
-    return model
+    _OURS[seed] = TasteRecommender(data, seed=seed, **p)
+    return _OURS[seed]
 
 
 def _ours_content(p: dict[str, Any], seed: int, data: Interactions) -> Recommender:
     """Ours ranking by its content path alone (tags): the model `ours` fitted on this seed when
-    it ran before, else one fitted now."""
-
-    def fit(train: Any, valid: Any = None) -> Recommender:
-        fitted = _OURS.get(seed) or _ours(p, seed, data).fit(train, valid)
-        return fitted.content_only()
-
-    return _Fitting(fit)
-
-
-class _Fitting:
-    def __init__(self, fit: Any) -> None:
-        self.fit = fit
+    it ran before, else one fitted when this is."""
+    return ContentOnly(_OURS.get(seed) or TasteRecommender(data, seed=seed, **p))
 
 
 OURS_GRID = {"heads": (3,), "tau": (0.1,), "history_dropout": (0.5,)}

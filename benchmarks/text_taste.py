@@ -47,6 +47,7 @@ import torch
 from cadenza.metrics.ranking import evaluate
 from cadenza.recommend.baselines import grid_configs
 from cadenza.recommend.datamodule import Catalog, lastfm_catalog
+from cadenza.recommend.embedder import heads_to_vector
 from cadenza.recommend.fit import fit_recommender
 from cadenza.recommend.interactions import load_lastfm, split_per_user
 from cadenza.recommend.module import RecommenderModule
@@ -92,33 +93,22 @@ def tuned(name: str, candidates: dict[str, ScoresFn], stage: Callable) -> dict[s
 def cross_fitted_tastes(model: RecommenderModule, users: np.ndarray, seed: int) -> np.ndarray:
     """Tastes [len(users), H*D] from words alone, each fold of users mapped by a map fitted
     on the tracks' pairs and the other folds' users."""
-    pair_users, pair_items, texts = model._text_pairs
-    x = sentence_embedder().encode(texts)
-    with torch.no_grad():
-        y_users = model.user_taste(torch.as_tensor(pair_users)).numpy()
-        y_items = np.concatenate([
-            model.taste_of(torch.nn.functional.one_hot(torch.as_tensor(pair_items[i : i + 512]),
-                                                       model.hparams.n_items).float()).numpy()
-            for i in range(0, len(pair_items), 512)
-        ])  # fmt: skip
-    x_users, x_items = x[: len(pair_users)], x[len(pair_users) :]
+    pair_users, _, texts = model._text_pairs
+    x, y = sentence_embedder().encode(texts), model.text_targets()
+    n = len(pair_users)  # the model's pairs: described users first, then tracks
     row_of = {u: r for r, u in enumerate(pair_users)}
-    fold = np.random.default_rng(seed).integers(0, FOLDS, len(pair_users))
-    out = np.zeros((len(users), y_users.shape[1]), np.float32)
+    fold = np.random.default_rng(seed).integers(0, FOLDS, n)
+    out = np.zeros((len(users), y.shape[1]), np.float32)
     alphas = []
     for f in range(FOLDS):
-        keep = fold != f
-        fitted = TextMapFitter(np.vstack([x_users[keep], x_items]), seed=seed).fit(
-            np.vstack([y_users[keep], y_items])
-        )
+        keep = np.concatenate([fold != f, np.ones(len(x) - n, bool)])
+        fitted = TextMapFitter(x[keep], seed=seed).fit(y[keep])
         alphas.append(fitted.alpha)
         for j, u in enumerate(users):
             if fold[row_of[u]] == f:
-                out[j] = apply_map(fitted.weights, x_users[row_of[u]])
+                out[j] = apply_map(fitted.weights, x[row_of[u]])
     print(f"  cross-fitted maps chose alpha {alphas}", flush=True)
-    h = model.hparams.heads
-    return torch.nn.functional.normalize(torch.from_numpy(out).view(len(users), h, -1), dim=-1
-                                         ).flatten(1).numpy() / np.sqrt(h)  # fmt: skip
+    return heads_to_vector(torch.from_numpy(out).view(len(users), model.hparams.heads, -1)).numpy()
 
 
 def run_seed(seed: int, log: Callable[[str], None]) -> dict[str, Any]:

@@ -108,24 +108,23 @@ class TasteRecommender:
         tastes = self.model.user_taste(torch.as_tensor(np.asarray(users)))
         return self.model.score(tastes, self._tracks).numpy()
 
-    def content_only(self) -> ContentOnly:
-        """The same fitted model ranking by its content path alone (no track's ID vector)."""
-        return ContentOnly(self)
-
 
 class ContentOnly:
-    """A fitted TasteRecommender's content-based recommender: the listener's taste as learned,
-    every track embedded from its content (Last.fm: its tags) as a cold track would be."""
+    """A TasteRecommender's content-based recommender: the listener's taste as learned, every
+    track embedded from its content (Last.fm: its tags) as a cold track would be. Fits the
+    hybrid only if it has not been fitted yet (one training serves both)."""
 
-    def __init__(self, fitted: TasteRecommender) -> None:
-        self.fitted = fitted
-        with torch.no_grad():
-            self._tracks = fitted.model.catalog_embeddings(content_only=True)
+    def __init__(self, hybrid: TasteRecommender) -> None:
+        self.hybrid = hybrid
 
     def fit(self, train: sp.csr_matrix, valid: sp.csr_matrix | None = None) -> ContentOnly:
-        return self  # trained with the hybrid it belongs to
+        if not hasattr(self.hybrid, "model"):
+            self.hybrid.fit(train, valid)
+        with torch.no_grad():
+            self._tracks = self.hybrid.model.catalog_embeddings(content_only=True)
+        return self
 
     @torch.no_grad()
     def scores(self, users: np.ndarray) -> np.ndarray:
-        tastes = self.fitted.model.user_taste(torch.as_tensor(np.asarray(users)))
-        return self.fitted.model.score(tastes, self._tracks).numpy()
+        tastes = self.hybrid.model.user_taste(torch.as_tensor(np.asarray(users)))
+        return self.hybrid.model.score(tastes, self._tracks).numpy()

@@ -216,9 +216,18 @@ class RecommenderModule(CadenzaModule):
         """Fit text -> taste on the attached catalog's words and this model's current tastes."""
         if self._text_pairs is None:
             raise CadenzaError("fit_text_map needs a catalog: attach() one first")
-        users, items, texts = self._text_pairs
         if self._text_fitter is None:  # the sentences never change: embedded once per fit
-            self._text_fitter = TextMapFitter(sentence_embedder().encode(texts))
+            self._text_fitter = TextMapFitter(sentence_embedder().encode(self._text_pairs[2]))
+        fitted = self._text_fitter.fit(self.text_targets())
+        self.text_map.copy_(torch.from_numpy(fitted.weights))
+        return fitted
+
+    @torch.no_grad()
+    def text_targets(self) -> np.ndarray:
+        """The tastes the text map is fitted to, in `_text_pairs` order [U' + I', H*D]: each
+        described listener's from their training history, then each described track's as the
+        taste of a listener who played only it."""
+        users, items, _ = self._text_pairs
         n, dev = self.hparams.n_items, self.item_features.device
         targets = []
         for i in range(0, len(users), 512):
@@ -226,9 +235,7 @@ class RecommenderModule(CadenzaModule):
         for i in range(0, len(items), 512):
             ids = torch.as_tensor(items[i : i + 512], device=dev)
             targets.append(self.taste_of(F.one_hot(ids, n).float()))  # one track played
-        fitted = self._text_fitter.fit(torch.cat(targets).double().cpu().numpy())
-        self.text_map.copy_(torch.from_numpy(fitted.weights))
-        return fitted
+        return torch.cat(targets).double().cpu().numpy()
 
     def on_validation_epoch_end(self) -> None:
         if self.text_map is None or self._text_pairs is None or self.trainer.sanity_checking:

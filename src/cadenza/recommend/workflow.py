@@ -47,6 +47,15 @@ def listener_taste(
     text: str | None = None,
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Taste [1, D] and the catalog ids the listener already has (to leave out)."""
+    taste, hist = _taste_and_history(model, user, history, context, text)
+    seen = np.zeros(0, np.int64) if hist is None else np.flatnonzero(hist[0].numpy() > 0)
+    return taste, seen
+
+
+def _taste_and_history(
+    model: RecommenderModule, user: Any, history: Any, context: Any, text: Any
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Taste [1, D] and the history [1, I] it came from (None for a listener in words)."""
     if sum(x is not None for x in (user, history, text)) != 1:
         raise ConfigError("give exactly one of user=ID (a known listener), history=[track, ...] "
                           "(a new listener's catalog tracks) or text=\"...\" (what they like, "
@@ -56,7 +65,7 @@ def listener_taste(
             raise ConfigError("context= shifts a listener's history; with text= say it in the "
                               "words instead")  # fmt: skip
         with torch.no_grad():
-            return model.taste_of_text([text]), np.zeros(0, np.int64)
+            return model.taste_of_text([text]), None
     hist = listener_history(model, user, history)
     ctx = None
     if context is not None:
@@ -65,8 +74,7 @@ def listener_taste(
                               f"{model.contexts or 'none (it takes no context)'}")  # fmt: skip
         ctx = torch.tensor([model.contexts.index(context)])
     with torch.no_grad():
-        taste = model.taste_of(hist, ctx)
-    return taste, np.flatnonzero(hist[0].numpy() > 0)
+        return model.taste_of(hist, ctx), hist
 
 
 def listener_history(
@@ -117,7 +125,8 @@ def recommend_catalog(
     if method in NEIGHBOURHOODS:
         return _neighbourhood_picks(model, method, user, history, context, text, k,
                                     exclude_seen, explain)  # fmt: skip
-    taste, seen = listener_taste(model, user, history, context, text)
+    taste, hist = _taste_and_history(model, user, history, context, text)
+    seen = np.zeros(0, np.int64) if hist is None else np.flatnonzero(hist[0].numpy() > 0)
     keys = model.hparams.item_keys or [str(i) for i in range(model.hparams.n_items)]
     tau = model.hparams.tau
     if method == "content" and model.tracks.content is None:
@@ -139,7 +148,6 @@ def recommend_catalog(
         chosen = np.array([i for i in ids[0] if i >= 0])
         with torch.no_grad():
             tracks = model.track_embeddings(torch.as_tensor(chosen), method == "content")
-        hist = None if text is not None else listener_history(model, user, history)
         reasons = explain_model_picks(model, taste, hist, chosen, tracks,
                                       content_only=method == "content")  # fmt: skip
         for pick, why in zip(picks, reasons):
@@ -300,7 +308,7 @@ def recommend_generated(
         raise ConfigError(f"the {generator.family} generator writes {generator.codec.output}; "
                           "the recommender scores MIDI from its notes")  # fmt: skip
     controls.pop("n", None)  # `candidates` is how many pieces are drawn
-    taste, _ = listener_taste(model, user, history, context, text)
+    taste, hist = _taste_and_history(model, user, history, context, text)
     with torch.no_grad():
         catalog = model.score(taste, model.catalog_embeddings())[0]  # [I]
     if controls.get("style") is None and generator.can(Ability.STYLE):
@@ -327,7 +335,6 @@ def recommend_generated(
     from cadenza.recommend.explain import explain_model_picks
 
     raw = torch.as_tensor(np.stack([good[j][1] for j in order]), dtype=torch.float32)
-    hist = None if text is not None else listener_history(model, user, history)
     reasons = explain_model_picks(
         model, taste, hist, np.full(len(order), -1), emb[order],
         features=(raw - model.feature_mean) / model.feature_std,
