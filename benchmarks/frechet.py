@@ -22,7 +22,6 @@ Results: benchmarks/results/frechet.json; sets and generators under benchmarks/r
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 
 from cli_runs import BIN, provenance, save_entry, train_once
+from frechet_sets import default_encoder, write_midi_set
 
 RESULTS = Path(__file__).parent / "results" / "frechet.json"
 RUNS = Path(__file__).parent / "runs" / "frechet"
@@ -73,15 +73,6 @@ def time_scrambled(roll: np.ndarray, steps: int, rng: np.random.Generator) -> np
     return blocks[rng.permutation(len(blocks))].reshape(roll.shape)
 
 
-def write_set(folder: Path, rolls: list[np.ndarray], codec: Any) -> Path:
-    from cadenza.io.midi import save_midi
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, r in enumerate(rolls):
-        save_midi(codec.decode(torch.from_numpy(np.ascontiguousarray(r))), folder / f"{i:04d}.mid")
-    return folder
-
-
 def generator(minutes: float, seed: int, threads: int | None) -> Path:
     """nottingham_lstm trained `minutes` (reused if trained before) -> its checkpoint."""
     return train_once("nottingham_lstm", RUNS / f"nottingham_lstm_{minutes:g}min", minutes, seed,
@@ -117,8 +108,7 @@ def main() -> None:
     from cadenza.representations import PianoRollCodec
 
     started = time.perf_counter()
-    encoder = args.encoder or json.loads((RESULTS.parent / "classify.json").read_text())[
-        "styles"]["rows"]["classifier"]["checkpoint"]  # fmt: skip
+    encoder = args.encoder or default_encoder()
     model = ClassifierModule.load(encoder)
     rng = np.random.default_rng(args.seed)
     nott = PianoRollCodec(steps_per_beat=2, low_pitch=21, high_pitch=108)
@@ -127,15 +117,15 @@ def main() -> None:
     a, b = real[: args.n], real[args.n :]
     sets = RUNS / "sets"
     folders = {
-        "A: held-out Nottingham crops": write_set(sets / "a", a, nott),
-        "B: other held-out Nottingham crops": write_set(sets / "b", b, nott),
-        "JSB chorales (another style)": write_set(
+        "A: held-out Nottingham crops": write_midi_set(sets / "a", a, nott),
+        "B: other held-out Nottingham crops": write_midi_set(sets / "b", b, nott),
+        "JSB chorales (another style)": write_midi_set(
             sets / "jsb", crops("jsb", ("test",), jsb, args.n, rng), jsb),
-        "B, pitches shuffled": write_set(
+        "B, pitches shuffled": write_midi_set(
             sets / "b_pitch", [pitch_shuffled(r, rng) for r in b], nott),
-        "B, bars scrambled": write_set(
+        "B, bars scrambled": write_midi_set(
             sets / "b_bars", [time_scrambled(r, nott.steps_for_bars(1), rng) for r in b], nott),
-        "B, beats scrambled": write_set(
+        "B, beats scrambled": write_midi_set(
             sets / "b_beats", [time_scrambled(r, nott.steps_per_beat, rng) for r in b], nott),
     }  # fmt: skip
     for minutes in args.minutes:

@@ -10,7 +10,10 @@ validation data's, `val/stat_gap`). Then:
 - every metric of `cadenza.metrics.music_sets.set_metrics` on both sets (EB, UPC, QN pooled over
   bars and notes of the non-drum tracks, per track too; TD, pitch-class entropy, scale and
   groove consistency, polyphony, pitch range, note density as means over phrases), and the
-  overlapping area / KL of the per-phrase distributions (`music_compare.compare_sets`).
+  overlapping area / KL of the per-phrase distributions (`music_compare.compare_sets`);
+- the Fréchet distance of the generated phrases to half of the real ones, beside that of the
+  other half, in the styles classifier's embedding (`frechet_sets.py`: which encoder and why).
+  The classifier learned from 16-bar windows; a 4-bar phrase is a quarter of one.
 
 The issue's bar (POP909): QN within 10 points of the real data's; EB and UPC within 20 % of it.
 
@@ -45,6 +48,7 @@ from cadenza.models import GANModule, GenerativeModule
 from cadenza.models.gan import TOLERANCE, stat_gap
 from cadenza.paths import data_root
 from cli_runs import max_time, provenance, run_train, save_entry, use_threads
+from frechet_sets import frechet_beside, print_frechet, real_halves
 
 RESULTS = Path(__file__).parent / "results" / "gan_metrics.json"
 
@@ -128,10 +132,14 @@ def clean(d: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-def evaluate(dataset: str, ckpt: Path, n_phrases: int) -> dict:
+def evaluate(dataset: str, ckpt: Path, n_phrases: int, folder: Path, encoder: str | None = None
+             ) -> dict:  # fmt: skip
     model = GenerativeModule.load(ckpt)
     assert isinstance(model, GANModule)
     real, gen = real_phrases(dataset, model), generated_phrases(model, n_phrases)
+    # In the styles classifier's embedding, against held-out phrases, beside real-vs-real.
+    a, b = real_halves(real, len(gen))
+    frechet = frechet_beside({"generated": gen}, a, b, model.codec, folder, encoder)
     real_rolls, gen_rolls = rolls(real, model), rolls(gen, model)
     r, g = set_metrics(real_rolls), set_metrics(gen_rolls)
     comparison = compare_sets(gen_rolls, real_rolls)
@@ -149,6 +157,7 @@ def evaluate(dataset: str, ckpt: Path, n_phrases: int) -> dict:
         "overlap": clean({k: v["overlap"] for k, v in comparison.items()}),
         "kl": clean({k: v["kl"] for k, v in comparison.items()}),
         "bar": bar,
+        "frechet": frechet,
         "real_bars": int(len(real) * model.hparams.bars),
         "generated_bars": int(len(gen) * model.hparams.bars),
         "checkpoint": ckpt.name,
@@ -169,6 +178,8 @@ def main() -> None:
     ap.add_argument("--phrases", type=int, default=512, help="generated 4-bar phrases")
     ap.add_argument("--root", type=Path, default=None, help="keep runs here (default: temp)")
     ap.add_argument("--ckpt", type=Path, default=None, help="evaluate this checkpoint instead")
+    ap.add_argument("--encoder", default=None, help="classifier checkpoint for the Fréchet "
+                    "distance (default: benchmarks/classify.py's styles classifier)")  # fmt: skip
     ap.add_argument(
         "--threads",
         type=int,
@@ -192,7 +203,7 @@ def main() -> None:
             else:
                 minutes = args.minutes or DATASETS[dataset][1]
                 ckpt, command, seconds = train(dataset, minutes, root, args.overrides)
-            entry = evaluate(dataset, ckpt, args.phrases)
+            entry = evaluate(dataset, ckpt, args.phrases, root / "frechet" / dataset, args.encoder)
             entry.update(provenance(command, seconds))
             entry["torch_threads"] = threads
             save_entry(RESULTS, args.name or dataset, entry)
@@ -212,6 +223,7 @@ def print_table(results: dict) -> None:
         b = r["bar"]
         verdicts = ", ".join(f"{k} {'ok' if b[k]['within'] else 'MISSED'}" for k in TOLERANCE)
         print(f"bar: {verdicts} (stat_gap {b['stat_gap']:.2f})")
+        print_frechet(r.get("frechet"), "4-bar phrases")
     print(
         f"MuseGAN (published, LPD): qualified notes real {MUSEGAN_QN['real']}, "
         f"its models {MUSEGAN_QN['musegan_models']}"

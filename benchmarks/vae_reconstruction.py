@@ -18,7 +18,11 @@ training):
   attribute (note density, mean pitch) along the 9-point latent path (slerp of the codes,
   greedy decode) and along MusicVAE's naive data-space crossfade (each token from b with
   probability alpha, else from a), plus how far each path's total change exceeds the direct
-  change between its endpoints (1.0 = monotone).
+  change between its endpoints (1.0 = monotone);
+- the Fréchet distance of prior samples, and of reconstructions, to half of the test windows,
+  beside that of the other half, in the styles classifier's embedding (`frechet_sets.py`). The
+  classifier learned from 16-bar windows of whole pieces, not lone melodies; a 2-bar window is
+  an eighth of one.
 
     python benchmarks/vae_reconstruction.py                         # all four configs
     python benchmarks/vae_reconstruction.py --configs melody_16bar_hier --minutes 30
@@ -48,6 +52,7 @@ from cadenza.metrics.attributes import ATTRIBUTES, attribute_table
 from cadenza.models import GenerativeModule, VAEModule
 from cadenza.paths import data_root
 from cli_runs import max_time, provenance, run_train, save_entry, use_threads
+from frechet_sets import frechet_beside, print_frechet, real_halves
 
 RESULTS = Path(__file__).parent / "results" / "vae_reconstruction.json"
 
@@ -67,6 +72,7 @@ MUSICVAE = {
     "melody_16bar_hier": (0.919, 0.812),
 }
 PAIRS, PATH_STEPS = 64, 9
+FRECHET_PIECES = 512  # prior samples drawn for the Fréchet distance (at most half the windows)
 
 
 def train(config: str, minutes: float, root: Path, extra: list[str]) -> tuple[Path, str, float]:
@@ -158,7 +164,19 @@ def onset_scores(model: VAEModule, x: torch.Tensor, batch: int = 64) -> dict[str
     }
 
 
-def evaluate(ckpt: Path) -> dict:
+def frechet(model: VAEModule, x: torch.Tensor, folder: Path, encoder: str | None) -> dict:
+    """Prior samples (temperature 1, seed 0), and the greedy reconstructions of real set B,
+    against real set A (`frechet_sets.real_halves`), beside B itself: how far the model's own
+    music is from held-out melodies, and how much of that the reconstruction alone loses."""
+    a, b = real_halves(list(x), FRECHET_PIECES)
+    prior = model.sample(len(b), generator=torch.Generator().manual_seed(0))
+    batch = torch.stack(b)
+    recon = torch.cat([model.reconstruct(batch[i : i + 64]) for i in range(0, len(b), 64)])
+    generated = {"prior samples": prior, "reconstructions of B": [model.as_piece(r) for r in recon]}
+    return frechet_beside(generated, a, b, model.codec, folder, encoder)
+
+
+def evaluate(ckpt: Path, folder: Path, encoder: str | None = None) -> dict:
     model = GenerativeModule.load(ckpt)
     assert isinstance(model, VAEModule)
     dm, x = test_windows(model)
@@ -175,6 +193,7 @@ def evaluate(ckpt: Path) -> dict:
         "test_windows": len(x),
         "params": sum(p.numel() for p in model.parameters()),
         "interpolation": interpolation(model, x),
+        "frechet": frechet(model, x, folder, encoder),
     }
 
 
@@ -183,6 +202,18 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--minutes", type=float, default=None, help="training budget per config")
     ap.add_argument("--root", type=Path, default=None, help="keep runs here (default: temp)")
+    ap.add_argument(
+        "--ckpt",
+        type=Path,
+        default=None,
+        help="evaluate this checkpoint instead of training (one config)",
+    )
+    ap.add_argument(
+        "--encoder",
+        default=None,
+        help="classifier checkpoint for the Fréchet "
+        "distance (default: benchmarks/classify.py's styles classifier)",
+    )
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads here and in training (default: every core); two "
                     "configs can then train side by side, one core each")  # fmt: skip
@@ -193,16 +224,19 @@ def main() -> None:
     )
     ap.add_argument("overrides", nargs="*", help="extra cadenza-train overrides")
     args = ap.parse_args()
-    if args.name and len(args.configs) != 1:
-        ap.error("--name needs exactly one --configs entry")
+    if (args.name or args.ckpt) and len(args.configs) != 1:
+        ap.error("--name and --ckpt need exactly one --configs entry")
     threads = use_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = (args.root or Path(tmp)).resolve()
         root.mkdir(parents=True, exist_ok=True)
         for config in args.configs:
-            minutes = args.minutes or CONFIGS[config][2]
-            ckpt, command, seconds = train(config, minutes, root, args.overrides)
-            entry = evaluate(ckpt)
+            if args.ckpt is not None:
+                ckpt, command, seconds = args.ckpt, f"(evaluated {args.ckpt})", float("nan")
+            else:
+                minutes = args.minutes or CONFIGS[config][2]
+                ckpt, command, seconds = train(config, minutes, root, args.overrides)
+            entry = evaluate(ckpt, root / "frechet" / config, args.encoder)
             entry.update(provenance(command, seconds))
             entry["torch_threads"] = threads
             entry["config"] = config
@@ -238,6 +272,10 @@ def print_table(results: dict) -> None:
             f"{_f(il['density_step']):>11}|{_f(ix['density_step']):<11} "
             f"{_f(il['density_excess']):>8}|{_f(ix['density_excess']):<8} {ref_s:>17}"
         )
+    for config, r in results.items():
+        if r.get("frechet"):
+            print(f"\n{config}: ", end="")
+            print_frechet(r["frechet"], f"{r['config'].split('_')[1]} melody windows")
 
 
 def _f(v: float | None) -> str:
