@@ -171,6 +171,8 @@ def test_old_jobs_are_pruned_so_the_disk_stays_bounded(client, settings) -> None
         ({"workers": "two"}, "workers"),
         ({"colour": "blue"}, "colour"),
         ({"synth": "moog"}, "synth"),
+        ({"host": "0.0.0.0"}, "no API keys are configured: set keys_file"),
+        ({"keep_hours": -1}, "keep_hours"),
     ],
     ids=[
         "missing-folder",
@@ -181,6 +183,8 @@ def test_old_jobs_are_pruned_so_the_disk_stays_bounded(client, settings) -> None
         "workers-type",
         "unknown-key",
         "synth",
+        "open-beyond-loopback",
+        "keep-hours",
     ],  # fmt: skip
 )
 def test_a_wrong_setting_fails_at_start_up_naming_the_key(checkpoints, cfg, says) -> None:
@@ -195,10 +199,11 @@ def test_loopback_is_the_default_host(checkpoints) -> None:
 def test_pruning_survives_entries_vanishing_under_it(tmp_path) -> None:
     """Processes of processes=N prune one folder: an entry another process just deleted (here a
     dangling link, which fails to stat the same way) must not fail this process's request."""
+    from cadenza.serve.auth import OPEN
     from cadenza.serve.store import Store
 
     store = Store(tmp_path, keep_jobs=2, keep_uploads=2)
     (store.jobs / "gone").symlink_to(tmp_path / "deleted-by-another-process")
-    jobs = [store.new_job()[0] for _ in range(4)]
+    jobs = [store.new_job(OPEN)[0] for _ in range(4)]
     kept = {p.name for p in store.jobs.iterdir() if p.is_dir()}
     assert jobs[-1] in kept and len(kept) <= 2

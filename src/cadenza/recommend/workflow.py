@@ -185,6 +185,27 @@ def training_matrix(model: RecommenderModule) -> sp.csr_matrix:
     )  # fmt: skip
 
 
+def forget_listeners(model: RecommenderModule, users: set[str]) -> int:
+    """Empty the stored training histories of these listeners (their rows of the history
+    buffers), and drop the neighbourhood recommenders fitted on them: their taste, their
+    neighbours and their explanations are then a new listener's with no history. The trained
+    weights still carry what training learned from everyone; only retraining without them
+    removes that. -> how many listeners were emptied."""
+    keys = [str(u) for u in (model.hparams.user_keys or [])]
+    rows = [i for i, key in enumerate(keys) if key in users]
+    if not rows:
+        return 0
+    indptr = model.history_indptr
+    row_of = torch.repeat_interleave(torch.arange(len(indptr) - 1), indptr.diff())
+    keep = ~torch.isin(row_of, torch.tensor(rows))
+    counts = torch.bincount(row_of[keep], minlength=len(indptr) - 1)
+    model.history_items = model.history_items[keep]
+    model.history_weights = model.history_weights[keep]
+    model.history_indptr = torch.cat([indptr.new_zeros(1), counts.cumsum(0)])
+    model.__dict__.pop("_neighbourhoods", None)
+    return len(rows)
+
+
 def neighbourhood(model: RecommenderModule, method: str) -> Any:
     """An item- or user-kNN over the checkpoint's histories, fitted once per loaded model."""
     from cadenza.recommend.baselines import FACTORIES
@@ -288,6 +309,7 @@ def recommend_generated(
     synth: str = "auto",
     soundfont: str | None = None,
     sample_rate: int = 44100,
+    report_user: str | None = None,
     **controls: Any,
 ) -> list[Pick]:
     """Sample `candidates` pieces (controls: seed, temperature, top_k, top_p, bars, steps,
@@ -352,7 +374,9 @@ def recommend_generated(
         picks.append(Pick(rank, names[j], float(scores[j]), float((catalog < scores[j]).mean()),
                           **files, reasons=reasons[rank - 1]))  # fmt: skip
     summary = {
-        "listener": {"user": user, "history": history, "context": context, "text": text},
+        # A service names the listener by pseudonym (report_user), never by ID.
+        "listener": {"user": report_user or user, "history": history, "context": context,
+                     "text": text},
         "style": controls.get("style"), "candidates": len(pieces), "scored": len(good),
         "skipped": skipped,
         "picks": [asdict(p) for p in picks],

@@ -1,14 +1,18 @@
 """The FastAPI application: every trained family over HTTP, plus the studio page.
 
-Endpoints are thin: they check a request against the model's declared abilities and the
-configured caps, then call the same functions the CLI calls (`generation.generate`,
-`generation.exploration`, `recommend.workflow`) and write the pieces into a job folder the client
-downloads from. Model work runs in a bounded pool of workers; a request
-that waits too long gets a 503, and a request that fails gets a JSON error, never a dead service.
+Endpoints are thin: they check who is asking (an API key and its scopes, `auth.py`), check a
+request against the model's declared abilities and the configured caps, then call the same
+functions the CLI calls (`generation.generate`, `generation.exploration`, `recommend.workflow`)
+and write the pieces into a job folder only the asking key reads back. Model work runs in a
+bounded pool of workers; a request that waits too long gets a 503, and a request that fails
+gets a JSON error, never a dead service. A listener's data (stored history, recommendations
+from it, jobs) is theirs: readable with their token or an admin key, deletable, and named by a
+pseudonym wherever the service writes it down (`privacy.py`).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -18,19 +22,25 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, Security, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cadenza import __version__
 from cadenza.errors import BadFileError, CadenzaError, ConfigError
 from cadenza.serve import jobs
+from cadenza.serve.auth import Caller, FileLinks
 from cadenza.serve.errors import NotFoundError, RequestError
+from cadenza.serve.privacy import ForgetList, ListenerPaths, Pseudonyms
 from cadenza.serve.registry import Served, describe, load_all
 from cadenza.serve.schemas import (
+    ERRORS,
+    Forgotten,
     GenerateRequest,
+    History,
     InterpolateRequest,
     Job,
     Recommendations,
@@ -43,6 +53,35 @@ from cadenza.serve.store import Store
 
 log = logging.getLogger("cadenza")
 STUDIO = Path(__file__).parent / "static" / "studio.html"
+
+
+# --- who is asking: module-level, since route annotations are resolved in this module ----------
+BEARER = HTTPBearer(auto_error=False, scheme_name="APIKey",
+                    description="an API key from `cadenza-keys new`")  # fmt: skip
+
+
+def _caller(request: Request,
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+            ) -> Caller:  # fmt: skip
+    """The request's caller (401 for no key or a wrong one), by the app's keyring."""
+    who = request.app.state.keyring.caller(_token(credentials))
+    request.state.caller = who.name
+    return who
+
+
+def needs(scope: str) -> Any:
+    """A dependency: the caller, who must hold `scope` (403 otherwise)."""
+
+    def check(caller: Annotated[Caller, Depends(_caller)]) -> Caller:
+        caller.require(scope)
+        return caller
+
+    return check
+
+
+AnyKey = Annotated[Caller, Depends(_caller)]
+Generate = Annotated[Caller, Depends(needs("generate"))]
+Recommend = Annotated[Caller, Depends(needs("recommend"))]
 
 
 class Workers:
@@ -110,17 +149,29 @@ def create_app(settings: ServeSettings) -> FastAPI:
             f"checkpoints={settings.checkpoints}: no checkpoint could be served "
             f"({failed or 'no *.ckpt files'}); train one first, e.g. `make demo`"
         )
-    store = Store(settings.work_dir, settings.keep_jobs, settings.keep_uploads)
+    keyring = settings.keyring()
+    pseudonyms = Pseudonyms.load(_env(settings.pseudonym_key_env), settings.work_dir.resolve())
+    links = FileLinks(pseudonyms.derive("file-links"), settings.link_minutes)
+    store = Store(settings.work_dir, settings.keep_jobs, settings.keep_uploads,
+                  settings.keep_hours, links)  # fmt: skip
+    forgotten = Forgetting(served, ForgetList(store.root / "forgotten.json"), pseudonyms)
+    ListenerPaths.install(pseudonyms)
     workers = Workers(settings.workers, settings.queue_timeout_s)
+    sweeper = Sweeper(store, settings.keep_hours)
     started = time.monotonic()
     app = FastAPI(
         title="Cadenza",
         version=__version__,
         description="Sample, interpolate, render and recommend music with trained Cadenza "
-        "checkpoints. Files are downloaded from /api/files/{job}/{file}.",
+        "checkpoints. Files are downloaded from /api/files/{job}/{file}. Every /api route but "
+        "the health checks needs `Authorization: Bearer <API key>` when the service has keys "
+        "(`cadenza-keys new`); each key holds scopes (generate, recommend, admin), and a "
+        "listener token reads only its own listener's data.",
+        responses={422: ERRORS[422]},
     )
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_upload_bytes)
     app.state.settings, app.state.store, app.state.served = settings, store, served
+    app.state.pseudonyms, app.state.sweeper = pseudonyms, sweeper
 
     def model(name: str, kind: str | None = None) -> Served:
         s = served.get(name)
@@ -130,10 +181,20 @@ def create_app(settings: ServeSettings) -> FastAPI:
             raise RequestError(400, f"model: {name!r} is a {s.family} checkpoint, not a {kind}")
         return s
 
+    app.state.keyring = keyring
+
+    def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+        return {code: ERRORS[code] for code in codes}
+
+    keyed = (401, 403) if not keyring.open else ()
+
     # --- errors: one JSON shape, one clear sentence -----------------------------------------
     def error(status: int, message: str, **extra: Any) -> JSONResponse:
+        headers = {"Retry-After": "5"} if status == 503 else None
+        if status == 401:
+            headers = {"WWW-Authenticate": 'Bearer realm="cadenza"'}
         return JSONResponse({"error": message, "status": status, **extra}, status_code=status,
-                            headers={"Retry-After": "5"} if status == 503 else None)  # fmt: skip
+                            headers=headers)  # fmt: skip
 
     @app.exception_handler(CadenzaError)
     async def _cadenza(_: Request, e: CadenzaError) -> JSONResponse:
@@ -153,7 +214,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
     # Starlette's own (unknown route 404, wrong method 405) as well as ours.
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
-        return error(e.status_code, str(e.detail))
+        response = error(e.status_code, str(e.detail))
+        if e.headers:  # 405's Allow
+            response.headers.update(e.headers)
+        return response
 
     @app.middleware("http")
     async def _contain(request: Request, call_next: Any) -> Any:
@@ -162,7 +226,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         try:
             return await call_next(request)
         except Exception as e:  # noqa: BLE001 - any failure is one request's, not the service's
-            log.exception("request %s %s failed", request.method, request.url.path)
+            log.exception("request %s %s failed", request.method,
+                          ListenerPaths.mask(request.url.path, pseudonyms))  # fmt: skip
             return error(500, f"internal error ({type(e).__name__}); the service is still up")
 
     # --- read-only ------------------------------------------------------------------------
@@ -172,60 +237,225 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "models": len(served), "failed": failed, "version": __version__,
-                "uptime_s": round(time.monotonic() - started, 1), "busy": workers.busy,
-                "workers": workers.n, "limits": asdict(settings.limits)}  # fmt: skip
+        """Public: nothing in it is secret (no paths, keys or listeners)."""
+        return {"status": "ok", "models": len(served), "not_served": len(failed),
+                "version": __version__, "uptime_s": round(time.monotonic() - started, 1),
+                "busy": workers.busy, "workers": workers.n, "auth": not keyring.open,
+                "limits": asdict(settings.limits)}  # fmt: skip
 
-    @app.get("/api/models")
-    def models() -> dict[str, Any]:
-        return {"models": [describe(served[k], settings.limits) for k in sorted(served)]}
+    @app.get("/api/live")
+    def live() -> dict[str, str]:
+        """Liveness: the process answers (a probe that fails this should restart it)."""
+        return {"status": "alive"}
 
-    @app.get("/api/models/{name:path}")
-    def model_info(name: str) -> dict[str, Any]:
-        return describe(model(name), settings.limits)
+    @app.get("/api/ready", responses=documented(503))
+    def ready() -> JSONResponse:
+        """Readiness: models loaded and work_dir writable, so requests can be taken (a probe
+        that fails this should send traffic elsewhere, not restart it)."""
+        problems = [] if store.writable() else ["work_dir is not writable"]
+        if problems:
+            return error(503, "not ready: " + "; ".join(problems))
+        return JSONResponse({"status": "ready", "models": len(served)})
 
-    @app.get("/api/files/{job}/{name}")
-    def download(job: str, name: str, download: bool = False) -> FileResponse:
-        path = store.job_file(job, name)
+    @app.get("/api/models", responses=documented(*keyed))
+    def models(caller: AnyKey) -> dict[str, Any]:
+        """Every served model; an admin also sees the checkpoints that could not be served."""
+        out: dict[str, Any] = {"models": [describe(served[k], settings.limits, caller)
+                                          for k in sorted(served)]}  # fmt: skip
+        if caller.admin:
+            out["failed"] = failed
+        return out
+
+    @app.get("/api/models/{name:path}", responses=documented(*keyed, 404))
+    def model_info(name: str, caller: AnyKey) -> dict[str, Any]:
+        return describe(model(name), settings.limits, caller)
+
+    @app.get("/api/files/{job}/{name}", responses=documented(*keyed, 404),
+             response_class=FileResponse)  # fmt: skip
+    def download(
+        job: str,
+        name: str,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+        expires: int | None = None,
+        sig: Annotated[str | None, Query(max_length=64)] = None,
+        download: bool = False,
+    ) -> FileResponse:
+        """A file of a job: by the signed link the job's answer gave (expires + sig, no key
+        needed until it expires), or with the key that made the job (or an admin key)."""
+        if sig is not None and links.valid(job, name, expires, sig):
+            path = store.job_file(job, name, None)
+        else:
+            path = store.job_file(job, name, keyring.caller(_token(credentials)))
         media = jobs.MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
         return FileResponse(path, media_type=media, filename=path.name if download else None)
 
     # --- model work -----------------------------------------------------------------------
-    @app.post("/api/uploads", status_code=201)
-    def upload(file: Annotated[UploadFile, File(description="a MIDI file")]) -> UploadInfo:
+    @app.post("/api/uploads", status_code=201, responses=documented(*keyed, 413, 422))
+    def upload(file: Annotated[UploadFile, File(description="a MIDI file")],
+               caller: Generate) -> UploadInfo:  # fmt: skip
         data = file.file.read(settings.limits.max_upload_bytes + 1)
         if len(data) > settings.limits.max_upload_bytes:
             raise RequestError(413, f"file: over limits.max_upload_bytes="
                                     f"{settings.limits.max_upload_bytes} bytes")  # fmt: skip
-        return UploadInfo(**jobs.save_upload(store, data, file.filename or "upload.mid"))
+        sweeper.maybe()
+        return UploadInfo(**jobs.save_upload(store, caller, data, file.filename or "upload.mid"))
 
-    @app.post("/api/generate")
-    def generate(req: GenerateRequest) -> Job:
+    work_errors = (*keyed, 400, 404, 413, 422, 503)
+
+    @app.post("/api/generate", responses=documented(*work_errors))
+    def generate(req: GenerateRequest, caller: Generate
+                 ) -> Job:  # fmt: skip
         s = model(req.model, "generator")
+        sweeper.maybe()
         with workers.slot():
-            return jobs.generate(s, req, store, settings)
+            return jobs.generate(s, req, store, settings, caller)
 
-    @app.post("/api/interpolate")
-    def interpolate(req: InterpolateRequest) -> Job:
+    @app.post("/api/interpolate", responses=documented(*work_errors))
+    def interpolate(req: InterpolateRequest,
+                    caller: Generate) -> Job:  # fmt: skip
         s = model(req.model, "generator")
+        sweeper.maybe()
         with workers.slot():
-            return jobs.interpolate(s, req, store, settings)
+            return jobs.interpolate(s, req, store, settings, caller)
 
-    @app.post("/api/render")
-    def render(req: RenderRequest) -> Job:
+    @app.post("/api/render", responses=documented(*work_errors))
+    def render(req: RenderRequest, caller: Generate) -> Job:
+        sweeper.maybe()
         with workers.slot():
-            return jobs.render(req, store, settings)
+            return jobs.render(req, store, settings, caller)
 
-    @app.post("/api/recommend")
-    def recommend(req: RecommendRequest) -> Recommendations:
+    @app.post("/api/recommend", responses=documented(*work_errors))
+    def recommend(req: RecommendRequest, caller: Recommend
+                  ) -> Recommendations:  # fmt: skip
+        """For `user`: that listener's token or an admin key. A listener token that names no
+        one (no user, history or text) asks for its own listener."""
+        if req.user is not None:
+            caller.require_listener(req.user)
+        elif caller.listener is not None and req.history is None and req.text is None:
+            req = req.model_copy(update={"user": caller.listener})
+        forgotten.refresh()
         s = model(req.model, "recommender")
-        generator = model(req.generator, "generator") if req.generator else None
-        if generator is None:  # one matrix product: no need to queue behind sampling
+        listener = pseudonyms.of(req.user) if req.user is not None else None
+        if req.generator is None:  # one matrix product: no need to queue behind sampling
             return jobs.recommend_catalog(s, req, settings)
+        caller.require("generate")  # it samples pieces too
+        generator = model(req.generator, "generator")
+        sweeper.maybe()
         with workers.slot():
-            return jobs.recommend_generated(s, generator, req, store, settings)
+            return jobs.recommend_generated(s, generator, req, store, settings, caller, listener)
+
+    # --- a listener's own data --------------------------------------------------------------
+    @app.get("/api/listeners/{listener}/history", responses=documented(*keyed, 400, 404))
+    def history(listener: str, caller: Recommend,
+                model_name: Annotated[str, Query(alias="model", min_length=1, max_length=200)]
+                ) -> History:  # fmt: skip
+        """The listening history a recommender holds for this listener (empty once they are
+        forgotten): that listener's token or an admin key."""
+        caller.require_listener(listener)
+        forgotten.refresh()
+        return jobs.listener_history(model(model_name, "recommender"), listener)
+
+    @app.delete("/api/listeners/{listener}", responses=documented(*keyed))
+    def forget(listener: str, caller: AnyKey) -> Forgotten:
+        """Forget a listener: their stored history in every served recommender (their
+        recommendations are then a new listener's with no history, also after a restart), and
+        every job and upload holding their data or made with their token. That listener's token
+        or an admin key."""
+        caller.require_listener(listener)
+        pseudonym = pseudonyms.of(listener)
+        models = forgotten.forget(listener, pseudonym)
+        tokens = keyring.listener_keys(listener)
+        gone = store.remove_listener(pseudonym, tokens)
+        log.info("forgot listener %s: %d model(s), %d job(s), %d upload(s)", pseudonym,
+                 len(models), gone["jobs"], gone["uploads"])  # fmt: skip
+        return Forgotten(listener=pseudonym, models=models, **gone)
 
     return app
+
+
+class Forgetting:
+    """The forget list applied to the served recommenders: at start-up, after a DELETE, and
+    whenever another process of `processes: N` has changed the list (its mtime moved)."""
+
+    def __init__(self, served: dict[str, Served], forget_list: ForgetList,
+                 pseudonyms: Pseudonyms) -> None:  # fmt: skip
+        self.served, self.list, self.pseudonyms = served, forget_list, pseudonyms
+        self._seen: float | None = None
+        self._lock = threading.Lock()
+        self.refresh()
+
+    def refresh(self) -> None:
+        mtime = self.list.mtime()
+        if mtime == self._seen:
+            return
+        with self._lock:
+            self._seen = mtime
+            every = self.list.read()
+            if every:
+                for s in self._recommenders():
+                    users = {u for u in map(str, s.model.hparams.user_keys or [])
+                             if self.pseudonyms.of(u) in every}  # fmt: skip
+                    self._apply(s, users)
+
+    def forget(self, listener: str, pseudonym: str) -> list[str]:
+        """-> the names of the served models that held this listener."""
+        self.list.add(pseudonym)
+        with self._lock:
+            self._seen = self.list.mtime()
+            return [s.name for s in self._recommenders() if self._apply(s, {str(listener)})]
+
+    def _recommenders(self) -> list[Served]:
+        return [s for s in self.served.values() if s.kind == "recommender"]
+
+    @staticmethod
+    def _apply(s: Served, users: set[str]) -> bool:
+        from cadenza.recommend.workflow import forget_listeners
+
+        known = users & set(map(str, s.model.hparams.user_keys or []))
+        if not known:
+            return False
+        # A changed copy, swapped in by one assignment: requests already running finish on the
+        # model they started with, and no request sees a half-emptied history.
+        model = copy.deepcopy(s.model)
+        forget_listeners(model, known)
+        s.model = model
+        return True
+
+
+class Sweeper:
+    """Deletes jobs and uploads older than keep_hours: at start-up, then at most once a minute
+    as requests arrive, and from a background thread for a service nobody calls."""
+
+    def __init__(self, store: Store, keep_hours: float | None) -> None:
+        self.store, self.keep_hours = store, keep_hours
+        self._last = 0.0
+        self.maybe()
+        if keep_hours:
+            threading.Thread(target=self._loop, daemon=True, name="cadenza-sweeper").start()
+
+    def maybe(self) -> None:
+        now = time.monotonic()
+        if self.keep_hours and now - self._last >= 60.0:
+            self._last = now
+            gone = self.store.expire()
+            if gone:
+                log.info("expired %d job/upload folder(s) older than keep_hours=%g", gone,
+                         self.keep_hours)  # fmt: skip
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(min(300.0, self.keep_hours * 360))
+            self.maybe()
+
+
+def _token(credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    return credentials.credentials if credentials else None
+
+
+def _env(name: str) -> str | None:
+    import os
+
+    return os.environ.get(name) or None
 
 
 def _describe(problem: dict[str, Any]) -> str:

@@ -13,10 +13,13 @@ from typing import Any
 
 from cadenza.errors import ConfigError
 from cadenza.generation import Piece
-from cadenza.serve.errors import RequestError
+from cadenza.serve.auth import Caller
+from cadenza.serve.errors import NotFoundError, RequestError
 from cadenza.serve.registry import Served, modes, takes_filters
 from cadenza.serve.schemas import (
     GenerateRequest,
+    History,
+    HistoryItem,
     InterpolateRequest,
     Item,
     Job,
@@ -42,12 +45,9 @@ def _cap(field: str, value: float | None, cap: int) -> None:
                          f"(limits.max_{field})")  # fmt: skip
 
 
-def _url(job: str, path: Path | str | None) -> str | None:
-    return None if path is None else f"/api/files/{job}/{Path(path).name}"
-
-
-def _in_job(store: Store, work: Callable[[str, Path], Any]) -> Any:
-    job, folder = store.new_job()
+def _in_job(store: Store, caller: Caller, work: Callable[[str, Path], Any],
+            listener: str | None = None) -> Any:  # fmt: skip
+    job, folder = store.new_job(caller, listener)
     try:
         return work(job, folder)
     except BaseException:
@@ -55,10 +55,10 @@ def _in_job(store: Store, work: Callable[[str, Path], Any]) -> Any:
         raise
 
 
-def _items(job: str, pieces: list[Piece]) -> list[Item]:
+def _items(store: Store, job: str, pieces: list[Piece]) -> list[Item]:
     """One item per piece: the URLs of the files written for it, and what was measured."""
     return [Item(name=p.name, notes=p.notes, seconds=p.seconds,
-                 **{kind: _url(job, p.files.get(kind)) for kind in ("midi", "png", "audio")})
+                 **{kind: store.url(job, p.files.get(kind)) for kind in ("midi", "png", "audio")})
             for p in pieces]  # fmt: skip
 
 
@@ -67,13 +67,13 @@ def _render(req_render: bool, s: Served | None = None) -> str | None:
     return "wav" if req_render and (s is None or s.model.codec.output == "midi") else None
 
 
-def save_upload(store: Store, data: bytes, filename: str) -> dict[str, Any]:
+def save_upload(store: Store, caller: Caller, data: bytes, filename: str) -> dict[str, Any]:
     """Parse with the data pipeline's guards (BadMidiError -> 422) before anything is kept."""
     from cadenza.io.midi import load_midi_bytes, tracks_of
 
     name = Path(filename).name[:100] or "upload.mid"
     pm = load_midi_bytes(data, name=f"file {name}")
-    upload, _ = store.save_upload(data)
+    upload, _ = store.save_upload(data, caller)
     tracks = tracks_of(pm)
     return {"upload": upload, "filename": name, "notes": sum(len(t.notes) for t in tracks),
             "seconds": round(pm.get_end_time(), 3), "tracks": len(tracks)}  # fmt: skip
@@ -86,7 +86,8 @@ def _defaults(req: Any, settings: ServeSettings, keys: tuple[str, ...]) -> dict[
     return {k: settings.sample[k] if getattr(req, k) is None else getattr(req, k) for k in keys}
 
 
-def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSettings) -> Job:
+def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSettings,
+             caller: Caller) -> Job:  # fmt: skip
     from cadenza.generation import generate as draw
     from cadenza.generation import write_pieces
     from cadenza.generation.inputs import condition_tensor
@@ -111,12 +112,12 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
             s.model.style_weights(req.style)
         except ConfigError as e:
             raise _fail(422, str(e)) from None
-    primer = store.upload_path(req.primer, "primer") if req.primer else None
+    primer = store.upload_path(req.primer, caller, "primer") if req.primer else None
     condition = None
     if req.condition:
         # Encoded once, here: the accompaniment is as long as the melody, so its length is
         # capped like any other.
-        condition = condition_tensor(s.model, store.upload_path(req.condition, "condition"))
+        condition = condition_tensor(s.model, store.upload_path(req.condition, caller, "condition"))
         if len(condition) > lim.max_steps:
             raise _fail(422, f"condition: the melody is {len(condition)} model steps, over the "
                              f"service's cap of {lim.max_steps} (limits.max_steps)")  # fmt: skip
@@ -151,23 +152,24 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
                           primer=primer, condition=condition, style=req.style,
                           record={"primer": req.primer, "condition": req.condition})  # fmt: skip
             write_pieces(pieces, folder, **audio)
-        return _job(job, s, folder, pieces, controls, t0)
+        return _job(store, job, s, folder, pieces, controls, t0)
 
-    return _in_job(store, work)
+    return _in_job(store, caller, work)
 
 
-def _job(job: str, s: Served | None, folder: Path, pieces: list[Piece], controls: dict[str, Any],
-         t0: float, sheet: Path | None = None) -> Job:  # fmt: skip
+def _job(store: Store, job: str, s: Served | None, folder: Path, pieces: list[Piece],
+         controls: dict[str, Any], t0: float, sheet: Path | None = None) -> Job:  # fmt: skip
     report = folder / "samples.json"
     return Job(job=job, model=s.name if s else None, family=s.family if s else None,
                seconds=round(time.perf_counter() - t0, 3), controls=controls,
-               items=_items(job, pieces),
-               sheet=_url(job, sheet) if sheet and sheet.is_file() else None,
-               report=_url(job, report) if report.is_file() else None)  # fmt: skip
+               items=_items(store, job, pieces),
+               sheet=store.url(job, sheet) if sheet and sheet.is_file() else None,
+               report=store.url(job, report) if report.is_file() else None)  # fmt: skip
 
 
 # --- interpolate --------------------------------------------------------------------------
-def interpolate(s: Served, req: InterpolateRequest, store: Store, settings: ServeSettings) -> Job:
+def interpolate(s: Served, req: InterpolateRequest, store: Store, settings: ServeSettings,
+                caller: Caller) -> Job:  # fmt: skip
     from cadenza.generation import exploration
 
     _cap("interpolate_steps", req.steps, settings.limits.max_interpolate_steps)
@@ -177,7 +179,7 @@ def interpolate(s: Served, req: InterpolateRequest, store: Store, settings: Serv
             raise _fail(422, f"a and b: the {s.family} model {s.name!r} interpolates between "
                              "two uploaded MIDI phrases; POST them to /api/uploads "
                              "first")  # fmt: skip
-        a, b = store.upload_path(req.a, "a"), store.upload_path(req.b, "b")
+        a, b = store.upload_path(req.a, caller, "a"), store.upload_path(req.b, caller, "b")
     elif "latent_walk" in can:
         if req.a or req.b:
             raise _fail(400, f"a/b: the {s.family} model {s.name!r} has no encoder; it walks "
@@ -198,13 +200,13 @@ def interpolate(s: Served, req: InterpolateRequest, store: Store, settings: Serv
             path = exploration.latent_walk(s.model, steps=req.steps, seed=req.seed,
                                            temperature=req.temperature)  # fmt: skip
         pieces = path.write(folder, render=_render(req.render, s), **settings.render_options)
-        return _job(job, s, folder, pieces, controls, t0, sheet=folder / "interp_sheet.png")
+        return _job(store, job, s, folder, pieces, controls, t0, sheet=folder / "interp_sheet.png")
 
-    return _in_job(store, work)
+    return _in_job(store, caller, work)
 
 
 # --- render -------------------------------------------------------------------------------
-def render(req: RenderRequest, store: Store, settings: ServeSettings) -> Job:
+def render(req: RenderRequest, store: Store, settings: ServeSettings, caller: Caller) -> Job:
     from cadenza.generation.writers import write_piece
     from cadenza.io.midi import load_midi_bytes
 
@@ -212,11 +214,11 @@ def render(req: RenderRequest, store: Store, settings: ServeSettings) -> Job:
         raise _fail(422, "give upload (an uploaded MIDI file) or job + file (a MIDI file of a "
                          "job), not both")  # fmt: skip
     if req.upload is not None:
-        source = store.upload_path(req.upload)
+        source = store.upload_path(req.upload, caller)
     else:
         if not req.file or not req.file.endswith(".mid"):
             raise _fail(422, "file: name the .mid file of the job to render, e.g. sample_000.mid")
-        source = store.job_file(req.job, req.file)
+        source = store.job_file(req.job, req.file, caller)
     # Parsed by name, not by path: an error message never shows where the server keeps files.
     pm = load_midi_bytes(source.read_bytes(), name=req.file or f"upload {req.upload}")
 
@@ -224,9 +226,9 @@ def render(req: RenderRequest, store: Store, settings: ServeSettings) -> Job:
         t0 = time.perf_counter()
         piece = Piece.of_midi(pm, "upload" if req.upload else Path(req.file).stem)
         write_piece(piece, folder, render="wav", **settings.render_options)
-        return _job(job, None, folder, [piece], req.model_dump(), t0)
+        return _job(store, job, None, folder, [piece], req.model_dump(), t0)
 
-    return _in_job(store, work)
+    return _in_job(store, caller, work)
 
 
 # --- recommend ----------------------------------------------------------------------------
@@ -265,8 +267,16 @@ def recommend_catalog(s: Served, req: RecommendRequest, settings: ServeSettings)
 
 
 def recommend_generated(
-    s: Served, g: Served, req: RecommendRequest, store: Store, settings: ServeSettings
+    s: Served,
+    g: Served,
+    req: RecommendRequest,
+    store: Store,
+    settings: ServeSettings,
+    caller: Caller,
+    pseudonym: str | None,
 ) -> Recommendations:
+    """The job folder is marked as `pseudonym`'s (the listener named by `user`), and its
+    picks.json names them by it: deleting the listener deletes the job."""
     from cadenza.recommend.workflow import recommend_generated as best_of
 
     listener = _listener(s, req, settings)
@@ -289,10 +299,27 @@ def recommend_generated(
         t0 = time.perf_counter()
         picks = best_of(s.model, g.model, folder, **listener, candidates=req.candidates, k=req.k,
                         render=_render(req.render), png=True, **settings.render_options,
-                        **controls)  # fmt: skip
+                        report_user=pseudonym, **controls)  # fmt: skip
         files = ("midi", "png", "audio")
-        out = [Pick(**(asdict(p) | {f: _url(job, getattr(p, f)) for f in files})) for p in picks]
+        out = [
+            Pick(**(asdict(p) | {f: store.url(job, getattr(p, f)) for f in files})) for p in picks
+        ]
         return Recommendations(job=job, model=s.name, listener=listener,
                                seconds=round(time.perf_counter() - t0, 3), picks=out)  # fmt: skip
 
-    return _in_job(store, work)
+    return _in_job(store, caller, work, listener=pseudonym)
+
+
+def listener_history(s: Served, listener: str) -> History:
+    """The catalog tracks (and weights) `s` holds as `listener`'s training history."""
+    keys = [str(u) for u in (s.model.hparams.user_keys or [])]
+    if str(listener) not in keys:
+        raise NotFoundError(f"listener: {s.name!r} holds no history for this listener")
+    row = keys.index(str(listener))
+    model = s.model  # one read: a forget swaps in a new model, never half of one
+    lo, hi = int(model.history_indptr[row]), int(model.history_indptr[row + 1])
+    items = model.hparams.item_keys or [str(i) for i in range(model.hparams.n_items)]
+    return History(model=s.name, listener=str(listener), items=[
+        HistoryItem(key=str(items[i]), weight=float(w))
+        for i, w in zip(model.history_items[lo:hi].tolist(), model.history_weights[lo:hi].tolist())
+    ])  # fmt: skip

@@ -19,6 +19,7 @@ from cadenza.models import Ability, CadenzaModule, GenerativeModule
 from cadenza.models.base import read_checkpoint
 from cadenza.recommend.index import ExactIndex, NearestNeighbourIndex
 from cadenza.recommend.module import RecommenderModule
+from cadenza.serve.auth import Caller
 from cadenza.serve.settings import Limits
 
 log = logging.getLogger("cadenza")
@@ -103,19 +104,26 @@ def takes_filters(s: Served) -> bool:
     return s.kind == "generator" and s.model.can(Ability.TOKEN_FILTERS)
 
 
+def _listeners_shown(keys: list[Any], caller: Caller) -> list[str]:
+    if caller.admin:
+        return [str(u) for u in keys[:USERS_LISTED]]
+    return [caller.listener] if caller.listener in map(str, keys) else []
+
+
 def _range(lo: float, hi: float, default: Any) -> dict[str, Any]:
     return {"min": lo, "max": hi, "default": default}
 
 
-def describe(s: Served, limits: Limits) -> dict[str, Any]:
-    """What the studio and API clients need to build a form for this model."""
+def describe(s: Served, limits: Limits, caller: Caller) -> dict[str, Any]:
+    """What the studio and API clients need to build a form for this model. A recommender's
+    listeners are listed to an admin only; a listener token sees its own listener."""
     info: dict[str, Any] = {"name": s.name, "family": s.family, "kind": s.kind, "users": [],
                             "contexts": [], "n_items": None}  # fmt: skip
     if s.kind == "recommender":
         hp = s.model.hparams
         info |= {
             "output": None, "codec": None, "modes": modes(s), "controls": {},
-            "users": [str(u) for u in (hp.user_keys or [])[:USERS_LISTED]],
+            "users": _listeners_shown(hp.user_keys or [], caller),
             "contexts": list(s.model.contexts or []), "n_items": int(hp.n_items),
             "content": hp.get("feature_kind"), "text": s.model.text_map is not None,
         }  # fmt: skip

@@ -124,3 +124,45 @@ class UploadInfo(BaseModel):
     notes: int
     seconds: float
     tracks: int
+
+
+class HistoryItem(BaseModel):
+    key: str
+    weight: float
+
+
+class History(BaseModel):
+    model: str
+    listener: str
+    items: list[HistoryItem] = Field(description="empty for a forgotten listener")
+
+
+class Forgotten(BaseModel):
+    listener: str = Field(description="the listener's pseudonym, as the service's logs name it")
+    models: list[str] = Field(description="served recommenders that held their history")
+    jobs: int = Field(description="job folders deleted")
+    uploads: int = Field(description="uploads deleted")
+
+
+class ErrorBody(BaseModel):
+    """Every error the service answers: one sentence saying what to change, and its status."""
+
+    error: str
+    status: int
+    detail: list[dict[str, Any]] | None = Field(None, description="422: each invalid field")
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+# What each error status means on this service (routes list the ones they can answer).
+ERRORS: dict[int, dict[str, Any]] = {
+    400: _error("a value this model cannot take (e.g. a control its family lacks)"),
+    401: _error("no API key, or one that is not valid (WWW-Authenticate: Bearer)"),
+    403: _error("the key lacks the route's scope, or the data is another listener's or key's"),
+    404: _error("no such model, job, upload or file"),
+    413: _error("the request body or upload is over limits.max_upload_bytes"),
+    422: _error("a field is missing, of the wrong type, or over one of the service's caps"),
+    503: _error("every worker stayed busy for queue_timeout_s; retry after Retry-After"),
+}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from cadenza.errors import ConfigError
 from cadenza.models.base import check_float, check_int
 from cadenza.paths import config_dir
+from cadenza.serve.auth import Keyring
 
 log = logging.getLogger("cadenza")
 
@@ -49,16 +51,33 @@ class ServeSettings:
     malloc_arenas: int | None = 2
     keep_jobs: int = 200  # newest job folders kept on disk; older ones are deleted
     keep_uploads: int = 200
+    # Jobs and uploads older than this are deleted (null: kept until keep_jobs/keep_uploads).
+    keep_hours: float | None = 24.0
+    # How long a job's signed download links work without a key.
+    link_minutes: float = 60.0
     max_models: int = 64
     # Defaults of the sampling controls a request leaves out, and of audio renders
     # (configs/sampling/default.yaml, as serve.yaml overrides it).
     sample: dict[str, Any] = field(default_factory=lambda: sampling_defaults())
     log_level: str = "info"
+    # API keys (serve/auth.py): a file of digests and/or an environment variable holding the
+    # same text. None at all: an open service, allowed on loopback only.
+    keys_file: Path | None = None
+    keys_env: str = "CADENZA_API_KEYS"
+    # The secret behind listeners' pseudonyms (serve/privacy.py); unset: made once and kept in
+    # work_dir/.pseudonym_key.
+    pseudonym_key_env: str = "CADENZA_PSEUDONYM_KEY"
 
     def __post_init__(self) -> None:
         # Paths given as strings from Python (ServeSettings(checkpoints="ckpts")) work too.
         object.__setattr__(self, "checkpoints", Path(self.checkpoints).expanduser())
         object.__setattr__(self, "work_dir", Path(self.work_dir).expanduser())
+        if self.keys_file is not None:
+            object.__setattr__(self, "keys_file", Path(self.keys_file).expanduser())
+
+    def keyring(self) -> Keyring:
+        """The configured API keys (read now: start-up, and each worker process)."""
+        return Keyring.load(self.keys_file, os.environ.get(self.keys_env), self.keys_env)
 
     @property
     def render_options(self) -> dict[str, Any]:
@@ -68,7 +87,8 @@ class ServeSettings:
     def to_dict(self) -> dict[str, Any]:
         """Plain values that `from_dict` reads back (how worker processes get their settings)."""
         return {**asdict(self), "checkpoints": str(self.checkpoints),
-                "work_dir": str(self.work_dir)}  # fmt: skip
+                "work_dir": str(self.work_dir),
+                "keys_file": None if self.keys_file is None else str(self.keys_file)}  # fmt: skip
 
     @classmethod
     def from_dict(cls, cfg: dict[str, Any]) -> ServeSettings:
@@ -110,9 +130,24 @@ class ServeSettings:
                 raise ConfigError(f"host={self.host!r} must be an IP address, e.g. 127.0.0.1 "
                                   "(loopback) or 0.0.0.0 (every interface)") from None  # fmt: skip
             ip = ipaddress.ip_address("127.0.0.1")
-        if not ip.is_loopback:
-            log.warning("cadenza-serve: host=%s accepts connections from other machines; the "
-                        "service has no authentication", self.host)  # fmt: skip
+        for key in ("keys_env", "pseudonym_key_env"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise ConfigError(f"{key} must name an environment variable, got "
+                                  f"{getattr(self, key)!r}")  # fmt: skip
+        keys = self.keyring()
+        if keys.open and not ip.is_loopback:
+            raise ConfigError(
+                f"host={self.host} accepts connections from other machines, and no API keys are "
+                f"configured: set keys_file=PATH or the environment variable {self.keys_env} "
+                "(`cadenza-keys new --name NAME --scopes ... --file keys.yaml` makes one), or "
+                "serve on host=127.0.0.1"
+            )
+        if keys.open:
+            log.warning("cadenza-serve: no API keys configured (keys_file, $%s): the service "
+                        "is open to every local user; fine on loopback only",
+                        self.keys_env)  # fmt: skip
+        else:
+            log.info("cadenza-serve: %d API key(s) from %s", len(keys.keys), keys.source)
         check_int("port", self.port, minimum=0)
         if self.port > 65535:
             raise ConfigError(f"port must be <= 65535, got {self.port}")
@@ -127,6 +162,9 @@ class ServeSettings:
         check_int("sample.sample_rate", self.sample["sample_rate"])
         check_int("sample.n", self.sample["n"])
         check_float("queue_timeout_s", self.queue_timeout_s, minimum=0.0)
+        check_float("link_minutes", self.link_minutes, minimum=1.0)
+        if self.keep_hours is not None:
+            check_float("keep_hours", self.keep_hours, minimum=0.0)
         for key in ("torch_threads", "malloc_arenas"):
             if getattr(self, key) is not None:
                 check_int(key, getattr(self, key))

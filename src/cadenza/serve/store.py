@@ -1,49 +1,77 @@
-"""The service's only files: uploads and job folders under one work_dir.
+"""The service's only files: uploads and job folders under one work_dir, each with its owner.
 
 Names that reach the file system are ours (random hex ids) or checked against a strict pattern
 and resolved inside the folder they belong to, so no request can name a path outside work_dir.
-Old jobs and uploads are deleted as new ones arrive: the disk used stays bounded.
+Each job and upload is a folder holding an `.owner` record: the key that made it, and the
+pseudonym of the listener whose data it holds (if any). Only that key or an admin reads it
+back, and forgetting a listener deletes every folder with their pseudonym. The disk stays
+bounded twice over: the oldest folders beyond keep_jobs / keep_uploads go as new ones arrive,
+and any older than keep_hours go at the next sweep.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import shutil
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
-from cadenza.serve.errors import NotFoundError
+from cadenza.serve.auth import Caller, FileLinks
+from cadenza.serve.errors import NotFoundError, RequestError
 
 ID = re.compile(r"[0-9a-f]{32}")
 FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+OWNER = ".owner"  # never downloadable: FILE_NAME must start with a letter or digit
+UPLOAD = "upload.mid"
 
 
 class Store:
-    def __init__(self, work_dir: Path, keep_jobs: int, keep_uploads: int) -> None:
+    def __init__(self, work_dir: Path, keep_jobs: int, keep_uploads: int,
+                 keep_hours: float | None = None, links: FileLinks | None = None
+                 ) -> None:  # fmt: skip
         self.root = work_dir.resolve()
         self.jobs = self.root / "jobs"
         self.uploads = self.root / "uploads"
         for d in (self.jobs, self.uploads):
             d.mkdir(parents=True, exist_ok=True)
-        self.keep_jobs, self.keep_uploads = keep_jobs, keep_uploads
+        self.keep_jobs, self.keep_uploads, self.keep_hours = keep_jobs, keep_uploads, keep_hours
+        self.links = links
         self._lock = threading.Lock()
 
+    def url(self, job: str, path: Path | str | None) -> str | None:
+        """A job file's download URL: signed (`FileLinks`), so that a browser's <audio> or a
+        shared link fetches it without the key, until the link expires."""
+        if path is None:
+            return None
+        name = Path(path).name
+        return self.links.url(job, name) if self.links else f"/api/files/{job}/{name}"
+
     # --- jobs -------------------------------------------------------------------------------
-    def new_job(self) -> tuple[str, Path]:
+    def new_job(self, caller: Caller, listener: str | None = None) -> tuple[str, Path]:
+        """A fresh job folder owned by `caller`, holding data of `listener` (a pseudonym)."""
         job = secrets.token_hex(16)
         path = self.jobs / job
         path.mkdir()
+        _write_owner(path, caller, listener)
         self._prune(self.jobs, self.keep_jobs, newest=path)
         return job, path
 
-    def job_dir(self, job: str) -> Path:
+    def job_dir(self, job: str, caller: Caller | None) -> Path:
+        """caller None: the request carried a valid signed link instead of a key."""
         if not isinstance(job, str) or not ID.fullmatch(job) or not (self.jobs / job).is_dir():
-            raise NotFoundError(f"no job {job!r} (jobs are kept for the newest {self.keep_jobs})")
-        return self.jobs / job
+            raise NotFoundError(f"no job {job!r} (jobs are kept for the newest {self.keep_jobs}"
+                                f"{self._hours()})")  # fmt: skip
+        folder = self.jobs / job
+        if caller is not None:
+            _check_owner(folder, caller, f"job {job}")
+        return folder
 
-    def job_file(self, job: str, name: str) -> Path:
-        folder = self.job_dir(job)
+    def job_file(self, job: str, name: str, caller: Caller | None) -> Path:
+        folder = self.job_dir(job, caller)
         if not FILE_NAME.fullmatch(name or ""):
             raise NotFoundError(f"no file {name!r} in job {job}")
         path = (folder / name).resolve()
@@ -52,21 +80,56 @@ class Store:
         return path
 
     # --- uploads ----------------------------------------------------------------------------
-    def save_upload(self, data: bytes) -> tuple[str, Path]:
+    def save_upload(self, data: bytes, caller: Caller) -> tuple[str, Path]:
         upload = secrets.token_hex(16)
-        path = self.uploads / f"{upload}.mid"
-        path.write_bytes(data)
-        self._prune(self.uploads, self.keep_uploads, newest=path)
-        return upload, path
+        folder = self.uploads / upload
+        folder.mkdir()
+        _write_owner(folder, caller, None)
+        (folder / UPLOAD).write_bytes(data)
+        self._prune(self.uploads, self.keep_uploads, newest=folder)
+        return upload, folder / UPLOAD
 
-    def upload_path(self, upload: str, field: str = "upload") -> Path:
-        path = self.uploads / f"{upload}.mid"
-        if not isinstance(upload, str) or not ID.fullmatch(upload) or not path.is_file():
+    def upload_path(self, upload: str, caller: Caller, field: str = "upload") -> Path:
+        ok = isinstance(upload, str) and ID.fullmatch(upload) is not None
+        path = self.uploads / upload / UPLOAD if ok else None
+        if path is None or not path.is_file():
             raise NotFoundError(
                 f"{field}: no upload {upload!r}; POST the MIDI file to /api/uploads first and "
-                "pass the id it returns"
+                f"pass the id it returns (uploads are kept for the newest {self.keep_uploads}"
+                f"{self._hours()})"
             )
+        _check_owner(path.parent, caller, f"{field}: upload {upload}")
         return path
+
+    # --- a listener's data, and expiry --------------------------------------------------------
+    def remove_listener(self, pseudonym: str, tokens: set[str]) -> dict[str, int]:
+        """Delete every job and upload holding `pseudonym`'s data, or made with one of their
+        listener `tokens` (key names). -> how many of each went."""
+        gone = {"jobs": 0, "uploads": 0}
+        for kind, folder in (("jobs", self.jobs), ("uploads", self.uploads)):
+            for entry in list(folder.iterdir()):
+                owner = _read_owner(entry)
+                if owner.get("listener") == pseudonym or owner.get("key") in tokens:
+                    shutil.rmtree(entry, ignore_errors=True)
+                    gone[kind] += 1
+        return gone
+
+    def expire(self, now: float | None = None) -> int:
+        """Delete jobs and uploads older than keep_hours. -> how many went."""
+        if not self.keep_hours:
+            return 0
+        cutoff = (now or time.time()) - self.keep_hours * 3600
+        gone = 0
+        for folder in (self.jobs, self.uploads):
+            for entry in list(folder.iterdir()):
+                mtime = _mtime(entry)
+                if mtime is not None and mtime < cutoff:
+                    shutil.rmtree(entry, ignore_errors=True)
+                    gone += 1
+        return gone
+
+    def _hours(self) -> str:
+        return f", for at most {self.keep_hours:g} h" if self.keep_hours else ""
 
     # --- disk bound -------------------------------------------------------------------------
     def _prune(self, folder: Path, keep: int, newest: Path) -> None:
@@ -82,8 +145,35 @@ class Store:
                 else:
                     old.unlink(missing_ok=True)
 
+    def writable(self) -> bool:
+        """Whether a job could be written now (readiness)."""
+        probe = self.jobs / f".ready.{secrets.token_hex(4)}"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+            return True
+        except OSError:
+            return False
+
     def bytes_used(self) -> int:
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+
+
+def _write_owner(folder: Path, caller: Caller, listener: str | None) -> None:
+    (folder / OWNER).write_text(json.dumps({"key": caller.name, "listener": listener}))
+
+
+def _read_owner(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((folder / OWNER).read_text())
+    except (OSError, ValueError):
+        return {}  # an entry from before owners, or one being deleted: nobody's but admin's
+
+
+def _check_owner(folder: Path, caller: Caller, what: str) -> None:
+    if not caller.owns(_read_owner(folder).get("key")):
+        raise RequestError(403, f"{what} was made with another key; only that key or an admin "
+                                "key reads it")  # fmt: skip
 
 
 def _mtime(path: Path) -> float | None:

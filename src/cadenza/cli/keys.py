@@ -1,0 +1,107 @@
+"""cadenza-keys: make, list and revoke the service's API keys.
+
+    cadenza-keys new --name platform --scopes generate recommend --file keys.yaml
+    cadenza-keys new --name listener-42 --scopes recommend --listener 42 --file keys.yaml
+    cadenza-keys list --file keys.yaml
+    cadenza-keys revoke --name listener-42 --file keys.yaml
+
+`new` prints the key once, on stdout; the file keeps only its SHA-256 (cadenza.serve.auth).
+Without --file, `new` prints the entry to put in the file or in CADENZA_API_KEYS yourself.
+The file is written atomically and readable by its owner only. A running service reads its keys
+at start-up: restart it after a change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from cadenza.errors import ConfigError
+from cadenza.serve.auth import SCOPES, key_entry, new_key, parse_keys
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="cadenza-keys", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    new = sub.add_parser("new", help="make a key (printed once) and store its digest")
+    new.add_argument("--name", required=True, help="who holds it (unique; shown in logs)")
+    new.add_argument("--scopes", nargs="+", required=True, choices=SCOPES)
+    new.add_argument("--listener", default=None, help="bind it to this listener ID")
+    new.add_argument("--file", type=Path, default=None, help="the keys file to add it to")
+    listing = sub.add_parser("list", help="the keys in a file (names and scopes, no digests)")
+    listing.add_argument("--file", type=Path, required=True)
+    revoke = sub.add_parser("revoke", help="remove a key from a file")
+    revoke.add_argument("--name", required=True)
+    revoke.add_argument("--file", type=Path, required=True)
+    args = ap.parse_args(argv)
+    try:
+        return {"new": _new, "list": _list, "revoke": _revoke}[args.command](args)
+    except ConfigError as e:
+        print(f"cadenza-keys: {e}", file=sys.stderr)
+        return 2
+
+
+def _entries(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    parse_keys(path.read_text(), f"{path}")  # a malformed file fails here, before any change
+    import yaml
+
+    data = yaml.safe_load(path.read_text()) or {}
+    return list(data.get("keys", []) if isinstance(data, dict) else data)
+
+
+def _write(path: Path, entries: list[dict]) -> None:
+    """Atomically, owner-only (0600): the digests are not secret, but who holds which scope is
+    nobody else's business."""
+    import yaml
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("# cadenza-serve API keys: SHA-256 digests only (cadenza-keys new adds one)\n")
+        yaml.safe_dump({"keys": entries}, f, sort_keys=False)
+    os.replace(tmp, path)
+
+
+def _new(args: argparse.Namespace) -> int:
+    key = new_key()
+    entry = key_entry(args.name, key, sorted(set(args.scopes)), args.listener)
+    if args.file is None:
+        print(key)
+        print("# add to the keys file (or CADENZA_API_KEYS) under `keys:`:", file=sys.stderr)
+        print(json.dumps(entry), file=sys.stderr)
+        return 0
+    entries = _entries(args.file)
+    if any(e.get("name") == args.name for e in entries):
+        raise ConfigError(f"{args.file} already has a key named {args.name!r}; revoke it first")
+    _write(args.file, [*entries, entry])
+    print(key)
+    print(f"# {args.name}: {', '.join(entry['scopes'])}"
+          f"{f', listener {args.listener}' if args.listener else ''}; stored as its SHA-256 in "
+          f"{args.file}. This key is shown once.", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    for e in _entries(args.file):
+        listener = f"  listener {e['listener']}" if e.get("listener") is not None else ""
+        print(f"{e['name']}: {', '.join(e['scopes'])}{listener}")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    entries = _entries(args.file)
+    kept = [e for e in entries if e.get("name") != args.name]
+    if len(kept) == len(entries):
+        raise ConfigError(f"{args.file} has no key named {args.name!r}")
+    _write(args.file, kept)
+    print(f"revoked {args.name}; restart the service to apply", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Listeners' IDs as pseudonyms, and the list of listeners who asked to be forgotten.
+
+A listener ID never reaches a log line, a job's owner record, a metric label or the forget list
+as itself: it goes there as `l_` + the first 16 hex digits of HMAC-SHA256(secret, ID). The same
+listener gets the same pseudonym on every process and restart (so logs can be followed, and a
+forgotten listener stays forgotten), and without the secret the pseudonym cannot be turned back
+into the ID by hashing candidate IDs. The secret comes from the environment
+(`pseudonym_key_env`, e.g. a Kubernetes Secret) or, failing that, is made once and kept in
+work_dir/.pseudonym_key, readable by the service's user only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+from pathlib import Path
+from urllib.parse import unquote
+
+
+class Pseudonyms:
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    @classmethod
+    def load(cls, env_text: str | None, work_dir: Path) -> Pseudonyms:
+        if env_text:
+            return cls(env_text.encode("utf-8"))
+        path = work_dir / ".pseudonym_key"
+        work_dir.mkdir(parents=True, exist_ok=True)
+        try:  # O_EXCL: of several processes starting at once, one writes it, all read it
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        except FileExistsError:
+            pass
+        return cls(path.read_text().strip().encode("utf-8"))
+
+    def derive(self, purpose: str) -> bytes:
+        """A separate secret for another use (signed file links), from the same one."""
+        return hmac.new(self._secret, purpose.encode("utf-8"), hashlib.sha256).digest()
+
+    def of(self, listener: str | int) -> str:
+        mac = hmac.new(self._secret, str(listener).encode("utf-8"), hashlib.sha256)
+        return "l_" + mac.hexdigest()[:16]
+
+
+class ForgetList:
+    """The pseudonyms of forgotten listeners in work_dir/forgotten.json (written atomically):
+    applied to every served model each time it is loaded, so a deletion survives a restart
+    although the checkpoint files are read-only to the service."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def mtime(self) -> float | None:
+        try:
+            return self.path.stat().st_mtime_ns / 1e9
+        except FileNotFoundError:
+            return None
+
+    def read(self) -> set[str]:
+        if not self.path.is_file():
+            return set()
+        return set(json.loads(self.path.read_text()).get("forgotten", []))
+
+    def add(self, pseudonym: str) -> None:
+        with self._lock:
+            every = self.read() | {pseudonym}
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"forgotten": sorted(every)}))
+            os.replace(tmp, self.path)
+
+
+LISTENER_PATH = re.compile(r"(/api/listeners/)([^/?\s]+)")
+
+
+class ListenerPaths(logging.Filter):
+    """Rewrites /api/listeners/<ID>/... in uvicorn's access log lines to the ID's pseudonym:
+    a route that names a listener must not write that name into the log."""
+
+    def __init__(self, pseudonyms: Pseudonyms) -> None:
+        super().__init__()
+        self.pseudonyms = pseudonyms
+
+    @staticmethod
+    def mask(text: str, pseudonyms: Pseudonyms) -> str:
+        return LISTENER_PATH.sub(lambda m: m.group(1) + pseudonyms.of(unquote(m.group(2))), text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn.access: args = (client, method, path, http version, status)
+        if isinstance(record.args, tuple) and len(record.args) >= 3:
+            args = list(record.args)
+            args[2] = self.mask(str(args[2]), self.pseudonyms)
+            record.args = tuple(args)
+        return True
+
+    @classmethod
+    def install(cls, pseudonyms: Pseudonyms) -> None:
+        """On the access logger, replacing one an earlier app of this process installed."""
+        access = logging.getLogger("uvicorn.access")
+        for old in [f for f in access.filters if isinstance(f, cls)]:
+            access.removeFilter(old)
+        access.addFilter(cls(pseudonyms))

@@ -1,0 +1,307 @@
+"""Keys, scopes and listener tokens (serve/auth.py): every endpoint asked with no key, a key
+without its scope, another listener's token and the right key; what the public health check
+shows; start-up refusing an open service beyond loopback; and the keys file's tool."""
+
+from __future__ import annotations
+
+import hmac
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from cadenza.errors import ConfigError
+from cadenza.serve.app import create_app
+from cadenza.serve.auth import Keyring, key_entry, new_key
+from cadenza.serve.settings import ServeSettings
+from tests.fixtures.data import data_root
+
+MELODY = data_root() / "nottingham" / "MIDI" / "melody" / "jigs1.mid"
+
+
+@dataclass
+class Keyed:
+    client: TestClient
+    keys: dict[str, str]  # name -> the secret
+    users: list[str]  # listeners the served recommender knows
+    settings: ServeSettings
+
+    def headers(self, who: str | None) -> dict[str, str]:
+        return {} if who is None else {"Authorization": f"Bearer {self.keys[who]}"}
+
+
+def write_keys(path: Path, spec: dict[str, tuple[list[str], str | None]]) -> dict[str, str]:
+    """name -> (scopes, listener) -> a keys file of digests; returns name -> secret."""
+    secrets = {name: new_key() for name in spec}
+    entries = [key_entry(n, secrets[n], scopes, listener) for n, (scopes, listener) in spec.items()]
+    path.write_text(yaml.safe_dump({"keys": entries}))
+    return secrets
+
+
+@pytest.fixture(scope="module")
+def keyed(checkpoints: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keyed]:
+    from cadenza.recommend.module import RecommenderModule
+
+    users = [str(u) for u in RecommenderModule.load(
+        checkpoints / "smoke_recommender" / "latest.ckpt").hparams.user_keys]  # fmt: skip
+    root = tmp_path_factory.mktemp("keyed")
+    keys = write_keys(root / "keys.yaml", {
+        "admin": (["admin"], None),
+        "producer": (["generate"], None),
+        "platform": (["recommend"], None),
+        "listener-a": (["recommend", "generate"], users[0]),
+        "listener-b": (["recommend", "generate"], users[1]),
+        "listener-c": (["recommend"], users[2]),
+    })  # fmt: skip
+    settings = ServeSettings.from_dict({
+        "checkpoints": str(checkpoints), "work_dir": str(root / "work"),
+        "keys_file": str(root / "keys.yaml"), "limits": {"max_n": 2, "max_bars": 4},
+        "sample": {"n": 1, "sample_rate": 16000},
+    })  # fmt: skip
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield Keyed(client, keys, users, settings)
+
+
+def upload(k: Keyed, who: str) -> str:
+    r = k.client.post("/api/uploads", headers=k.headers(who),
+                      files={"file": ("m.mid", MELODY.read_bytes(), "audio/midi")})  # fmt: skip
+    assert r.status_code == 201, r.text
+    return r.json()["upload"]
+
+
+def job_of(k: Keyed, who: str) -> dict:
+    r = k.client.post("/api/generate", headers=k.headers(who),
+                      json={"model": "smoke", "n": 1, "bars": 1, "seed": 3})  # fmt: skip
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+# One row per endpoint: (method, path, body(k) -> request kwargs, the right key, a key without
+# the scope (None: any valid key will do), and a key of another listener or owner).
+Request = Callable[[Keyed], dict]
+ROUTES: list[tuple[str, Callable[[Keyed], str], Request, str, str | None, str | None]] = [
+    ("GET", lambda k: "/api/models", lambda k: {}, "platform", None, None),
+    ("GET", lambda k: "/api/models/smoke", lambda k: {}, "producer", None, None),
+    ("POST", lambda k: "/api/uploads",
+     lambda k: {"files": {"file": ("m.mid", MELODY.read_bytes(), "audio/midi")}},
+     "producer", "platform", None),
+    ("POST", lambda k: "/api/generate",
+     lambda k: {"json": {"model": "smoke", "n": 1, "bars": 1}}, "producer", "platform", None),
+    ("POST", lambda k: "/api/interpolate",
+     lambda k: {"json": {"model": "smoke_gan", "steps": 2}}, "producer", "platform", None),
+    ("POST", lambda k: "/api/render",
+     lambda k: {"json": {"upload": upload(k, "producer")}}, "producer", "platform",
+     "listener-a"),
+    ("GET", lambda k: (lambda j: j["items"][0]["midi"].split("?")[0])(job_of(k, "producer")),
+     lambda k: {}, "producer", None, "listener-a"),
+    ("POST", lambda k: "/api/recommend",
+     lambda k: {"json": {"model": "smoke_recommender", "user": k.users[0], "k": 3}},
+     "listener-a", "producer", "listener-b"),
+    ("GET", lambda k: f"/api/listeners/{k.users[0]}/history",
+     lambda k: {"params": {"model": "smoke_recommender"}}, "listener-a", "producer",
+     "listener-b"),
+    # Any key bound to the listener (or admin) may forget them; here listener-c, whom no
+    # other test of this module reads.
+    ("DELETE", lambda k: f"/api/listeners/{k.users[2]}", lambda k: {}, "listener-c", None,
+     "listener-a"),
+]  # fmt: skip
+ROUTE_IDS = ["models", "model", "uploads", "generate", "interpolate", "render", "files",
+             "recommend", "history", "forget"]  # fmt: skip
+
+
+@pytest.mark.parametrize("who", ["no key", "wrong key", "wrong scope", "other", "right"])
+@pytest.mark.parametrize(("method", "path", "body", "right", "unscoped", "other"), ROUTES,
+                         ids=ROUTE_IDS)  # fmt: skip
+def test_every_endpoint_asks_who_is_calling(keyed, who, method, path, body, right, unscoped, other):
+    k = keyed
+    caller = {"no key": None, "wrong key": "forged", "wrong scope": unscoped, "other": other,
+              "right": right}[who]  # fmt: skip
+    if who in ("wrong scope", "other") and caller is None:
+        pytest.skip(f"any valid key may call this route: no {who} case")
+    headers = {"Authorization": f"Bearer {new_key()}"} if caller == "forged" else k.headers(caller)
+    r = k.client.request(method, path(k), headers=headers, **body(k))
+    expected = {"no key": 401, "wrong key": 401, "wrong scope": 403, "other": 403}.get(who)
+    if expected is None:
+        assert r.status_code in (200, 201), r.text
+    else:
+        assert r.status_code == expected, r.text
+        assert r.json()["status"] == expected and r.json()["error"]
+        if expected == 401:
+            assert r.headers["WWW-Authenticate"].startswith("Bearer")
+        # The answer names the caller's own key and listener, never another listener.
+        own = {"listener-a": k.users[0], "listener-b": k.users[1], "listener-c": k.users[2]}
+        others = set(k.users[:3]) - {own.get(caller)}
+        assert not any(u in r.json()["error"] for u in others), r.json()["error"]
+
+
+def test_a_listener_token_reads_its_own_listener_and_no_one_else(keyed):
+    k = keyed
+    mine, theirs = k.users[0], k.users[1]
+    a = k.headers("listener-a")
+    # Naming nobody asks for its own listener; naming another is refused.
+    own = k.client.post("/api/recommend", headers=a, json={"model": "smoke_recommender", "k": 3})
+    assert own.status_code == 200 and own.json()["listener"]["user"] == mine
+    r = k.client.post("/api/recommend", headers=a,
+                      json={"model": "smoke_recommender", "user": theirs, "k": 3})  # fmt: skip
+    assert r.status_code == 403 and theirs not in r.json()["error"]
+    # An unbound recommend key may not name a stored listener, but may bring a history.
+    platform = k.headers("platform")
+    r = k.client.post("/api/recommend", headers=platform,
+                      json={"model": "smoke_recommender", "user": mine, "k": 3})  # fmt: skip
+    assert r.status_code == 403
+    history = [i["key"] for i in k.client.get(
+        f"/api/listeners/{mine}/history", headers=a, params={"model": "smoke_recommender"}
+    ).json()["items"]][:3]  # fmt: skip
+    r = k.client.post("/api/recommend", headers=platform,
+                      json={"model": "smoke_recommender", "history": history, "k": 3})  # fmt: skip
+    assert r.status_code == 200, r.text
+    # Listing a recommender's listeners: an admin sees them, a token its own, others none.
+    for who, users in (("admin", k.users[:50]), ("listener-a", [mine]), ("platform", [])):
+        info = k.client.get("/api/models/smoke_recommender", headers=k.headers(who)).json()
+        assert info["users"] == users, who
+    # Scoring generated pieces samples them: recommend alone is not enough.
+    r = k.client.post("/api/recommend", headers=platform, json={
+        "model": "smoke_recommender", "history": history, "k": 1, "generator": "smoke",
+        "candidates": 2, "bars": 1})  # fmt: skip
+    assert r.status_code == 403 and "generate" in r.json()["error"]
+
+
+def test_jobs_and_uploads_are_read_back_only_by_their_key_or_by_signed_link(keyed):
+    k = keyed
+    job = job_of(k, "listener-a")
+    signed = job["items"][0]["midi"]
+    plain = signed.split("?")[0]
+    assert "sig=" in signed and "expires=" in signed
+    assert k.client.get(signed).status_code == 200  # a browser's <audio>: no key needed
+    assert k.client.get(plain, headers=k.headers("listener-a")).status_code == 200
+    assert k.client.get(plain, headers=k.headers("admin")).status_code == 200
+    assert k.client.get(plain, headers=k.headers("listener-b")).status_code == 403
+    assert k.client.get(plain).status_code == 401
+    # A signature is for one file and one expiry: altered, it is no key at all.
+    other = plain.rsplit("/", 1)[0] + "/samples.json?" + signed.split("?")[1]
+    assert k.client.get(other).status_code == 401
+    forged = signed.replace("expires=", "expires=9")
+    assert k.client.get(forged).status_code == 401
+    # Someone else's upload is not a primer for you.
+    theirs = upload(k, "listener-a")
+    r = k.client.post("/api/generate", headers=k.headers("listener-b"),
+                      json={"model": "smoke", "n": 1, "bars": 1, "primer": theirs})  # fmt: skip
+    assert r.status_code == 403
+
+
+PUBLIC = ("/api/health", "/api/live", "/api/ready")
+
+
+def test_health_and_probes_are_public_and_tell_nothing_secret(keyed, checkpoints):
+    k = keyed
+    r = k.client.get("/api/health")
+    assert r.status_code == 200 and r.json()["auth"] is True
+    assert k.client.get("/api/live").json() == {"status": "alive"}
+    assert k.client.get("/api/ready").json()["status"] == "ready"
+    text = r.text + k.client.get("/api/ready").text
+    for secret in (*k.keys.values(), *k.keys, str(checkpoints), str(k.settings.work_dir),
+                   *k.users[:5]):  # fmt: skip
+        assert secret not in text
+    assert "failed" not in r.json()
+
+
+def test_the_openapi_document_names_the_key_and_the_401_and_403_answers(keyed):
+    schema = keyed.client.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["APIKey"]["scheme"] == "bearer"
+    for path, ops in schema["paths"].items():
+        for method, op in ops.items():
+            if path in PUBLIC:
+                assert "security" not in op
+                continue
+            if path.startswith("/api/files"):
+                continue  # a signed link needs no key: documented, not required
+            assert op.get("security") == [{"APIKey": []}], (method, path)
+            assert {"401", "403"} <= set(op["responses"]), (method, path)
+            body = op["responses"]["403"]["content"]["application/json"]["schema"]
+            assert body["$ref"].endswith("/ErrorBody")
+
+
+def test_keys_compare_in_constant_time_over_every_stored_digest(monkeypatch):
+    keys = {f"k{i}": new_key() for i in range(5)}
+    ring = Keyring.load(None, yaml.safe_dump({"keys": [
+        key_entry(n, s, ["generate"], None) for n, s in keys.items()]}), "TEST")  # fmt: skip
+    calls = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: calls.append(1) or real(a, b))
+    for presented in (keys["k0"], keys["k4"]):
+        calls.clear()
+        assert ring.caller(presented).name == ("k0" if presented == keys["k0"] else "k4")
+        assert len(calls) == 5  # the first key's match did not stop the loop early
+    calls.clear()
+    with pytest.raises(Exception, match="not valid"):
+        ring.caller("cdz_guess")
+    assert len(calls) == 5
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("keys: [{name: a, sha256: abc, scopes: [admin]}]", "keys[0].sha256"),
+        ("keys: [{name: a, sha256: " + "'" + "0" * 64 + "', scopes: [root]}]", "keys[0].scopes"),
+        ("keys: [{name: a, sha256: " + "'" + "0" * 64 + "', scopes: [admin], key: x}]", "unknown"),
+        (
+            "keys: [{name: a, sha256: "
+            + "'"
+            + "0" * 64
+            + "', scopes: [admin]}, {name: a, sha256: "
+            + "'"
+            + "1" * 64
+            + "', scopes: [admin]}]",
+            "unique",
+        ),
+        ("keys: {a: 1}", "list"),
+    ],
+    ids=["short-digest", "unknown-scope", "unknown-field", "duplicate-name", "not-a-list"],
+)
+def test_a_malformed_keys_file_fails_at_start_up_saying_where(checkpoints, tmp_path, text, says):
+    (tmp_path / "keys.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=says.replace("[", r"\[").replace("]", r"\]")):
+        ServeSettings.from_dict({"checkpoints": str(checkpoints), "keys_file": str(
+            tmp_path / "keys.yaml")})  # fmt: skip
+
+
+def test_serving_beyond_loopback_needs_keys_and_keys_may_come_from_the_environment(
+    checkpoints, tmp_path, monkeypatch
+):
+    exe = Path(sys.executable).parent / "cadenza-serve"
+    done = subprocess.run([str(exe), f"checkpoints={checkpoints}", "host=0.0.0.0", "port=0",
+                           f"work_dir={tmp_path}"], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 2
+    assert "keys_file" in done.stderr + done.stdout and "CADENZA_API_KEYS" in done.stderr
+    secret = new_key()
+    monkeypatch.setenv("CADENZA_API_KEYS", yaml.safe_dump(
+        {"keys": [key_entry("ops", secret, ["admin"], None)]}))  # fmt: skip
+    settings = ServeSettings.from_dict({"checkpoints": str(checkpoints), "host": "0.0.0.0"})
+    assert settings.keyring().caller(secret).admin
+
+
+def test_cadenza_keys_makes_lists_and_revokes_keys(tmp_path):
+    exe = Path(sys.executable).parent / "cadenza-keys"
+    path = tmp_path / "keys.yaml"
+
+    def keys(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60)
+
+    made = keys("new", "--name", "l42", "--scopes", "recommend", "--listener", "42",
+                "--file", str(path))  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip()
+    assert secret.startswith("cdz_") and secret not in path.read_text()  # only its digest
+    assert path.stat().st_mode & 0o077 == 0  # owner-only
+    caller = Keyring.load(path, None, "X").caller(secret)
+    assert caller.listener == "42" and caller.scopes == {"recommend"}
+    assert keys("new", "--name", "l42", "--scopes", "admin", "--file", str(path)).returncode == 2
+    assert "l42: recommend  listener 42" in keys("list", "--file", str(path)).stdout
+    assert keys("revoke", "--name", "l42", "--file", str(path)).returncode == 0
+    assert Keyring.load(path, None, "X").open

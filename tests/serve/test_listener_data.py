@@ -1,0 +1,131 @@
+"""Listeners' data (serve/privacy.py): pseudonyms wherever the service writes a listener down,
+forgetting a listener (and that it holds across a restart), and jobs and uploads expiring."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from cadenza.recommend.module import RecommenderModule
+from cadenza.serve.app import create_app
+from cadenza.serve.auth import OPEN, key_entry, new_key
+from cadenza.serve.privacy import ListenerPaths, Pseudonyms
+from cadenza.serve.settings import ServeSettings
+from cadenza.serve.store import Store
+
+MODEL = "smoke_recommender"
+
+
+@pytest.fixture(scope="module")
+def users(checkpoints: Path) -> list[str]:
+    path = checkpoints / MODEL / "latest.ckpt"
+    return [str(u) for u in RecommenderModule.load(path).hparams.user_keys]
+
+
+@pytest.fixture(scope="module")
+def service(checkpoints: Path, users: list[str], tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("listener-data")
+    keys = {"admin": new_key(), "token": new_key()}
+    (root / "keys.yaml").write_text(yaml.safe_dump({"keys": [
+        key_entry("admin", keys["admin"], ["admin"], None),
+        key_entry("token", keys["token"], ["recommend", "generate"], users[3]),
+    ]}))  # fmt: skip
+    settings = ServeSettings.from_dict({
+        "checkpoints": str(checkpoints), "work_dir": str(root / "work"),
+        "keys_file": str(root / "keys.yaml"), "sample": {"n": 1, "sample_rate": 16000},
+    })  # fmt: skip
+    return settings, {k: {"Authorization": f"Bearer {v}"} for k, v in keys.items()}
+
+
+def picks(client: TestClient, headers: dict, **listener) -> list[tuple[str, float]]:
+    r = client.post("/api/recommend", headers=headers,
+                    json={"model": MODEL, "k": 5, "explain": False, **listener})  # fmt: skip
+    assert r.status_code == 200, r.text
+    return [(p["key"], round(p["score"], 5)) for p in r.json()["picks"]]
+
+
+def test_forgetting_a_listener_leaves_a_new_listener_and_survives_a_restart(service, users):
+    settings, keys = service
+    listener = users[3]
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        before = picks(client, keys["admin"], user=listener)
+        cold = picks(client, keys["admin"], history=[])
+        assert before != cold  # their history made a difference to forget
+        history = client.get(f"/api/listeners/{listener}/history", headers=keys["token"],
+                             params={"model": MODEL}).json()["items"]  # fmt: skip
+        assert history
+        # Their token's job, and a job an admin ran about them, both hold their data.
+        own = client.post(
+            "/api/recommend",
+            headers=keys["token"],
+            json={"model": MODEL, "k": 1, "generator": "smoke", "candidates": 2, "bars": 1},
+        ).json()
+        about = client.post("/api/recommend", headers=keys["admin"], json={
+            "model": MODEL, "user": listener, "k": 1, "generator": "smoke", "candidates": 2,
+            "bars": 1}).json()  # fmt: skip
+        report = client.get(about["picks"][0]["midi"].rsplit("/", 1)[0] + "/picks.json",
+                            headers=keys["admin"]).json()  # fmt: skip
+        pseudonym = Pseudonyms.load(None, settings.work_dir.resolve()).of(listener)
+        assert report["listener"]["user"] == pseudonym  # never the ID, in a file on disk
+
+        r = client.delete(f"/api/listeners/{listener}", headers=keys["token"])
+        assert r.status_code == 200, r.text
+        gone = r.json()
+        assert gone == {"listener": pseudonym, "models": [MODEL], "jobs": 2, "uploads": 0}
+        for job in (own, about):
+            url = job["picks"][0]["midi"]
+            assert client.get(url).status_code == 404
+        assert picks(client, keys["admin"], user=listener) == cold
+        assert client.get(f"/api/listeners/{listener}/history", headers=keys["token"],
+                          params={"model": MODEL}).json()["items"] == []  # fmt: skip
+        # Everyone else is untouched.
+        other = picks(client, keys["admin"], user=users[4])
+    on_disk = (settings.work_dir / "forgotten.json").read_text()
+    assert pseudonym in on_disk and listener not in on_disk
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:  # restart
+        assert picks(client, keys["admin"], user=listener) == cold
+        assert picks(client, keys["admin"], user=users[4]) == other
+        for method in ("userknn", "itemknn"):  # neighbourhoods refit without their history
+            assert picks(client, keys["admin"], user=listener, method=method) == picks(
+                client, keys["admin"], history=[], method=method)  # fmt: skip
+
+
+def test_a_listener_path_in_the_access_log_is_a_pseudonym(tmp_path, caplog):
+    pseudonyms = Pseudonyms.load(None, tmp_path)
+    ListenerPaths.install(pseudonyms)
+    access = logging.getLogger("uvicorn.access")
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET",
+                    "/api/listeners/listener%2042/history?model=x", "1.1", 200)  # fmt: skip
+    line = caplog.records[-1].getMessage()
+    assert "listener%2042" not in line and "listener 42" not in line
+    assert pseudonyms.of("listener 42") in line
+    # The secret is made once, owner-only, and the same pseudonym comes back from it.
+    assert (tmp_path / ".pseudonym_key").stat().st_mode & 0o077 == 0
+    assert Pseudonyms.load(None, tmp_path).of("listener 42") == pseudonyms.of("listener 42")
+    assert Pseudonyms.load("another secret", tmp_path).of("listener 42") != pseudonyms.of(
+        "listener 42")  # fmt: skip
+
+
+def test_jobs_and_uploads_expire_after_keep_hours(tmp_path):
+    store = Store(tmp_path, keep_jobs=100, keep_uploads=100, keep_hours=2)
+    old_job, old_folder = store.new_job(OPEN)
+    new_job, _ = store.new_job(OPEN)
+    upload, path = store.save_upload(b"MThd", OPEN)
+    three_hours_ago = time.time() - 3 * 3600
+    os.utime(old_folder, (three_hours_ago, three_hours_ago))
+    os.utime(path.parent, (three_hours_ago, three_hours_ago))
+    assert store.expire() == 2
+    assert [p.name for p in store.jobs.iterdir()] == [new_job]
+    assert not any(store.uploads.iterdir())
+    with pytest.raises(Exception, match="at most 2 h"):
+        store.job_dir(old_job, OPEN)
+    owner = json.loads((store.jobs / new_job / ".owner").read_text())
+    assert owner == {"key": "open", "listener": None}
