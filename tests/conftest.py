@@ -9,10 +9,16 @@ import pytest
 
 from tests.fixtures.smoke import SmokeRuns
 
-# `make test` runs two pytest-xdist workers on a 2-core machine: one torch thread each (and in
-# the scripts they start), or the two would fight over both cores.
+# `make test` runs two pytest-xdist workers on a 2-core machine: one thread each for torch and
+# for the BLAS under numpy / scipy / librosa (and in the scripts they start), or the two would
+# fight over both cores. A BLAS pool sized before this file runs (a plugin imported numpy) is
+# cut down by threadpoolctl: oversubscribed, one librosa test took 43 s instead of 4.
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ["OMP_NUM_THREADS"] = "1"
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = "1"
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
 
 _SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 import urllib.request
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -44,7 +45,7 @@ def serve(cfg: DictConfig) -> None:
                           f"({len(app.state.served)} models)", flush=True)  # fmt: skip
 
         Server(uvicorn.Config(app, host=settings.host, port=settings.port,
-                              log_level=settings.log_level)).run()  # fmt: skip
+                              **_uvicorn_options(settings))).run()  # fmt: skip
         return
     from uvicorn.supervisors import Multiprocess
 
@@ -55,10 +56,24 @@ def serve(cfg: DictConfig) -> None:
     os.environ[SETTINGS_ENV] = json.dumps(settings.to_dict())
     config = uvicorn.Config("cadenza.serve.process:app_from_environment", factory=True,
                             host=settings.host, port=settings.port, workers=settings.processes,
-                            log_level=settings.log_level)  # fmt: skip
+                            **_uvicorn_options(settings))  # fmt: skip
     sock = _listening_socket(settings.host, settings.port)
     _announce_when_ready(settings.host, sock.getsockname()[1], f"{settings.processes} processes")
     Multiprocess(config, sockets=[sock]).run()
+
+
+def _uvicorn_options(settings: Any) -> dict[str, Any]:
+    """Logging and shutdown: JSON logs leave uvicorn no handlers of its own (log_config None:
+    its lines go through ours, as JSON) and no access log (the app writes one line a request,
+    with its ID and route template). On SIGTERM uvicorn stops accepting and lets running
+    requests finish for up to shutdown_timeout_s."""
+    options: dict[str, Any] = {
+        "log_level": settings.log_level,
+        "timeout_graceful_shutdown": settings.shutdown_timeout_s,
+    }
+    if settings.log_format == "json":
+        options |= {"log_config": None, "access_log": False}
+    return options
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:

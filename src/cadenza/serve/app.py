@@ -24,7 +24,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, Security, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,6 +34,9 @@ from cadenza.errors import BadFileError, CadenzaError, ConfigError
 from cadenza.serve import jobs
 from cadenza.serve.auth import Caller, FileLinks
 from cadenza.serve.errors import NotFoundError, RequestError
+from cadenza.serve.logs import REQUEST_ID, request_id
+from cadenza.serve.metrics import CONTENT_TYPE as METRICS_TYPE
+from cadenza.serve.metrics import ServiceMetrics
 from cadenza.serve.privacy import ForgetList, ListenerPaths, Pseudonyms
 from cadenza.serve.registry import Served, describe, load_all
 from cadenza.serve.schemas import (
@@ -87,21 +90,33 @@ Recommend = Annotated[Caller, Depends(needs("recommend"))]
 class Workers:
     """At most `n` model jobs at once; a request waits up to `timeout` seconds for a slot."""
 
-    def __init__(self, n: int, timeout: float) -> None:
-        self.n, self.timeout = n, timeout
+    def __init__(self, n: int, timeout: float, metrics: ServiceMetrics | None = None) -> None:
+        self.n, self.timeout, self.metrics = n, timeout, metrics
         self._slots = threading.BoundedSemaphore(n)
         self.busy = 0
 
     @contextmanager
     def slot(self) -> Iterator[None]:
-        if not self._slots.acquire(timeout=self.timeout):
+        gauge = self.metrics
+        if gauge:
+            gauge.queued.inc()
+        try:
+            got = self._slots.acquire(timeout=self.timeout)
+        finally:
+            if gauge:
+                gauge.queued.dec()
+        if not got:
             raise RequestError(503, f"busy: all {self.n} workers stayed busy for "
                                     f"{self.timeout:g} s; retry later")  # fmt: skip
         self.busy += 1
+        if gauge:
+            gauge.busy.inc()
         try:
             yield
         finally:
             self.busy -= 1
+            if gauge:
+                gauge.busy.dec()
             self._slots.release()
 
 
@@ -156,8 +171,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
                   settings.keep_hours, links)  # fmt: skip
     forgotten = Forgetting(served, ForgetList(store.root / "forgotten.json"), pseudonyms)
     ListenerPaths.install(pseudonyms)
-    workers = Workers(settings.workers, settings.queue_timeout_s)
-    sweeper = Sweeper(store, settings.keep_hours)
+    metrics = ServiceMetrics()
+    # JSON logs carry one line per request (uvicorn's access log is off then); text logs have
+    # uvicorn's, so ours would repeat it.
+    request_level = logging.INFO if settings.log_format == "json" else logging.DEBUG
+    workers = Workers(settings.workers, settings.queue_timeout_s, metrics)
+    sweeper = Sweeper(store, settings.keep_hours, metrics)
     started = time.monotonic()
     app = FastAPI(
         title="Cadenza",
@@ -171,7 +190,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     )
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_upload_bytes)
     app.state.settings, app.state.store, app.state.served = settings, store, served
-    app.state.pseudonyms, app.state.sweeper = pseudonyms, sweeper
+    app.state.pseudonyms, app.state.sweeper, app.state.metrics = pseudonyms, sweeper, metrics
 
     def model(name: str, kind: str | None = None) -> Served:
         s = served.get(name)
@@ -221,14 +240,31 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     @app.middleware("http")
     async def _contain(request: Request, call_next: Any) -> Any:
-        # Caught here, not by an exception handler: Starlette re-raises to the server after
-        # those, and uvicorn then drops the connection, failing the client's next request too.
+        """Every request: an ID (logs.py), its metrics by route template, a log line, and any
+        failure contained. Caught here, not by an exception handler: Starlette re-raises to the
+        server after those, and uvicorn then drops the connection, failing the client's next
+        request too."""
+        rid = request_id(request.headers.get("x-request-id"))
+        token = REQUEST_ID.set(rid)
+        t0 = time.perf_counter()
         try:
-            return await call_next(request)
+            response = await call_next(request)
         except Exception as e:  # noqa: BLE001 - any failure is one request's, not the service's
             log.exception("request %s %s failed", request.method,
                           ListenerPaths.mask(request.url.path, pseudonyms))  # fmt: skip
-            return error(500, f"internal error ({type(e).__name__}); the service is still up")
+            response = error(500, f"internal error ({type(e).__name__}); the service is still up")
+        finally:
+            REQUEST_ID.reset(token)
+        seconds = time.perf_counter() - t0
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        metrics.observe(route, request.method, response.status_code, seconds)
+        response.headers["X-Request-ID"] = rid
+        log.log(request_level, "%s %s %d", request.method, route, response.status_code,
+                extra={"fields": {
+            "request_id": rid, "method": request.method, "route": route,
+            "status": response.status_code, "ms": round(1000 * seconds, 1),
+            "caller": getattr(request.state, "caller", None)}})  # fmt: skip
+        return response
 
     # --- read-only ------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
@@ -242,6 +278,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
                 "version": __version__, "uptime_s": round(time.monotonic() - started, 1),
                 "busy": workers.busy, "workers": workers.n, "auth": not keyring.open,
                 "limits": asdict(settings.limits)}  # fmt: skip
+
+    @app.get("/metrics", response_class=Response)
+    def prometheus() -> Response:
+        """Prometheus exposition: requests, latencies and errors by route, queue depth, busy
+        workers, jobs. Public, like the probes: route templates and counts, nothing secret."""
+        return Response(metrics.exposition(), media_type=METRICS_TYPE)
 
     @app.get("/api/live")
     def live() -> dict[str, str]:
@@ -308,7 +350,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         s = model(req.model, "generator")
         sweeper.maybe()
         with workers.slot():
-            return jobs.generate(s, req, store, settings, caller)
+            out = jobs.generate(s, req, store, settings, caller)
+        metrics.jobs.labels("generate").inc()
+        return out
 
     @app.post("/api/interpolate", responses=documented(*work_errors))
     def interpolate(req: InterpolateRequest,
@@ -316,13 +360,17 @@ def create_app(settings: ServeSettings) -> FastAPI:
         s = model(req.model, "generator")
         sweeper.maybe()
         with workers.slot():
-            return jobs.interpolate(s, req, store, settings, caller)
+            out = jobs.interpolate(s, req, store, settings, caller)
+        metrics.jobs.labels("interpolate").inc()
+        return out
 
     @app.post("/api/render", responses=documented(*work_errors))
     def render(req: RenderRequest, caller: Generate) -> Job:
         sweeper.maybe()
         with workers.slot():
-            return jobs.render(req, store, settings, caller)
+            out = jobs.render(req, store, settings, caller)
+        metrics.jobs.labels("render").inc()
+        return out
 
     @app.post("/api/recommend", responses=documented(*work_errors))
     def recommend(req: RecommendRequest, caller: Recommend
@@ -342,7 +390,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         generator = model(req.generator, "generator")
         sweeper.maybe()
         with workers.slot():
-            return jobs.recommend_generated(s, generator, req, store, settings, caller, listener)
+            out = jobs.recommend_generated(s, generator, req, store, settings, caller, listener)
+        metrics.jobs.labels("recommend").inc()
+        return out
 
     # --- a listener's own data --------------------------------------------------------------
     @app.get("/api/listeners/{listener}/history", responses=documented(*keyed, 400, 404))
@@ -366,6 +416,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         models = forgotten.forget(listener, pseudonym)
         tokens = keyring.listener_keys(listener)
         gone = store.remove_listener(pseudonym, tokens)
+        metrics.forgotten.inc()
         log.info("forgot listener %s: %d model(s), %d job(s), %d upload(s)", pseudonym,
                  len(models), gone["jobs"], gone["uploads"])  # fmt: skip
         return Forgotten(listener=pseudonym, models=models, **gone)
@@ -426,8 +477,9 @@ class Sweeper:
     """Deletes jobs and uploads older than keep_hours: at start-up, then at most once a minute
     as requests arrive, and from a background thread for a service nobody calls."""
 
-    def __init__(self, store: Store, keep_hours: float | None) -> None:
-        self.store, self.keep_hours = store, keep_hours
+    def __init__(self, store: Store, keep_hours: float | None,
+                 metrics: ServiceMetrics | None = None) -> None:  # fmt: skip
+        self.store, self.keep_hours, self.metrics = store, keep_hours, metrics
         self._last = 0.0
         self.maybe()
         if keep_hours:
@@ -438,6 +490,8 @@ class Sweeper:
         if self.keep_hours and now - self._last >= 60.0:
             self._last = now
             gone = self.store.expire()
+            if gone and self.metrics:
+                self.metrics.expired.inc(gone)
             if gone:
                 log.info("expired %d job/upload folder(s) older than keep_hours=%g", gone,
                          self.keep_hours)  # fmt: skip

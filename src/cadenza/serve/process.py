@@ -39,6 +39,10 @@ def configure_process(settings: ServeSettings) -> None:
     import torch
 
     limit_malloc_arenas(settings.malloc_arenas)
+    if settings.log_format == "json":
+        from cadenza.serve.logs import use_json_logs
+
+        use_json_logs()
     # Concurrent jobs share the cores instead of fighting over them.
     jobs = settings.workers * settings.processes
     torch.set_num_threads(settings.torch_threads or max(1, (os.cpu_count() or 1) // jobs))

@@ -60,6 +60,10 @@ class ServeSettings:
     # (configs/sampling/default.yaml, as serve.yaml overrides it).
     sample: dict[str, Any] = field(default_factory=lambda: sampling_defaults())
     log_level: str = "info"
+    # text: uvicorn's lines for a terminal; json: one JSON object a line, with request IDs.
+    log_format: str = "text"
+    # On SIGTERM: stop taking connections, let running requests finish for up to this long.
+    shutdown_timeout_s: float = 60.0
     # API keys (serve/auth.py): a file of digests and/or an environment variable holding the
     # same text. None at all: an open service, allowed on loopback only.
     keys_file: Path | None = None
@@ -171,6 +175,9 @@ class ServeSettings:
         if self.sample["synth"] not in ("auto", "fluidsynth", "builtin"):
             raise ConfigError(f"sample.synth must be auto, fluidsynth or builtin, got "
                               f"{self.sample['synth']!r}")  # fmt: skip
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format must be text or json, got {self.log_format!r}")
+        check_float("shutdown_timeout_s", self.shutdown_timeout_s, minimum=0.0)
         if self.log_level not in ("critical", "error", "warning", "info", "debug"):
             raise ConfigError(f"log_level must be one of critical|error|warning|info|debug, "
                               f"got {self.log_level!r}")  # fmt: skip
