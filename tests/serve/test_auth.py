@@ -81,6 +81,13 @@ def job_of(k: Keyed, who: str) -> dict:
     return r.json()
 
 
+def task_of(k: Keyed, who: str) -> str:
+    r = k.client.post("/api/jobs/generate", headers=k.headers(who),
+                      json={"model": "smoke", "n": 1, "bars": 1, "seed": 3})  # fmt: skip
+    assert r.status_code == 202, r.text
+    return r.json()["url"]
+
+
 # One row per endpoint: (method, path, body(k) -> request kwargs, the right key, a key without
 # the scope (None: any valid key will do), and a key of another listener or owner).
 Request = Callable[[Keyed], dict]
@@ -105,13 +112,19 @@ ROUTES: list[tuple[str, Callable[[Keyed], str], Request, str, str | None, str | 
     ("GET", lambda k: f"/api/listeners/{k.users[0]}/history",
      lambda k: {"params": {"model": "smoke_recommender"}}, "listener-a", "producer",
      "listener-b"),
+    ("POST", lambda k: "/api/jobs/generate",
+     lambda k: {"json": {"model": "smoke", "n": 1, "bars": 1}}, "producer", "platform", None),
+    ("GET", lambda k: "/api/jobs", lambda k: {}, "producer", None, None),
+    ("GET", lambda k: task_of(k, "producer"), lambda k: {}, "producer", None, "listener-a"),
+    ("DELETE", lambda k: task_of(k, "producer"), lambda k: {}, "producer", None, "listener-a"),
     # Any key bound to the listener (or admin) may forget them; here listener-c, whom no
     # other test of this module reads.
     ("DELETE", lambda k: f"/api/listeners/{k.users[2]}", lambda k: {}, "listener-c", None,
      "listener-a"),
 ]  # fmt: skip
 ROUTE_IDS = ["models", "model", "uploads", "generate", "interpolate", "render", "files",
-             "recommend", "history", "forget"]  # fmt: skip
+             "recommend", "history", "job-submit", "jobs", "job-status", "job-cancel",
+             "forget"]  # fmt: skip
 
 
 CASES = [
@@ -132,7 +145,7 @@ def test_every_endpoint_asks_who_is_calling(keyed, who, method, path, body, righ
     r = k.client.request(method, path(k), headers=headers, **body(k))
     expected = {"no key": 401, "wrong key": 401, "wrong scope": 403, "other": 403}.get(who)
     if expected is None:
-        assert r.status_code in (200, 201), r.text
+        assert r.status_code in (200, 201, 202), r.text
     else:
         assert r.status_code == expected, r.text
         assert r.json()["status"] == expected and r.json()["error"]

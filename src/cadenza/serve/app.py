@@ -12,12 +12,13 @@ pseudonym wherever the service writes it down (`privacy.py`).
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -49,10 +50,13 @@ from cadenza.serve.schemas import (
     Recommendations,
     RecommendRequest,
     RenderRequest,
+    TaskList,
+    TaskStatus,
     UploadInfo,
 )
 from cadenza.serve.settings import ServeSettings
 from cadenza.serve.store import Store
+from cadenza.serve.tasks import Tasks
 
 log = logging.getLogger("cadenza")
 STUDIO = Path(__file__).parent / "static" / "studio.html"
@@ -96,12 +100,13 @@ class Workers:
         self.busy = 0
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
+    def slot(self, wait: bool = False) -> Iterator[None]:
+        """wait: block until a slot frees (a background job) instead of a 503 after timeout."""
         gauge = self.metrics
         if gauge:
             gauge.queued.inc()
         try:
-            got = self._slots.acquire(timeout=self.timeout)
+            got = self._slots.acquire(timeout=None if wait else self.timeout)
         finally:
             if gauge:
                 gauge.queued.dec()
@@ -177,8 +182,19 @@ def create_app(settings: ServeSettings) -> FastAPI:
     request_level = logging.INFO if settings.log_format == "json" else logging.DEBUG
     workers = Workers(settings.workers, settings.queue_timeout_s, metrics)
     sweeper = Sweeper(store, settings.keep_hours, metrics)
+    tasks = Tasks(store, workers, settings.max_queued_jobs, metrics)
+    metrics.tasks_queued.set_function(tasks.depth)
     started = time.monotonic()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        # After uvicorn stopped taking requests and let the open ones finish: the background
+        # jobs that are running finish too (queued ones are cancelled, saying so).
+        await asyncio.to_thread(tasks.shutdown)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Cadenza",
         version=__version__,
         description="Sample, interpolate, render and recommend music with trained Cadenza "
@@ -191,6 +207,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_upload_bytes)
     app.state.settings, app.state.store, app.state.served = settings, store, served
     app.state.pseudonyms, app.state.sweeper, app.state.metrics = pseudonyms, sweeper, metrics
+    app.state.tasks = tasks
 
     def model(name: str, kind: str | None = None) -> Served:
         s = served.get(name)
@@ -344,6 +361,14 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     work_errors = (*keyed, 400, 404, 413, 422, 503)
 
+    def for_listener(req: RecommendRequest, caller: Caller) -> RecommendRequest:
+        if req.user is not None:
+            caller.require_listener(req.user)
+        elif caller.listener is not None and req.history is None and req.text is None:
+            req = req.model_copy(update={"user": caller.listener})
+        forgotten.refresh()
+        return req
+
     @app.post("/api/generate", responses=documented(*work_errors))
     def generate(req: GenerateRequest, caller: Generate
                  ) -> Job:  # fmt: skip
@@ -377,11 +402,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
                   ) -> Recommendations:  # fmt: skip
         """For `user`: that listener's token or an admin key. A listener token that names no
         one (no user, history or text) asks for its own listener."""
-        if req.user is not None:
-            caller.require_listener(req.user)
-        elif caller.listener is not None and req.history is None and req.text is None:
-            req = req.model_copy(update={"user": caller.listener})
-        forgotten.refresh()
+        req = for_listener(req, caller)
         s = model(req.model, "recommender")
         listener = pseudonyms.of(req.user) if req.user is not None else None
         if req.generator is None:  # one matrix product: no need to queue behind sampling
@@ -393,6 +414,73 @@ def create_app(settings: ServeSettings) -> FastAPI:
             out = jobs.recommend_generated(s, generator, req, store, settings, caller, listener)
         metrics.jobs.labels("recommend").inc()
         return out
+
+    # --- the same work in the background ---------------------------------------------------
+    def queued(kind: str, caller: Caller, listener: str | None = None) -> jobs.Submit:
+        def submit(work: Any) -> TaskStatus:
+            return TaskStatus(**tasks.submit(kind, caller, listener, work).view())
+
+        return submit
+
+    def accepted(task: TaskStatus, response: Response) -> TaskStatus:
+        response.headers["Location"] = task.url
+        return task
+
+    background = {"status_code": 202, "responses": documented(*work_errors)}
+
+    @app.post("/api/jobs/generate", **background)
+    def generate_later(req: GenerateRequest, caller: Generate, response: Response) -> TaskStatus:
+        """POST /api/generate as a background job: 202 at once, then poll its `url`."""
+        s = model(req.model, "generator")
+        sweeper.maybe()
+        return accepted(jobs.generate(s, req, store, settings, caller,
+                                      queued("generate", caller)), response)  # fmt: skip
+
+    @app.post("/api/jobs/interpolate", **background)
+    def interpolate_later(req: InterpolateRequest, caller: Generate,
+                          response: Response) -> TaskStatus:  # fmt: skip
+        s = model(req.model, "generator")
+        return accepted(jobs.interpolate(s, req, store, settings, caller,
+                                         queued("interpolate", caller)), response)  # fmt: skip
+
+    @app.post("/api/jobs/render", **background)
+    def render_later(req: RenderRequest, caller: Generate, response: Response) -> TaskStatus:
+        return accepted(jobs.render(req, store, settings, caller, queued("render", caller)),
+                        response)  # fmt: skip
+
+    @app.post("/api/jobs/recommend", **background)
+    def recommend_later(req: RecommendRequest, caller: Recommend,
+                        response: Response) -> TaskStatus:  # fmt: skip
+        """POST /api/recommend with a `generator` (sampling many candidates) in the
+        background; a catalog recommendation answers at once from /api/recommend."""
+        req = for_listener(req, caller)
+        s = model(req.model, "recommender")
+        if req.generator is None:
+            raise RequestError(422, "generator: a background recommendation scores generated "
+                                    "pieces; POST /api/recommend answers catalog picks at "
+                                    "once")  # fmt: skip
+        caller.require("generate")
+        g = model(req.generator, "generator")
+        listener = pseudonyms.of(req.user) if req.user is not None else None
+        submit = queued("recommend", caller, listener)
+        return accepted(jobs.recommend_generated(s, g, req, store, settings, caller, listener,
+                                                 submit), response)  # fmt: skip
+
+    @app.get("/api/jobs", responses=documented(*keyed))
+    def my_jobs(caller: AnyKey) -> TaskList:
+        """This key's background jobs, newest first (an admin: everyone's)."""
+        return TaskList(jobs=[TaskStatus(**t.view()) for t in tasks.mine(caller)])
+
+    @app.get("/api/jobs/{job}", responses=documented(*keyed, 404))
+    def job_status(job: str, caller: AnyKey) -> TaskStatus:
+        """Status, progress, and once done the result (or the error) of a background job."""
+        return TaskStatus(**tasks.get(job, caller).view())
+
+    @app.delete("/api/jobs/{job}", responses=documented(*keyed, 404))
+    def cancel_job(job: str, caller: AnyKey) -> TaskStatus:
+        """Cancel: a queued job never starts; a running one stops at its next sampling step
+        and what it wrote is deleted. A finished job is left as it is."""
+        return TaskStatus(**tasks.cancel(job, caller).view())
 
     # --- a listener's own data --------------------------------------------------------------
     @app.get("/api/listeners/{listener}/history", responses=documented(*keyed, 400, 404))

@@ -31,6 +31,8 @@ from cadenza.serve.schemas import (
 from cadenza.serve.settings import ServeSettings
 from cadenza.serve.store import Store
 
+# The background queue's entry (serve/tasks.py), as the app binds it: the work -> its record.
+Submit = Callable[[Callable[[], Any]], Any]
 MEDIA_TYPES = {".mid": "audio/midi", ".wav": "audio/wav", ".png": "image/png",
                ".json": "application/json"}  # fmt: skip
 
@@ -46,13 +48,20 @@ def _cap(field: str, value: float | None, cap: int) -> None:
 
 
 def _in_job(store: Store, caller: Caller, work: Callable[[str, Path], Any],
-            listener: str | None = None) -> Any:  # fmt: skip
-    job, folder = store.new_job(caller, listener)
-    try:
-        return work(job, folder)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
+            listener: str | None = None, submit: Submit | None = None) -> Any:  # fmt: skip
+    """Run `work` in a fresh job folder now, or, with `submit`, hand it to the background
+    queue (checked already: everything before this call is the request's validation) and
+    return what `submit` returns."""
+
+    def run() -> Any:
+        job, folder = store.new_job(caller, listener)
+        try:
+            return work(job, folder)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+
+    return run() if submit is None else submit(run)
 
 
 def _items(store: Store, job: str, pieces: list[Piece]) -> list[Item]:
@@ -87,7 +96,7 @@ def _defaults(req: Any, settings: ServeSettings, keys: tuple[str, ...]) -> dict[
 
 
 def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSettings,
-             caller: Caller) -> Job:  # fmt: skip
+             caller: Caller, submit: Submit | None = None) -> Job:  # fmt: skip
     from cadenza.generation import generate as draw
     from cadenza.generation import write_pieces
     from cadenza.generation.inputs import condition_tensor
@@ -154,7 +163,7 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
             write_pieces(pieces, folder, **audio)
         return _job(store, job, s, folder, pieces, controls, t0)
 
-    return _in_job(store, caller, work)
+    return _in_job(store, caller, work, submit=submit)
 
 
 def _job(store: Store, job: str, s: Served | None, folder: Path, pieces: list[Piece],
@@ -169,7 +178,7 @@ def _job(store: Store, job: str, s: Served | None, folder: Path, pieces: list[Pi
 
 # --- interpolate --------------------------------------------------------------------------
 def interpolate(s: Served, req: InterpolateRequest, store: Store, settings: ServeSettings,
-                caller: Caller) -> Job:  # fmt: skip
+                caller: Caller, submit: Submit | None = None) -> Job:  # fmt: skip
     from cadenza.generation import exploration
 
     _cap("interpolate_steps", req.steps, settings.limits.max_interpolate_steps)
@@ -202,11 +211,12 @@ def interpolate(s: Served, req: InterpolateRequest, store: Store, settings: Serv
         pieces = path.write(folder, render=_render(req.render, s), **settings.render_options)
         return _job(store, job, s, folder, pieces, controls, t0, sheet=folder / "interp_sheet.png")
 
-    return _in_job(store, caller, work)
+    return _in_job(store, caller, work, submit=submit)
 
 
 # --- render -------------------------------------------------------------------------------
-def render(req: RenderRequest, store: Store, settings: ServeSettings, caller: Caller) -> Job:
+def render(req: RenderRequest, store: Store, settings: ServeSettings, caller: Caller,
+           submit: Submit | None = None) -> Job:  # fmt: skip
     from cadenza.generation.writers import write_piece
     from cadenza.io.midi import load_midi_bytes
 
@@ -228,7 +238,7 @@ def render(req: RenderRequest, store: Store, settings: ServeSettings, caller: Ca
         write_piece(piece, folder, render="wav", **settings.render_options)
         return _job(store, job, None, folder, [piece], req.model_dump(), t0)
 
-    return _in_job(store, caller, work)
+    return _in_job(store, caller, work, submit=submit)
 
 
 # --- recommend ----------------------------------------------------------------------------
@@ -274,6 +284,7 @@ def recommend_generated(
     settings: ServeSettings,
     caller: Caller,
     pseudonym: str | None,
+    submit: Submit | None = None,
 ) -> Recommendations:
     """The job folder is marked as `pseudonym`'s (the listener named by `user`), and its
     picks.json names them by it: deleting the listener deletes the job."""
@@ -307,7 +318,7 @@ def recommend_generated(
         return Recommendations(job=job, model=s.name, listener=listener,
                                seconds=round(time.perf_counter() - t0, 3), picks=out)  # fmt: skip
 
-    return _in_job(store, caller, work, listener=pseudonym)
+    return _in_job(store, caller, work, listener=pseudonym, submit=submit)
 
 
 def listener_history(s: Served, listener: str) -> History:

@@ -32,6 +32,11 @@ class ServiceMetrics:
                             "recommend)", ["kind"], registry=r)  # fmt: skip
         self.expired = Counter("cadenza_expired_folders", "Job and upload folders deleted for "
                                "age (keep_hours)", registry=r)  # fmt: skip
+        self.tasks = Counter("cadenza_background_jobs", "Background jobs finished, by kind and "
+                             "status (done, failed, cancelled)", ["kind", "status"],
+                             registry=r)  # fmt: skip
+        self.tasks_queued = Gauge("cadenza_background_jobs_queued", "Background jobs waiting to "
+                                  "start", registry=r)  # fmt: skip
         self.forgotten = Counter("cadenza_listeners_forgotten", "DELETE /api/listeners/{id} done",
                                  registry=r)  # fmt: skip
 

@@ -166,3 +166,26 @@ ERRORS: dict[int, dict[str, Any]] = {
     422: _error("a field is missing, of the wrong type, or over one of the service's caps"),
     503: _error("every worker stayed busy for queue_timeout_s; retry after Retry-After"),
 }
+
+
+class TaskStatus(BaseModel):
+    """A background job (POST /api/jobs/...): poll `url` until `status` is done, failed or
+    cancelled."""
+
+    id: str
+    kind: Literal["generate", "interpolate", "render", "recommend"]
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
+    progress: float = Field(description="0-1: the share of the current sampling loop done")
+    submitted: float = Field(description="Unix time")
+    started: float | None = None
+    finished: float | None = None
+    result: dict[str, Any] | None = Field(
+        None, description="once done: what the immediate endpoint answers (a Job, or "
+        "Recommendations)",
+    )  # fmt: skip
+    error: dict[str, Any] | None = Field(None, description="once failed: {status, error}")
+    url: str
+
+
+class TaskList(BaseModel):
+    jobs: list[TaskStatus]

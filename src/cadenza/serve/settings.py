@@ -44,6 +44,8 @@ class ServeSettings:
     # uvicorn worker processes, each with its own copy of the models (serve/process.py says why).
     processes: int = 1
     queue_timeout_s: float = 30.0
+    # Background jobs (POST /api/jobs/...) waiting to start, at most; one more is a 503.
+    max_queued_jobs: int = 64
     # torch's threads per worker; null: the machine's cores / workers, so that concurrent
     # jobs share the cores instead of fighting over them.
     torch_threads: int | None = None
@@ -161,6 +163,7 @@ class ServeSettings:
             "keep_jobs",
             "keep_uploads",
             "max_models",
+            "max_queued_jobs",
         ):
             check_int(key, getattr(self, key))
         check_int("sample.sample_rate", self.sample["sample_rate"])

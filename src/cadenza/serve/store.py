@@ -36,7 +36,8 @@ class Store:
         self.root = work_dir.resolve()
         self.jobs = self.root / "jobs"
         self.uploads = self.root / "uploads"
-        for d in (self.jobs, self.uploads):
+        self.tasks = self.root / "tasks"  # background jobs' records (serve/tasks.py)
+        for d in (self.jobs, self.uploads, self.tasks):
             d.mkdir(parents=True, exist_ok=True)
         self.keep_jobs, self.keep_uploads, self.keep_hours = keep_jobs, keep_uploads, keep_hours
         self.links = links
@@ -79,6 +80,27 @@ class Store:
             raise NotFoundError(f"no file {name!r} in job {job}")
         return path
 
+    # --- background jobs' records --------------------------------------------------------------
+    def new_task(self, caller: Caller, listener: str | None) -> tuple[str, Path]:
+        task = secrets.token_hex(16)
+        path = self.tasks / task
+        path.mkdir()
+        _write_owner(path, caller, listener)
+        self._prune(self.tasks, self.keep_jobs, newest=path)
+        return task, path
+
+    def task_dir(self, task: str, caller: Caller) -> Path:
+        if not isinstance(task, str) or not ID.fullmatch(task) or not (self.tasks / task).is_dir():
+            raise NotFoundError(f"no job {task!r} (kept for the newest {self.keep_jobs}"
+                                f"{self._hours()})")  # fmt: skip
+        _check_owner(self.tasks / task, caller, f"job {task}")
+        return self.tasks / task
+
+    def task_folders(self, caller: Caller) -> list[Path]:
+        """The records `caller` may read (an admin: all)."""
+        return [p for p in self.tasks.iterdir()
+                if ID.fullmatch(p.name) and caller.owns(_read_owner(p).get("key"))]  # fmt: skip
+
     # --- uploads ----------------------------------------------------------------------------
     def save_upload(self, data: bytes, caller: Caller) -> tuple[str, Path]:
         upload = secrets.token_hex(16)
@@ -106,7 +128,7 @@ class Store:
         """Delete every job and upload holding `pseudonym`'s data, or made with one of their
         listener `tokens` (key names). -> how many of each went."""
         gone = {"jobs": 0, "uploads": 0}
-        for kind, folder in (("jobs", self.jobs), ("uploads", self.uploads)):
+        for kind, folder in (("jobs", self.jobs), ("uploads", self.uploads), ("jobs", self.tasks)):
             for entry in list(folder.iterdir()):
                 owner = _read_owner(entry)
                 if owner.get("listener") == pseudonym or owner.get("key") in tokens:
@@ -120,7 +142,7 @@ class Store:
             return 0
         cutoff = (now or time.time()) - self.keep_hours * 3600
         gone = 0
-        for folder in (self.jobs, self.uploads):
+        for folder in (self.jobs, self.uploads, self.tasks):
             for entry in list(folder.iterdir()):
                 mtime = _mtime(entry)
                 if mtime is not None and mtime < cutoff:

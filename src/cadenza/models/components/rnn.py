@@ -19,6 +19,7 @@ from cadenza.data.batch import Batch
 from cadenza.models.components.nade import NADE
 from cadenza.models.components.recurrent import LSTM
 from cadenza.models.sampling import sample_bernoulli, sample_categorical
+from cadenza.progress import tick
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each [num_layers, N, hidden_size]
 
@@ -88,6 +89,7 @@ class FrameOutput(nn.Module):
         -> [n, steps, D]."""
         frames: list[torch.Tensor] = []
         for t in range(steps):
+            tick(t, steps)  # a background job's progress; raises if it was cancelled
             frames.append(self.sample_frame(out, temperature, generator))  # [n, D]
             if t + 1 < steps:
                 out = advance(frames, t)
@@ -272,6 +274,7 @@ def generate_tokens(
     done = torch.zeros(N, dtype=torch.bool, device=prefix.device)
     new = []
     for t in range(steps):
+        tick(t, steps)  # a background job's progress; raises if it was cancelled
         if banned:
             logits[:, list(banned)] = float("-inf")
         tok = sample_categorical(

@@ -1,0 +1,205 @@
+"""Long work in the background: submit (202 and an ID), poll its status and progress, read its
+result, cancel it.
+
+A background job runs the same function as the endpoint that answers at once (`serve/jobs.py`),
+checked the same way before it is queued, so a bad request is still a 4xx at submission. It runs
+on its own thread pool and takes a model worker slot like any request (waiting for one instead
+of answering 503), so background and immediate work share the same cap. It does not belong to a
+connection: a client that disconnects loses nothing, and polls again later.
+
+Its record, `work_dir/tasks/<id>/task.json`, is written at every change of status (queued,
+running, done, failed, cancelled), with the result when it is done. After a restart the finished
+ones are read back; one that was queued or running then is marked failed, saying to submit it
+again. Records are owned (`.owner`, as jobs are), expire with keep_hours, and go with their
+listener. Progress is the fraction of the current sampling loop (`cadenza.progress`); cancelling
+a running job stops it at its next step and deletes what it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cadenza.errors import BadFileError, CadenzaError
+from cadenza.progress import Cancelled, Progress, tracking
+from cadenza.serve.auth import Caller
+from cadenza.serve.errors import NotFoundError, RequestError
+from cadenza.serve.store import ID, Store
+
+log = logging.getLogger("cadenza")
+FINISHED = ("done", "failed", "cancelled")
+
+
+@dataclass
+class Task:
+    id: str
+    kind: str
+    status: str = "queued"
+    submitted: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    progress: Progress = field(default_factory=Progress, repr=False)
+
+    def view(self) -> dict[str, Any]:
+        """What GET /api/jobs/{id} answers (the `TaskStatus` schema)."""
+        done = 1.0 if self.status == "done" else round(self.progress.fraction, 3)
+        return {"id": self.id, "kind": self.kind, "status": self.status, "progress": done,
+                "submitted": self.submitted, "started": self.started,
+                "finished": self.finished, "result": self.result, "error": self.error,
+                "url": f"/api/jobs/{self.id}"}  # fmt: skip
+
+
+class Tasks:
+    def __init__(self, store: Store, workers: Any, max_queued: int, metrics: Any = None) -> None:
+        self.store, self.workers, self.max_queued, self.metrics = (
+            store,
+            workers,
+            max_queued,
+            metrics,
+        )
+        self.pool = ThreadPoolExecutor(max_workers=workers.n, thread_name_prefix="cadenza-job")
+        self._live: dict[str, Task] = {}
+        self._lock = threading.Lock()
+        self._recover()
+
+    # --- submit, read, cancel ---------------------------------------------------------------
+    def submit(self, kind: str, caller: Caller, listener: str | None,
+               work: Callable[[], Any]) -> Task:  # fmt: skip
+        """Queue `work` (it returns a pydantic model: the endpoint's answer) as `caller`'s."""
+        with self._lock:
+            waiting = sum(t.status == "queued" for t in self._live.values())
+            if waiting >= self.max_queued:
+                raise RequestError(503, f"busy: {waiting} jobs are queued (max_queued_jobs="
+                                        f"{self.max_queued}); retry later")  # fmt: skip
+            task_id, _ = self.store.new_task(caller, listener)
+            task = Task(task_id, kind)
+            self._live[task_id] = task
+        self._save(task)
+        self.pool.submit(self._run, task, work)
+        return task
+
+    def get(self, task_id: str, caller: Caller) -> Task:
+        folder = self.store.task_dir(task_id, caller)  # 404 / 403
+        with self._lock:
+            live = self._live.get(task_id)
+        if live is not None:
+            return live
+        return _load(folder)
+
+    def cancel(self, task_id: str, caller: Caller) -> Task:
+        task = self.get(task_id, caller)
+        if task.status in FINISHED:
+            return task
+        task.progress.cancel()
+        if task.status == "queued":  # it will see the flag as it starts, and not start
+            self._finish(task, "cancelled")
+        return task
+
+    def mine(self, caller: Caller) -> list[Task]:
+        out = []
+        for folder in self.store.task_folders(caller):
+            try:
+                out.append(self.get(folder.name, caller))
+            except (NotFoundError, OSError, ValueError):
+                continue  # deleted or expired between the listing and the read
+        return sorted(out, key=lambda t: -t.submitted)
+
+    def depth(self) -> int:
+        with self._lock:
+            return sum(t.status == "queued" for t in self._live.values())
+
+    # --- running ----------------------------------------------------------------------------
+    def _run(self, task: Task, work: Callable[[], Any]) -> None:
+        if task.progress.cancelled or task.status in FINISHED:
+            self._finish(task, "cancelled")
+            return
+        try:
+            with self.workers.slot(wait=True):
+                task.status, task.started = "running", time.time()
+                self._save(task)
+                with tracking(task.progress):
+                    answer = work()
+            task.result = answer.model_dump(mode="json")
+            self._finish(task, "done")
+        except Cancelled:
+            self._finish(task, "cancelled")
+        except RequestError as e:
+            self._failed(task, e.status, str(e))
+        except NotFoundError as e:
+            self._failed(task, 404, str(e))
+        except BadFileError as e:
+            self._failed(task, 422, str(e))
+        except CadenzaError as e:
+            self._failed(task, 400, str(e))
+        except Exception as e:  # noqa: BLE001 - one job's failure, never the service's
+            log.exception("job %s (%s) failed", task.id, task.kind)
+            self._failed(task, 500, f"internal error ({type(e).__name__})")
+
+    def _failed(self, task: Task, status: int, message: str) -> None:
+        task.error = {"status": status, "error": message}
+        self._finish(task, "failed")
+
+    def _finish(self, task: Task, status: str) -> None:
+        with self._lock:
+            if task.status in FINISHED:
+                return
+            task.status, task.finished = status, time.time()
+            self._live.pop(task.id, None)
+        self._save(task)
+        if self.metrics is not None:
+            self.metrics.tasks.labels(task.kind, status).inc()
+
+    def shutdown(self) -> None:
+        """Finish the running jobs; the queued ones are cancelled (their clients see it)."""
+        with self._lock:
+            queued = [t for t in self._live.values() if t.status == "queued"]
+        for task in queued:
+            task.progress.cancel()
+            task.error = {"status": 503, "error": "the service shut down before this job "
+                                                  "started; submit it again"}  # fmt: skip
+            self._finish(task, "cancelled")
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    # --- records ----------------------------------------------------------------------------
+    def _save(self, task: Task) -> None:
+        folder = self.store.tasks / task.id
+        if not folder.is_dir():  # deleted (its listener forgotten, or expired) while it ran
+            return
+        record = {k: v for k, v in task.view().items() if k != "url"}
+        record["progress"] = task.progress.fraction
+        tmp = folder / f".task.json.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, folder / "task.json")
+
+    def _recover(self) -> None:
+        """Records left by the previous process: one that had not finished never will."""
+        for folder in self.store.tasks.iterdir():
+            if not ID.fullmatch(folder.name):
+                continue
+            try:
+                task = _load(folder)
+            except (OSError, ValueError):
+                continue
+            if task.status not in FINISHED:
+                task.status, task.finished = "failed", time.time()
+                task.error = {"status": 503, "error": "the service restarted before this job "
+                                                      "finished; submit it again"}  # fmt: skip
+                self._save(task)
+
+
+def _load(folder: Path) -> Task:
+    record = json.loads((folder / "task.json").read_text())
+    progress = Progress()
+    progress.fraction = float(record.pop("progress", 0.0))
+    record.pop("url", None)
+    return Task(**record, progress=progress)
