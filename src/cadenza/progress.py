@@ -3,8 +3,8 @@
 
 The shared sampling loops (`models/components/rnn.py`: every frame and every next-token
 network) call `tick(step, steps)` once a step. Outside `tracking(...)` that is one context
-variable read; inside, it records the fraction done and raises `Cancelled` once `cancel()` was
-called, so a cancelled job stops at its next step instead of running to its end.
+variable read; inside, it records the fraction done and raises `JobCancelledError` once
+`cancel()` was called, so a cancelled job stops at its next step instead of running to its end.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 
-class Cancelled(Exception):
+class JobCancelledError(Exception):
     """The job this loop ran for was cancelled."""
 
 
@@ -36,7 +36,7 @@ class Progress:
 
     def step(self, done: int, total: int) -> None:
         if self._cancel.is_set():
-            raise Cancelled("cancelled")
+            raise JobCancelledError("cancelled")
         self.fraction = done / total if total > 0 else 1.0
 
 

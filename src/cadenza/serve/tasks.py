@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cadenza.errors import BadFileError, CadenzaError
-from cadenza.progress import Cancelled, Progress, tracking
+from cadenza.progress import JobCancelledError, Progress, tracking
 from cadenza.serve.auth import Caller
 from cadenza.serve.errors import NotFoundError, RequestError
 from cadenza.serve.store import ID, Store
@@ -131,7 +131,7 @@ class Tasks:
                     answer = work()
             task.result = answer.model_dump(mode="json")
             self._finish(task, "done")
-        except Cancelled:
+        except JobCancelledError:
             self._finish(task, "cancelled")
         except RequestError as e:
             self._failed(task, e.status, str(e))
