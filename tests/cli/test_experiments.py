@@ -35,6 +35,8 @@ SLICES = {
     "jsb_nottingham_transformer": ["data.source.per_style=12"],
     "pop909_audio_vae": ["data.source.midi.limit=4", "data.source.max_seconds=10"],
     "styles_recommender": ["data.source.per_style=10", "data.source.n_users=50"],
+    # Last.fm has no slice: its whole matrix is loaded; the text map is fitted on a sample.
+    "lastfm_recommender": ["model.text_max_pairs=300"],
     "styles_classifier": ["data.source.per_style=8"],
     "styles_mel_classifier": [
         "data.source.per_style=3",

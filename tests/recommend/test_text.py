@@ -26,7 +26,7 @@ from cadenza.recommend.text import (
     check_description,
     sentence_embedder,
 )
-from cadenza.recommend.text_taste import TextMapFitter, apply_map
+from cadenza.recommend.text_taste import TextMapFitter, apply_map, text_pairs
 from tests.fixtures.data import data_root
 from tests.fixtures.smoke import SmokeRuns
 
@@ -70,6 +70,25 @@ def test_the_ridge_map_recovers_a_linear_relation_and_chooses_its_penalty() -> N
     np.testing.assert_allclose(apply_map(fitted.weights, x), y, atol=0.1)
     with pytest.raises(ValueError, match="at least 5"):
         TextMapFitter(x[:4])
+
+
+def test_text_pairs_cap_keeps_a_seeded_sample_of_listeners_and_tracks_in_order() -> None:
+    from types import SimpleNamespace
+
+    catalog = SimpleNamespace(
+        user_text=[f"user {u}" if u % 3 else "" for u in range(40)],
+        item_text=[f"track {i}" for i in range(60)],
+        description="x",
+    )
+    users, items, texts = text_pairs(catalog)
+    assert len(texts) == len(users) + len(items) == 26 + 60
+    u, i, t = text_pairs(catalog, max_pairs=20)
+    assert len(t) == len(u) + len(i) == 20 and u.size and i.size
+    assert set(u) <= set(users) and set(i) <= set(items)
+    assert t == [f"user {x}" for x in u] + [f"track {x}" for x in i]  # users first, aligned
+    assert all(np.diff(u) > 0) and all(np.diff(i) > 0)
+    u2, i2, _ = text_pairs(catalog, max_pairs=20)
+    assert (u2 == u).all() and (i2 == i).all()  # seeded: the same sample every fit
 
 
 def test_tag_descriptions_rank_by_use_and_leave_out_artist_names() -> None:

@@ -72,9 +72,12 @@ class RecommenderModule(CadenzaModule):
         context_prob: float = 0.0,
         negatives: int | None = None,
         text: bool = False,
+        text_max_pairs: int | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
     ) -> None:
         super().__init__()
+        if text_max_pairs is not None:
+            check_int("model.text_max_pairs", text_max_pairs, minimum=5)
         for key, value in (("n_users", n_users), ("n_items", n_items), ("dim", dim),
                            ("heads", heads), ("hidden", hidden)):  # fmt: skip
             check_int(f"model.{key}", value)
@@ -134,7 +137,7 @@ class RecommenderModule(CadenzaModule):
                 )
             buf.copy_(value)
         if self.hparams.get("text"):
-            self._text_pairs = text_pairs(catalog)
+            self._text_pairs = text_pairs(catalog, self.hparams.get("text_max_pairs"))
             self._text_fitter = None
 
     def setup(self, stage: str) -> None:
