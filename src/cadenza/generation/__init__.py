@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cadenza.generation.pieces import Piece, generate, resolve_length, to_pieces
+from cadenza.generation.pieces import Piece, generate, generate_batch, resolve_length, to_pieces
 from cadenza.generation.writers import AUDIO_FORMATS, check_render, write_pieces
 from cadenza.models.base import GenerativeModule
 
@@ -41,6 +41,7 @@ def generate_to_files(
 
 
 __all__ = [
-    "AUDIO_FORMATS", "Piece", "generate", "generate_to_files", "resolve_length", "to_pieces",
+    "AUDIO_FORMATS", "Piece", "generate", "generate_batch", "generate_to_files", "resolve_length",
+    "to_pieces",
     "write_pieces",
 ]  # fmt: skip

@@ -154,6 +154,58 @@ def generate(
     return pieces
 
 
+def generate_batch(
+    model: GenerativeModule,
+    requests: list[tuple[int, int]],
+    temperature: float | None = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    steps: int | None = None,
+    bars: float | None = 8,
+    style: Any = None,
+    prefix: str = "sample",
+) -> list[list[Piece]]:
+    """Several requests of (n, seed), with the same controls, drawn in one batched sampling
+    loop: one list of pieces per request, each the same notes `generate(model, n, seed, ...)`
+    writes for it alone (`RowGenerators`: every request's rows draw from its own seeded
+    stream). From the prior only: a primer or a condition is a request's own."""
+    from cadenza.models.sampling import RowGenerators
+
+    if not requests:
+        return []
+    for n, seed in requests:
+        check_int("n", n)
+        check_int("seed", seed, minimum=0)
+    temperature = 1.0 if temperature is None else temperature
+    filters = {k: v for k, v in (("top_k", top_k), ("top_p", top_p)) if v is not None}
+    if filters:
+        model.require(Ability.TOKEN_FILTERS)
+    fixed = model.declaration().window_steps
+    length = fixed if fixed is not None else resolve_length(model, steps, bars)
+    rows = RowGenerators([(n, torch.Generator().manual_seed(seed)) for n, seed in requests])
+    kwargs: dict[str, Any] = {"temperature": temperature, "generator": rows, **filters}
+    if style is not None:
+        model.require(Ability.STYLE)
+        kwargs["style"] = style
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            tensors = _draw(model, rows.rows, length, fixed, steps, None, None, kwargs)
+    finally:
+        model.train(was_training)
+    out, start = [], 0
+    for n, seed in requests:
+        controls = {
+            "family": model.family, "n": n, "seed": seed, "temperature": temperature,
+            "top_k": top_k, "top_p": top_p, "steps": length, "primer": None, "condition": None,
+            "style": style, "codec": model.codec.to_dict(),
+        }  # fmt: skip
+        out.append(to_pieces(model, tensors[start : start + n], controls, prefix))
+        start += n
+    return out
+
+
 def _draw(
     model: GenerativeModule, n: int, length: int, fixed: int | None, steps: int | None,
     primer: Any, condition: Any, kwargs: dict[str, Any],

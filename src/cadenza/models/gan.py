@@ -51,6 +51,7 @@ from cadenza.models.components.gan_nets import (
     Generator,
     gradient_penalty,
 )
+from cadenza.models.sampling import normal
 
 OBJECTIVES = ("wgan_gp", "r1")
 # The issue's bar: qualified-note rate within 10 points of the real data's, empty-bar rate and
@@ -274,7 +275,7 @@ class GANModule(GenerativeModule):
     ) -> dict[str, torch.Tensor]:
         """Fresh latents for n phrases (N(0, scale^2): scale < 1 is the truncation trick)."""
         return {
-            k: scale * torch.randn(n, *s, generator=generator).to(self.device)
+            k: scale * normal((n, *s), self.device, generator)
             for k, s in self.generator.latent_sizes().items()
         }
 

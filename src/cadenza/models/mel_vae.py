@@ -28,7 +28,7 @@ from cadenza.metrics.reconstruction import ActiveUnits, kl_to_standard_normal, s
 from cadenza.models.base import Ability, GenerativeModule, check_float, check_int, codec_dict
 from cadenza.models.components.conv_vae_nets import ConvDecoder, ConvEncoder
 from cadenza.models.components.kl import KLSchedule
-from cadenza.models.sampling import check_controls
+from cadenza.models.sampling import check_controls, normal
 
 STAGES = ("val", "test")
 RATIOS = ("nll", "recon_db", "lsd_db", "kl")
@@ -146,7 +146,7 @@ class MelVAEModule(GenerativeModule):
                 f"this mel VAE writes {self.hparams.bars}-bar windows ({self.window_steps} "
                 f"frames); max_len={max_len} is longer"
             )
-        z = torch.randn(n, self.hparams.latent_size, generator=generator) * temperature
+        z = normal((n, self.hparams.latent_size), generator=generator) * temperature
         return [x[:max_len] for x in self.decode(z)]
 
     # --- training ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ whichever device the model runs on.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -66,15 +67,57 @@ def filter_logits(
     return out
 
 
+class RowGenerators:
+    """One seeded generator per group of rows of a batch: several requests drawn in one batched
+    sampling loop, each from its own stream.
+
+    Every draw of a sampling loop has the batch's rows first (`uniform`, `normal`); a group's
+    rows take their numbers from their own generator, in the order a call for that group alone
+    would. So a request's notes do not depend on what it was batched with, as long as the
+    model's arithmetic for a row does not either (tests/test_sampling.py checks it per family).
+    """
+
+    def __init__(self, groups: list[tuple[int, torch.Generator]]) -> None:
+        if not groups or any(n < 1 for n, _ in groups):
+            raise ValueError("RowGenerators needs groups of at least one row each")
+        self.groups = groups
+        self.rows = sum(n for n, _ in groups)
+
+    def draw(self, fn: Any, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        if not shape or shape[0] != self.rows:
+            raise ValueError(f"a batched draw must have the batch's {self.rows} rows first, "
+                             f"got shape {list(shape)}")  # fmt: skip
+        parts = [fn((n, *shape[1:]), generator=g, device=g.device) for n, g in self.groups]
+        return torch.cat(parts).to(device)
+
+
+Generators = torch.Generator | RowGenerators | None
+
+
 def uniform(
     shape: torch.Size | tuple[int, ...],
     device: torch.device,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> torch.Tensor:
     """U[0, 1) of `shape` on `device`, drawn on the generator's device for reproducibility."""
     if generator is None:
         return torch.rand(shape, device=device)
+    if isinstance(generator, RowGenerators):
+        return generator.draw(torch.rand, tuple(shape), device)
     return torch.rand(shape, generator=generator, device=generator.device).to(device)
+
+
+def normal(
+    shape: torch.Size | tuple[int, ...],
+    device: torch.device | str = "cpu",
+    generator: Generators = None,
+) -> torch.Tensor:
+    """N(0, 1) of `shape` (latents), as `uniform` draws: on the generator's device."""
+    if generator is None:
+        return torch.randn(shape, device=device)
+    if isinstance(generator, RowGenerators):
+        return generator.draw(torch.randn, tuple(shape), torch.device(device))
+    return torch.randn(shape, generator=generator, device=generator.device).to(device)
 
 
 def sample_categorical(

@@ -40,6 +40,7 @@ from cadenza.models.sampling import (
     GREEDY_TEMPERATURE,
     check_controls,
     event_first_argmax,
+    normal,
     sample_categorical,
 )
 
@@ -296,7 +297,7 @@ class VAEModule(GenerativeModule):
                 f"this VAE writes {self.hparams.bars}-bar windows ({self.window_steps} steps); "
                 f"max_len={max_len} is longer"
             )
-        z = torch.randn(n, self.hparams.latent_size, generator=generator)
+        z = normal((n, self.hparams.latent_size), generator=generator)
         if attribute is not None:
             z = z + self.attribute_shift(*attribute).cpu()
         out = self.decode(z, temperature, generator)
