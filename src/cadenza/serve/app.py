@@ -13,7 +13,6 @@ pseudonym wherever the service writes it down (`privacy.py`).
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import threading
 import time
@@ -38,7 +37,7 @@ from cadenza.serve.errors import NotFoundError, RequestError
 from cadenza.serve.logs import REQUEST_ID, request_id
 from cadenza.serve.metrics import CONTENT_TYPE as METRICS_TYPE
 from cadenza.serve.metrics import ServiceMetrics
-from cadenza.serve.privacy import ForgetList, ListenerPaths, Pseudonyms
+from cadenza.serve.privacy import ForgetList, Forgetting, ListenerPaths, Pseudonyms
 from cadenza.serve.registry import Served, describe, load_all
 from cadenza.serve.schemas import (
     ERRORS,
@@ -55,7 +54,7 @@ from cadenza.serve.schemas import (
     UploadInfo,
 )
 from cadenza.serve.settings import ServeSettings
-from cadenza.serve.store import Store
+from cadenza.serve.store import Store, Sweeper
 from cadenza.serve.tasks import Tasks
 
 log = logging.getLogger("cadenza")
@@ -510,84 +509,6 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return Forgotten(listener=pseudonym, models=models, **gone)
 
     return app
-
-
-class Forgetting:
-    """The forget list applied to the served recommenders: at start-up, after a DELETE, and
-    whenever another process of `processes: N` has changed the list (its mtime moved)."""
-
-    def __init__(self, served: dict[str, Served], forget_list: ForgetList,
-                 pseudonyms: Pseudonyms) -> None:  # fmt: skip
-        self.served, self.list, self.pseudonyms = served, forget_list, pseudonyms
-        self._seen: float | None = None
-        self._lock = threading.Lock()
-        self.refresh()
-
-    def refresh(self) -> None:
-        mtime = self.list.mtime()
-        if mtime == self._seen:
-            return
-        with self._lock:
-            self._seen = mtime
-            every = self.list.read()
-            if every:
-                for s in self._recommenders():
-                    users = {u for u in map(str, s.model.hparams.user_keys or [])
-                             if self.pseudonyms.of(u) in every}  # fmt: skip
-                    self._apply(s, users)
-
-    def forget(self, listener: str, pseudonym: str) -> list[str]:
-        """-> the names of the served models that held this listener."""
-        self.list.add(pseudonym)
-        with self._lock:
-            self._seen = self.list.mtime()
-            return [s.name for s in self._recommenders() if self._apply(s, {str(listener)})]
-
-    def _recommenders(self) -> list[Served]:
-        return [s for s in self.served.values() if s.kind == "recommender"]
-
-    @staticmethod
-    def _apply(s: Served, users: set[str]) -> bool:
-        from cadenza.recommend.workflow import forget_listeners
-
-        known = users & set(map(str, s.model.hparams.user_keys or []))
-        if not known:
-            return False
-        # A changed copy, swapped in by one assignment: requests already running finish on the
-        # model they started with, and no request sees a half-emptied history.
-        model = copy.deepcopy(s.model)
-        forget_listeners(model, known)
-        s.model = model
-        return True
-
-
-class Sweeper:
-    """Deletes jobs and uploads older than keep_hours: at start-up, then at most once a minute
-    as requests arrive, and from a background thread for a service nobody calls."""
-
-    def __init__(self, store: Store, keep_hours: float | None,
-                 metrics: ServiceMetrics | None = None) -> None:  # fmt: skip
-        self.store, self.keep_hours, self.metrics = store, keep_hours, metrics
-        self._last = 0.0
-        self.maybe()
-        if keep_hours:
-            threading.Thread(target=self._loop, daemon=True, name="cadenza-sweeper").start()
-
-    def maybe(self) -> None:
-        now = time.monotonic()
-        if self.keep_hours and now - self._last >= 60.0:
-            self._last = now
-            gone = self.store.expire()
-            if gone and self.metrics:
-                self.metrics.expired.inc(gone)
-            if gone:
-                log.info("expired %d job/upload folder(s) older than keep_hours=%g", gone,
-                         self.keep_hours)  # fmt: skip
-
-    def _loop(self) -> None:
-        while True:
-            time.sleep(min(300.0, self.keep_hours * 360))
-            self.maybe()
 
 
 def _token(credentials: HTTPAuthorizationCredentials | None) -> str | None:

@@ -11,6 +11,7 @@ work_dir/.pseudonym_key, readable by the service's user only.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import json
@@ -20,7 +21,11 @@ import re
 import secrets
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
+
+if TYPE_CHECKING:
+    from cadenza.serve.registry import Served
 
 
 class Pseudonyms:
@@ -108,3 +113,52 @@ class ListenerPaths(logging.Filter):
         for old in [f for f in access.filters if isinstance(f, cls)]:
             access.removeFilter(old)
         access.addFilter(cls(pseudonyms))
+
+
+class Forgetting:
+    """The forget list applied to the served recommenders: at start-up, after a DELETE, and
+    whenever another process of `processes: N` has changed the list (its mtime moved)."""
+
+    def __init__(self, served: dict[str, Served], forget_list: ForgetList,
+                 pseudonyms: Pseudonyms) -> None:  # fmt: skip
+        self.served, self.list, self.pseudonyms = served, forget_list, pseudonyms
+        self._seen: float | None = None
+        self._lock = threading.Lock()
+        self.refresh()
+
+    def refresh(self) -> None:
+        mtime = self.list.mtime()
+        if mtime == self._seen:
+            return
+        with self._lock:
+            self._seen = mtime
+            every = self.list.read()
+            if every:
+                for s in self._recommenders():
+                    users = {u for u in map(str, s.model.hparams.user_keys or [])
+                             if self.pseudonyms.of(u) in every}  # fmt: skip
+                    self._apply(s, users)
+
+    def forget(self, listener: str, pseudonym: str) -> list[str]:
+        """-> the names of the served models that held this listener."""
+        self.list.add(pseudonym)
+        with self._lock:
+            self._seen = self.list.mtime()
+            return [s.name for s in self._recommenders() if self._apply(s, {str(listener)})]
+
+    def _recommenders(self) -> list[Served]:
+        return [s for s in self.served.values() if s.kind == "recommender"]
+
+    @staticmethod
+    def _apply(s: Served, users: set[str]) -> bool:
+        from cadenza.recommend.workflow import forget_listeners
+
+        known = users & set(map(str, s.model.hparams.user_keys or []))
+        if not known:
+            return False
+        # A changed copy, swapped in by one assignment: requests already running finish on the
+        # model they started with, and no request sees a half-emptied history.
+        model = copy.deepcopy(s.model)
+        forget_listeners(model, known)
+        s.model = model
+        return True

@@ -12,6 +12,7 @@ and any older than keep_hours go at the next sweep.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 import shutil
@@ -23,6 +24,7 @@ from typing import Any
 from cadenza.serve.auth import Caller, FileLinks
 from cadenza.serve.errors import NotFoundError, RequestError
 
+log = logging.getLogger("cadenza")
 ID = re.compile(r"[0-9a-f]{32}")
 FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 OWNER = ".owner"  # never downloadable: FILE_NAME must start with a letter or digit
@@ -203,3 +205,32 @@ def _mtime(path: Path) -> float | None:
         return path.stat().st_mtime
     except FileNotFoundError:
         return None
+
+
+class Sweeper:
+    """Deletes jobs and uploads older than keep_hours: at start-up, then at most once a minute
+    as requests arrive, and from a background thread for a service nobody calls."""
+
+    def __init__(self, store: Store, keep_hours: float | None,
+                 metrics: Any = None) -> None:  # fmt: skip
+        self.store, self.keep_hours, self.metrics = store, keep_hours, metrics
+        self._last = 0.0
+        self.maybe()
+        if keep_hours:
+            threading.Thread(target=self._loop, daemon=True, name="cadenza-sweeper").start()
+
+    def maybe(self) -> None:
+        now = time.monotonic()
+        if self.keep_hours and now - self._last >= 60.0:
+            self._last = now
+            gone = self.store.expire()
+            if gone and self.metrics:
+                self.metrics.expired.inc(gone)
+            if gone:
+                log.info("expired %d job/upload folder(s) older than keep_hours=%g", gone,
+                         self.keep_hours)  # fmt: skip
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(min(300.0, self.keep_hours * 360))
+            self.maybe()
