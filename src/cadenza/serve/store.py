@@ -56,12 +56,18 @@ class Store:
     # --- jobs -------------------------------------------------------------------------------
     def new_job(self, caller: Caller, listener: str | None = None) -> tuple[str, Path]:
         """A fresh job folder owned by `caller`, holding data of `listener` (a pseudonym)."""
-        job = secrets.token_hex(16)
-        path = self.jobs / job
+        return self._new_folder(self.jobs, self.keep_jobs, caller, listener)
+
+    def _new_folder(self, under: Path, keep: int, caller: Caller,
+                    listener: str | None) -> tuple[str, Path]:  # fmt: skip
+        """A random id's folder under `under`, with its owner record; the oldest beyond
+        `keep` go."""
+        name = secrets.token_hex(16)
+        path = under / name
         path.mkdir()
         _write_owner(path, caller, listener)
-        self._prune(self.jobs, self.keep_jobs, newest=path)
-        return job, path
+        self._prune(under, keep, newest=path)
+        return name, path
 
     def job_dir(self, job: str, caller: Caller | None) -> Path:
         """caller None: the request carried a valid signed link instead of a key."""
@@ -84,12 +90,7 @@ class Store:
 
     # --- background jobs' records --------------------------------------------------------------
     def new_task(self, caller: Caller, listener: str | None) -> tuple[str, Path]:
-        task = secrets.token_hex(16)
-        path = self.tasks / task
-        path.mkdir()
-        _write_owner(path, caller, listener)
-        self._prune(self.tasks, self.keep_jobs, newest=path)
-        return task, path
+        return self._new_folder(self.tasks, self.keep_jobs, caller, listener)
 
     def task_dir(self, task: str, caller: Caller) -> Path:
         if not isinstance(task, str) or not ID.fullmatch(task) or not (self.tasks / task).is_dir():
@@ -105,12 +106,8 @@ class Store:
 
     # --- uploads ----------------------------------------------------------------------------
     def save_upload(self, data: bytes, caller: Caller) -> tuple[str, Path]:
-        upload = secrets.token_hex(16)
-        folder = self.uploads / upload
-        folder.mkdir()
-        _write_owner(folder, caller, None)
+        upload, folder = self._new_folder(self.uploads, self.keep_uploads, caller, None)
         (folder / UPLOAD).write_bytes(data)
-        self._prune(self.uploads, self.keep_uploads, newest=folder)
         return upload, folder / UPLOAD
 
     def upload_path(self, upload: str, caller: Caller, field: str = "upload") -> Path:
