@@ -121,37 +121,14 @@ def generate(
     The same seed and controls give the same notes (one torch.Generator drives every draw).
     """
     n = check_int("n", n)
-    temperature = 1.0 if temperature is None else temperature
     if primer is not None and condition is not None:
         raise ConfigError("give primer= or condition=, not both")
-    filters = {k: v for k, v in (("top_k", top_k), ("top_p", top_p)) if v is not None}
-    if filters:
-        model.require(Ability.TOKEN_FILTERS)
-    fixed = model.declaration().window_steps
-    length = fixed if fixed is not None else resolve_length(model, steps, bars)
     generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
-    kwargs: dict[str, Any] = {"temperature": temperature, "generator": generator, **filters}
-    if style is not None:
-        model.require(Ability.STYLE)
-        kwargs["style"] = style
-    was_training = model.training
-    model.eval()  # during training too (a sheet of samples each epoch): no dropout, BN frozen
-    try:
-        with torch.no_grad():
-            tensors = _draw(model, n, length, fixed, steps, primer, condition, kwargs)
-    finally:
-        model.train(was_training)
-    controls = {
-        "family": model.family, "n": n, "seed": seed, "temperature": temperature,
-        "top_k": top_k, "top_p": top_p, "steps": length,
-        "primer": describe_input(primer), "condition": describe_input(condition),
-        "style": style, "codec": model.codec.to_dict(),
-    } | (record or {})  # fmt: skip
-    pieces = to_pieces(model, tensors, controls, prefix)
-    for p in pieces:
-        if p.notes == 0:
-            log.warning("%s has no notes: try a higher temperature or a longer length", p.name)
-    return pieces
+    tensors, length, temperature = _sample(model, n, generator, temperature, top_k, top_p, steps,
+                                           bars, primer, condition, style)  # fmt: skip
+    controls = _controls(model, n, seed, temperature, top_k, top_p, length, primer, condition,
+                         style) | (record or {})  # fmt: skip
+    return _pieces(model, tensors, controls, prefix)
 
 
 def generate_batch(
@@ -176,34 +153,64 @@ def generate_batch(
     for n, seed in requests:
         check_int("n", n)
         check_int("seed", seed, minimum=0)
+    rows = RowGenerators([(n, torch.Generator().manual_seed(seed)) for n, seed in requests])
+    tensors, length, temperature = _sample(model, rows.rows, rows, temperature, top_k, top_p,
+                                           steps, bars, None, None, style)  # fmt: skip
+    out, start = [], 0
+    for n, seed in requests:
+        controls = _controls(model, n, seed, temperature, top_k, top_p, length, None, None, style)
+        out.append(_pieces(model, tensors[start : start + n], controls, prefix))
+        start += n
+    return out
+
+
+def _sample(
+    model: GenerativeModule, n: int, generator: Any, temperature: float | None,
+    top_k: int | None, top_p: float | None, steps: int | None, bars: float | None,
+    primer: Any, condition: Any, style: Any,
+) -> tuple[list[torch.Tensor], int, float]:  # fmt: skip
+    """The codec tensors of n pieces drawn with `generator` (one, or `RowGenerators`), the
+    length in steps they were asked for, and the temperature used."""
     temperature = 1.0 if temperature is None else temperature
     filters = {k: v for k, v in (("top_k", top_k), ("top_p", top_p)) if v is not None}
     if filters:
         model.require(Ability.TOKEN_FILTERS)
     fixed = model.declaration().window_steps
     length = fixed if fixed is not None else resolve_length(model, steps, bars)
-    rows = RowGenerators([(n, torch.Generator().manual_seed(seed)) for n, seed in requests])
-    kwargs: dict[str, Any] = {"temperature": temperature, "generator": rows, **filters}
+    kwargs: dict[str, Any] = {"temperature": temperature, "generator": generator, **filters}
     if style is not None:
         model.require(Ability.STYLE)
         kwargs["style"] = style
     was_training = model.training
-    model.eval()
+    model.eval()  # during training too (a sheet of samples each epoch): no dropout, BN frozen
     try:
         with torch.no_grad():
-            tensors = _draw(model, rows.rows, length, fixed, steps, None, None, kwargs)
+            tensors = _draw(model, n, length, fixed, steps, primer, condition, kwargs)
     finally:
         model.train(was_training)
-    out, start = [], 0
-    for n, seed in requests:
-        controls = {
-            "family": model.family, "n": n, "seed": seed, "temperature": temperature,
-            "top_k": top_k, "top_p": top_p, "steps": length, "primer": None, "condition": None,
-            "style": style, "codec": model.codec.to_dict(),
-        }  # fmt: skip
-        out.append(to_pieces(model, tensors[start : start + n], controls, prefix))
-        start += n
-    return out
+    return tensors, length, temperature
+
+
+def _controls(
+    model: GenerativeModule, n: int, seed: int, temperature: float, top_k: int | None,
+    top_p: float | None, length: int, primer: Any, condition: Any, style: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """How a set of pieces was made, as its report records it."""
+    return {
+        "family": model.family, "n": n, "seed": seed, "temperature": temperature,
+        "top_k": top_k, "top_p": top_p, "steps": length,
+        "primer": describe_input(primer), "condition": describe_input(condition),
+        "style": style, "codec": model.codec.to_dict(),
+    }  # fmt: skip
+
+
+def _pieces(model: GenerativeModule, tensors: list[torch.Tensor], controls: dict[str, Any],
+            prefix: str) -> list[Piece]:  # fmt: skip
+    pieces = to_pieces(model, tensors, controls, prefix)
+    for p in pieces:
+        if p.notes == 0:
+            log.warning("%s has no notes: try a higher temperature or a longer length", p.name)
+    return pieces
 
 
 def _draw(

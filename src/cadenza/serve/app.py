@@ -93,34 +93,27 @@ Recommend = Annotated[Caller, Depends(needs("recommend"))]
 class Workers:
     """At most `n` model jobs at once; a request waits up to `timeout` seconds for a slot."""
 
-    def __init__(self, n: int, timeout: float, metrics: ServiceMetrics | None = None) -> None:
-        self.n, self.timeout, self.metrics = n, timeout, metrics
+    def __init__(self, n: int, timeout: float) -> None:
+        self.n, self.timeout = n, timeout
         self._slots = threading.BoundedSemaphore(n)
-        self.busy = 0
+        self.busy = self.waiting = 0  # read by /api/health and /metrics
 
     @contextmanager
     def slot(self, wait: bool = False) -> Iterator[None]:
         """wait: block until a slot frees (a background job) instead of a 503 after timeout."""
-        gauge = self.metrics
-        if gauge:
-            gauge.queued.inc()
+        self.waiting += 1
         try:
             got = self._slots.acquire(timeout=None if wait else self.timeout)
         finally:
-            if gauge:
-                gauge.queued.dec()
+            self.waiting -= 1
         if not got:
             raise RequestError(503, f"busy: all {self.n} workers stayed busy for "
                                     f"{self.timeout:g} s; retry later")  # fmt: skip
         self.busy += 1
-        if gauge:
-            gauge.busy.inc()
         try:
             yield
         finally:
             self.busy -= 1
-            if gauge:
-                gauge.busy.dec()
             self._slots.release()
 
 
@@ -179,7 +172,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
     # JSON logs carry one line per request (uvicorn's access log is off then); text logs have
     # uvicorn's, so ours would repeat it.
     request_level = logging.INFO if settings.log_format == "json" else logging.DEBUG
-    workers = Workers(settings.workers, settings.queue_timeout_s, metrics)
+    workers = Workers(settings.workers, settings.queue_timeout_s)
+    metrics.queued.set_function(lambda: workers.waiting)
+    metrics.busy.set_function(lambda: workers.busy)
     sweeper = Sweeper(store, settings.keep_hours, metrics)
     tasks = Tasks(store, workers, settings.max_queued_jobs, metrics)
     metrics.tasks_queued.set_function(tasks.depth)
