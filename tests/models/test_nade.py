@@ -7,7 +7,9 @@ import itertools
 import pytest
 import torch
 
+import cadenza.models.components.nade as nade_mod
 from cadenza.models.components.nade import NADE
+from cadenza.models.sampling import RowGenerators
 
 D, H = 5, 7
 
@@ -77,7 +79,6 @@ def test_sparse_and_dense_agree_in_value_and_gradient_at_piano_size() -> None:
 
 
 def test_chunked_no_grad_path_matches(nade: NADE, monkeypatch: pytest.MonkeyPatch) -> None:
-    import cadenza.models.components.nade as nade_mod
 
     v = all_frames(D)
     b_v, b_h = torch.randn(len(v), D), torch.randn(len(v), H)
@@ -129,12 +130,29 @@ def _sequential_sample(nade: NADE, b_v, b_h, temperature, u):  # noqa: ANN001, A
     return v
 
 
+@pytest.mark.parametrize("rows", [64, nade_mod.ROWWISE_MAX_ROWS])  # batched torch; row by row
 @pytest.mark.parametrize("temperature", [1.0, 0.5, 1e-9])
 @pytest.mark.parametrize("density", [-4.0, 0.0, 3.0])  # sparse, even, dense frames
-def test_note_by_note_sampling_equals_the_unit_by_unit_draw(temperature, density) -> None:  # noqa: ANN001
+def test_note_by_note_sampling_equals_the_unit_by_unit_draw(temperature, density, rows) -> None:  # noqa: ANN001
     torch.manual_seed(0)
     nade = NADE(30, 12)
-    b_v, b_h = torch.randn(64, 30) + density, torch.randn(64, 12)
+    b_v, b_h = torch.randn(rows, 30) + density, torch.randn(rows, 12)
     fast = nade.sample(b_v, b_h, temperature, generator=torch.Generator().manual_seed(7))
-    u = torch.rand(64, 30, generator=torch.Generator().manual_seed(7))
+    u = torch.rand(rows, 30, generator=torch.Generator().manual_seed(7))
     torch.testing.assert_close(fast, _sequential_sample(nade, b_v, b_h, temperature, u))
+
+
+def test_a_rows_notes_do_not_depend_on_the_rows_drawn_with_it(nade: NADE) -> None:
+    """Up to ROWWISE_MAX_ROWS rows are drawn one by one, so a row drawn in a batch (its own
+    generator through RowGenerators) equals the same row drawn alone with that seed: what
+    batched generation in serve relies on."""
+    n = nade_mod.ROWWISE_MAX_ROWS
+    g = torch.Generator().manual_seed(3)
+    b_v, b_h = torch.randn(n, D, generator=g) - 1, torch.randn(n, H, generator=g)
+    rows = RowGenerators([(1, torch.Generator().manual_seed(100 + r)) for r in range(n)])
+    together = nade.sample(b_v, b_h, generator=rows)
+    for r in range(n):
+        alone = nade.sample(
+            b_v[r : r + 1], b_h[r : r + 1], generator=torch.Generator().manual_seed(100 + r)
+        )
+        assert torch.equal(alone, together[r : r + 1])
