@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from matplotlib.image import imread
+from PIL import ImageColor
 
 from cadenza.io.midi import TrackNotes, build_midi, load_midi
+from cadenza.viz import pianoroll as roll
 from cadenza.viz import save_pianoroll_png, save_pianoroll_sheet
 from tests.fixtures.data import real_midi
 from tests.fixtures.midi_factory import chord_notes, scale_notes
@@ -33,6 +35,63 @@ def test_blank_roll_has_no_note_pixels(tmp_path):
     empty = build_midi([TrackNotes(0, False, "", np.zeros((0, 4)))])
     img = imread(save_pianoroll_png(empty, tmp_path / "empty.png"))
     assert _coloured_fraction(img) < 0.001
+
+
+def _rgb255(img: np.ndarray) -> np.ndarray:
+    return np.round(img[..., :3] * 255).astype(int)
+
+
+def _plot_area(img: np.ndarray) -> np.ndarray:
+    return img[roll._TOP : roll._BOTTOM, roll._LEFT : roll._RIGHT]
+
+
+def _two_notes() -> object:
+    """Track 0: C3 for the first second; track 1: C5 from 3 s to 4 s (the roll spans 0..4.04 s)."""
+    return build_midi([
+        TrackNotes(0, False, "low", np.array([[0.0, 1.0, 48, 90]])),
+        TrackNotes(32, False, "high", np.array([[3.0, 4.0, 72, 90]])),
+    ])  # fmt: skip
+
+
+def test_note_pixels_are_where_the_notes_are(tmp_path):
+    plot = _rgb255(_plot_area(imread(save_pianoroll_png(_two_notes(), tmp_path / "two.png"))))
+    h, w = plot.shape[:2]
+    low, high = (np.array(ImageColor.getrgb(c)) for c in roll._COLOURS[:2])
+    t_end, lo, hi = 4.0 * 1.01, 48 - 1.5, 72 + 1.5
+
+    def at(t: float, pitch: float) -> np.ndarray:
+        return plot[round((hi - pitch) / (hi - lo) * h), round(t / t_end * w)]
+
+    assert (at(0.5, 48) == low).all() and (at(3.5, 72) == high).all()
+    assert np.ptp(at(3.5, 48)) == np.ptp(at(0.5, 72)) == 0  # grey (a C's guide): no note there
+    is_low, is_high = (plot == low).all(-1), (plot == high).all(-1)
+    assert not is_low[:, w // 2 :].any() and not is_high[:, : w // 2].any()
+    assert not is_low[: h // 2].any() and not is_high[h // 2 :].any()
+    # One second of one pitch each: the same box size, about a quarter of the width wide.
+    assert is_low.sum() == is_high.sum() > 0
+    assert abs(is_low.any(0).sum() - w / t_end) <= 2
+
+
+def test_title_and_legend_add_no_note_pixels(tmp_path):
+    plain = imread(save_pianoroll_png(_two_notes(), tmp_path / "plain.png"))
+    titled = imread(save_pianoroll_png(_two_notes(), tmp_path / "titled.png", title="Two notes"))
+    np.testing.assert_array_equal(_plot_area(plain), _plot_area(titled))
+    # Outside the plot, only the legend's two swatches are coloured, above the plot, right half.
+    for img in (plain, titled):
+        outside = (img[..., :3].max(-1) - img[..., :3].min(-1)) > 0.3
+        outside[roll._TOP : roll._BOTTOM, roll._LEFT : roll._RIGHT] = False
+        rows, cols = np.nonzero(outside)
+        assert 0 < len(rows) <= 2 * roll._SWATCH**2
+        assert rows.max() < roll._TOP and cols.min() > 1200 // 2
+
+    # The title is dark text in the top rows (above the legend's), and only when asked for.
+    def dark(img: np.ndarray) -> int:
+        return int((img[: roll._TOP - 20, :, :3].max(-1) < 0.5).sum())
+
+    assert dark(plain) == 0 and dark(titled) > 20
+    one_track = build_midi([TrackNotes(0, False, "solo", scale_notes())])
+    solo = imread(save_pianoroll_png(one_track, tmp_path / "solo.png"))
+    assert (solo[: roll._TOP - 1, :, :3] == 1.0).all()  # one track: no legend, no title
 
 
 @pytest.mark.parametrize("n, shape", [(1, (300, 400)), (4, (300, 1600)), (5, (600, 1600))])

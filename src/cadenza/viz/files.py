@@ -1,22 +1,46 @@
-"""Writing a matplotlib figure as a PNG, atomically (a reader never sees half a file)."""
+"""Writing a picture (a matplotlib figure, or a raster) as a PNG, atomically: a reader never
+sees half a file."""
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 
 
-def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
+def _write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+    """`write(tmp)` a sibling temp file, then rename it onto `path` (parents created); the temp
+    file is removed if anything fails. The thread id in its name keeps two worker threads that
+    write the same path from writing into one temp file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        FigureCanvasAgg(fig)
-        fig.savefig(tmp, format="png", dpi=100)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    FigureCanvasAgg(fig)
+    return _write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+
+
+def save_image(
+    image: np.ndarray | Image.Image, path: str | os.PathLike[str], compress_level: int = 1
+) -> Path:
+    """A PIL image, or a uint8 array ([H, W] grey, [H, W, 3] RGB, [H, W, 4] RGBA), as a PNG.
+    Level 1 by default: these pictures are mostly flat colour, so stronger levels cost time for
+    little size."""
+    img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
+    return _write_atomically(
+        path, lambda tmp: img.save(tmp, format="PNG", compress_level=compress_level)
+    )
