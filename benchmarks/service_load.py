@@ -9,7 +9,8 @@ that sends its next request as soon as the last one is answered.
 
 - generate: `{"model": GEN, "n": 1, "bars": --bars, "seed": <new each request>, "render": false}`
   (`--render`: true, each piece also rendered to WAV);
-- recommend: `{"model": REC, "user": <the model's listed users in turn>, "k": 10}`.
+- recommend: `{"model": REC, "user": <the model's listed users in turn>, "k": 10, "explain":
+  true}` (`--no-explain`: false, the picks without their reasons).
 
 GEN is `--generator` or the first model of kind generator with MIDI output, REC `--recommender`
 or the first recommender, both from GET /api/models. A cell's figures cover the requests *started*
@@ -354,13 +355,37 @@ def table(
     return "\n".join(lines)
 
 
+def batch_counts(url: str) -> dict[str, float] | None:
+    """The service's batched-generation counters from /metrics (sampling loops drawn, generate
+    requests and pieces in them); None when it has none (a service without batching)."""
+    try:
+        text = httpx.get(url + "/metrics", timeout=30).text
+    except httpx.HTTPError:
+        return None
+    found = dict(re.findall(r"^(cadenza_batch_(?:requests|rows)_(?:count|sum)) (\S+)$", text,
+                            flags=re.MULTILINE))  # fmt: skip
+    return {k: float(v) for k, v in found.items()} if len(found) == 4 else None
+
+
+def batches_between(before: dict[str, float] | None, after: dict[str, float] | None
+                    ) -> dict[str, Any] | None:  # fmt: skip
+    """Sampling loops drawn in a cell, and the generate requests and pieces they held."""
+    if before is None or after is None:
+        return None
+    loops = after["cadenza_batch_requests_count"] - before["cadenza_batch_requests_count"]
+    requests = after["cadenza_batch_requests_sum"] - before["cadenza_batch_requests_sum"]
+    rows = after["cadenza_batch_rows_sum"] - before["cadenza_batch_rows_sum"]
+    return {"loops": int(loops), "requests": int(requests), "rows": int(rows),
+            "requests_per_loop": round(requests / loops, 2) if loops else None}  # fmt: skip
+
+
 def measure(args: argparse.Namespace, server: Server) -> dict[str, Any]:
     health, startup = server.wait_ready(args.start_timeout)
     url = server.url
     print(f"cadenza-serve up on {url} in {startup:.1f} s: {json.dumps(health)}", flush=True)
     gen, rec, users = pick_models(url, args)
     after_startup = server.memory()
-    bodies = Bodies(gen, rec, users, args.bars, args.render)
+    bodies = Bodies(gen, rec, users, args.bars, args.render, args.explain)
     for endpoint in args.endpoints:  # first requests load lazily built state; not counted
         with httpx.Client(base_url=url, timeout=args.timeout) as client:
             for _ in range(3):
@@ -381,17 +406,21 @@ def measure(args: argparse.Namespace, server: Server) -> dict[str, Any]:
     for rnd in range(1, args.rounds + 1):
         for endpoint in args.endpoints:
             for clients in args.levels:
+                before = batch_counts(url)
                 cell = drive(url, endpoint, getattr(bodies, endpoint), clients, args)
+                cell["batches"] = batches_between(before, batch_counts(url))
                 cell["round"] = rnd
                 cell["memory"] = server.memory()
                 cell["disk"] = dir_stats(server.work_dir)
                 at = f"round {rnd} {endpoint} x{clients}"
                 timeline.append({"at": at, **cell["memory"], **cell["disk"]})
                 cells.append(cell)
+                batched = cell["batches"] and cell["batches"]["requests_per_loop"]
                 print(
                     f"{at}: {cell['req_per_s']} ok/s, p50 "
                     f"{cell['latency_ms']['p50']} ms, {cell['errors']} errors "
-                    f"{cell['status_codes']}, RSS {cell['memory']['tree_rss_mib']} MiB",
+                    f"{cell['status_codes']}, RSS {cell['memory']['tree_rss_mib']} MiB"
+                    + (f", {batched} requests per sampling loop" if batched else ""),
                     flush=True,
                 )
         after_round.append(server.memory()["tree_rss_mib"])
@@ -412,7 +441,8 @@ def measure(args: argparse.Namespace, server: Server) -> dict[str, Any]:
     timeline.append({"at": "end", **server.memory(), **dir_stats(server.work_dir)})
     start, end = timeline[0], timeline[-1]
     disk = ("work_dir_mib", "jobs_on_disk", "uploads_on_disk")
-    params = ("endpoints", "levels", "rounds", "seconds", "warmup", "bars", "render", "timeout")
+    params = ("endpoints", "levels", "rounds", "seconds", "warmup", "bars", "render", "explain",
+              "timeout")  # fmt: skip
     return {
         "parameters": {k: getattr(args, k) for k in params}
         | {"generator": gen, "recommender": rec, "users_cycled": len(users),
@@ -443,6 +473,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--recommender", help="default: the first recommender")
     ap.add_argument("--bars", type=float, default=4.0, help="bars per generated piece")
     ap.add_argument("--render", action="store_true", help="generate: also render WAV")
+    ap.add_argument("--explain", action=argparse.BooleanOptionalAction, default=True,
+                    help="recommend: each pick with its reasons (the API's default)")  # fmt: skip
     ap.add_argument("--workers", type=int, help="the service's workers= (default: its own)")
     ap.add_argument("--faults", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--fault-seconds", type=float, default=5.0)

@@ -20,9 +20,11 @@ class Bodies:
     """The valid request bodies, each new: seeds count up, listeners are taken in turn."""
 
     def __init__(
-        self, gen: str | None, rec: str | None, users: list[str], bars: float, render: bool
-    ):
+        self, gen: str | None, rec: str | None, users: list[str], bars: float, render: bool,
+        explain: bool = True,
+    ):  # fmt: skip
         self.gen, self.rec, self.users, self.bars, self.render = gen, rec, users, bars, render
+        self.explain = explain
         self._n = 0
         self._lock = threading.Lock()
 
@@ -37,7 +39,7 @@ class Bodies:
 
     def recommend(self) -> dict[str, Any]:
         user = self.users[self._next() % len(self.users)] if self.users else None
-        return {"model": self.rec, "user": user, "k": 10}
+        return {"model": self.rec, "user": user, "k": 10, "explain": self.explain}
 
 
 def call(client: httpx.Client, endpoint: str, body: dict[str, Any]) -> tuple[str, bool]:

@@ -131,7 +131,8 @@ def test_a_crash_inside_a_job_is_a_500_and_the_service_keeps_serving(client, set
         raise RuntimeError("simulated failure deep inside a model")
 
     jobs_before = len(list((settings.work_dir / "jobs").iterdir()))
-    monkeypatch.setattr(cadenza.generation, "generate", boom)
+    monkeypatch.setattr(cadenza.generation, "generate", boom)  # drawn alone
+    monkeypatch.setattr(cadenza.generation, "generate_batch", boom)  # or batched
     r = client.post("/api/generate", json=VALID)
     assert r.status_code == 500 and "RuntimeError" in r.json()["error"]
     assert len(list((settings.work_dir / "jobs").iterdir())) <= jobs_before  # no half job kept

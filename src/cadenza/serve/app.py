@@ -22,6 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
+from anyio import CapacityLimiter, to_thread
 from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, Security, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -33,6 +34,7 @@ from cadenza import __version__
 from cadenza.errors import BadFileError, CadenzaError, ConfigError
 from cadenza.serve import jobs
 from cadenza.serve.auth import Caller, FileLinks
+from cadenza.serve.batching import Batcher
 from cadenza.serve.errors import NotFoundError, RequestError
 from cadenza.serve.logs import REQUEST_ID, request_id
 from cadenza.serve.metrics import CONTENT_TYPE as METRICS_TYPE
@@ -66,9 +68,12 @@ BEARER = HTTPBearer(auto_error=False, scheme_name="APIKey",
                     description="an API key from `cadenza-keys new`")  # fmt: skip
 
 
-def _caller(request: Request,
-            credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
-            ) -> Caller:  # fmt: skip
+# The dependencies are `async`, though they do not wait on anything: FastAPI runs a plain
+# function on its thread pool, two extra thread hops for every request (a few hashes and
+# comparisons take microseconds; the hops took more than ranking the catalog under load).
+async def _caller(request: Request,
+                  credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+                  ) -> Caller:  # fmt: skip
     """The request's caller (401 for no key or a wrong one), by the app's keyring."""
     who = request.app.state.keyring.caller(_token(credentials))
     request.state.caller = who.name
@@ -78,7 +83,7 @@ def _caller(request: Request,
 def needs(scope: str) -> Any:
     """A dependency: the caller, who must hold `scope` (403 otherwise)."""
 
-    def check(caller: Annotated[Caller, Depends(_caller)]) -> Caller:
+    async def check(caller: Annotated[Caller, Depends(_caller)]) -> Caller:
         caller.require(scope)
         return caller
 
@@ -150,6 +155,45 @@ class BodyLimit:
         await response({"type": "http"}, _no_body, send)
 
 
+class Contained:
+    """Every request: an ID (logs.py) in its logs and its X-Request-ID header, its metrics by
+    route template and a log line (`record`), and any failure contained (`broke` makes the
+    500). Caught here, not by an exception handler: Starlette re-raises to the server after
+    those, and uvicorn then drops the connection, failing the client's next request too. Plain
+    ASGI, not `@app.middleware("http")`: that runs every request through a task group and
+    memory streams, which cost about a millisecond a request (benchmarks/service_load.py)."""
+
+    def __init__(self, app: ASGIApp, record: Any, broke: Any) -> None:
+        self.app, self.record, self.broke = app, record, broke
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        given = dict(scope["headers"]).get(b"x-request-id")
+        rid = request_id(given.decode("latin-1") if given else None)
+        token = REQUEST_ID.set(rid)
+        t0 = time.perf_counter()
+        status, started = 500, False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = message["status"], True
+                headers = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as e:  # noqa: BLE001 - any failure is one request's, not the service's
+            response = self.broke(scope, e)
+            if not started:  # else the answer was half sent: the log line is all that is left
+                await response(scope, receive, send_with_id)
+        finally:
+            REQUEST_ID.reset(token)
+            self.record(scope, status, time.perf_counter() - t0, rid)
+
+
 async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
@@ -175,6 +219,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
     workers = Workers(settings.workers, settings.queue_timeout_s)
     metrics.queued.set_function(lambda: workers.waiting)
     metrics.busy.set_function(lambda: workers.busy)
+    recommending = CapacityLimiter(1)  # the catalog's rankings, one at a time
+    batcher = Batcher(workers.slot, settings.batch_window_ms / 1000, settings.batch_rows,
+                      metrics.observe_batch)  # fmt: skip
     sweeper = Sweeper(store, settings.keep_hours, metrics)
     tasks = Tasks(store, workers, settings.max_queued_jobs, metrics)
     metrics.tasks_queued.set_function(tasks.depth)
@@ -201,7 +248,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_upload_bytes)
     app.state.settings, app.state.store, app.state.served = settings, store, served
     app.state.pseudonyms, app.state.sweeper, app.state.metrics = pseudonyms, sweeper, metrics
-    app.state.tasks = tasks
+    app.state.tasks, app.state.batcher = tasks, batcher
 
     def model(name: str, kind: str | None = None) -> Served:
         s = served.get(name)
@@ -249,33 +296,20 @@ def create_app(settings: ServeSettings) -> FastAPI:
             response.headers.update(e.headers)
         return response
 
-    @app.middleware("http")
-    async def _contain(request: Request, call_next: Any) -> Any:
-        """Every request: an ID (logs.py), its metrics by route template, a log line, and any
-        failure contained. Caught here, not by an exception handler: Starlette re-raises to the
-        server after those, and uvicorn then drops the connection, failing the client's next
-        request too."""
-        rid = request_id(request.headers.get("x-request-id"))
-        token = REQUEST_ID.set(rid)
-        t0 = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception as e:  # noqa: BLE001 - any failure is one request's, not the service's
-            log.exception("request %s %s failed", request.method,
-                          ListenerPaths.mask(request.url.path, pseudonyms))  # fmt: skip
-            response = error(500, f"internal error ({type(e).__name__}); the service is still up")
-        finally:
-            REQUEST_ID.reset(token)
-        seconds = time.perf_counter() - t0
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        metrics.observe(route, request.method, response.status_code, seconds)
-        response.headers["X-Request-ID"] = rid
-        log.log(request_level, "%s %s %d", request.method, route, response.status_code,
-                extra={"fields": {
-            "request_id": rid, "method": request.method, "route": route,
-            "status": response.status_code, "ms": round(1000 * seconds, 1),
-            "caller": getattr(request.state, "caller", None)}})  # fmt: skip
-        return response
+    def record(scope: Scope, status: int, seconds: float, rid: str) -> None:
+        route = getattr(scope.get("route"), "path", "unmatched")
+        metrics.observe(route, scope["method"], status, seconds)
+        log.log(request_level, "%s %s %d", scope["method"], route, status, extra={"fields": {
+            "request_id": rid, "method": scope["method"], "route": route, "status": status,
+            "ms": round(1000 * seconds, 1),
+            "caller": scope.get("state", {}).get("caller")}})  # fmt: skip
+
+    def broke(scope: Scope, e: Exception) -> Response:
+        log.exception("request %s %s failed", scope["method"],
+                      ListenerPaths.mask(scope["path"], pseudonyms))  # fmt: skip
+        return error(500, f"internal error ({type(e).__name__}); the service is still up")
+
+    app.add_middleware(Contained, record=record, broke=broke)
 
     # --- read-only ------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
@@ -368,8 +402,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
                  ) -> Job:  # fmt: skip
         s = model(req.model, "generator")
         sweeper.maybe()
-        with workers.slot():
-            out = jobs.generate(s, req, store, settings, caller)
+        # No slot held here: the batcher takes one per sampling loop (serve/batching.py).
+        out = jobs.generate(s, req, store, settings, caller, batcher=batcher)
         metrics.jobs.labels("generate").inc()
         return out
 
@@ -392,15 +426,25 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return out
 
     @app.post("/api/recommend", responses=documented(*work_errors))
-    def recommend(req: RecommendRequest, caller: Recommend
-                  ) -> Recommendations:  # fmt: skip
+    async def recommend(req: RecommendRequest, caller: Recommend
+                        ) -> Recommendations:  # fmt: skip
         """For `user`: that listener's token or an admin key. A listener token that names no
         one (no user, history or text) asks for its own listener."""
+        if req.generator is None:  # a few ms: no need to queue behind sampling
+            # On one thread, the requests queued in the event loop: its ~100 small torch calls
+            # each give up the GIL, and among 16 request threads every call waited to get it
+            # back (p50 236 ms at 16 clients for ~4 ms of work).
+            return await to_thread.run_sync(catalog, req, caller, limiter=recommending)
+        return await to_thread.run_sync(generated, req, caller)
+
+    def catalog(req: RecommendRequest, caller: Caller) -> Recommendations:
+        req = for_listener(req, caller)
+        return jobs.recommend_catalog(model(req.model, "recommender"), req, settings)
+
+    def generated(req: RecommendRequest, caller: Caller) -> Recommendations:
         req = for_listener(req, caller)
         s = model(req.model, "recommender")
         listener = pseudonyms.of(req.user) if req.user is not None else None
-        if req.generator is None:  # one matrix product: no need to queue behind sampling
-            return jobs.recommend_catalog(s, req, settings)
         caller.require("generate")  # it samples pieces too
         generator = model(req.generator, "generator")
         sweeper.maybe()

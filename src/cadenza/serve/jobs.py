@@ -4,16 +4,19 @@ A job that fails leaves no folder behind."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from contextlib import nullcontext
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from cadenza.errors import ConfigError
 from cadenza.generation import Piece
 from cadenza.serve.auth import Caller
+from cadenza.serve.batching import Batcher
 from cadenza.serve.errors import NotFoundError, RequestError
 from cadenza.serve.registry import Served, modes, takes_filters
 from cadenza.serve.schemas import (
@@ -96,9 +99,13 @@ def _defaults(req: Any, settings: ServeSettings, keys: tuple[str, ...]) -> dict[
 
 
 def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSettings,
-             caller: Caller, submit: Submit | None = None) -> Job:  # fmt: skip
+             caller: Caller, submit: Submit | None = None,
+             batcher: Batcher | None = None) -> Job:  # fmt: skip
+    """With `batcher` (the immediate route), pieces from the prior are sampled together with
+    other requests' of the same model and controls, holding a worker slot only while they are
+    drawn; otherwise (a background job, which holds its slot already) on their own."""
     from cadenza.generation import generate as draw
-    from cadenza.generation import write_pieces
+    from cadenza.generation import generate_batch, write_pieces
     from cadenza.generation.inputs import condition_tensor
 
     lim, info_modes = settings.limits, modes(s)
@@ -148,19 +155,31 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
     def work(job: str, folder: Path) -> Job:
         t0 = time.perf_counter()
         audio = {"render": _render(req.render, s), **settings.render_options}
+        alone = batcher.slot if batcher is not None else nullcontext  # a slot, unless held
         if req.attribute:
             from cadenza.generation.exploration import prior_with_attribute
 
             temperature = 1.0 if c["temperature"] is None else c["temperature"]
-            shifted = prior_with_attribute(s.model, req.attribute, n=c["n"], seed=c["seed"],
-                                           temperature=temperature)  # fmt: skip
-            pieces = shifted.write(folder, **audio)
-        else:
-            pieces = draw(s.model, c["n"], seed=c["seed"], temperature=c["temperature"],
-                          top_k=c["top_k"], top_p=c["top_p"], steps=req.steps, bars=bars,
-                          primer=primer, condition=condition, style=req.style,
-                          record={"primer": req.primer, "condition": req.condition})  # fmt: skip
+            with alone():
+                shifted = prior_with_attribute(s.model, req.attribute, n=c["n"], seed=c["seed"],
+                                               temperature=temperature)  # fmt: skip
+                pieces = shifted.write(folder, **audio)
+        elif batcher is not None and primer is None and condition is None:
+            shared = {"temperature": c["temperature"], "top_k": c["top_k"], "top_p": c["top_p"],
+                      "steps": req.steps, "bars": bars, "style": req.style}  # fmt: skip
+            key = (s.name, id(s.model), json.dumps(shared, sort_keys=True))
+            pieces = batcher.draw(
+                key, c["n"], c["seed"], lambda requests: generate_batch(s.model, requests, **shared)
+            )
             write_pieces(pieces, folder, **audio)
+        else:
+            inputs = {"primer": req.primer, "condition": req.condition}  # as the report names them
+            with alone():
+                pieces = draw(s.model, c["n"], seed=c["seed"], temperature=c["temperature"],
+                              top_k=c["top_k"], top_p=c["top_p"], steps=req.steps, bars=bars,
+                              primer=primer, condition=condition, style=req.style,
+                              record=inputs)  # fmt: skip
+                write_pieces(pieces, folder, **audio)
         return _job(store, job, s, folder, pieces, controls, t0)
 
     return _in_job(store, caller, work, submit=submit)
@@ -263,6 +282,12 @@ def _listener(s: Served, req: RecommendRequest, settings: ServeSettings) -> dict
     return {"user": req.user, "history": req.history, "context": req.context, "text": text}
 
 
+def _fields(pick: Any) -> dict[str, Any]:
+    """A workflow Pick's fields, not copied: `dataclasses.asdict` deep-copies every reason and
+    took as long as ranking the catalog (the response model validates them anyway)."""
+    return {f.name: getattr(pick, f.name) for f in fields(pick)}
+
+
 def recommend_catalog(s: Served, req: RecommendRequest, settings: ServeSettings) -> Recommendations:
     from cadenza.recommend.workflow import recommend_catalog as ranked
 
@@ -273,7 +298,7 @@ def recommend_catalog(s: Served, req: RecommendRequest, settings: ServeSettings)
                    explain=req.explain)  # fmt: skip
     return Recommendations(job=None, model=s.name, listener=listener,
                            seconds=round(time.perf_counter() - t0, 4),
-                           picks=[Pick(**asdict(p)) for p in picks])  # fmt: skip
+                           picks=[Pick(**_fields(p)) for p in picks])  # fmt: skip
 
 
 def recommend_generated(
@@ -313,7 +338,7 @@ def recommend_generated(
                         report_user=pseudonym, **controls)  # fmt: skip
         files = ("midi", "png", "audio")
         out = [
-            Pick(**(asdict(p) | {f: store.url(job, getattr(p, f)) for f in files})) for p in picks
+            Pick(**(_fields(p) | {f: store.url(job, getattr(p, f)) for f in files})) for p in picks
         ]
         return Recommendations(job=job, model=s.name, listener=listener,
                                seconds=round(time.perf_counter() - t0, 3), picks=out)  # fmt: skip

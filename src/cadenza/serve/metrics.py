@@ -11,6 +11,7 @@ from __future__ import annotations
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+BATCH_BUCKETS = (1, 2, 4, 8, 12, 16)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 __all__ = ["CONTENT_TYPE", "ServiceMetrics"]
 
@@ -37,12 +38,22 @@ class ServiceMetrics:
                              registry=r)  # fmt: skip
         self.tasks_queued = Gauge("cadenza_background_jobs_queued", "Background jobs waiting to "
                                   "start", registry=r)  # fmt: skip
+        self.batch_rows = Histogram("cadenza_batch_rows", "Pieces drawn by one batched sampling "
+                                    "loop of POST /api/generate", buckets=BATCH_BUCKETS,
+                                    registry=r)  # fmt: skip
+        self.batch_requests = Histogram("cadenza_batch_requests", "Generate requests sharing one "
+                                        "sampling loop", buckets=BATCH_BUCKETS,
+                                        registry=r)  # fmt: skip
         self.forgotten = Counter("cadenza_listeners_forgotten", "DELETE /api/listeners/{id} done",
                                  registry=r)  # fmt: skip
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()
         self.latency.labels(route, method).observe(seconds)
+
+    def observe_batch(self, requests: int, rows: int) -> None:
+        self.batch_requests.observe(requests)
+        self.batch_rows.observe(rows)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -12,6 +12,7 @@ from typing import Any
 
 from cadenza.errors import ConfigError
 from cadenza.models.base import check_float, check_int
+from cadenza.models.components.nade import ROWWISE_MAX_ROWS
 from cadenza.paths import config_dir
 from cadenza.serve.auth import Keyring
 
@@ -44,6 +45,11 @@ class ServeSettings:
     # uvicorn worker processes, each with its own copy of the models (serve/process.py says why).
     processes: int = 1
     queue_timeout_s: float = 30.0
+    # POST /api/generate: requests for one model with the same controls share a sampling loop
+    # (serve/batching.py) of at most batch_rows pieces (1: no batching), gathered for up to
+    # batch_window_ms while other requests are being generated.
+    batch_rows: int = 16
+    batch_window_ms: float = 10.0
     # Background jobs (POST /api/jobs/...) waiting to start, at most; one more is a 503.
     max_queued_jobs: int = 64
     # torch's threads per worker; null: the machine's cores / workers, so that concurrent
@@ -169,6 +175,14 @@ class ServeSettings:
         check_int("sample.sample_rate", self.sample["sample_rate"])
         check_int("sample.n", self.sample["n"])
         check_float("queue_timeout_s", self.queue_timeout_s, minimum=0.0)
+        check_float("batch_window_ms", self.batch_window_ms, minimum=0.0)
+        check_int("batch_rows", self.batch_rows)
+        if self.batch_rows > ROWWISE_MAX_ROWS:
+            # Beyond it a NADE draws its rows together, and a row's notes could then differ
+            # in the last float bit from the same request's alone.
+            raise ConfigError(f"batch_rows must be <= {ROWWISE_MAX_ROWS}, so that a request's "
+                              f"notes are the same batched or not; got "
+                              f"{self.batch_rows}")  # fmt: skip
         check_float("link_minutes", self.link_minutes, minimum=1.0)
         if self.keep_hours is not None:
             check_float("keep_hours", self.keep_hours, minimum=0.0)
