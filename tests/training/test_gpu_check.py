@@ -49,8 +49,10 @@ def test_gpu_check_runs_every_family_on_cpu(tmp_path: Path) -> None:
     data_root()  # fails under CI (skips elsewhere) without the real datasets
     results = tmp_path / "gpu_check.json"
     # In this process (its CPU-only loading process is a real one): the script as CI runs it.
-    _script().main(["--device", "cpu", "--minutes", "1", "--results", str(results),
-                    "--work", str(tmp_path / "work")])  # fmt: skip
+    # 8 steps a family: every path runs (training, checkpoint, CPU-only load, sampling); the
+    # minute's budget alone let each family train until its slice ran out (75 s of CI).
+    _script().main(["--device", "cpu", "--minutes", "1", "--steps", "8", "--results",
+                    str(results), "--work", str(tmp_path / "work")])  # fmt: skip
     report = json.loads(results.read_text())
     assert report["precision"] == "bf16-mixed"
     assert set(report["families"]) == set(_script().CHECKS)
