@@ -35,7 +35,6 @@ class _Batch:
         self.opened = time.monotonic()
         self.requests: list[tuple[int, int]] = []  # (n, seed) per member, in joining order
         self.rows = 0
-        self.closed = False
         self.done = threading.Event()
         self.results: list[list[Piece]] | None = None
         self.error: BaseException | None = None
@@ -94,19 +93,21 @@ class Batcher:
                         if left <= 0:
                             break
                         self._lock.wait(left)
-                    batch.closed = True
-                    if self._open.get(batch.key) is batch:
-                        del self._open[batch.key]
+                    self._close(batch)
                 batch.results = sample(batch.requests)
             if self.observe is not None:
                 self.observe(len(batch.requests), batch.rows)
         except BaseException as e:  # every member gets the leader's error (a 503 included)
             with self._lock:
-                if self._open.get(batch.key) is batch:
-                    del self._open[batch.key]
+                self._close(batch)
             batch.error = e
         finally:
             batch.done.set()
+
+    def _close(self, batch: _Batch) -> None:
+        """No one joins `batch` any more (under the lock; a full one was replaced already)."""
+        if self._open.get(batch.key) is batch:
+            del self._open[batch.key]
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
