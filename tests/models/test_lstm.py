@@ -280,3 +280,49 @@ def test_hydra_config_builds_the_model_with_a_plain_codec_dict() -> None:
     assert type(model.hparams["codec"]) is dict and model.codec == FRAMES
     assert isinstance(model.configure_optimizers(), torch.optim.Adam)
     assert LSTMModule(codec=FRAMES, **SMALL).hparams["codec"] == FRAMES.to_dict()
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_the_sampling_cell_steps_as_nn_lstm_does(layers: int) -> None:
+    """LSTM.stepper(): the cell a sampling loop steps instead of oneDNN's RNN primitive gives
+    nn.LSTM's outputs and state, step after step, from a state nn.LSTM left."""
+    from cadenza.models.components.recurrent import LSTM
+
+    torch.manual_seed(0)
+    lstm = LSTM(12, 24, layers, batch_first=True, dropout=0.3).eval()
+    x = torch.randn(3, 9, 12)
+    with torch.no_grad():
+        ref, (h, c) = lstm(x)
+        _, state = lstm(x[:, :4])  # the primer through nn.LSTM, then the cell
+        cell = lstm.stepper()
+        assert cell is not None
+        outs = []
+        for t in range(4, 9):
+            out, state = cell(x[:, t], state)
+            outs.append(out)
+    torch.testing.assert_close(torch.stack(outs, 1), ref[:, 4:], atol=1e-6, rtol=0)
+    torch.testing.assert_close(state[0], h, atol=1e-6, rtol=0)
+    torch.testing.assert_close(state[1], c, atol=1e-6, rtol=0)
+    assert lstm.train().stepper() is None  # training keeps nn.LSTM and its dropout
+
+
+@pytest.mark.parametrize("kind", ["nade", "tokens"])
+def test_sampling_through_the_cell_matches_stepping_nn_lstm(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole sampling loop through the cell draws what stepping nn.LSTM draws (the two
+    differ by float rounding, which no draw of this seed lands on)."""
+    from cadenza.models.components.recurrent import LSTM
+
+    torch.manual_seed(1)
+    model = LSTMModule(**KINDS[kind]).eval()
+
+    def draw() -> list[torch.Tensor]:
+        return model.sample(4, max_len=24, generator=torch.Generator().manual_seed(5))
+
+    fast = draw()
+    monkeypatch.setattr(LSTM, "stepper", lambda self: None)
+    slow = draw()
+    assert len(fast) == len(slow) == 4
+    for a, b in zip(fast, slow, strict=True):
+        assert torch.equal(a, b)

@@ -17,11 +17,9 @@ from torch import nn
 
 from cadenza.data.batch import Batch
 from cadenza.models.components.nade import NADE
-from cadenza.models.components.recurrent import LSTM
+from cadenza.models.components.recurrent import LSTM, LSTMStep, State
 from cadenza.models.sampling import sample_bernoulli, sample_categorical
 from cadenza.progress import tick
-
-State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each [num_layers, N, hidden_size]
 
 
 def _trim(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,10 +145,13 @@ class FrameLSTM(FrameOutput):
         return zeros, zeros.clone()
 
     def step(
-        self, frame: torch.Tensor | None, state: State, n: int = 1
+        self, frame: torch.Tensor | None, state: State, n: int = 1, cell: LSTMStep | None = None
     ) -> tuple[torch.Tensor, State]:
-        """Feed one frame [N, D] (None: the start input for n rows) -> (out [N, Hs], state)."""
+        """Feed one frame [N, D] (None: the start input for n rows) -> (out [N, Hs], state);
+        through `cell` (the LSTM's `stepper()`) where there is one."""
         inp = self.start.expand(n, -1) if frame is None else self.input_proj(frame.float())
+        if cell is not None:  # inference only, where self.drop is the identity
+            return cell(inp, state)
         out, state = self.lstm(inp.unsqueeze(1), state)
         return self.drop(out[:, 0]), state
 
@@ -165,8 +166,9 @@ class FrameLSTM(FrameOutput):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """n continuations of `steps` new frames -> [n, steps, D]; primer [n, P, D] or None."""
+        cell = self.lstm.stepper()
         state = self.initial_state(n)
-        out, state = self.step(None, state, n)
+        out, state = self.step(None, state, n, cell)
         if primer is not None and primer.shape[1] > 0:
             # Consume the whole primer at once; the last output predicts the first new frame.
             inp = self.input_proj(primer.float())  # [n, P, E]
@@ -175,7 +177,7 @@ class FrameLSTM(FrameOutput):
 
         def advance(frames: list[torch.Tensor], t: int) -> torch.Tensor:
             nonlocal state
-            out, state = self.step(frames[-1], state)
+            out, state = self.step(frames[-1], state, cell=cell)
             return out
 
         return self.draw_frames(out, steps, advance, temperature, generator)
@@ -214,8 +216,14 @@ class TokenLSTM(nn.Module):
         """(cross-entropy summed over predicted real tokens x[:, 1:], their number)."""
         return next_token_loss(self, batch)
 
-    def step(self, tokens: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
-        """tokens [N] -> (next-token logits [N, V], state)."""
+    def step(
+        self, tokens: torch.Tensor, state: State | None, cell: LSTMStep | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """tokens [N] -> (next-token logits [N, V], state); through `cell` (the LSTM's
+        `stepper()`, inference only) where there is one and a state to continue."""
+        if cell is not None and state is not None:
+            out, state = cell(self.embed(tokens), state)
+            return self.head(out), state
         out, state = self(tokens.unsqueeze(1), state)
         return self.head(out[:, 0]), state
 
@@ -226,9 +234,10 @@ class TokenLSTM(nn.Module):
         """prefix [N, P] (P >= 1) + up to `steps` new tokens -> (tokens [N, P+S], lengths [N]);
         `controls` as `generate_tokens`."""
         out, state = self(prefix)
+        cell = self.lstm.stepper()
 
         def advance(tok: torch.Tensor, state: State, t: int) -> tuple[torch.Tensor, State]:
-            return self.step(tok, state)
+            return self.step(tok, state, cell)
 
         return generate_tokens(self.head(out[:, -1]), state, advance, prefix, steps, **controls)
 
