@@ -82,6 +82,39 @@ def test_feature_parts_add_up_to_the_content_above_an_average_track(model) -> No
     assert all(f["name"] in names and f["part"] > 0 for f in pick.reasons["features"])
 
 
+def test_closed_form_gradients_equal_autograd_and_the_picks_keep_their_scored_vectors(
+    model,
+) -> None:
+    """The recommender's content network gets integrated gradients in closed form; any other
+    network by autograd. Both give the same numbers, and reasons computed without the picks'
+    vectors use the ones `track_embeddings` gives (what the picks were scored with)."""
+
+    class Opaque(torch.nn.Module):  # the same network, hidden from the closed form
+        def __init__(self, net: torch.nn.Module) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)
+
+    net = model.tracks.content
+    heads = model.hparams.heads
+    taste = torch.randn(heads, model.hparams.dim, generator=torch.Generator().manual_seed(0))
+    x, scale = model.item_features[:6], torch.rand(6, heads) + 0.5
+    with torch.no_grad():
+        closed = content_gradients(net, x, taste, scale)
+        graph = content_gradients(Opaque(net), x, taste, scale)
+    torch.testing.assert_close(closed, graph, atol=1e-5, rtol=1e-4)
+    hist = listener_history(model, user="listener3")
+    with torch.no_grad():
+        taste = model.taste_of(hist)
+        picks = np.array([0, 5, 9])
+        given = model.track_embeddings(torch.as_tensor(picks))
+    assert explain_model_picks(model, taste, hist, picks) == explain_model_picks(
+        model, taste, hist, picks, given
+    )
+
+
 def test_a_played_tracks_pull_is_what_leaving_it_out_costs(model) -> None:
     pick = recommend_catalog(model, user="listener3", k=1)[0]
     top = pick.reasons["played"][0]

@@ -81,7 +81,13 @@ def content_gradients(content_net: torch.nn.Module, x: torch.Tensor, taste: torc
                       scale: torch.Tensor, steps: int = IG_STEPS) -> torch.Tensor:  # fmt: skip
     """Integrated gradients [N, F] of g_n(x_n) = sum_h <taste_h, content_h(x_n)> * scale[n, h]
     from the average track (x = 0) to each x [N, F] (scale [N, H]): row n adds up to
-    g_n(x_n) - g_n(0), up to the midpoint rule's error. One pass for all N."""
+    g_n(x_n) - g_n(0), up to the midpoint rule's error. One pass for all N; in closed form for
+    the content network the recommender builds (`_mlp_gradients`), by autograd otherwise."""
+    layers = list(content_net) if isinstance(content_net, torch.nn.Sequential) else []
+    if (len(layers) == 3 and isinstance(layers[0], torch.nn.Linear)
+            and isinstance(layers[1], torch.nn.GELU) and layers[1].approximate == "none"
+            and isinstance(layers[2], torch.nn.Linear)):  # fmt: skip
+        return _mlp_gradients(layers[0], layers[2], x, taste, scale, steps)
     heads, (n, f) = taste.shape[0], x.shape
     with torch.enable_grad():
         alphas = (torch.arange(steps, dtype=x.dtype) + 0.5) / steps  # midpoints of the path
@@ -92,10 +98,33 @@ def content_gradients(content_net: torch.nn.Module, x: torch.Tensor, taste: torc
     return (grad.mean(1) * x).detach()
 
 
+def _mlp_gradients(
+    first: torch.nn.Linear, second: torch.nn.Linear, x: torch.Tensor, taste: torch.Tensor,
+    scale: torch.Tensor, steps: int,
+) -> torch.Tensor:  # fmt: skip
+    """`content_gradients` of content(x) = W2 gelu(W1 x + b1) + b2 without autograd, the same
+    midpoints: the gradient at a * x is W1^T (gelu'(a W1 x + b1) * W2^T c) with c the
+    taste scaled per head, so its mean over the path is W1^T (mean_a gelu'(..) * W2^T c). For a
+    service's 10 picks, 274 us against autograd's 844 (2-core CPU): building the graph and
+    running it backwards cost more than the arithmetic."""
+    n = x.shape[0]
+    c = (taste[None] * scale[:, :, None]).reshape(n, -1)  # [N, H*D], d g_n / d content
+    u = c @ second.weight  # [N, hidden], d g_n / d gelu(..)
+    z = x @ first.weight.T  # [N, hidden], W1 x
+    alphas = (torch.arange(steps, dtype=x.dtype) + 0.5) / steps  # midpoints of the path
+    h = torch.addcmul(first.bias, alphas[None, :, None], z[:, None, :])  # [N, S, hidden]
+    # gelu'(h) = Phi(h) + h phi(h), the exact (erf) GELU's derivative
+    slope = (
+        0.5 * (1.0 + torch.erf(h * 0.5**0.5)) + h * torch.exp(-0.5 * h * h) * (2 * torch.pi) ** -0.5
+    )
+    return ((u * slope.mean(1)) @ first.weight) * x  # [N, F]
+
+
 def _parts(model: RecommenderModule, taste: torch.Tensor, features: torch.Tensor | None,
            ids: torch.Tensor | None, known: torch.Tensor | None, names: list[str],
-           top: int) -> list[dict[str, Any]]:  # fmt: skip
-    """Per pick: listening and content parts of the score, and the features' parts."""
+           top: int) -> tuple[list[dict[str, Any]], torch.Tensor]:  # fmt: skip
+    """Per pick: listening and content parts of the score, and the features' parts; and the
+    picks' per-head track vectors [N, H, D] (listening + content), as the model scores them."""
     p = model.hparams
     tau, heads = p.tau, p.heads
     t = taste.view(heads, -1)  # [H, D], each head already scaled by 1/sqrt(H)
@@ -131,20 +160,21 @@ def _parts(model: RecommenderModule, taste: torch.Tensor, features: torch.Tensor
                                   "part": round(float(row[f]), 4),
                                   "share": _share(float(row[f]), score)}
                                  for f in order.tolist() if row[f] > 0]  # fmt: skip
-    return out
+    return out, listening + content
 
 
 @torch.no_grad()
 def explain_model_picks(
     model: RecommenderModule, taste: torch.Tensor, history: torch.Tensor | None,
-    picks: np.ndarray, tracks: torch.Tensor, features: torch.Tensor | None = None,
-    content_only: bool = False, top: int = TOP,
+    picks: np.ndarray, tracks: torch.Tensor | None = None,
+    features: torch.Tensor | None = None, content_only: bool = False, top: int = TOP,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Reasons for the hybrid (or content-only) model's picks.
 
     taste [1, H*D]; history [1, I] or None (a listener in words); picks [P] catalog ids, or
     -1 for tracks from outside the catalog whose standardised features [P, F] are given;
-    tracks [P, H*D] the picks' embeddings as scored."""
+    tracks [P, H*D] the picks' embeddings as scored (None: the ones the reasons compute,
+    equal to `model.track_embeddings(picks, content_only)`)."""
     keys = model.hparams.item_keys or [str(i) for i in range(model.hparams.n_items)]
     names = list(model.hparams.get("feature_names") or [])
     ids = torch.as_tensor(np.maximum(picks, 0))
@@ -153,7 +183,9 @@ def explain_model_picks(
         known = torch.zeros_like(known)
     if features is None and model.hparams.feature_dim > 0:
         features = model.item_features[ids]
-    parts = _parts(model, taste, features, ids, known, names, top)
+    parts, vectors = _parts(model, taste, features, ids, known, names, top)
+    if tracks is None:
+        tracks = heads_to_vector(vectors)
     played = (_played_pulls(model, history, taste, tracks, keys, top)
               if history is not None else [[] for _ in picks])  # fmt: skip
     out = []

@@ -95,6 +95,8 @@ class RecommenderModule(CadenzaModule):
             raise ConfigError(f"{len(feature_names)} feature_names for feature_dim {feature_dim}")
         self.set_optimization(optimizer)
         self.save_hyperparameters(ignore=["optimizer"])
+        # A known listener's row by ID, looked up per request (a list's index() walked them all).
+        self.user_rows = {str(u): i for i, u in enumerate(user_keys or [])}
         self.contexts = list(contexts or [])
         self.tracks = TrackEmbedder(n_items, feature_dim, dim, heads, hidden)
         self.taste = TasteEncoder(n_items, dim, heads, n_contexts=len(self.contexts))

@@ -82,13 +82,14 @@ def listener_history(
 ) -> torch.Tensor:
     """A known listener's training history, or a new one's liked catalog tracks, [1, I]."""
     if user is not None:
-        users = [str(u) for u in (model.hparams.user_keys or [])]
-        if str(user) not in users:
+        row = model.user_rows.get(str(user))
+        if row is None:
+            users = model.hparams.user_keys or []
             raise ConfigError(
                 f"user={user} is not a listener this model knows ({len(users)} "
-                f"users, e.g. {users[:3]}); for a new listener pass history=[...]"
+                f"users, e.g. {[str(u) for u in users[:3]]}); for a new listener pass "
+                "history=[...]"
             )
-        row = users.index(str(user))
         hist = model.history(torch.tensor([row]))  # [1, I]
     else:
         item_index = {k: i for i, k in enumerate(model.hparams.item_keys or [])}
@@ -146,9 +147,7 @@ def recommend_catalog(
         from cadenza.recommend.explain import explain_model_picks
 
         chosen = np.array([i for i in ids[0] if i >= 0])
-        with torch.no_grad():
-            tracks = model.track_embeddings(torch.as_tensor(chosen), method == "content")
-        reasons = explain_model_picks(model, taste, hist, chosen, tracks,
+        reasons = explain_model_picks(model, taste, hist, chosen,
                                       content_only=method == "content")  # fmt: skip
         for pick, why in zip(picks, reasons):
             pick.reasons = why

@@ -353,11 +353,10 @@ def recommend_generated(
 
 def listener_history(s: Served, listener: str) -> History:
     """The catalog tracks (and weights) `s` holds as `listener`'s training history."""
-    keys = [str(u) for u in (s.model.hparams.user_keys or [])]
-    if str(listener) not in keys:
-        raise NotFoundError(f"listener: {s.name!r} holds no history for this listener")
-    row = keys.index(str(listener))
     model = s.model  # one read: a forget swaps in a new model, never half of one
+    row = model.user_rows.get(str(listener))
+    if row is None:
+        raise NotFoundError(f"listener: {s.name!r} holds no history for this listener")
     lo, hi = int(model.history_indptr[row]), int(model.history_indptr[row + 1])
     items = model.hparams.item_keys or [str(i) for i in range(model.hparams.n_items)]
     return History(model=s.name, listener=str(listener), items=[
