@@ -9,6 +9,7 @@ call from worker threads.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
@@ -123,21 +124,18 @@ def save_pianoroll_png(pm: Any, path: str | os.PathLike[str], title: str | None 
     px_per_s, px_per_pitch = w / t_end, h / (hi - lo)
     canvas = np.zeros((_HEIGHT, _WIDTH), np.uint8)  # palette indices, all white
     plot = canvas[_TOP:_BOTTOM, _LEFT:_RIGHT]  # a view; plot[0, 0] is t = 0 at pitch `hi`
-    ink = Image.new("L", (_WIDTH, _HEIGHT))  # the text's darkness
-    draw = ImageDraw.Draw(ink)
-    # Loaded per call (~0.1 ms) rather than one FreeType face shared by the service's threads.
-    font = ImageFont.load_default(size=11)
+    ink = np.zeros((_HEIGHT, _WIDTH), np.uint8)  # the text's darkness
 
     step = _time_step(t_end)
     for s in range(0, int(t_end) + 1, step):
         x = min(round(s * px_per_s), w - 1)
         plot[:, x] = _GUIDE
-        draw.text((_LEFT + x, _BOTTOM + 4), str(s), _LABEL_INK, font, anchor="mt")
-    draw.text(((_LEFT + _RIGHT) / 2, _BOTTOM + 22), "time (s)", _LABEL_INK, font, anchor="mt")
+        _put_text(ink, (_LEFT + x, _BOTTOM + 4), str(s), _LABEL_INK, 11, "mt")
+    _put_text(ink, ((_LEFT + _RIGHT) / 2, _BOTTOM + 22), "time (s)", _LABEL_INK, 11, "mt")
     for c in range(math.ceil(lo / 12) * 12, math.floor(hi) + 1, 12):  # every C in range
         y = min(round((hi - c) * px_per_pitch), h - 1)
         plot[y, :] = _GUIDE
-        draw.text((_LEFT - 5, _TOP + y), f"C{c // 12 - 1}", _LABEL_INK, font, anchor="rm")
+        _put_text(ink, (_LEFT - 5, _TOP + y), f"C{c // 12 - 1}", _LABEL_INK, 11, "rm")
 
     for k, tr in enumerate(tracks):
         n = tr.notes  # [N, 4] start_s, end_s, pitch, velocity
@@ -153,36 +151,59 @@ def save_pianoroll_png(pm: Any, path: str | os.PathLike[str], title: str | None 
     canvas[_TOP - 1 : _BOTTOM + 1, [_LEFT - 1, _RIGHT]] = _FRAME
 
     if title:
-        title_font = ImageFont.load_default(size=14)
-        draw.text(((_LEFT + _RIGHT) / 2, 12), title, _TITLE_INK, title_font, anchor="mm")
+        _put_text(ink, ((_LEFT + _RIGHT) / 2, 12), title, _TITLE_INK, 14, "mm")
     if len(tracks) > 1:
-        _legend(canvas, draw, font, [f"{k}: {_label(tr)[:24]}" for k, tr in enumerate(tracks)])
-    darkness = np.asarray(ink)
-    has_ink = darkness > 0
-    canvas[has_ink] = _TEXT_INDEX[darkness[has_ink]]
+        _legend(canvas, ink, [f"{k}: {_label(tr)[:24]}" for k, tr in enumerate(tracks)])
+    has_ink = ink > 0
+    canvas[has_ink] = _TEXT_INDEX[ink[has_ink]]
     image = Image.fromarray(canvas)  # mode "L"; putpalette makes it "P"
     image.putpalette(_PALETTE.tobytes())
     return save_image(image, path)
 
 
-def _legend(
-    canvas: np.ndarray,
-    draw: ImageDraw.ImageDraw,
-    font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
-    entries: list[str],
-) -> None:
+def _legend(canvas: np.ndarray, ink: np.ndarray, entries: list[str]) -> None:
     """One row, right-aligned over the plot: a swatch in each track's colour, then its "k: name"
     in grey. Entries past the plot's width (a dozen long names) are left out."""
-    widths = [_SWATCH + 4 + font.getlength(e) for e in entries]
+    widths = [_SWATCH + 4 + _text_mask(e, 11, "lm")[0].shape[1] for e in entries]
     while len(widths) > 1 and sum(widths) + 12 * (len(widths) - 1) > _RIGHT - _LEFT:
         widths.pop()
     y = _TOP - 12  # the row's middle
-    x = _RIGHT - round(sum(widths) + 12 * (len(widths) - 1))
+    x = _RIGHT - (sum(widths) + 12 * (len(widths) - 1))
     for k, (entry, width) in enumerate(zip(entries, widths)):
         colour = _TRACK0 + k % len(_COLOURS)
         canvas[y - _SWATCH // 2 : y + _SWATCH // 2 + 1, x : x + _SWATCH] = colour
-        draw.text((x + _SWATCH + 4, y), entry, _LABEL_INK, font, anchor="lm")
-        x += round(width) + 12
+        _put_text(ink, (x + _SWATCH + 4, y), entry, _LABEL_INK, 11, "lm")
+        x += width + 12
+
+
+@functools.lru_cache(maxsize=512)
+def _text_mask(text: str, size: int, anchor: str) -> tuple[np.ndarray, int, int]:
+    """`text` in Pillow's default font at `size`, antialiased: its coverage 0..255 [h, w], and
+    where its top-left corner lies from the anchor point. Kept between calls: a service draws
+    the same axis labels on every piece, and FreeType drawing them was half of a piano roll's
+    time. The font is loaded on a miss only, never shared between threads."""
+    font = ImageFont.load_default(size=size)
+    left, top, right, bottom = (int(v) for v in font.getbbox(text, anchor=anchor))
+    image = Image.new("L", (max(1, right - left), max(1, bottom - top)))
+    ImageDraw.Draw(image).text((-left, -top), text, 255, font, anchor=anchor)
+    mask = np.asarray(image)
+    mask.flags.writeable = False
+    return mask, left, top
+
+
+def _put_text(ink: np.ndarray, at: tuple[float, float], text: str, darkness: int, size: int,
+              anchor: str) -> None:  # fmt: skip
+    """Draw `text` into the darkness layer `ink` [H, W] at the anchor point `at` (Pillow's
+    anchors: "mt" middle-top, "rm" right-middle, ...), clipped to the image."""
+    mask, left, top = _text_mask(text, size, anchor)
+    x, y = round(at[0]) + left, round(at[1]) + top
+    h, w = mask.shape
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, ink.shape[1]), min(y + h, ink.shape[0])
+    if x0 >= x1 or y0 >= y1:
+        return
+    cover = mask[y0 - y : y1 - y, x0 - x : x1 - x].astype(np.uint16) * darkness // 255
+    region = ink[y0:y1, x0:x1]
+    np.maximum(region, cover.astype(np.uint8), out=region)
 
 
 def save_pianoroll_sheet(
