@@ -190,3 +190,21 @@ def test_neighbourhood_methods_recommend_from_the_checkpoints_histories(model) -
         assert picks and not {p.key for p in picks} & heard
         assert [p.score for p in picks] == sorted((p.score for p in picks), reverse=True)
         assert picks[0].reasons["summary"]
+
+
+def test_the_latency_benchmark_runs_on_a_checkpoint(smoke: SmokeRuns, tmp_path) -> None:
+    """benchmarks/recommend_latency.py end to end on the smoke recommender: both timings, and
+    the closed-form gradients equal to autograd's."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from recommend_latency import main
+
+    out = tmp_path / "latency.json"
+    ckpt = smoke["smoke_recommender"].ckpt
+    row = main(["--checkpoint", str(ckpt), "--users", "3", "--repeats", "1", "--out", str(out)])
+    assert row["with_reasons_ms"] > row["without_reasons_ms"] > 0
+    assert row["gradients_max_abs_difference"] < 1e-5
+    assert json.loads(out.read_text())["catalog"]["rows"] == [row]
