@@ -228,3 +228,50 @@ def test_drums_written_as_drums(tmp_path):
 def test_factory_transposes(tmp_path):
     (track,) = tracks_of(load_midi(write_scale(tmp_path / "s.mid", transpose=2)))
     assert track.notes[:, 2].tolist() == [p + 2 for p in SCALE]
+
+
+def _written_back(pm, fast: bool):
+    """pm written by the symusic path (fast) or by pretty_midi's own writer, then read."""
+    import io as _io
+
+    if fast:
+        return load_midi_bytes(midi_to_bytes(pm))
+    buf = _io.BytesIO()
+    pm.write(buf)
+    return load_midi_bytes(buf.getvalue())
+
+
+@pytest.mark.parametrize("rel", [p.values[0] for p in real_midi_params()], ids=str)
+def test_notes_only_files_are_written_as_pretty_midi_writes_them(rel):
+    """midi_to_bytes writes a notes-only PrettyMIDI through symusic: the same instruments,
+    notes (within a tick), tempo map and time signatures as pretty_midi's writer, on real
+    files stripped of what that path leaves to pretty_midi."""
+    pm = load_midi(real_midi(rel))
+    for inst in pm.instruments:
+        inst.control_changes, inst.pitch_bends = [], []
+    pm.lyrics, pm.key_signature_changes = [], []
+    pm.instruments = [i for i in pm.instruments if i.notes]
+    fast, slow = _written_back(pm, True), _written_back(pm, False)
+    tick = 60.0 / (pm.get_tempo_changes()[1].max() * pm.resolution)  # s, at the fastest tempo
+    assert [(i.program, i.is_drum, i.name) for i in fast.instruments] == [
+        (i.program, i.is_drum, i.name) for i in slow.instruments
+    ]
+    for a, b in zip(tracks_of(fast), tracks_of(slow), strict=True):
+        assert a.notes.shape == b.notes.shape
+        np.testing.assert_array_equal(a.notes[:, 2:], b.notes[:, 2:])
+        np.testing.assert_allclose(a.notes[:, :2], b.notes[:, :2], atol=2 * tick)
+    np.testing.assert_allclose(fast.get_tempo_changes()[1], slow.get_tempo_changes()[1], rtol=1e-5)
+    assert [(t.numerator, t.denominator) for t in fast.time_signature_changes] == [
+        (t.numerator, t.denominator) for t in slow.time_signature_changes
+    ]
+
+
+def test_controls_and_key_signatures_go_through_pretty_midi():
+    import pretty_midi
+
+    pm = build_midi([TrackNotes(0, False, "scale", scale_notes())], tempo=100.0)
+    pm.instruments[0].control_changes.append(pretty_midi.ControlChange(64, 127, 0.5))
+    pm.key_signature_changes.append(pretty_midi.KeySignature(2, 0.0))  # D major
+    back = load_midi_bytes(midi_to_bytes(pm))
+    assert [(c.number, c.value) for c in back.instruments[0].control_changes] == [(64, 127)]
+    assert [k.key_number for k in back.key_signature_changes] == [2]

@@ -4,7 +4,8 @@ Two readers, one set of semantics:
 - `read_score` (symusic's C++ parser, ~0.2 ms a file) is what bulk ingestion uses: sources hand
   codecs a `Score`, notes per instrument plus the tempo map, and nothing else.
 - `load_midi` (pretty_midi, ~5-65 ms a file) returns a `PrettyMIDI`, for producers and the public
-  API: sampling primers, rendering, the service's uploads. Files are written with pretty_midi.
+  API: sampling primers, rendering, the service's uploads. Files are written by symusic when
+  they hold only notes, tempos and time signatures, else by pretty_midi (`midi_to_bytes`).
 Codecs read either through `tracks_of` and `time_to_beats`, so both give the same encodings.
 
 How a file is read (`read_score`; where pretty_midi differs, it says so):
@@ -514,9 +515,26 @@ def write_transposed(
 
 
 def midi_to_bytes(pm: pretty_midi.PrettyMIDI) -> bytes:
+    """A Standard MIDI File of `pm`. One holding only notes, tempos and time signatures (every
+    piece a model writes) goes through symusic (`to_symusic`: each note at its beat position,
+    on pm's grid): 3.6 -> 0.23 ms for a 4-bar chorale and 76 -> 1.9 ms for POP909's song 875,
+    with the notes pretty_midi's own writer gives (tested on real files); anything else (controls,
+    bends, lyrics, text, key signatures, an instrument without notes) by pretty_midi, which
+    writes all of it."""
+    if _notes_only(pm):
+        return to_symusic(pm).dumps_midi()
     buf = io.BytesIO()
     pm.write(buf)
     return buf.getvalue()
+
+
+def _notes_only(pm: pretty_midi.PrettyMIDI) -> bool:
+    return (
+        all(i.notes and not i.control_changes and not i.pitch_bends for i in pm.instruments)
+        and not pm.lyrics
+        and not getattr(pm, "text_events", None)
+        and not pm.key_signature_changes
+    )
 
 
 def notes_from_pitch_steps(
