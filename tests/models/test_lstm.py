@@ -304,6 +304,13 @@ def test_the_sampling_cell_steps_as_nn_lstm_does(layers: int) -> None:
     torch.testing.assert_close(state[0], h, atol=1e-6, rtol=0)
     torch.testing.assert_close(state[1], c, atol=1e-6, rtol=0)
     assert lstm.train().stepper() is None  # training keeps nn.LSTM and its dropout
+    # Under bf16 autocast (trainer.precision=bf16-mixed) both stay float32.
+    lstm.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out, state = lstm.stepper()(x[:, 0].bfloat16(), (h * 0, c * 0))
+        ref, (h1, c1) = lstm(x[:, :1].bfloat16())
+    assert out.dtype == state[0].dtype == torch.float32
+    torch.testing.assert_close(out, ref[:, 0], atol=1e-2, rtol=0)
 
 
 @pytest.mark.parametrize("kind", ["nade", "tokens"])

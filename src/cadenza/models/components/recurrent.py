@@ -61,6 +61,13 @@ class LSTMStep:
                 )  # fmt: skip
 
     def __call__(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        device = x.device.type
+        if torch.is_autocast_enabled(device):  # float32, as `LSTM` runs under autocast
+            with torch.autocast(device, enabled=False):
+                return self._step(x, state)
+        return self._step(x, state)
+
+    def _step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         Hs = self.hidden
         h_in, c_in = state[0].float(), state[1].float()  # [L, N, Hs]
         x = x.float()
