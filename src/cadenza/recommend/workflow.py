@@ -190,8 +190,7 @@ def forget_listeners(model: RecommenderModule, users: set[str]) -> int:
     neighbours and their explanations are then a new listener's with no history. The trained
     weights still carry what training learned from everyone; only retraining without them
     removes that. -> how many listeners were emptied."""
-    keys = [str(u) for u in (model.hparams.user_keys or [])]
-    rows = [i for i, key in enumerate(keys) if key in users]
+    rows = sorted(model.user_rows[u] for u in users if u in model.user_rows)
     if not rows:
         return 0
     indptr = model.history_indptr

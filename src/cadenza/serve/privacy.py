@@ -135,8 +135,7 @@ class Forgetting:
             every = self.list.read()
             if every:
                 for s in self._recommenders():
-                    users = {u for u in map(str, s.model.hparams.user_keys or [])
-                             if self.pseudonyms.of(u) in every}  # fmt: skip
+                    users = {u for u in s.model.user_rows if self.pseudonyms.of(u) in every}
                     self._apply(s, users)
 
     def forget(self, listener: str, pseudonym: str) -> list[str]:
@@ -153,7 +152,7 @@ class Forgetting:
     def _apply(s: Served, users: set[str]) -> bool:
         from cadenza.recommend.workflow import forget_listeners
 
-        known = users & set(map(str, s.model.hparams.user_keys or []))
+        known = users & s.model.user_rows.keys()
         if not known:
             return False
         # A changed copy, swapped in by one assignment: requests already running finish on the

@@ -27,10 +27,15 @@ class LSTM(nn.LSTM):
                 state = (state[0].float(), state[1].float())
             return super().forward(x.float(), state)
 
+    def step(self, x: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
+        """One time step through nn.LSTM itself: x [N, E] -> (out [N, Hs], state)."""
+        out, state = self(x.unsqueeze(1), state)
+        return out[:, 0], state
+
     def stepper(self) -> LSTMStep | None:
-        """The one-step cell for a sampling loop, or None where nn.LSTM itself should run: in
-        training (inter-layer dropout), off the CPU (the cell was measured only there), and
-        for a bidirectional or projected LSTM."""
+        """The one-step cell for a sampling loop, or None where `step` (nn.LSTM itself) should
+        run: in training (inter-layer dropout), off the CPU (the cell was measured only there),
+        and for a bidirectional or projected LSTM. Callers take `stepper() or step`."""
         cpu = self.weight_ih_l0.device.type == "cpu"
         if self.training or self.bidirectional or self.proj_size or not cpu:
             return None

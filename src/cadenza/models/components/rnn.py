@@ -150,10 +150,8 @@ class FrameLSTM(FrameOutput):
         """Feed one frame [N, D] (None: the start input for n rows) -> (out [N, Hs], state);
         through `cell` (the LSTM's `stepper()`) where there is one."""
         inp = self.start.expand(n, -1) if frame is None else self.input_proj(frame.float())
-        if cell is not None:  # inference only, where self.drop is the identity
-            return cell(inp, state)
-        out, state = self.lstm(inp.unsqueeze(1), state)
-        return self.drop(out[:, 0]), state
+        out, state = (cell or self.lstm.step)(inp, state)
+        return self.drop(out), state
 
     @torch.no_grad()
     def generate(
@@ -220,12 +218,9 @@ class TokenLSTM(nn.Module):
         self, tokens: torch.Tensor, state: State | None, cell: LSTMStep | None = None
     ) -> tuple[torch.Tensor, State]:
         """tokens [N] -> (next-token logits [N, V], state); through `cell` (the LSTM's
-        `stepper()`, inference only) where there is one and a state to continue."""
-        if cell is not None and state is not None:
-            out, state = cell(self.embed(tokens), state)
-            return self.head(out), state
-        out, state = self(tokens.unsqueeze(1), state)
-        return self.head(out[:, 0]), state
+        `stepper()`, which needs a state to continue) where there is one."""
+        out, state = (cell or self.lstm.step)(self.embed(tokens), state)
+        return self.head(self.drop(out)), state
 
     @torch.no_grad()
     def generate(

@@ -128,15 +128,11 @@ class _TokenLSTM(nn.Module):
     def run(self, code: torch.Tensor, prev: torch.Tensor, steps: int, pick: Picker) -> torch.Tensor:
         """Autoregressive: code [N, C], prev [N, K] (token before the first) -> [N, steps, K]."""
         state = _initial_state(self.init, code, self.layers, self.hidden)
-        cell = self.rnn.stepper()  # the cheap one-step cell where there is one (recurrent.py)
+        step = self.rnn.stepper() or self.rnn.step  # the cheap cell where there is one
         out = []
         for _ in range(steps):
             h = torch.cat([self.embed(prev[:, None]), code[:, None]], dim=-1)  # [N, 1, K*E+C]
-            if cell is not None:
-                y, state = cell(h[:, 0], state)  # [N, Hs]
-            else:
-                seq, state = self.rnn(h, state)
-                y = seq[:, 0]
+            y, state = step(h[:, 0], state)  # [N, Hs]
             prev = pick(self.head(y).view(-1, self.tracks, self.vocab))  # [N, K]
             out.append(prev)
         return torch.stack(out, dim=1)
