@@ -14,8 +14,8 @@ def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     io.save_checkpoint({"step": 1, "w": torch.ones(3)}, path)
     assert torch.load(path, weights_only=True)["step"] == 1
 
-    def killed_midway(obj: object, f: object) -> None:
-        f.write(b"partial bytes")  # type: ignore[attr-defined]
+    def killed_midway(obj: object, f: Path) -> None:
+        Path(f).write_bytes(b"partial bytes")
         raise KeyboardInterrupt  # as if the run were killed during the write
 
     monkeypatch.setattr(torch, "save", killed_midway)

@@ -19,6 +19,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, open_dict
 
+from cadenza.atomic import write_atomically
 from cadenza.cli import CONFIG_DIR, run_task
 from cadenza.errors import ConfigError
 from cadenza.training.config import instantiate, require
@@ -132,9 +133,8 @@ def evaluate_nll(cfg: DictConfig) -> dict[str, float]:
     run = trainer.test if split == "test" else trainer.validate
     metrics = {k: float(v) for k, v in run(model, datamodule=datamodule, verbose=False)[0].items()}
     out = Path(cfg.get("out") or DEFAULT_OUT["nll"])
-    out.parent.mkdir(parents=True, exist_ok=True)
     report = {"ckpt_path": str(cfg.ckpt_path), "split": split, "metrics": metrics}
-    out.write_text(json.dumps(report, indent=2))
+    write_atomically(out, json.dumps(report, indent=2))
     width = max(len(k) for k in metrics)
     for k, v in metrics.items():
         print(f"{k:<{width}}  {v:.4f}")

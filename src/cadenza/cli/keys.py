@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
+from cadenza.atomic import write_atomically
 from cadenza.errors import ConfigError
 from cadenza.serve.auth import SCOPES, key_entry, new_key, parse_keys
 
@@ -59,12 +59,9 @@ def _write(path: Path, entries: list[dict]) -> None:
     nobody else's business."""
     import yaml
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write("# cadenza-serve API keys: SHA-256 digests only (cadenza-keys new adds one)\n")
-        yaml.safe_dump({"keys": entries}, f, sort_keys=False)
-    os.replace(tmp, path)
+    header = "# cadenza-serve API keys: SHA-256 digests only (cadenza-keys new adds one)\n"
+    write_atomically(path, header + yaml.safe_dump({"keys": entries}, sort_keys=False),
+                     private=True)  # fmt: skip
 
 
 def _new(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ the folder is complete, and a second run with the same config only reads it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cadenza.atomic import write_atomically
 from cadenza.data.sources import Source, SourceItem
 from cadenza.data.splits import SPLITS, assign_splits, check_fractions
 from cadenza.errors import BadFileError, BadMidiError, CadenzaError
@@ -204,9 +206,7 @@ def prepare(
         "skipped_counts": dict(sorted(Counter(s["reason"] for s in skipped).items())),
         "duplicates_kept": duplicates_kept,
     }
-    tmp = manifest_path.with_name(f".manifest.json.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, manifest_path)
+    write_atomically(manifest_path, json.dumps(manifest, indent=1))
     prepared = PreparedData(folder, manifest)
     log.info("%s (%.1f s)", prepared.summary(), manifest["prepare_seconds"])
     return prepared
@@ -368,18 +368,14 @@ def _write_splits(
             offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(int).tolist()
             offsets = offsets if members else []
             steps = int(sum(lengths))
-            tmp = folder / f".{split}.npy.tmp{os.getpid()}"
-            with tmp.open("wb") as out:
-                header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
-                          "shape": (steps, *row)}  # fmt: skip
-                np.lib.format.write_array_header_2_0(out, header)
-                for k, off in zip(members, offsets):
-                    raw.seek(k["raw"] * row_bytes)
-                    out.write(raw.read(k["length"] * row_bytes))
-                    pieces.append({"id": k["id"], "key": k["key"], "split": split,
-                                   "offset": off, "length": k["length"]})  # fmt: skip
+            header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                      "shape": (steps, *row)}  # fmt: skip
             # Replace, never overwrite in place: another process may have the old file mapped.
-            os.replace(tmp, folder / f"{split}.npy")
+            copy = functools.partial(_copy_rows, raw=raw, header=header, members=members,
+                                     row_bytes=row_bytes)  # fmt: skip
+            write_atomically(folder / f"{split}.npy", copy)
+            pieces += [{"id": k["id"], "key": k["key"], "split": split, "offset": off,
+                        "length": k["length"]} for k, off in zip(members, offsets)]  # fmt: skip
             entries[split] = {
                 "file": f"{split}.npy",
                 "pieces": len(members),
@@ -388,6 +384,16 @@ def _write_splits(
                 "lengths": lengths,
             }
     return entries, pieces
+
+
+def _copy_rows(tmp: Path, raw: Any, header: dict[str, Any], members: list[dict[str, Any]],
+               row_bytes: int) -> None:  # fmt: skip
+    """An .npy file at `tmp`: `header`, then each member's rows read from the raw stream."""
+    with tmp.open("wb") as out:
+        np.lib.format.write_array_header_2_0(out, header)
+        for k in members:
+            raw.seek(k["raw"] * row_bytes)
+            out.write(raw.read(k["length"] * row_bytes))
 
 
 def _nothing_usable(source: Source, skipped: list[dict[str, str]]) -> str:

@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from cadenza.atomic import write_atomically
 from cadenza.errors import ConfigError
 from cadenza.generation.pieces import Piece
 
@@ -73,9 +74,7 @@ def write_piece(
 
 
 def write_report(out_dir: str | Path, report: dict[str, Any]) -> Path:
-    path = Path(out_dir) / REPORT
-    path.write_text(json.dumps(report, indent=2))
-    return path
+    return write_atomically(Path(out_dir) / REPORT, json.dumps(report, indent=2))
 
 
 def write_pieces(

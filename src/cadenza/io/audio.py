@@ -21,6 +21,7 @@ import librosa
 import numpy as np
 import soundfile
 
+from cadenza.atomic import write_atomically
 from cadenza.errors import BadAudioError, CadenzaError, ConfigError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
@@ -197,15 +198,9 @@ def save_audio(wave: Waveform, path: str | os.PathLike[str]) -> Path:
     peak = float(np.abs(samples).max()) if len(samples) else 0.0
     if peak > 1.0:
         samples = samples / peak
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     subtype = "VORBIS" if fmt == "OGG" else "PCM_16"
-    try:
-        soundfile.write(str(tmp), samples, int(wave.sample_rate), format=fmt, subtype=subtype)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomically(path, lambda tmp: soundfile.write(
+        str(tmp), samples, int(wave.sample_rate), format=fmt, subtype=subtype))  # fmt: skip
 
 
 def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:

@@ -50,6 +50,7 @@ import numpy as np
 import pretty_midi
 import symusic
 
+from cadenza.atomic import write_atomically
 from cadenza.errors import BadMidiError, CadenzaError
 
 MAX_SECONDS = 3600.0  # longer than any real piece in our corpora: a sign of a garbage tempo map
@@ -487,15 +488,7 @@ def _writable(notes: np.ndarray) -> np.ndarray:
 
 def save_midi(pm: pretty_midi.PrettyMIDI, path: str | os.PathLike[str]) -> Path:
     """Write atomically (temp file in the same folder, then os.replace); creates parents."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(midi_to_bytes(pm))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomically(path, midi_to_bytes(pm))
 
 
 def write_transposed(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from cadenza.atomic import write_atomically
 from cadenza.errors import ConfigError
 from cadenza.metrics.music_compare import compare_sets
 from cadenza.metrics.music_rolls import load_rolls
@@ -93,12 +93,4 @@ def _json_safe(obj: Any) -> Any:
 def write_report(report: dict[str, Any], out: str | Path) -> Path:
     """Write the report as JSON (NaN as null), atomically (a reader never sees half a file);
     creates parent folders."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(_json_safe(report), indent=2))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    return write_atomically(out, json.dumps(_json_safe(report), indent=2))

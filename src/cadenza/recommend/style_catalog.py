@@ -26,8 +26,8 @@ name that style on their own.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from cadenza.atomic import write_atomically
 from cadenza.data.sources import (
     CoconetSource,
     MidiFolderSource,
@@ -220,21 +221,12 @@ def _read_cache(path: Path) -> StyleCatalog | None:
 def _write_cache(path: Path, catalog: StyleCatalog) -> None:
     """Arrays first, then the json: the json's presence means both are complete. Each file
     goes to a temporary name and is renamed into place, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"keys": catalog.keys, "skipped": catalog.skipped, "styles": list(STYLES),
             "feature_names": list(SYMBOLIC_NAMES), "version": FEATURES_VERSION}  # fmt: skip
-    for suffix, write in (
-        (".npz", lambda f: np.savez(f, styles=catalog.styles, features=catalog.features)),
-        (".json", lambda f: f.write(json.dumps(meta, indent=1).encode())),
-    ):
-        final = path.with_suffix(suffix)
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                write(f)
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
+    with io.BytesIO() as arrays:
+        np.savez(arrays, styles=catalog.styles, features=catalog.features)
+        write_atomically(path.with_suffix(".npz"), arrays.getvalue())
+    write_atomically(path.with_suffix(".json"), json.dumps(meta, indent=1))
 
 
 # --- simulated listeners -----------------------------------------------------------------------

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
+from cadenza.atomic import write_atomically
+
 if TYPE_CHECKING:
     from cadenza.serve.registry import Served
 
@@ -78,9 +80,7 @@ class ForgetList:
     def add(self, pseudonym: str) -> None:
         with self._lock:
             every = self.read() | {pseudonym}
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"forgotten": sorted(every)}))
-            os.replace(tmp, self.path)
+            write_atomically(self.path, json.dumps({"forgotten": sorted(every)}))
 
 
 LISTENER_PATH = re.compile(r"(/api/listeners/)([^/?\s]+)")

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cadenza.atomic import write_atomically
 from cadenza.serve.auth import Caller, FileLinks
 from cadenza.serve.errors import NotFoundError, RequestError
 
@@ -181,7 +182,7 @@ class Store:
 
 
 def _write_owner(folder: Path, caller: Caller, listener: str | None) -> None:
-    (folder / OWNER).write_text(json.dumps({"key": caller.name, "listener": listener}))
+    write_atomically(folder / OWNER, json.dumps({"key": caller.name, "listener": listener}))
 
 
 def _read_owner(folder: Path) -> dict[str, Any]:

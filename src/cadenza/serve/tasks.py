@@ -17,9 +17,9 @@ a running job stops it at its next step and deletes what it wrote.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cadenza.atomic import write_atomically
 from cadenza.errors import BadFileError, CadenzaError
 from cadenza.progress import JobCancelledError, Progress, tracking
 from cadenza.serve.auth import Caller
@@ -172,14 +173,13 @@ class Tasks:
 
     # --- records ----------------------------------------------------------------------------
     def _save(self, task: Task) -> None:
-        folder = self.store.tasks / task.id
-        if not folder.is_dir():  # deleted (its listener forgotten, or expired) while it ran
-            return
         record = {k: v for k, v in task.view().items() if k != "url"}
         record["progress"] = task.progress.fraction
-        tmp = folder / f".task.json.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, folder / "task.json")
+        # FileNotFoundError: its folder was deleted (its listener forgotten, or expired) while
+        # it ran; the record goes with it.
+        with contextlib.suppress(FileNotFoundError):
+            write_atomically(self.store.tasks / task.id / "task.json", json.dumps(record),
+                             parents=False)  # fmt: skip
 
     def _recover(self) -> None:
         """Records left by the previous process: one that had not finished never will."""

@@ -4,8 +4,6 @@ sees half a file."""
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,25 +11,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-
-def _write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
-    """`write(tmp)` a sibling temp file, then rename it onto `path` (parents created); the temp
-    file is removed if anything fails. The thread id in its name keeps two worker threads that
-    write the same path from writing into one temp file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+from cadenza.atomic import write_atomically
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
     FigureCanvasAgg(fig)
-    return _write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    return write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 
 def save_image(
@@ -41,6 +26,6 @@ def save_image(
     Level 1 by default: these pictures are mostly flat colour, so stronger levels cost time for
     little size."""
     img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
-    return _write_atomically(
+    return write_atomically(
         path, lambda tmp: img.save(tmp, format="PNG", compress_level=compress_level)
     )

@@ -1,0 +1,70 @@
+"""Files that are never half-written: one way to write any file a reader may open at any time.
+
+A file is written whole under a temporary name in its own folder, then renamed onto its path.
+`os.replace` is atomic on POSIX within one filesystem, so a reader (another process, a resumed
+run, a browser downloading a job's MIDI) sees the old file or the new one, never a truncated
+one. A killed writer leaves at most a hidden `.<name>.<pid>....tmp` beside it, a name no scan
+for `*.mid`, `*.ckpt` or `*.json` matches.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+# Temp names are unique per process, thread and call: two threads writing one path (a job's
+# record saved by its worker while a request cancels it) never write into the same temp file.
+_calls = itertools.count()
+
+
+def write_atomically(
+    path: str | os.PathLike[str],
+    content: bytes | str | Callable[[Path], object],
+    *,
+    private: bool = False,
+    durable: bool = False,
+    parents: bool = True,
+) -> Path:
+    """Write `content` (bytes, text as UTF-8, or `write(tmp_path)` for writers that take a path)
+    to `path`, creating its parents. The temp file is removed if anything fails.
+
+    private: owner-only (0600) from the first byte, for secrets and key digests; otherwise the
+        umask's usual mode, as `open(path, "w")` would give.
+    durable: fsync before the rename, so a power cut cannot leave the new name on empty data
+        (checkpoints); everything else trades that for speed.
+    parents: False for a record inside a folder that someone else may delete (a job's): a
+        FileNotFoundError then says it has gone, where creating it again would bring it back.
+    """
+    path = Path(path)
+    if parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _create_temp(path, 0o600 if private else 0o666)
+    try:
+        if isinstance(content, bytes | str):
+            data = content.encode("utf-8") if isinstance(content, str) else content
+            tmp.write_bytes(data)
+        else:
+            content(tmp)
+        if durable:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _create_temp(path: Path, mode: int) -> Path:
+    """An empty, new sibling of `path` with `mode` (less the umask); O_EXCL so a leftover from a
+    killed process that had the same pid is never reused."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}."
+                             f"{next(_calls)}.tmp")  # fmt: skip
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
+            return tmp
+        except FileExistsError:
+            continue

@@ -1,0 +1,101 @@
+"""write_atomically: every file a reader may open while it is written (checkpoints, MIDI, WAV,
+PNG, manifests, job records, key files) goes through it."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from cadenza.atomic import write_atomically
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_bytes_text_and_a_writer_that_takes_a_path(tmp_path: Path) -> None:
+    assert write_atomically(tmp_path / "a" / "b.bin", b"\x00\x01").read_bytes() == b"\x00\x01"
+    assert write_atomically(tmp_path / "c.txt", "Bachchoräle").read_text("utf-8") == "Bachchoräle"
+    out = write_atomically(tmp_path / "d.txt", lambda tmp: tmp.write_text("by path"))
+    assert out == tmp_path / "d.txt" and out.read_text() == "by path"
+    write_atomically(tmp_path / "d.txt", "again", durable=True)  # replaces; fsync'd first
+    assert out.read_text() == "again"
+    assert _leftovers(tmp_path) == [] and _leftovers(tmp_path / "a") == []
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    path = write_atomically(tmp_path / "report.json", '{"old": true}')
+
+    def killed_midway(tmp: Path) -> None:
+        tmp.write_text('{"new": tr')
+        raise KeyboardInterrupt  # as if the process were stopped during the write
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(path, killed_midway)
+    assert path.read_text() == '{"old": true}'
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_modes_private_is_owner_only_and_the_rest_follow_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        plain = write_atomically(tmp_path / "piece.mid", b"MThd")
+        secret = write_atomically(tmp_path / "keys.yaml", "keys: []", private=True)
+        with open(tmp_path / "by_open.txt", "w") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(plain.stat().st_mode) == stat.S_IMODE(
+        (tmp_path / "by_open.txt").stat().st_mode
+    )
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+
+
+def test_parents_false_in_a_deleted_folder_raises_and_does_not_bring_it_back(
+    tmp_path: Path,
+) -> None:
+    gone = tmp_path / "job"  # a job folder deleted while its worker still saves its record
+    with pytest.raises(FileNotFoundError):
+        write_atomically(gone / "task.json", "{}", parents=False)
+    assert not gone.exists()
+
+
+def test_threads_writing_one_path_never_collide_and_a_reader_sees_only_whole_files(
+    tmp_path: Path,
+) -> None:
+    """A job's record is saved by its worker while a request thread cancels it: with one temp
+    name per process, one thread's rename took the other's file away (FileNotFoundError)."""
+    path = tmp_path / "task.json"
+    payloads = [bytes([65 + i]) * 200_000 for i in range(6)]
+    write_atomically(path, payloads[0])
+    errors: list[BaseException] = []
+    seen: set[bytes] = set()
+    done = threading.Event()
+
+    def writer(payload: bytes) -> None:
+        try:
+            for _ in range(30):
+                write_atomically(path, payload)
+        except BaseException as e:  # noqa: BLE001 - collected and asserted on below
+            errors.append(e)
+
+    def reader() -> None:
+        while not done.is_set():
+            seen.add(path.read_bytes())
+
+    threads = [threading.Thread(target=writer, args=(p,)) for p in payloads]
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.set()
+    watcher.join()
+    assert errors == []
+    assert seen and seen <= set(payloads)  # never an empty, short or mixed file
+    assert path.read_bytes() in payloads and _leftovers(tmp_path) == []
