@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cadenza.atomic import write_atomically
+from cadenza.atomic import create_once, write_atomically
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -99,3 +99,25 @@ def test_threads_writing_one_path_never_collide_and_a_reader_sees_only_whole_fil
     assert errors == []
     assert seen and seen <= set(payloads)  # never an empty, short or mixed file
     assert path.read_bytes() in payloads and _leftovers(tmp_path) == []
+
+
+def test_create_once_writes_whole_or_leaves_what_is_there(tmp_path: Path) -> None:
+    path = tmp_path / "work" / ".secret"
+    assert create_once(path, "first", private=True) is True
+    assert create_once(path, "second", private=True) is False
+    assert path.read_text() == "first" and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert _leftovers(path.parent) == []
+
+
+def test_create_once_from_many_threads_gives_one_content_read_by_all(tmp_path: Path) -> None:
+    path = tmp_path / ".secret"
+    won: list[bool] = []
+    threads = [
+        threading.Thread(target=lambda i=i: won.append(create_once(path, f"{i:064d}")))
+        for i in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert won.count(True) == 1 and len(path.read_text()) == 64

@@ -57,6 +57,25 @@ def write_atomically(
     return path
 
 
+def create_once(
+    path: str | os.PathLike[str], content: bytes | str, *, private: bool = False
+) -> bool:
+    """Write `path` whole unless it exists (False then, and it is left as it is). Of several
+    processes starting at once one writes it and all read the same; a writer killed midway
+    leaves no empty file behind that would later be read as the content (an empty secret)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _create_temp(path, 0o600 if private else 0o666)
+    try:
+        tmp.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+        os.link(tmp, path)  # fails if `path` exists: creation and content in one step
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _create_temp(path: Path, mode: int) -> Path:
     """An empty, new sibling of `path` with `mode` (less the umask); O_EXCL so a leftover from a
     killed process that had the same pid is never reused."""

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from cadenza.errors import CadenzaError
 from cadenza.recommend.module import RecommenderModule
 from cadenza.serve.app import create_app
 from cadenza.serve.auth import OPEN, key_entry, new_key
@@ -112,6 +113,13 @@ def test_a_listener_path_in_the_access_log_is_a_pseudonym(tmp_path, caplog):
     assert Pseudonyms.load(None, tmp_path).of("listener 42") == pseudonyms.of("listener 42")
     assert Pseudonyms.load("another secret", tmp_path).of("listener 42") != pseudonyms.of(
         "listener 42")  # fmt: skip
+
+
+def test_an_emptied_pseudonym_secret_stops_the_service_instead_of_keying_with_nothing(tmp_path):
+    """An empty secret would make every pseudonym computable by anyone."""
+    (tmp_path / ".pseudonym_key").write_text("")
+    with pytest.raises(CadenzaError, match="no usable secret"):
+        Pseudonyms.load(None, tmp_path)
 
 
 def test_jobs_and_uploads_expire_after_keep_hours(tmp_path):

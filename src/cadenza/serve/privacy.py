@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import secrets
 import threading
@@ -24,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from cadenza.atomic import write_atomically
+from cadenza.atomic import create_once, write_atomically
+from cadenza.errors import CadenzaError
 
 if TYPE_CHECKING:
     from cadenza.serve.registry import Served
@@ -39,14 +39,15 @@ class Pseudonyms:
         if env_text:
             return cls(env_text.encode("utf-8"))
         path = work_dir / ".pseudonym_key"
-        work_dir.mkdir(parents=True, exist_ok=True)
-        try:  # O_EXCL: of several processes starting at once, one writes it, all read it
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
-        except FileExistsError:
-            pass
-        return cls(path.read_text().strip().encode("utf-8"))
+        # Of several processes starting at once, one writes it and all read it.
+        create_once(path, secrets.token_hex(32), private=True)
+        secret = path.read_text().strip()
+        if len(secret) < 32:
+            raise CadenzaError(
+                f"{path} holds no usable secret ({len(secret)} characters); delete it to make "
+                "a new one (listeners' pseudonyms then change)"
+            )
+        return cls(secret.encode("utf-8"))
 
     def derive(self, purpose: str) -> bytes:
         """A separate secret for another use (signed file links), from the same one."""
