@@ -14,7 +14,11 @@ For each family it reports:
 - model FLOP utilisation for the LSTM and the Transformer, from the FLOP count in `flops_per_step`;
 - a checkpoint written on the device (through the atomic checkpoint I/O) that a CPU-only process
   (CUDA_VISIBLE_DEVICES="") loads weights-only and samples from;
-- sampling on the device twice with one seed, which must give the same notes.
+- sampling on the device twice with one seed, which must give the same notes;
+- every ability the family declares (continuation, condition, reconstruct, interpolate,
+  attributes, token filters, styles), asked for once on the device as `cadenza-sample
+  device=cuda` and `cadenza-serve device=cuda` would: each must answer with music;
+- whether the service's batched loop gives each request the notes it gets alone (reported).
 
 The remaining minutes go to the long run (`--long vae`: the 16-bar hierarchical VAE at
 MusicVAE-like width, 1024-unit LSTMs and batch 256), validated at its end on the same metrics as
@@ -47,6 +51,7 @@ from torch import nn
 from cli_runs import compose_experiment, max_time
 
 RESULTS = Path(__file__).parent / "results" / "gpu_check.json"
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -320,8 +325,51 @@ def train_family(
     a, b = (generate(model, **controls) for _ in range(2))
     row["same_seed_same_notes"] = all(torch.equal(p.tensor, q.tensor) for p, q in zip(a, b))
     row["sampled_notes"] = [p.notes for p in a]
+    if model.can(Ability.ATTRIBUTES):  # vectors from the training windows, on the device
+        data = datamodule.dataset("train", training=False)
+        model.fit_attributes(torch.stack([data[i][0] for i in range(min(256, len(data)))]))
+    row["abilities"] = abilities_on_device(model, root / "inputs")
+    if model.can(Ability.PRIOR) and model.codec.output == "midi":  # what the service batches
+        row["batched_same_as_alone"] = batched_same_as_alone(model)
     row["config"] = OmegaConf.to_container(cfg.model, resolve=True)
     return row
+
+
+def abilities_on_device(model: Any, folder: Path) -> dict[str, str]:
+    """Every ability the family declares, asked for once on the model's device: "ok" or the
+    error. A producer's controls reach code that prior sampling never runs (a primer's prefix,
+    a condition track, an encoder, an attribute vector, a style mix), and the service
+    (`device=cuda`) runs all of it."""
+    from cadenza.models.base import Ability
+
+    if str(REPO) not in sys.path:  # run as a script: the fixtures that make the input MIDI
+        sys.path.insert(0, str(REPO))
+    from tests.fixtures.abilities import ability_inputs, use_ability
+
+    folder.mkdir(parents=True, exist_ok=True)
+    inputs = ability_inputs(folder)
+    out: dict[str, str] = {}
+    for ability in (a for a in Ability if model.can(a)):
+        try:
+            pieces = use_ability(ability, model, inputs)
+            ok = pieces and all(p.tensor.numel() > 0 for p in pieces)
+            out[str(ability)] = "ok" if ok else "no music"
+        except Exception as e:  # noqa: BLE001 - reported per ability; the rest still run
+            out[str(ability)] = f"{type(e).__name__}: {e}"[:300]
+    return out
+
+
+def batched_same_as_alone(model: Any) -> bool:
+    """Whether two requests drawn in one batched loop (as the service batches them) give the
+    notes each gives alone. Reported, not required: on a GPU a product's rounding may depend
+    on the number of rows (docs/serving.md says what that means)."""
+    from cadenza.generation import generate, generate_batch
+
+    requests = [(1, 11), (2, 12)]
+    batched = generate_batch(model, requests, bars=1)
+    alone = [generate(model, n, seed=seed, bars=1) for n, seed in requests]
+    return all(torch.equal(p.tensor, q.tensor)
+               for xs, ys in zip(batched, alone) for p, q in zip(xs, ys))  # fmt: skip
 
 
 def long_run(check: Check, args: argparse.Namespace, root: Path, seconds: float) -> dict:
@@ -498,13 +546,15 @@ def _passed(row: dict[str, Any]) -> bool:
     return (
         "error" not in row and row["loss_finite"] and row["same_seed_same_notes"]
         and row.get("cpu_load", {}).get("loaded", False)
+        and all(v == "ok" for v in row.get("abilities", {}).values())
     )  # fmt: skip
 
 
 def print_table(report: dict[str, Any]) -> None:
     print(f"\n{report['device']}, {report['precision']}")
     head = f"{'family':<12}{'steps':>6}{'loss first->last':>20}{'steps/s':>11}{'win/s':>9}"
-    print(head + f"{'peak GB':>9}{'TFLOP/s':>9}{'MFU':>7}{'seed':>6}{'cpu load':>10}")
+    print(head + f"{'peak GB':>9}{'TFLOP/s':>9}{'MFU':>7}{'seed':>6}{'cpu load':>10}"
+          f"{'abilities':>11}")  # fmt: skip
     for family, r in report["families"].items():
         if "error" in r:
             print(f"{family:<12} ERROR {r['error']}")
@@ -513,9 +563,13 @@ def print_table(report: dict[str, Any]) -> None:
         mfu = f"{r['mfu']:.1%}" if r.get("mfu") is not None else "-"
         tfl = f"{r['tflops']:.2f}" if r.get("tflops") is not None else "-"
         load = "ok" if r.get("cpu_load", {}).get("loaded") else "FAIL"
+        abilities = r.get("abilities", {})
+        bad = [a for a, v in abilities.items() if v != "ok"]
+        abilities_cell = f"FAIL {','.join(bad)}" if bad else f"{len(abilities)} ok"
         print(f"{family:<12}{r['steps']:>6}{loss:>20}{_f(r['codec_steps_per_s'], 0):>11}"
               f"{_f(r['windows_per_s'], 1):>9}{_f(r['peak_memory_gb'], 2):>9}{tfl:>9}{mfu:>7}"
-              f"{'same' if r['same_seed_same_notes'] else 'DIFF':>6}{load:>10}")  # fmt: skip
+              f"{'same' if r['same_seed_same_notes'] else 'DIFF':>6}{load:>10}"
+              f"{abilities_cell:>11}")  # fmt: skip
     if "long" in report:
         print(f"long run: {json.dumps(report['long'].get('valid', report['long']))}")
 

@@ -11,6 +11,7 @@ from cadenza.errors import ConfigError
 from cadenza.models.sampling import (
     check_controls,
     filter_logits,
+    pick_device,
     sample_bernoulli,
     sample_categorical,
 )
@@ -139,3 +140,29 @@ def test_bad_controls_raise_config_error(kwargs: dict, match: str) -> None:
         check_controls(**kwargs)
     with pytest.raises(ConfigError, match=match):
         sample_categorical(LOGITS, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [("gpu", "'gpu' is not a device"), ("", "is not a device"), ("mps", "samples on cpu, cuda"),
+     ("meta", "samples on cpu, cuda")],
+    ids=["gpu", "empty", "mps", "meta"],
+)  # fmt: skip
+def test_a_device_that_is_not_one_fails_naming_the_key(value: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as err:
+        pick_device(value, key="sample_device")
+    assert str(err.value).startswith("sample_device=")
+
+
+def test_cpu_and_auto_pick_what_this_process_can_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert pick_device("cpu") == pick_device(" CPU ") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="device=cuda: no CUDA GPU is visible"):
+        pick_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert pick_device("auto") == torch.device("cuda")
+    assert pick_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(ConfigError, match=r"sees 2 CUDA GPU\(s\), cuda:0 to cuda:1"):
+        pick_device("cuda:2")

@@ -80,6 +80,8 @@ def test_primer_is_continued(smoke_ckpt: Path, tmp_path: Path) -> None:
         (["CKPT", "n=abc"], "n must be an integer"),
         (["CKPT", "primer=/no/such.mid"], "such.mid"),
         (["CKPT", "style=jsb"], "generate in a style"),
+        (["CKPT", "device=cuda:99"], "device=cuda:99"),  # no GPU here, or not that many
+        (["CKPT", "device=gpu"], "device='gpu' is not a device"),
     ],
     ids=[
         "missing-ckpt",
@@ -89,6 +91,8 @@ def test_primer_is_continued(smoke_ckpt: Path, tmp_path: Path) -> None:
         "n-abc",
         "missing-primer",
         "style-on-an-unconditional-model",
+        "unusable-device",
+        "not-a-device",
     ],
 )
 def test_sample_errors_are_one_clear_line(

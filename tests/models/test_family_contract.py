@@ -13,10 +13,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import get_class
 
-from cadenza.generation import exploration, generate, write_pieces
+from cadenza.generation import generate, write_pieces
 from cadenza.models import FAMILIES, Ability, AbilityError, GenerativeModule
 from cadenza.paths import config_dir
-from tests.fixtures.midi_factory import write_chords, write_scale
+from tests.fixtures.abilities import ability_inputs, use_ability
 from tests.fixtures.smoke import SMOKE_EXPERIMENTS, SmokeRuns
 
 
@@ -46,11 +46,7 @@ def model(request: pytest.FixtureRequest, smoke: SmokeRuns) -> GenerativeModule:
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Short MIDI files every codec can read: a melody (primer, condition, VAE input) and
-    chords (the other end of an interpolation)."""
-    folder = tmp_path_factory.mktemp("inputs")
-    return {"melody": write_scale(folder / "melody.mid"),
-            "chords": write_chords(folder / "chords.mid", transpose=-12)}  # fmt: skip
+    return ability_inputs(tmp_path_factory.mktemp("inputs"))
 
 
 def _draw(model: GenerativeModule, seed: int, inputs: dict[str, Path], n: int = 2) -> list:
@@ -116,45 +112,17 @@ def test_pieces_written_to_files_parse_back(model: GenerativeModule, inputs, tmp
             assert notes == piece.notes == entry["notes"]
 
 
-def _use(ability: Ability, model: GenerativeModule, inputs: dict[str, Path]) -> list:
-    """Ask the model for one ability the way a producer would; -> the pieces it made."""
-    melody, chords = inputs["melody"], inputs["chords"]
-    if ability is Ability.PRIOR:
-        return generate(model, 1, bars=1)
-    if ability is Ability.CONTINUE:
-        return generate(model, 1, primer=melody, steps=8)
-    if ability is Ability.CONDITION:
-        return generate(model, 1, condition=melody)
-    if ability is Ability.RECONSTRUCT:
-        return exploration.reconstruct(model, melody).pieces
-    if ability is Ability.INTERPOLATE:
-        return exploration.interpolate(model, melody, chords, steps=3).pieces
-    if ability is Ability.LATENT_WALK:
-        return exploration.latent_walk(model, steps=3).pieces
-    if ability is Ability.ATTRIBUTES:
-        return exploration.prior_with_attribute(model, "density:+1", n=2).pieces
-    if ability is Ability.TOKEN_FILTERS:
-        pieces = generate(model, 1, top_k=3, bars=1, condition=None)
-        return pieces + generate(model, 1, top_p=0.5, bars=1)
-    if ability is Ability.STYLE:
-        styles = getattr(model, "styles", None) or ["jsb", "pop909"]
-        pieces = generate(model, 1, style=styles[0], bars=1)
-        mix = {styles[0]: 0.5, styles[-1]: 0.5}
-        return pieces + generate(model, 1, style=mix, primer=melody, steps=8)
-    raise AssertionError(f"the contract test does not exercise {ability}")
-
-
 @pytest.mark.parametrize("ability", list(Ability), ids=str)
 def test_each_declared_ability_works_and_each_other_says_what_it_can(
     model: GenerativeModule, ability: Ability, inputs
 ) -> None:
     if model.can(ability):
-        pieces = _use(ability, model, inputs)
+        pieces = use_ability(ability, model, inputs)
         assert pieces and all(p.tensor.numel() > 0 for p in pieces)
         assert all(p.output == model.codec.output for p in pieces)
         return
     with pytest.raises(AbilityError) as err:
-        _use(ability, model, inputs)
+        use_ability(ability, model, inputs)
     message = str(err.value)
     assert f"this {model.family} model cannot" in message and "it can:" in message
     assert "Traceback" not in message

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from cadenza.io.midi import load_midi_bytes, tracks_of
 from cadenza.recommend.module import RecommenderModule
 from cadenza.recommend.workflow import recommend_catalog
+from cadenza.serve.registry import load_all
 from tests.fixtures.data import data_root
 from tests.serve.conftest import MARKER, SERVED
 
@@ -37,6 +38,7 @@ def fetch(client: TestClient, url: str) -> bytes:
 def test_health_counts_the_served_models_and_unsafe_checkpoints_are_refused(client, checkpoints):
     health = client.get("/api/health").json()
     assert health["status"] == "ok" and health["models"] == len(SERVED)
+    assert health["device"] == "cpu"  # where generators sample (serve.yaml's device)
     assert health["not_served"] == 3 and "failed" not in health  # which files: admins only
     failed = client.get("/api/models").json()["failed"]  # an open service: everyone is admin
     refused = {Path(f["file"]).name: f["error"] for f in failed}
@@ -45,6 +47,15 @@ def test_health_counts_the_served_models_and_unsafe_checkpoints_are_refused(clie
     # Loaded weights-only: the pickled callable in evil.ckpt never ran.
     assert "weights" in refused["evil.ckpt"].lower() or "unpickl" in refused["evil.ckpt"].lower()
     assert not (checkpoints.parent / MARKER).exists()
+
+
+def test_device_moves_the_generators_and_leaves_recommenders_on_the_cpu(checkpoints):
+    """The device a service is given reaches every generator: "meta" stands in for a GPU (a
+    device that holds no data, so nothing could have stayed behind on the CPU unnoticed)."""
+    served, _ = load_all(checkpoints, 64, torch.device("meta"))
+    devices = {name: {p.device.type for p in s.model.parameters()} for name, s in served.items()}
+    assert devices.pop("smoke_recommender") == {"cpu"}  # one small matrix product
+    assert devices and all(d == {"meta"} for d in devices.values()), devices
 
 
 def test_models_describe_each_family_with_its_controls(client):

@@ -174,6 +174,8 @@ def test_old_jobs_are_pruned_so_the_disk_stays_bounded(client, settings) -> None
         ({"synth": "moog"}, "synth"),
         ({"host": "0.0.0.0"}, "no API keys are configured: set keys_file"),
         ({"keep_hours": -1}, "keep_hours"),
+        ({"device": "cuda:99"}, "device=cuda:99"),  # no GPU here, or not that many
+        ({"device": "tpu"}, "device='tpu' is not a device"),
     ],
     ids=[
         "missing-folder",
@@ -186,6 +188,8 @@ def test_old_jobs_are_pruned_so_the_disk_stays_bounded(client, settings) -> None
         "synth",
         "open-beyond-loopback",
         "keep-hours",
+        "unusable-device",
+        "not-a-device",
     ],  # fmt: skip
 )
 def test_a_wrong_setting_fails_at_start_up_naming_the_key(checkpoints, cfg, says) -> None:

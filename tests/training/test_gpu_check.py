@@ -62,6 +62,10 @@ def test_gpu_check_runs_every_family_on_cpu(tmp_path: Path) -> None:
         assert all(math.isfinite(v) for v in row["loss_curve"]), family
         assert row["codec_steps_per_s"] > 0 and row["windows_per_s"] > 0, family
         assert row["same_seed_same_notes"], family
+        # Every declared ability answered with music on the device (a CPU here).
+        assert row["abilities"] and set(row["abilities"].values()) == {"ok"}, (family, row)
+        if "prior" in row["abilities"] and family != "mel_vae":  # the service batches MIDI
+            assert row["batched_same_as_alone"] is True, family  # on a CPU: exactly
         # The checkpoint this process wrote loads, weights only, in one that sees no GPU.
         assert row["cpu_load"]["loaded"], (family, row["cpu_load"])
     for family in ("lstm", "transformer"):  # model FLOP utilisation needs a FLOP count

@@ -6,6 +6,7 @@ declares them; attribute=density:+1.5 shifts every code along an attribute vecto
 mode=reconstruct input=a.mid: the first window of a.mid through the latent and back.
 mode=interpolate a=x.mid b=y.mid steps=8: the latent path as files + one sheet; a family with no
   encoder (a gan) walks between two random latents (seed) instead.
+device=cuda samples on a GPU (device=auto: one when visible); the default is the CPU.
 What a checkpoint can do is its family's declaration; asking for anything else says what it can.
 """
 
@@ -27,12 +28,14 @@ AUDIO_KEYS = ("render", "synth", "soundfont", "sample_rate")
 def sample(cfg: DictConfig) -> list[str]:
     from cadenza.generation import exploration, generate_to_files
     from cadenza.models import Ability, GenerativeModule
+    from cadenza.models.sampling import pick_device
 
     controls = OmegaConf.to_container(cfg, resolve=True)
     mode = controls.pop("mode", "prior")
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {list(MODES)}, got {mode!r}")
-    model = GenerativeModule.load(require(cfg, "ckpt_path"))
+    device = pick_device(controls.pop("device", "cpu"))  # before the checkpoint is read
+    model = GenerativeModule.load(require(cfg, "ckpt_path")).to(device)
     controls.pop("ckpt_path")
     attribute = controls.pop("attribute", None)
     inputs = {k: controls.pop(k, None) for k in ("input", "a", "b")}

@@ -173,3 +173,34 @@ def sample_bernoulli(
         return (logits > 0).float()
     p = torch.sigmoid(logits / temperature)
     return (uniform(p.shape, p.device, generator) < p).float()
+
+
+DEVICES = "cpu, cuda, cuda:N or auto (the first CUDA GPU when one is visible, else the CPU)"
+
+
+def pick_device(value: Any, key: str = "device") -> torch.device:
+    """The device a loaded model samples on, from cadenza-sample's or cadenza-serve's `key`.
+    A device this process cannot use fails here, at start-up, naming the key: not at the first
+    request. Apple's mps is left out until a run of every family has been seen to work on it."""
+    text = "" if value is None else str(value).strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"{key}={value!r} is not a device; use {DEVICES}") from None
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise ConfigError(f"{key}={text}: Cadenza samples on {DEVICES}")
+    if not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise ConfigError(
+            f"{key}={text}: no CUDA GPU is visible to this process (torch {torch.__version__}, "
+            f"{build}); use {key}=cpu or {key}=auto"
+        )
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise ConfigError(f"{key}={text}: this process sees {count} CUDA GPU(s), "
+                          f"cuda:0 to cuda:{count - 1}")  # fmt: skip
+    return device

@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cadenza import __version__
 from cadenza.errors import BadFileError, CadenzaError, ConfigError
+from cadenza.models.sampling import pick_device
 from cadenza.serve import jobs
 from cadenza.serve.auth import Caller, FileLinks
 from cadenza.serve.batching import Batcher
@@ -199,7 +200,8 @@ async def _no_body() -> Message:
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
-    served, failed = load_all(settings.checkpoints, settings.max_models)
+    device = pick_device(settings.device, "device")
+    served, failed = load_all(settings.checkpoints, settings.max_models, device)
     if not served:
         raise ConfigError(
             f"checkpoints={settings.checkpoints}: no checkpoint could be served "
@@ -322,7 +324,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return {"status": "ok", "models": len(served), "not_served": len(failed),
                 "version": __version__, "uptime_s": round(time.monotonic() - started, 1),
                 "busy": workers.busy, "workers": workers.n, "auth": not keyring.open,
-                "limits": asdict(settings.limits)}  # fmt: skip
+                "device": str(device), "limits": asdict(settings.limits)}  # fmt: skip
 
     @app.get("/metrics", response_class=Response)
     def prometheus() -> Response:

@@ -63,12 +63,15 @@ def find_checkpoints(root: Path) -> dict[str, Path]:
     return found
 
 
-def load_served(name: str, path: Path, root: Path) -> Served:
+def load_served(name: str, path: Path, root: Path, device: torch.device | None = None) -> Served:
+    """One checkpoint, ready to serve; a generator is moved to `device` (default: the CPU)."""
     real = path.resolve()
     if not real.is_relative_to(root.resolve()):
         raise CadenzaError(f"{path} links outside the checkpoints folder ({real}); not served")
     # Weights only (read_checkpoint): a checkpoint from a stranger cannot run code here.
     model = CadenzaModule.from_checkpoint(read_checkpoint(real), real)
+    if isinstance(model, GenerativeModule) and device is not None:
+        model = model.to(device)
     if isinstance(model, RecommenderModule):
         with torch.no_grad():
             catalog = ExactIndex().build(model.catalog_embeddings().numpy())
@@ -76,7 +79,9 @@ def load_served(name: str, path: Path, root: Path) -> Served:
     return Served(name, path, model)
 
 
-def load_all(root: Path, max_models: int) -> tuple[dict[str, Served], list[dict[str, str]]]:
+def load_all(
+    root: Path, max_models: int, device: torch.device | None = None
+) -> tuple[dict[str, Served], list[dict[str, str]]]:
     served: dict[str, Served] = {}
     failed: list[dict[str, str]] = []
     for name, path in find_checkpoints(root).items():
@@ -84,7 +89,7 @@ def load_all(root: Path, max_models: int) -> tuple[dict[str, Served], list[dict[
             failed.append({"file": str(path), "error": f"more than max_models={max_models}"})
             continue
         try:
-            served[name] = load_served(name, path, root)
+            served[name] = load_served(name, path, root, device)
             log.info("serving %s (%s) from %s", name, served[name].family, path)
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the service
             log.warning("not serving %s: %s", path, e)

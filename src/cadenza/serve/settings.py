@@ -13,6 +13,7 @@ from typing import Any
 from cadenza.errors import ConfigError
 from cadenza.models.base import check_float, check_int
 from cadenza.models.components.nade import ROWWISE_MAX_ROWS
+from cadenza.models.sampling import pick_device
 from cadenza.paths import config_dir
 from cadenza.serve.auth import Keyring
 
@@ -52,6 +53,9 @@ class ServeSettings:
     batch_window_ms: float = 10.0
     # Background jobs (POST /api/jobs/...) waiting to start, at most; one more is a 503.
     max_queued_jobs: int = 64
+    # Where generators sample: cpu | cuda | cuda:N | auto (a CUDA GPU when one is visible).
+    # Recommenders and classifiers stay on the CPU: a recommendation is one small matrix product.
+    device: str = "cpu"
     # torch's threads per worker; null: the machine's cores / workers, so that concurrent
     # jobs share the cores instead of fighting over them.
     torch_threads: int | None = None
@@ -160,6 +164,7 @@ class ServeSettings:
                         self.keys_env)  # fmt: skip
         else:
             log.info("cadenza-serve: %d API key(s) from %s", len(keys.keys), keys.source)
+        pick_device(self.device, "device")
         check_int("port", self.port, minimum=0)
         if self.port > 65535:
             raise ConfigError(f"port must be <= 65535, got {self.port}")
