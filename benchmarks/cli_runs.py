@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from cadenza.atomic import write_atomically
+
 BIN = Path(sys.executable).parent
 
 
@@ -83,8 +85,7 @@ def save_entry(results: Path, key: str, entry: dict) -> dict:
     beside this one may have written its own entry meanwhile. -> every entry."""
     every = json.loads(results.read_text()) if results.is_file() else {}
     every[key] = entry
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps(every, indent=1))
+    write_atomically(results, json.dumps(every, indent=1))
     return every
 
 

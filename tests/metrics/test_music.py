@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cadenza.io.midi import TrackNotes, build_midi, save_midi
+from cadenza.io.midi import TrackNotes, build_midi, load_midi, save_midi
 from cadenza.metrics.music import (
     Roll,
     default_qn_threshold,
@@ -29,8 +29,9 @@ from cadenza.metrics.music import (
     used_pitch_classes,
 )
 from cadenza.metrics.music_compare import compare_sets, compare_values
-from cadenza.metrics.music_rolls import load_rolls
+from cadenza.metrics.music_rolls import load_rolls, roll_from_midi
 from cadenza.metrics.music_sets import PIECE_METRICS, piece_metrics, set_metrics
+from tests.fixtures.data import real_midi, real_midi_params
 from tests.fixtures.midi_factory import scale_notes, write_two_tracks
 
 BAR4 = 16  # steps per 4/4 bar at 4 steps per beat
@@ -289,3 +290,38 @@ def test_load_rolls_reads_files_and_reports_bad_ones(
     # a list of files, one missing: skipped, not raised
     rolls, skipped = load_rolls([tmp_path / "a_two.mid", tmp_path / "nope.mid"], 4)
     assert len(rolls) == 1 and skipped[0][1].startswith("missing")
+
+
+@pytest.mark.parametrize("rel", real_midi_params())
+def test_load_rolls_reads_real_files_as_pretty_midi_would(rel: str) -> None:
+    """load_rolls parses with symusic (read_score): on real files with tempo maps, pickups,
+    6/8 and three tracks it gives exactly the rolls of pretty_midi's reading."""
+    path = real_midi(rel)
+    (fast,), skipped = load_rolls([path], steps_per_beat=12)
+    slow = roll_from_midi(load_midi(path), 12)
+    assert skipped == [] and fast.drums == slow.drums
+    assert fast.roll.shape == slow.roll.shape and np.array_equal(fast.roll, slow.roll)
+
+
+def test_the_speed_benchmark_runs_on_two_folders(tmp_path: Path) -> None:
+    """benchmarks/music_eval_speed.py end to end on real files: both timings and the report's
+    digest, which says whether two runs computed the same numbers."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from music_eval_speed import main
+
+    generated, reference = tmp_path / "generated", tmp_path / "reference"
+    for folder, params in ((generated, real_midi_params()[:2]),
+                           (reference, real_midi_params()[-2:])):  # fmt: skip
+        folder.mkdir()
+        for rel in (param.values[0] for param in params):
+            (folder / Path(rel).name).write_bytes(real_midi(rel).read_bytes())
+    out = tmp_path / "speed.json"
+    args = ["--generated", str(generated), "--reference", str(reference), "--out", str(out)]
+    entry = main([*args, "--name", "a"])
+    again = main([*args, "--name", "b"])
+    assert entry["files"] == entry["rolls"] == 4 and min(entry["total_s"], entry["read_s"]) >= 0
+    assert entry["report_sha256"] == again["report_sha256"]
+    assert set(json.loads(out.read_text())) == {"a", "b"}

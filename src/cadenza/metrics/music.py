@@ -22,6 +22,7 @@ to rolls: `music_rolls`.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -93,17 +94,31 @@ class Roll:
     def drum_tracks(self) -> list[int]:
         return [k for k in range(self.n_tracks) if self.drums[k]]
 
+    @functools.cached_property
+    def notes(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """`notes_of` each track, found once: a piece's metrics read them a dozen times."""
+        return [notes_of(self.roll[:, k]) for k in range(self.n_tracks)]
+
+    @functools.cached_property
+    def bar_chroma(self) -> list[np.ndarray]:
+        """`_bar_chroma` of each track, found once (every pair of tracks reads two)."""
+        return [_bar_chroma(self.roll[:, k], self.bar_steps, self.low_pitch)
+                for k in range(self.n_tracks)]  # fmt: skip
+
 
 # --- helpers ---------------------------------------------------------------------------------
 def notes_of(track: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """bool [T, P] -> (onset step, offset step, pitch column), int [N] each: one per run."""
+    """bool [T, P] -> (onset step, offset step, pitch column), int [N] each: one per run,
+    ordered by pitch, then time."""
     track = np.asarray(track, bool)
-    padded = np.zeros((track.shape[0] + 2, track.shape[1]), np.int8)
-    padded[1:-1] = track
-    change = np.diff(padded, axis=0).T  # [P, T+1]; pitch-major so on/off pairs line up
-    p_on, t_on = np.nonzero(change == 1)
+    cols = np.flatnonzero(track.any(axis=0))  # a piece sounds a third of the 128 pitches or less
+    # [used pitches, T + 2], contiguous and pitch-major so on/off pairs line up.
+    padded = np.zeros((len(cols), track.shape[0] + 2), np.int8)
+    padded[:, 1:-1] = track[:, cols].T
+    change = np.diff(padded, axis=1)
+    row_on, t_on = np.nonzero(change == 1)
     _, t_off = np.nonzero(change == -1)
-    return t_on, t_off, p_on
+    return t_on, t_off, cols[row_on]
 
 
 def _bars(track: np.ndarray, bar_steps: int) -> np.ndarray:
@@ -152,7 +167,12 @@ def used_pitch_class_counts(
     track: np.ndarray, bar_steps: int, low_pitch: int
 ) -> tuple[float, float]:
     """(sum of pitch classes over non-empty bars, non-empty bars)."""
-    pcs = np.count_nonzero(_bar_chroma(track, bar_steps, low_pitch), axis=1)
+    return used_pitch_class_counts_from(_bar_chroma(track, bar_steps, low_pitch))
+
+
+def used_pitch_class_counts_from(chroma: np.ndarray) -> tuple[float, float]:
+    """`used_pitch_class_counts` of a track's bar chroma [n_bars, 12] (a Roll's `bar_chroma`)."""
+    pcs = np.count_nonzero(chroma, axis=1)
     return float(pcs.sum()), float(np.count_nonzero(pcs))
 
 
@@ -167,7 +187,14 @@ def used_pitch_classes(track: np.ndarray, bar_steps: int, low_pitch: int = 0) ->
 
 def qualified_note_counts(track: np.ndarray, threshold: int) -> tuple[float, float]:
     """(qualified notes, notes)."""
-    on, off, _ = notes_of(track)
+    return qualified_note_counts_from(notes_of(track), threshold)
+
+
+def qualified_note_counts_from(
+    notes: tuple[np.ndarray, ...], threshold: int
+) -> tuple[float, float]:
+    """`qualified_note_counts` of a track's `notes_of` (a Roll's `notes`)."""
+    on, off, _ = notes
     return float(np.count_nonzero(off - on >= threshold)), float(len(on))
 
 
@@ -185,13 +212,20 @@ def drum_pattern_counts(
     track: np.ndarray, steps_per_beat: int, tolerance: float, onsets_only: bool
 ) -> tuple[float, float]:
     """(weighted hits on the grid, hits); see `drum_pattern_rate`."""
+    steps = notes_of(track)[0] if onsets_only else np.nonzero(track)[0]
+    return drum_pattern_counts_from(steps, steps_per_beat, tolerance)
+
+
+def drum_pattern_counts_from(
+    steps: np.ndarray, steps_per_beat: int, tolerance: float
+) -> tuple[float, float]:
+    """`drum_pattern_counts` of the hits' steps (onsets, or every sounding step)."""
     if steps_per_beat not in DRUM_GRID_PERIOD:
         raise ValueError(
             f"drum-pattern rate is defined for {sorted(DRUM_GRID_PERIOD)} steps per beat, "
             f"got {steps_per_beat}"
         )
     period = DRUM_GRID_PERIOD[steps_per_beat]
-    steps = notes_of(track)[0] if onsets_only else np.nonzero(track)[0]
     phase = steps % period
     weight = np.where(phase == 0, 1.0, np.where((phase == 1) | (phase == period - 1), tolerance, 0))
     return float(weight.sum()), float(len(steps))
@@ -241,8 +275,13 @@ def tonal_distance(
     projection, so a held note weighs by its length. Both tracks are bool [T, P] of one piece.
     NaN when no bar has both tracks sounding.
     """
-    ca = _bar_chroma(track_a, bar_steps, low_pitch)
-    cb = _bar_chroma(track_b, bar_steps, low_pitch)
+    return _chroma_distance(
+        _bar_chroma(track_a, bar_steps, low_pitch), _bar_chroma(track_b, bar_steps, low_pitch)
+    )
+
+
+def _chroma_distance(ca: np.ndarray, cb: np.ndarray) -> float:
+    """`tonal_distance` of two tracks' bar chroma [n_bars, 12]."""
     both = (ca.sum(1) > 0) & (cb.sum(1) > 0)
     if not both.any():
         return math.nan
@@ -256,9 +295,7 @@ def tonal_distances(roll: Roll) -> dict[str, float]:
     """TD of every pair of non-drum tracks, keyed `<key a>-<key b>` in track order."""
     tracks = roll.pitched()
     return {
-        f"{roll.key(a)}-{roll.key(b)}": tonal_distance(
-            roll.roll[:, a], roll.roll[:, b], roll.bar_steps, roll.low_pitch
-        )
+        f"{roll.key(a)}-{roll.key(b)}": _chroma_distance(roll.bar_chroma[a], roll.bar_chroma[b])
         for i, a in enumerate(tracks)
         for b in tracks[i + 1 :]
     }
@@ -267,7 +304,7 @@ def tonal_distances(roll: Roll) -> dict[str, float]:
 # --- MusPy / Yang & Lerch, over the piece ----------------------------------------------------
 def _pitched_notes(roll: Roll) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(onset, offset, MIDI pitch) of every note of every non-drum track, concatenated."""
-    parts = [notes_of(roll.roll[:, k]) for k in roll.pitched()]
+    parts = [roll.notes[k] for k in roll.pitched()]
     if not parts:
         return np.zeros(0, int), np.zeros(0, int), np.zeros(0, int)
     on, off, col = (np.concatenate(x) for x in zip(*parts))
@@ -310,7 +347,7 @@ def groove_consistency(roll: Roll) -> float:
         return math.nan
     onsets = np.zeros(n_bars * roll.bar_steps, bool)
     for k in range(roll.n_tracks):
-        onsets[notes_of(roll.roll[:, k])[0]] = True
+        onsets[roll.notes[k][0]] = True
     patterns = onsets.reshape(n_bars, roll.bar_steps)
     hamming = np.count_nonzero(patterns[:-1] != patterns[1:])
     return float(1.0 - hamming / (roll.bar_steps * (n_bars - 1)))

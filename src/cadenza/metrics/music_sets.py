@@ -17,18 +17,18 @@ from cadenza.metrics.music import (
     DRUM_GRID_PERIOD,
     Roll,
     default_qn_threshold,
-    drum_pattern_counts,
+    drum_pattern_counts_from,
     empty_bar_counts,
     groove_consistency,
     note_density,
     pitch_class_entropy,
     pitch_range,
     polyphony,
-    qualified_note_counts,
+    qualified_note_counts_from,
     ratio,
     scale_consistency,
     tonal_distances,
-    used_pitch_class_counts,
+    used_pitch_class_counts_from,
 )
 
 PIECE_METRICS = (
@@ -67,15 +67,18 @@ def nanmean(values: Sequence[float]) -> float:
 
 def _piece_parts(roll: Roll, qn_threshold: int | None, dp_tolerance: float) -> dict[str, _Part]:
     """Every metric of one piece: pooled ones as (numerator, denominator), the rest as floats."""
-    r, bar, low = roll.roll, roll.bar_steps, roll.low_pitch
     threshold = qn_threshold or default_qn_threshold(roll.steps_per_beat)
-    eb = {roll.key(k): empty_bar_counts(r[:, k], bar) for k in range(roll.n_tracks)}
-    upc = {roll.key(k): used_pitch_class_counts(r[:, k], bar, low) for k in roll.pitched()}
-    qn = {roll.key(k): qualified_note_counts(r[:, k], threshold) for k in roll.pitched()}
+    eb = {roll.key(k): empty_bar_counts(roll.roll[:, k], roll.bar_steps)
+          for k in range(roll.n_tracks)}  # fmt: skip
+    upc = {roll.key(k): used_pitch_class_counts_from(roll.bar_chroma[k]) for k in roll.pitched()}
+    qn = {roll.key(k): qualified_note_counts_from(roll.notes[k], threshold) for k in roll.pitched()}
     dp: dict[str, tuple[float, float]] = {}
     if roll.steps_per_beat in DRUM_GRID_PERIOD:  # elsewhere DP is undefined: NaN
+        # Each hit counts once, at its onset (drum_pattern_counts' onsets_only).
         dp = {
-            roll.key(k): drum_pattern_counts(r[:, k], roll.steps_per_beat, dp_tolerance, True)
+            roll.key(k): drum_pattern_counts_from(
+                roll.notes[k][0], roll.steps_per_beat, dp_tolerance
+            )
             for k in roll.drum_tracks()
         }
     td = tonal_distances(roll)
