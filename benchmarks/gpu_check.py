@@ -327,7 +327,8 @@ def train_family(
     row["sampled_notes"] = [p.notes for p in a]
     if model.can(Ability.ATTRIBUTES):  # vectors from the training windows, on the device
         data = datamodule.dataset("train", training=False)
-        model.fit_attributes(torch.stack([data[i][0] for i in range(min(256, len(data)))]))
+        windows = min(256 if on_gpu else 32, len(data))  # the CPU run only proves the path
+        model.fit_attributes(torch.stack([data[i][0] for i in range(windows)]))
     row["abilities"] = abilities_on_device(model, root / "inputs")
     if model.can(Ability.PRIOR) and model.codec.output == "midi":  # what the service batches
         row["batched_same_as_alone"] = batched_same_as_alone(model)

@@ -93,6 +93,7 @@ def test_full_size_experiment_runs_one_step_of_everything(
         assert files[0].with_suffix(".wav").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_smoke_experiments_through_one_cli_multirun(tmp_path: Path) -> None:
     """`cadenza-train -m` sweeps every smoke experiment in one process (Hydra's basic sweeper,
     one job each), from a working directory with nothing of Cadenza's in it. In bf16-mixed:

@@ -211,6 +211,7 @@ def _midi_files() -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in (".mid", ".midi"))
 
 
+@pytest.mark.slow
 def test_every_real_midi_file_reads_the_same_with_both_readers() -> None:
     """Every second MIDI file of the data root in sorted order (2,168 of 4,335 today, every
     corpus and folder represented): notes matched on drum, program, pitch, and onset and offset

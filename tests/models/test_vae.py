@@ -121,6 +121,7 @@ def test_free_bits_and_kl_annealing_shape_the_loss() -> None:
     assert math.isclose(ss.sampling_probability(), 1 - 10 / 11, rel_tol=1e-9)
 
 
+@pytest.mark.slow
 def test_interpolation_endpoints_decode_close_to_their_inputs() -> None:
     model, x = trained_vae()
     acc = (model.reconstruct(x)[..., 0] == x).float().mean()

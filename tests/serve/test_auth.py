@@ -288,6 +288,7 @@ def test_a_malformed_keys_file_fails_at_start_up_saying_where(checkpoints, tmp_p
             tmp_path / "keys.yaml")})  # fmt: skip
 
 
+@pytest.mark.slow
 def test_serving_beyond_loopback_needs_keys_and_keys_may_come_from_the_environment(
     checkpoints, tmp_path, monkeypatch
 ):

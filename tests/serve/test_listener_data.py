@@ -13,7 +13,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from cadenza.errors import CadenzaError
+from cadenza.errors import ConfigError
 from cadenza.recommend.module import RecommenderModule
 from cadenza.serve.app import create_app
 from cadenza.serve.auth import OPEN, key_entry, new_key
@@ -111,15 +111,27 @@ def test_a_listener_path_in_the_access_log_is_a_pseudonym(tmp_path, caplog):
     # The secret is made once, owner-only, and the same pseudonym comes back from it.
     assert (tmp_path / ".pseudonym_key").stat().st_mode & 0o077 == 0
     assert Pseudonyms.load(None, tmp_path).of("listener 42") == pseudonyms.of("listener 42")
-    assert Pseudonyms.load("another secret", tmp_path).of("listener 42") != pseudonyms.of(
+    assert Pseudonyms.load("another secret " * 3, tmp_path).of("listener 42") != pseudonyms.of(
         "listener 42")  # fmt: skip
 
 
 def test_an_emptied_pseudonym_secret_stops_the_service_instead_of_keying_with_nothing(tmp_path):
-    """An empty secret would make every pseudonym computable by anyone."""
+    """An empty secret would make every pseudonym (and every signed link) computable by anyone."""
     (tmp_path / ".pseudonym_key").write_text("")
-    with pytest.raises(CadenzaError, match="no usable secret"):
+    with pytest.raises(ConfigError, match=r"\.pseudonym_key \(delete it.* holds 0 characters"):
         Pseudonyms.load(None, tmp_path)
+
+
+def test_a_short_pseudonym_secret_in_the_environment_fails_at_start_up(
+    checkpoints, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MY_PSEUDONYM_KEY", "hunter2")
+    with pytest.raises(ConfigError, match=r"\$MY_PSEUDONYM_KEY \(pseudonym_key_env\) holds 7"):
+        ServeSettings.from_dict({"checkpoints": str(checkpoints), "work_dir": str(tmp_path),
+                                 "pseudonym_key_env": "MY_PSEUDONYM_KEY"})  # fmt: skip
+    monkeypatch.setenv("MY_PSEUDONYM_KEY", "0" * 64)
+    ServeSettings.from_dict({"checkpoints": str(checkpoints), "work_dir": str(tmp_path),
+                             "pseudonym_key_env": "MY_PSEUDONYM_KEY"})  # fmt: skip
 
 
 def test_jobs_and_uploads_expire_after_keep_hours(tmp_path):

@@ -89,6 +89,7 @@ def test_probes_and_a_wrong_method_names_the_allowed_ones(json_service):
     assert r.json() == {"error": "Method Not Allowed", "status": 405}
 
 
+@pytest.mark.slow
 def test_sigterm_lets_the_running_request_finish_then_exits(checkpoints, tmp_path):
     with running_server(checkpoints, tmp_path, "limits.max_bars=256",
                         "shutdown_timeout_s=60") as (url, pid):  # fmt: skip

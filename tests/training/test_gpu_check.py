@@ -10,6 +10,8 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
+
 from cadenza.models.base import FAMILIES, GenerativeModule
 from tests.fixtures.data import data_root
 
@@ -45,6 +47,7 @@ def test_matmul_weights_counts_a_tied_embedding_once() -> None:
     assert gpu_check.matmul_weights(model) == 40 + 128 + 256
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_every_family_on_cpu(tmp_path: Path) -> None:
     data_root()  # fails under CI (skips elsewhere) without the real datasets
     results = tmp_path / "gpu_check.json"

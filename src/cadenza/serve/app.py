@@ -208,7 +208,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
             f"({failed or 'no *.ckpt files'}); train one first, e.g. `make demo`"
         )
     keyring = settings.keyring()
-    pseudonyms = Pseudonyms.load(_env(settings.pseudonym_key_env), settings.work_dir.resolve())
+    pseudonyms = Pseudonyms.load(_env(settings.pseudonym_key_env), settings.work_dir.resolve(),
+                                 settings.pseudonym_key_env)  # fmt: skip
     links = FileLinks(pseudonyms.derive("file-links"), settings.link_minutes)
     store = Store(settings.work_dir, settings.keep_jobs, settings.keep_uploads,
                   settings.keep_hours, links)  # fmt: skip

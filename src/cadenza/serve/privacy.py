@@ -24,10 +24,26 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from cadenza.atomic import create_once, write_atomically
-from cadenza.errors import CadenzaError
+from cadenza.errors import ConfigError
 
 if TYPE_CHECKING:
     from cadenza.serve.registry import Served
+
+
+# The secret keys listeners' pseudonyms and signs download links: anyone who can guess it can
+# compute both, so it must be long enough not to be guessed (`openssl rand -hex 32` gives 64).
+MIN_SECRET_CHARS = 32
+
+
+def check_secret(text: str, where: str) -> str:
+    """The pseudonym secret from `where`, stripped; ConfigError if too short to be one."""
+    secret = text.strip()
+    if len(secret) < MIN_SECRET_CHARS:
+        raise ConfigError(
+            f"{where} holds {len(secret)} characters; the pseudonym secret needs at least "
+            f"{MIN_SECRET_CHARS} (e.g. `openssl rand -hex 32`)"
+        )
+    return secret
 
 
 class Pseudonyms:
@@ -35,19 +51,16 @@ class Pseudonyms:
         self._secret = secret
 
     @classmethod
-    def load(cls, env_text: str | None, work_dir: Path) -> Pseudonyms:
+    def load(
+        cls, env_text: str | None, work_dir: Path, env_name: str = "CADENZA_PSEUDONYM_KEY"
+    ) -> Pseudonyms:
         if env_text:
-            return cls(env_text.encode("utf-8"))
+            return cls(check_secret(env_text, f"${env_name}").encode("utf-8"))
         path = work_dir / ".pseudonym_key"
         # Of several processes starting at once, one writes it and all read it.
         create_once(path, secrets.token_hex(32), private=True)
-        secret = path.read_text().strip()
-        if len(secret) < 32:
-            raise CadenzaError(
-                f"{path} holds no usable secret ({len(secret)} characters); delete it to make "
-                "a new one (listeners' pseudonyms then change)"
-            )
-        return cls(secret.encode("utf-8"))
+        where = f"{path} (delete it to make a new one; listeners' pseudonyms then change)"
+        return cls(check_secret(path.read_text(), where).encode("utf-8"))
 
     def derive(self, purpose: str) -> bytes:
         """A separate secret for another use (signed file links), from the same one."""

@@ -16,6 +16,7 @@ from cadenza.models.components.nade import ROWWISE_MAX_ROWS
 from cadenza.models.sampling import pick_device
 from cadenza.paths import config_dir
 from cadenza.serve.auth import Keyring
+from cadenza.serve.privacy import check_secret
 
 log = logging.getLogger("cadenza")
 
@@ -150,6 +151,9 @@ class ServeSettings:
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise ConfigError(f"{key} must name an environment variable, got "
                                   f"{getattr(self, key)!r}")  # fmt: skip
+        secret = os.environ.get(self.pseudonym_key_env)
+        if secret:  # before the port opens; unset, the service makes one in work_dir
+            check_secret(secret, f"${self.pseudonym_key_env} (pseudonym_key_env)")
         keys = self.keyring()
         if keys.open and not ip.is_loopback:
             raise ConfigError(
