@@ -250,6 +250,52 @@ def test_failing_fluidsynth_reports_its_last_stderr_line(
         render_midi(piece((0.0, 1.0, 60, 90)), SR, synth="fluidsynth")
 
 
+FAKE_FLUIDSYNTH = """#!{python}
+import struct, sys, time
+args = sys.argv
+out, rate = args[args.index("-F") + 1], int(args[args.index("-r") + 1])
+with open(out, "wb") as f:
+    if {writes}:  # a float WAV whose sizes are not filled in yet, as while rendering
+        f.write(b"RIFF" + bytes(4) + b"WAVE" + b"fmt " + struct.pack("<I", 16)
+                + struct.pack("<HHIIHH", 3, 2, rate, rate * 8, 8, 32) + b"data" + bytes(4))
+        f.write(struct.pack("<f", 0.25) * (2 * rate * 5))
+        f.flush()
+    time.sleep(120)  # and then never exits, as FluidSynth 2.3.1 does on a voice that never ends
+"""
+
+
+def _fake_fluidsynth(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, writes: bool) -> None:
+    exe = tmp_path / "fluidsynth"
+    exe.write_text(FAKE_FLUIDSYNTH.format(python=sys.executable, writes=writes))
+    exe.chmod(0o755)
+    monkeypatch.setattr(render.shutil, "which", lambda name: str(exe))
+    monkeypatch.setenv("CADENZA_SOUNDFONT", str(fake_soundfont(tmp_path / "gm.sf2")))
+    monkeypatch.setattr(render, "FLUIDSYNTH_TIMEOUT_S", 3.0)
+
+
+def test_a_render_that_never_ends_is_stopped_once_the_music_is_written(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _fake_fluidsynth(monkeypatch, tmp_path, writes=True)
+    started = time.monotonic()
+    wave = render_midi(piece((0.0, 1.0, 60, 90)), SR, synth="fluidsynth")
+    assert time.monotonic() - started < 3.0  # not the time limit, nor the fake's 120 s
+    assert len(wave.samples) == round((1.0 + render.TAIL_S) * SR)
+    assert float(np.abs(wave.samples[: SR // 2]).min()) > 0.5  # its constant 0.25, at -1 dBFS
+
+
+def test_a_stalled_fluidsynth_falls_back_to_the_built_in_synth_unless_asked_for(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _fake_fluidsynth(monkeypatch, tmp_path, writes=False)
+    with pytest.raises(CadenzaError, match="fluidsynth took over 7 s; giving up"):
+        render_midi(piece((0.0, 1.0, 60, 90)), SR, synth="fluidsynth")
+    with caplog.at_level(logging.WARNING):
+        wave = render_midi(piece((0.0, 1.0, 69, 100)), SR, synth="auto")
+    assert len(wave.samples) == round((1.0 + render.TAIL_S) * SR) and wave.samples.any()
+    assert "with the built-in synthesizer instead" in caplog.text
+
+
 # --- files and the command line --------------------------------------------------------
 def test_render_to_file_writes_what_it_rendered(tmp_path: Path) -> None:
     pm = piece((0.0, 1.0, 69, 100))

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,8 @@ PEAK = 10 ** (-1 / 20)  # -1 dBFS: headroom for lossy encoders and resampling ov
 # 0.6 keeps a dense piano score well under full scale (POP909 peaks near 0.55); the float file
 # format means louder scores still do not clip before we normalise.
 FLUIDSYNTH_GAIN = 0.6
+# Seconds a render may take beyond twice the music's length before it counts as stalled.
+FLUIDSYNTH_TIMEOUT_S = 60.0
 
 log = logging.getLogger("cadenza")
 _warned = False  # the fallback warning is given once per process, not once per file
@@ -142,9 +145,15 @@ def render_midi(
         seconds = min(seconds, float(max_seconds))
     n = int(round(seconds * sample_rate))
 
+    samples = None
     if _use_fluidsynth(synth, soundfont):
-        samples = _fluidsynth(pm, int(sample_rate), soundfont, seconds)
-    else:
+        try:
+            samples = _fluidsynth(pm, int(sample_rate), soundfont, seconds)
+        except FluidSynthHungError as e:
+            if synth == "fluidsynth":
+                raise
+            log.warning("%s: rendering %s with the built-in synthesizer instead", e, name)
+    if samples is None:
         samples = synthesize(tracks, int(sample_rate), n)
     return Waveform(_finish(samples, n, int(sample_rate)), int(sample_rate))
 
@@ -186,21 +195,67 @@ def _fluidsynth(
         # samples, so a loud passage is never clipped before normalisation.
         cmd = [exe, "-ni", "-q", "-g", str(FLUIDSYNTH_GAIN), "-r", str(sample_rate),
                "-O", "float", "-T", "wav", "-F", str(wav), str(sf2), str(mid)]  # fmt: skip
-        try:
-            # 40-170x real time measured (BENCHMARKS.md); the timeout only catches a hung process.
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=60 + 2 * seconds)
-        except subprocess.TimeoutExpired as e:
-            raise CadenzaError(f"fluidsynth took over {e.timeout:.0f} s; giving up") from e
-        if done.returncode != 0 or not wav.is_file():
-            lines = (done.stderr or done.stdout).strip().splitlines()
-            last = lines[-1] if lines else f"exit status {done.returncode}"
-            raise CadenzaError(f"fluidsynth failed on {sf2.name}: {last}")
+        frames = int(seconds * sample_rate)
+        # 40-170x real time measured (BENCHMARKS.md); the limit catches a stalled process.
+        timeout = FLUIDSYNTH_TIMEOUT_S + 2 * seconds
+        early = _run_until_written(cmd, wav, frames, timeout)
+        if early is not None:
+            return early
         try:
             return load_audio(wav, sample_rate, max_seconds=seconds).samples
         except BadAudioError as e:
             if e.reason == "silent":  # e.g. only keys the SoundFont has no sample for
                 return np.zeros(0, dtype=np.float32)
             raise CadenzaError(f"fluidsynth wrote an unreadable file: {e}") from e
+
+
+class FluidSynthHungError(CadenzaError):
+    """fluidsynth ran past its time limit without writing the audio asked for."""
+
+
+def _run_until_written(cmd: list[str], wav: Path, frames: int, timeout: float) -> np.ndarray | None:
+    """Run fluidsynth until it exits (None: read `wav` as usual) or until `wav` holds the
+    `frames` asked for (-> them, mono; the process is stopped). FluidSynth 2.3.1 and later
+    render until no voice sounds, and a voice that never falls silent keeps a render going for
+    ever (FluidSynth issue #1257); the audio we keep ends at `frames` anyway."""
+    enough = 4096 + frames * 2 * 4  # header (at most) + stereo float32 frames
+    started = time.monotonic()
+    log_path = wav.with_name("stderr.txt")  # a file, not a pipe: a full pipe would stall it
+    with (
+        log_path.open("w") as log_file,
+        subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file) as proc,
+    ):
+        while proc.poll() is None:
+            if wav.is_file() and wav.stat().st_size >= enough:
+                proc.kill()
+                proc.wait()
+                return _float_wav_frames(wav.read_bytes(), frames)
+            if time.monotonic() - started > timeout:
+                proc.kill()
+                proc.wait()
+                raise FluidSynthHungError(f"fluidsynth took over {timeout:.0f} s; giving up")
+            time.sleep(0.02)
+        if proc.returncode != 0 or not wav.is_file():
+            lines = log_path.read_text(errors="replace").strip().splitlines()
+            last = lines[-1] if lines else f"exit status {proc.returncode}"
+            raise CadenzaError(f"fluidsynth failed on {Path(cmd[-2]).name}: {last}")
+    return None
+
+
+def _float_wav_frames(data: bytes, frames: int) -> np.ndarray:
+    """The first `frames` of a float32 WAV that is still being written (its sizes are not
+    filled in yet), mixed to mono."""
+    channels, pos = 2, 12
+    while pos + 8 <= len(data):
+        chunk, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        if chunk == b"fmt ":
+            channels = int.from_bytes(data[pos + 10 : pos + 12], "little")
+        elif chunk == b"data":
+            raw = data[pos + 8 : pos + 8 + frames * channels * 4]
+            usable = len(raw) // (4 * channels) * 4 * channels
+            return np.frombuffer(raw[:usable], "<f4").reshape(-1, channels).mean(axis=1)
+        pos += 8 + size + (size & 1)
+    raise CadenzaError("fluidsynth wrote a WAV file without audio data")
 
 
 def _finish(samples: np.ndarray, n: int, sample_rate: int) -> np.ndarray:
