@@ -129,6 +129,10 @@ def test_a_short_pseudonym_secret_in_the_environment_fails_at_start_up(
     with pytest.raises(ConfigError, match=r"\$MY_PSEUDONYM_KEY \(pseudonym_key_env\) holds 7"):
         ServeSettings.from_dict({"checkpoints": str(checkpoints), "work_dir": str(tmp_path),
                                  "pseudonym_key_env": "MY_PSEUDONYM_KEY"})  # fmt: skip
+    # A long enough secret is used exactly as given (a trailing newline too): changing it would
+    # change every pseudonym, and the forget list is written in pseudonyms.
+    given = "k" * 40 + "\n"
+    assert Pseudonyms.load(given, tmp_path).of("42") == Pseudonyms(given.encode()).of("42")
     monkeypatch.setenv("MY_PSEUDONYM_KEY", "0" * 64)
     ServeSettings.from_dict({"checkpoints": str(checkpoints), "work_dir": str(tmp_path),
                              "pseudonym_key_env": "MY_PSEUDONYM_KEY"})  # fmt: skip

@@ -36,14 +36,14 @@ MIN_SECRET_CHARS = 32
 
 
 def check_secret(text: str, where: str) -> str:
-    """The pseudonym secret from `where`, stripped; ConfigError if too short to be one."""
-    secret = text.strip()
-    if len(secret) < MIN_SECRET_CHARS:
+    """`text`, unchanged (a changed secret would change every pseudonym, and un-forget the
+    forgotten); ConfigError if, less surrounding blanks, it is too short to be one."""
+    if len(text.strip()) < MIN_SECRET_CHARS:
         raise ConfigError(
-            f"{where} holds {len(secret)} characters; the pseudonym secret needs at least "
-            f"{MIN_SECRET_CHARS} (e.g. `openssl rand -hex 32`)"
+            f"{where} holds {len(text.strip())} characters; the pseudonym secret needs at "
+            f"least {MIN_SECRET_CHARS} (e.g. `openssl rand -hex 32`)"
         )
-    return secret
+    return text
 
 
 class Pseudonyms:
@@ -60,7 +60,7 @@ class Pseudonyms:
         # Of several processes starting at once, one writes it and all read it.
         create_once(path, secrets.token_hex(32), private=True)
         where = f"{path} (delete it to make a new one; listeners' pseudonyms then change)"
-        return cls(check_secret(path.read_text(), where).encode("utf-8"))
+        return cls(check_secret(path.read_text().strip(), where).encode("utf-8"))
 
     def derive(self, purpose: str) -> bytes:
         """A separate secret for another use (signed file links), from the same one."""
