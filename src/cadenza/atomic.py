@@ -44,8 +44,7 @@ def write_atomically(
     tmp = _create_temp(path, 0o600 if private else 0o666)
     try:
         if isinstance(content, bytes | str):
-            data = content.encode("utf-8") if isinstance(content, str) else content
-            tmp.write_bytes(data)
+            tmp.write_bytes(_as_bytes(content))
         else:
             content(tmp)
         if durable:
@@ -67,13 +66,17 @@ def create_once(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create_temp(path, 0o600 if private else 0o666)
     try:
-        tmp.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+        tmp.write_bytes(_as_bytes(content))
         os.link(tmp, path)  # fails if `path` exists: creation and content in one step
         return True
     except FileExistsError:
         return False
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _as_bytes(content: bytes | str) -> bytes:
+    return content.encode("utf-8") if isinstance(content, str) else content
 
 
 def _create_temp(path: Path, mode: int) -> Path:

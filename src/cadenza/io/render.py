@@ -198,7 +198,7 @@ def _fluidsynth(
         frames = int(seconds * sample_rate)
         # 40-170x real time measured (BENCHMARKS.md); the limit catches a stalled process.
         timeout = FLUIDSYNTH_TIMEOUT_S + 2 * seconds
-        early = _run_until_written(cmd, wav, frames, timeout)
+        early = _run_until_written(cmd, wav, frames, timeout, sf2.name)
         if early is not None:
             return early
         try:
@@ -213,7 +213,9 @@ class FluidSynthHungError(CadenzaError):
     """fluidsynth ran past its time limit without writing the audio asked for."""
 
 
-def _run_until_written(cmd: list[str], wav: Path, frames: int, timeout: float) -> np.ndarray | None:
+def _run_until_written(
+    cmd: list[str], wav: Path, frames: int, timeout: float, soundfont_name: str
+) -> np.ndarray | None:
     """Run fluidsynth until it exits (None: read `wav` as usual) or until `wav` holds the
     `frames` asked for (-> them, mono; the process is stopped). FluidSynth 2.3.1 and later
     render until no voice sounds, and a voice that never falls silent keeps a render going for
@@ -238,7 +240,7 @@ def _run_until_written(cmd: list[str], wav: Path, frames: int, timeout: float) -
         if proc.returncode != 0 or not wav.is_file():
             lines = log_path.read_text(errors="replace").strip().splitlines()
             last = lines[-1] if lines else f"exit status {proc.returncode}"
-            raise CadenzaError(f"fluidsynth failed on {Path(cmd[-2]).name}: {last}")
+            raise CadenzaError(f"fluidsynth failed on {soundfont_name}: {last}")
     return None
 
 

@@ -151,8 +151,13 @@ def default_qn_threshold(steps_per_beat: int) -> int:
 # --- MuseGAN, per track ----------------------------------------------------------------------
 def empty_bar_counts(track: np.ndarray, bar_steps: int) -> tuple[float, float]:
     """(empty bars, bars): the parts `set_metrics` pools."""
-    bars = _bars(track, bar_steps)
-    return float(np.sum(~bars.any(axis=(1, 2)))), float(len(bars))
+    return empty_bar_counts_from(_bar_chroma(track, bar_steps, 0))
+
+
+def empty_bar_counts_from(chroma: np.ndarray) -> tuple[float, float]:
+    """`empty_bar_counts` of a track's bar chroma [n_bars, 12] (a Roll's `bar_chroma`): a bar
+    is empty when no step of it sounds, so its chroma sums to 0."""
+    return float(np.count_nonzero(chroma.sum(axis=1) == 0)), float(len(chroma))
 
 
 def empty_bar_rate(track: np.ndarray, bar_steps: int) -> float:

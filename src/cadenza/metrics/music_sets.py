@@ -18,7 +18,7 @@ from cadenza.metrics.music import (
     Roll,
     default_qn_threshold,
     drum_pattern_counts_from,
-    empty_bar_counts,
+    empty_bar_counts_from,
     groove_consistency,
     note_density,
     pitch_class_entropy,
@@ -68,8 +68,7 @@ def nanmean(values: Sequence[float]) -> float:
 def _piece_parts(roll: Roll, qn_threshold: int | None, dp_tolerance: float) -> dict[str, _Part]:
     """Every metric of one piece: pooled ones as (numerator, denominator), the rest as floats."""
     threshold = qn_threshold or default_qn_threshold(roll.steps_per_beat)
-    eb = {roll.key(k): empty_bar_counts(roll.roll[:, k], roll.bar_steps)
-          for k in range(roll.n_tracks)}  # fmt: skip
+    eb = {roll.key(k): empty_bar_counts_from(roll.bar_chroma[k]) for k in range(roll.n_tracks)}
     upc = {roll.key(k): used_pitch_class_counts_from(roll.bar_chroma[k]) for k in roll.pitched()}
     qn = {roll.key(k): qualified_note_counts_from(roll.notes[k], threshold) for k in roll.pitched()}
     dp: dict[str, tuple[float, float]] = {}
