@@ -43,6 +43,7 @@ from typing import Any
 import numba
 import threadpoolctl
 
+from cadenza.atomic import write_atomically
 from cadenza.io import audio
 from cadenza.io.audio import AudioFeatures, Waveform
 from cadenza.io.midi import load_midi
@@ -181,8 +182,7 @@ def main() -> None:
         **info,
         "measurements": rows,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1))
+    write_atomically(RESULTS, json.dumps(results, indent=1))
     print_table(results)
 
 

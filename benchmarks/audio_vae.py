@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cadenza.atomic import write_atomically
 from cli_runs import max_time, provenance, run_train  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "audio_vae.json"
@@ -113,8 +114,7 @@ def main() -> None:
         "reconstruct_seconds_per_window": round(vae_seconds / N, 5),
         **provenance("python benchmarks/audio_vae.py " + " ".join(sys.argv[1:]), seconds),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2))
+    write_atomically(RESULTS, json.dumps(out, indent=2))
     print(f"\nHeld-out reconstruction, {N} test windows of {T} frames x {M} mel bands")
     print("| model | code size | mean abs error (dB) | log-spectral distance (dB) |")
     print("|---|---|---|---|")

@@ -48,6 +48,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from cadenza.atomic import write_atomically
 from cli_runs import compose_experiment, max_time
 
 RESULTS = Path(__file__).parent / "results" / "gpu_check.json"
@@ -535,8 +536,7 @@ def main(argv: list[str] | None = None) -> None:
     report |= {"command": "python benchmarks/gpu_check.py " + " ".join(argv),
                "date": str(date.today()),
                "seconds": round(time.perf_counter() - budget.started, 1)}  # fmt: skip
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(report, indent=1))
+    write_atomically(args.results, json.dumps(report, indent=1))
     print_table(report)
     failed = [f for f, r in report["families"].items() if not _passed(r)]
     if failed:

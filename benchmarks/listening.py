@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cadenza.atomic import write_atomically
 from cadenza.data import MusicDataModule
 from cadenza.data.sources import MidiFolderSource
 from cadenza.io.midi import load_midi, save_midi, time_to_beats, tracks_of
@@ -129,7 +130,7 @@ def main() -> None:
         }
     summary.update(provenance(f"python benchmarks/listening.py --name {args.name}", float("nan")))
     summary["torch"] = torch.__version__
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_atomically(out / "summary.json", json.dumps(summary, indent=1))
     print(json.dumps(summary["prior"], indent=1)[:3000])
 
 

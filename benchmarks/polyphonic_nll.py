@@ -37,6 +37,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
+from cadenza.atomic import write_atomically
 from cadenza.data import MusicDataModule
 from cadenza.data.sources import BoulangerSource
 from cadenza.models import LSTMModule, TransformerModule
@@ -346,8 +347,7 @@ def main() -> None:
                 }
             )
         results[key] = entry
-        args.results.parent.mkdir(parents=True, exist_ok=True)
-        args.results.write_text(json.dumps(results, indent=2) + "\n")
+        write_atomically(args.results, json.dumps(results, indent=2) + "\n")
     print_table(results)
 
 

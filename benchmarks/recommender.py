@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from cadenza.atomic import write_atomically
 from cadenza.metrics.ranking import evaluate
 from cadenza.recommend.baselines import FACTORIES, GRIDS, Recommender, tune
 from cadenza.recommend.fit import ContentOnly, TasteRecommender
@@ -275,8 +276,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 results.setdefault(key, {}).update(value)
             else:
                 results[key] = value
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=1))
+        write_atomically(args.out, json.dumps(results, indent=1))
         print(f"wrote {args.out} ({section})", flush=True)
     print("\n\n".join(tables))
 

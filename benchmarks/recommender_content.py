@@ -33,6 +33,7 @@ import pytorch_lightning as pl
 import scipy.sparse as sp
 import torch
 
+from cadenza.atomic import write_atomically
 from cadenza.errors import BadFileError, CadenzaError
 from cadenza.metrics.ranking import evaluate, hits_matrix, ndcg_at_k, recall_at_k, top_k_items
 from cadenza.recommend.datamodule import Catalog, StyleListenersCatalog
@@ -584,8 +585,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         *(sys.argv[1:] if argv is None else argv)])  # fmt: skip
     result["provenance"] = provenance(command, seconds)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        write_atomically(args.out, json.dumps(result, indent=1) + "\n")
     print(f"\nwall time {seconds:.0f} s")
     print(text)
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cadenza.atomic import write_atomically
 from cadenza.recommend.index import NearestNeighbourIndex, make_index
 from cli_runs import provenance
 
@@ -190,8 +191,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = " ".join(["python benchmarks/recommender_index.py", *args_given])
     result["provenance"] = provenance(command, seconds)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_atomically(args.out, json.dumps(result, indent=2) + "\n")
     print(f"\nwall time {seconds:.0f} s")
     print(index_table(result))
 

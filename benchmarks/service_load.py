@@ -76,6 +76,7 @@ from typing import Any
 
 import httpx
 
+from cadenza.atomic import write_atomically
 from service_requests import Bodies, call, run_faults
 
 RESULTS = Path(__file__).parent / "results" / "service_load.json"
@@ -506,8 +507,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         finally:
             server.stop()
     results["provenance"] = provenance(command, time.perf_counter() - started, load_before)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
+    write_atomically(args.out, json.dumps(results, indent=1))
     print(f"wrote {args.out}")
     print(table(results["cells"], results["memory"], results["faults"]))
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from cadenza.atomic import write_atomically
 from cadenza.cli import CONFIG_DIR, run_task
 from cadenza.errors import ConfigError
 from cadenza.models.base import check_int
@@ -70,7 +71,7 @@ def recommend(cfg: DictConfig) -> list[dict]:
         out.mkdir(parents=True, exist_ok=True)
         written = {"listener": listener, "method": c.get("method", "hybrid"),
                    "picks": [asdict(p) for p in picks]}  # fmt: skip
-        (out / "recommendations.json").write_text(json.dumps(written, indent=2))
+        write_atomically(out / "recommendations.json", json.dumps(written, indent=2))
         print(f"top {len(picks)} for {_who(listener)}:")
         for p in picks:
             print(f"{p.rank:3d}. {p.key:40s} score {p.score:7.3f}")

@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from cadenza.atomic import write_atomically
 from cadenza.errors import BadFileError, CadenzaError, ConfigError
 from cadenza.models.base import Ability
 from cadenza.recommend.index import NearestNeighbourIndex, make_index
@@ -380,5 +381,5 @@ def recommend_generated(
         "picks": [asdict(p) for p in picks],
         "all_scores": {name: float(score) for name, score in zip(names, scores)},
     }  # fmt: skip
-    (out / "picks.json").write_text(json.dumps(summary, indent=2))
+    write_atomically(out / "picks.json", json.dumps(summary, indent=2))
     return picks
