@@ -88,7 +88,7 @@ def test_missing_resume_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes_splits_data_and_writes_one_checkpoint(tmp_path: Path) -> None:
-    _, ranks = train_ddp_sim(tmp_path, "smoke")
+    _, ranks = train_ddp_sim(tmp_path, "smoke", strategy="ddp_spawn")  # as trainer=ddp_sim has it
     seen0, seen1 = set(ranks[0]["seen"]), set(ranks[1]["seen"])
     # Each rank trained on its own shard; together they cover the split. DistributedSampler
     # repeats at most world_size - 1 items to even out the shards, so allow that overlap.
