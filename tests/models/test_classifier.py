@@ -283,3 +283,7 @@ def test_a_mel_classifier_learns_from_recordings_and_labels_audio_files(tmp_path
     labels = {Path(p["file"]).stem: p["label"] for p in report["pieces"]}
     assert labels == {"jigs1": "folk", "waltzes1": "folk", "chpn-p10": "piano", "scn15_3": "piano"}
     assert [Path(s["file"]).name for s in report["skipped"]] == ["broken.wav"]
+    # A MIDI upload (cadenza-serve's POST /api/classify) is heard rendered, as training was.
+    for rel, label in zip(TUNES + PIANO, ["folk", "folk", "piano", "piano"]):
+        ranked = model.ranked(model.read_midi_bytes(real_midi(rel).read_bytes(), rel))
+        assert ranked[0][0] == label, (rel, ranked)

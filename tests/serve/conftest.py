@@ -25,7 +25,7 @@ from tests.fixtures.smoke import SmokeRuns
 
 # The served checkpoints: the session's smoke runs of every family (trained once per session).
 SERVED = ("smoke", "smoke_vae", "smoke_gan", "smoke_gan_accompaniment", "smoke_recommender",
-          "smoke_transformer", "smoke_styles")  # fmt: skip
+          "smoke_transformer", "smoke_styles", "smoke_classifier")  # fmt: skip
 MARKER = "cadenza_pickle_ran"  # the file a malicious checkpoint would create
 
 

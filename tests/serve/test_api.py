@@ -7,15 +7,18 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 from fastapi.testclient import TestClient
 
 from cadenza.io.midi import load_midi_bytes, tracks_of
+from cadenza.models import ClassifierModule
 from cadenza.recommend.module import RecommenderModule
 from cadenza.recommend.workflow import recommend_catalog
 from cadenza.serve.registry import load_all
 from tests.fixtures.data import data_root
+from tests.fixtures.midi_factory import write_drums_only
 from tests.serve.conftest import MARKER, SERVED
 
 
@@ -49,19 +52,21 @@ def test_health_counts_the_served_models_and_unsafe_checkpoints_are_refused(clie
     assert not (checkpoints.parent / MARKER).exists()
 
 
-def test_device_moves_the_generators_and_leaves_recommenders_on_the_cpu(checkpoints):
+def test_device_moves_the_generators_and_leaves_the_others_on_the_cpu(checkpoints):
     """The device a service is given reaches every generator: "meta" stands in for a GPU (a
     device that holds no data, so nothing could have stayed behind on the CPU unnoticed)."""
     served, _ = load_all(checkpoints, 64, torch.device("meta"))
     devices = {name: {p.device.type for p in s.model.parameters()} for name, s in served.items()}
     assert devices.pop("smoke_recommender") == {"cpu"}  # one small matrix product
+    assert devices.pop("smoke_classifier") == {"cpu"}  # one piece's windows
     assert devices and all(d == {"meta"} for d in devices.values()), devices
 
 
 def test_models_describe_each_family_with_its_controls(client):
     models = {m["name"]: m for m in client.get("/api/models").json()["models"]}
-    assert sorted(models) == ["smoke", "smoke_gan", "smoke_gan_accompaniment", "smoke_recommender",
-                              "smoke_styles", "smoke_transformer", "smoke_vae"]  # fmt: skip
+    assert sorted(models) == ["smoke", "smoke_classifier", "smoke_gan", "smoke_gan_accompaniment",
+                              "smoke_recommender", "smoke_styles", "smoke_transformer",
+                              "smoke_vae"]  # fmt: skip
     assert "condition" in models["smoke_gan_accompaniment"]["modes"]
     assert "condition" not in models["smoke_gan"]["modes"]
     lstm, vae, gan, rec = (models[k] for k in ("smoke", "smoke_vae", "smoke_gan",
@@ -81,6 +86,10 @@ def test_models_describe_each_family_with_its_controls(client):
     assert styled["styles"] == ["jsb", "nottingham", "pop909", "piano_midi"]
     assert rec["kind"] == "recommender" and "listener3" in rec["users"]
     assert rec["contexts"] == ["jsb", "nottingham", "pop909", "piano_midi"]
+    clf = models["smoke_classifier"]
+    assert clf["kind"] == "classifier" and clf["modes"] == ["classify"]
+    assert clf["classes"] == ["jsb", "nottingham", "pop909", "piano_midi"]
+    assert clf["hears"] == "midi" and clf["controls"] == {} and clf["users"] == []
     assert client.get("/api/models/smoke_vae").json()["family"] == "vae"
     r = client.get("/api/models/nope")
     assert r.status_code == 404 and "nope" in r.json()["error"]
@@ -245,6 +254,50 @@ def test_render_an_upload_or_a_job_file_to_wav(client):
     assert r.json()["items"][0]["audio"].split("?")[0].endswith("sample_000.wav")
     r = client.post("/api/render", json={"job": job["job"], "file": "sample_000.png"})
     assert r.status_code == 422
+
+
+def test_classify_an_upload_and_a_generated_piece(client, checkpoints, tmp_path):
+    """The service's classes for an upload are the CLI's for the same file (the same reader,
+    the same windows); a generated piece is classified from its job; what cannot be
+    classified is a 4xx naming why."""
+    song = data_root() / "pop909" / "midi" / "003.mid"
+    up = upload(client, song.read_bytes(), "003.mid")["upload"]
+    r = client.post("/api/classify", json={"model": "smoke_classifier", "upload": up})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["family"] == "classifier" and out["source"] == {"upload": up}
+    names = [c["name"] for c in out["classes"]]
+    probs = [c["probability"] for c in out["classes"]]
+    assert sorted(names) == sorted(["jsb", "nottingham", "pop909", "piano_midi"])
+    assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1.0, abs=1e-5)
+    assert out["label"] == names[0]
+    model = ClassifierModule.load(checkpoints / "smoke_classifier" / "latest.ckpt")
+    cli = model.ranked(model.read_piece(song))  # what cadenza-classify prints for it
+    assert names == [n for n, _ in cli]
+    assert probs == pytest.approx([p for _, p in cli], abs=1e-6)
+    top = client.post("/api/classify", json={"model": "smoke_classifier", "upload": up, "top": 2})
+    assert [c["name"] for c in top.json()["classes"]] == names[:2]
+
+    job = client.post("/api/generate", json={"model": "smoke", "n": 1, "bars": 2}).json()
+    r = client.post("/api/classify", json={"model": "smoke_classifier", "job": job["job"],
+                                           "file": "sample_000.mid"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json()["source"] == {"job": job["job"], "file": "sample_000.mid"}
+
+    drums = upload(client, write_drums_only(tmp_path / "drums.mid").read_bytes())["upload"]
+    for body, status, words in [
+        ({"model": "smoke", "upload": up}, 400, "not a classifier"),
+        ({"model": "nope", "upload": up}, 404, "no model 'nope'"),
+        ({"model": "smoke_classifier", "upload": "0" * 32}, 404, "no upload"),
+        ({"model": "smoke_classifier"}, 422, "give upload"),
+        ({"model": "smoke_classifier", "upload": up, "job": job["job"]}, 422, "not both"),
+        ({"model": "smoke_classifier", "job": job["job"], "file": "sample_000.png"}, 422, ".mid"),
+        ({"model": "smoke_classifier", "upload": up, "top": 0}, 422, "top"),
+        ({"model": "smoke_classifier", "upload": drums}, 422, "no notes"),  # no pitched note
+    ]:  # fmt: skip
+        r = client.post("/api/classify", json=body)
+        assert r.status_code == status, (body, r.text)
+        assert words in r.json()["error"], (body, r.json()["error"])
 
 
 def test_recommend_matches_the_library_and_leaves_heard_tracks_out(client, checkpoints):

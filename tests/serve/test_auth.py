@@ -104,6 +104,9 @@ ROUTES: list[tuple[str, Callable[[Keyed], str], Request, str, str | None, str | 
     ("POST", lambda k: "/api/render",
      lambda k: {"json": {"upload": upload(k, "producer")}}, "producer", "platform",
      "listener-a"),
+    ("POST", lambda k: "/api/classify",
+     lambda k: {"json": {"model": "smoke_classifier", "upload": upload(k, "producer")}},
+     "producer", "platform", "listener-a"),
     ("GET", lambda k: (lambda j: j["items"][0]["midi"].split("?")[0])(job_of(k, "producer")),
      lambda k: {}, "producer", None, "listener-a"),
     ("POST", lambda k: "/api/recommend",
@@ -122,7 +125,7 @@ ROUTES: list[tuple[str, Callable[[Keyed], str], Request, str, str | None, str | 
     ("DELETE", lambda k: f"/api/listeners/{k.users[2]}", lambda k: {}, "listener-c", None,
      "listener-a"),
 ]  # fmt: skip
-ROUTE_IDS = ["models", "model", "uploads", "generate", "interpolate", "render", "files",
+ROUTE_IDS = ["models", "model", "uploads", "generate", "interpolate", "render", "classify", "files",
              "recommend", "history", "job-submit", "jobs", "job-status", "job-cancel",
              "forget"]  # fmt: skip
 

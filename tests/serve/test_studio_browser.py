@@ -2,8 +2,9 @@
 `cadenza-serve` process (the `serve_url` fixture), as a producer would use it.
 
 One story in one test, because each step leaves the page in the state the next one starts from:
-a bad primer is reported and forgotten, two pieces are generated, played and downloaded, a
-listener gets recommendations, and a full-page screenshot of the result is kept as an artifact.
+a bad primer is reported and forgotten, two pieces are generated, played and downloaded, one
+is classified, a listener gets recommendations, and a full-page screenshot of the result is kept
+as an artifact.
 """
 
 from __future__ import annotations
@@ -224,6 +225,31 @@ def _generate_two_pieces(driver: Any) -> None:
         assert "attachment" in headers.get("content-disposition", "")
 
 
+def _classify(driver: Any) -> None:
+    """The pieces just generated are offered to the classifier; its classes come back as a
+    table, the most likely first. Without a piece or a file, the page says what to give."""
+    _select(driver, "clf-model", "smoke_classifier")
+    assert "4 classes" in driver.find_element("id", "clf-model-info").text
+    pieces = [o.text for o in driver.find_elements("css selector", "#clf-piece option")]
+    assert pieces == ["an uploaded MIDI file", "generated: sample_000", "generated: sample_001"]
+    assert not driver.find_element("id", "clf-file").is_displayed()  # a piece is chosen
+    driver.find_element("id", "classify").click()
+    _wait_done(driver, "clf-results", "the classes of a generated piece", 30)
+    rows = driver.find_elements("css selector", "#clf-results [data-testid=clf-row]")
+    names = [r.get_attribute("data-class") for r in rows]
+    probs = [float(r.get_attribute("data-probability")) for r in rows]
+    assert sorted(names) == ["jsb", "nottingham", "piano_midi", "pop909"]
+    assert probs == sorted(probs, reverse=True) and abs(sum(probs) - 1) < 1e-4
+    summary = driver.find_element("css selector", "[data-testid=clf-summary]").text
+    assert summary == f"smoke_classifier: sample_000.mid is most likely {names[0]}"
+    _select(driver, "clf-piece", "")
+    assert driver.find_element("id", "clf-file").is_displayed()
+    driver.find_element("id", "classify").click()
+    alert = driver.find_element("css selector", "[role=alert]")
+    _wait_for(driver, "the missing-file message", lambda d: "Upload a MIDI file" in alert.text, 10)
+    _idle(driver)
+
+
 def _recommend(driver: Any) -> None:
     _select(driver, "rec-model", "smoke_recommender")
     _select(driver, "rec-user", "listener3")
@@ -284,6 +310,7 @@ def test_studio_generates_recommends_and_reports_errors(
 
     _bad_primer_is_reported(browser, serve_url, tmp_path)
     _generate_two_pieces(browser)
+    _classify(browser)
     _recommend(browser)
 
     artifacts = Path(os.environ.get("CADENZA_ARTIFACTS") or REPO / "tests" / "artifacts")

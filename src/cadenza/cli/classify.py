@@ -33,12 +33,11 @@ def classify(cfg: DictConfig) -> dict:
     classes, pieces, skipped = model.classes, [], []
     for path in files:
         try:
-            p = model.predict_proba(model.read_piece(path))
+            ranked = model.ranked(model.read_piece(path))
         except BadFileError as e:
             print(f"skipped {path}: {e}")
             skipped.append({"file": str(path), "reason": str(e)})
             continue
-        ranked = sorted(zip(classes, p.tolist(), strict=True), key=lambda kv: -kv[1])
         pieces.append({"file": str(path), "label": ranked[0][0],
                        "probabilities": dict(ranked)})  # fmt: skip
         shown = ", ".join(f"{name} {prob:.3f}" for name, prob in ranked[:top])

@@ -291,6 +291,20 @@ class ClassifierModule(CadenzaModule):
 
         return self.codec.encode(read_score(path))
 
+    def read_midi_bytes(self, data: bytes, name: str) -> torch.Tensor:
+        """A MIDI file's bytes (an upload) -> its codec tensor. A mel classifier hears the
+        piece rendered, as its training audio was. Raises BadFileError as `read_piece`."""
+        from cadenza.io.midi import load_midi_bytes, read_score_bytes
+
+        if self.hears_audio:
+            return self.codec.encode(load_midi_bytes(data, name))
+        return self.codec.encode(read_score_bytes(data, name))
+
+    def ranked(self, x: torch.Tensor) -> list[tuple[str, float]]:
+        """One encoded piece -> (class, probability) pairs, the most likely first."""
+        p = self.predict_proba(x).tolist()
+        return sorted(zip(self.classes, p, strict=True), key=lambda kv: -kv[1])
+
     def _windows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """A whole piece -> its consecutive windows of `window` steps (validation's, the
         training crops' length) as a batch: (x [W, L, ...], lengths [W], features [W, F])."""

@@ -44,6 +44,8 @@ from cadenza.serve.privacy import ForgetList, Forgetting, ListenerPaths, Pseudon
 from cadenza.serve.registry import Served, describe, load_all
 from cadenza.serve.schemas import (
     ERRORS,
+    Classification,
+    ClassifyRequest,
     Forgotten,
     GenerateRequest,
     History,
@@ -241,11 +243,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
         lifespan=lifespan,
         title="Cadenza",
         version=__version__,
-        description="Sample, interpolate, render and recommend music with trained Cadenza "
-        "checkpoints. Files are downloaded from /api/files/{job}/{file}. Every /api route but "
-        "the health checks needs `Authorization: Bearer <API key>` when the service has keys "
-        "(`cadenza-keys new`); each key holds scopes (generate, recommend, admin), and a "
-        "listener token reads only its own listener's data.",
+        description="Sample, interpolate, render, classify and recommend music with trained "
+        "Cadenza checkpoints. Files are downloaded from /api/files/{job}/{file}. Every /api "
+        "route but the health checks needs `Authorization: Bearer <API key>` when the service "
+        "has keys (`cadenza-keys new`); each key holds scopes (generate, recommend, admin), "
+        "and a listener token reads only its own listener's data.",
         responses={422: ERRORS[422]},
     )
     app.add_middleware(BodyLimit, max_bytes=settings.limits.max_upload_bytes)
@@ -426,6 +428,17 @@ def create_app(settings: ServeSettings) -> FastAPI:
         with workers.slot():
             out = jobs.render(req, store, settings, caller)
         metrics.jobs.labels("render").inc()
+        return out
+
+    @app.post("/api/classify", responses=documented(*work_errors))
+    def classify(req: ClassifyRequest, caller: Generate) -> Classification:
+        """The classes a served classifier gives one MIDI file: an upload, or a .mid file of a
+        job (a generated piece: is it in the style asked for?). The generate scope, as the
+        uploads it reads."""
+        s = model(req.model, "classifier")
+        with workers.slot():
+            out = jobs.classify(s, req, store, caller)
+        metrics.jobs.labels("classify").inc()
         return out
 
     @app.post("/api/recommend", responses=documented(*work_errors))

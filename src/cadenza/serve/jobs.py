@@ -20,12 +20,16 @@ from cadenza.serve.batching import Batcher
 from cadenza.serve.errors import NotFoundError, RequestError
 from cadenza.serve.registry import Served, modes, takes_filters
 from cadenza.serve.schemas import (
+    Classification,
+    ClassifyRequest,
+    ClassProbability,
     GenerateRequest,
     History,
     HistoryItem,
     InterpolateRequest,
     Item,
     Job,
+    MidiSource,
     Pick,
     Recommendations,
     RecommendRequest,
@@ -238,23 +242,43 @@ def interpolate(s: Served, req: InterpolateRequest, store: Store, settings: Serv
     return _in_job(store, caller, work, submit=submit)
 
 
-# --- render -------------------------------------------------------------------------------
+# --- render and classify: a MIDI file the caller holds ---------------------------------------
+def _midi_source(req: MidiSource, store: Store, caller: Caller) -> tuple[bytes, str]:
+    """The caller's upload, or a .mid file of one of their jobs -> (its bytes, the name to
+    parse it by: an error message never shows where the server keeps files)."""
+    if (req.upload is None) == (req.job is None):
+        raise _fail(422, "give upload (an uploaded MIDI file) or job + file (a MIDI file of a "
+                         "job), not both")  # fmt: skip
+    if req.upload is not None:
+        return store.upload_path(req.upload, caller).read_bytes(), f"upload {req.upload}"
+    if not req.file or not req.file.endswith(".mid"):
+        raise _fail(422, "file: name a .mid file of the job, e.g. sample_000.mid")
+    return store.job_file(req.job, req.file, caller).read_bytes(), req.file
+
+
+def _source(req: MidiSource) -> dict[str, str]:
+    return {"upload": req.upload} if req.upload is not None else {"job": req.job, "file": req.file}
+
+
+def classify(s: Served, req: ClassifyRequest, store: Store, caller: Caller) -> Classification:
+    """The classes of one MIDI file, the most likely first (BadMidiError -> 422 for a file the
+    classifier's codec cannot read, e.g. no note in its range)."""
+    t0 = time.perf_counter()
+    ranked = s.model.ranked(s.model.read_midi_bytes(*_midi_source(req, store, caller)))
+    shown = ranked if req.top is None else ranked[: req.top]
+    return Classification(
+        model=s.name, family=s.family, source=_source(req), label=ranked[0][0],
+        classes=[ClassProbability(name=n, probability=p) for n, p in shown],
+        seconds=round(time.perf_counter() - t0, 4),
+    )  # fmt: skip
+
+
 def render(req: RenderRequest, store: Store, settings: ServeSettings, caller: Caller,
            submit: Submit | None = None) -> Job:  # fmt: skip
     from cadenza.generation.writers import write_piece
     from cadenza.io.midi import load_midi_bytes
 
-    if (req.upload is None) == (req.job is None):
-        raise _fail(422, "give upload (an uploaded MIDI file) or job + file (a MIDI file of a "
-                         "job), not both")  # fmt: skip
-    if req.upload is not None:
-        source = store.upload_path(req.upload, caller)
-    else:
-        if not req.file or not req.file.endswith(".mid"):
-            raise _fail(422, "file: name the .mid file of the job to render, e.g. sample_000.mid")
-        source = store.job_file(req.job, req.file, caller)
-    # Parsed by name, not by path: an error message never shows where the server keeps files.
-    pm = load_midi_bytes(source.read_bytes(), name=req.file or f"upload {req.upload}")
+    pm = load_midi_bytes(*_midi_source(req, store, caller))
 
     def work(job: str, folder: Path) -> Job:
         t0 = time.perf_counter()

@@ -29,8 +29,8 @@ class ServiceMetrics:
         self.queued = Gauge("cadenza_queue_depth", "Requests waiting for a model worker",
                             registry=r)  # fmt: skip
         self.busy = Gauge("cadenza_workers_busy", "Model workers running a job", registry=r)
-        self.jobs = Counter("cadenza_jobs", "Jobs written (generate, interpolate, render, "
-                            "recommend)", ["kind"], registry=r)  # fmt: skip
+        self.jobs = Counter("cadenza_jobs", "Model requests answered (generate, interpolate, "
+                            "render, recommend, classify)", ["kind"], registry=r)  # fmt: skip
         self.expired = Counter("cadenza_expired_folders", "Job and upload folders deleted for "
                                "age (keep_hours)", registry=r)  # fmt: skip
         self.tasks = Counter("cadenza_background_jobs", "Background jobs finished, by kind and "

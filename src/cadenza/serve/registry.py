@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from cadenza.errors import CadenzaError
-from cadenza.models import Ability, CadenzaModule, GenerativeModule
+from cadenza.models import Ability, CadenzaModule, ClassifierModule, GenerativeModule
 from cadenza.models.base import read_checkpoint
 from cadenza.recommend.index import ExactIndex, NearestNeighbourIndex
 from cadenza.recommend.module import RecommenderModule
@@ -44,7 +44,20 @@ class Served:
 
     @property
     def kind(self) -> str:
-        return "generator" if isinstance(self.model, GenerativeModule) else "recommender"
+        """generator, recommender or classifier (load_served serves nothing else)."""
+        return kind_of(self.model)
+
+
+KINDS = {GenerativeModule: "generator", RecommenderModule: "recommender",
+         ClassifierModule: "classifier"}  # fmt: skip
+
+
+def kind_of(model: Any) -> str:
+    for cls, kind in KINDS.items():
+        if isinstance(model, cls):
+            return kind
+    raise CadenzaError(f"a {model.family} checkpoint: the service serves generators, "
+                       "recommenders and classifiers")  # fmt: skip
 
 
 def find_checkpoints(root: Path) -> dict[str, Path]:
@@ -70,6 +83,7 @@ def load_served(name: str, path: Path, root: Path, device: torch.device | None =
         raise CadenzaError(f"{path} links outside the checkpoints folder ({real}); not served")
     # Weights only (read_checkpoint): a checkpoint from a stranger cannot run code here.
     model = CadenzaModule.from_checkpoint(read_checkpoint(real), real)
+    kind_of(model)  # a family the service cannot serve is reported, not served
     if isinstance(model, GenerativeModule) and device is not None:
         model = model.to(device)
     if isinstance(model, RecommenderModule):
@@ -99,8 +113,8 @@ def load_all(
 
 def modes(s: Served) -> list[str]:
     """What a served model can do: its family's declaration, in the service's words."""
-    if s.kind == "recommender":
-        return ["recommend"]
+    if s.kind != "generator":
+        return ["recommend" if s.kind == "recommender" else "classify"]
     return ["generate", *(mode for ability, mode in MODES.items() if s.model.can(ability))]
 
 
@@ -131,6 +145,14 @@ def describe(s: Served, limits: Limits, caller: Caller) -> dict[str, Any]:
             "users": _listeners_shown(hp.user_keys or [], caller),
             "contexts": list(s.model.contexts or []), "n_items": int(hp.n_items),
             "content": hp.get("feature_kind"), "text": s.model.text_map is not None,
+        }  # fmt: skip
+        return info
+    if s.kind == "classifier":
+        info |= {
+            "output": None, "codec": s.model.codec.to_dict(), "modes": modes(s), "controls": {},
+            "classes": s.model.classes,
+            # What it listens to: a mel classifier hears an uploaded MIDI file rendered.
+            "hears": "audio" if s.model.hears_audio else "midi",
         }  # fmt: skip
         return info
     declaration = s.model.declaration()

@@ -50,10 +50,22 @@ class InterpolateRequest(Request):
     render: bool = False
 
 
-class RenderRequest(Request):
+class MidiSource(Request):
+    """A MIDI file the service holds for the caller: an upload, or a .mid file of a job."""
+
     upload: UploadId | None = None
     job: str | None = None
     file: str | None = Field(None, description="a .mid file of `job`")
+
+
+class RenderRequest(MidiSource):
+    """The MIDI file to render to WAV."""
+
+
+class ClassifyRequest(MidiSource):
+    model: str = Field(..., min_length=1, max_length=200, description="a served classifier")
+    top: int | None = Field(None, ge=1, description="only the `top` most likely classes "
+                                                    "(null: every class)")  # fmt: skip
 
 
 class RecommendRequest(Sampling):
@@ -116,6 +128,20 @@ class Recommendations(BaseModel):
     listener: dict[str, Any]
     seconds: float
     picks: list[Pick]
+
+
+class ClassProbability(BaseModel):
+    name: str
+    probability: float
+
+
+class Classification(BaseModel):
+    model: str
+    family: str
+    source: dict[str, str] = Field(description="what was classified: {upload} or {job, file}")
+    label: str = Field(description="the most likely class")
+    classes: list[ClassProbability] = Field(description="the most likely first")
+    seconds: float
 
 
 class UploadInfo(BaseModel):
