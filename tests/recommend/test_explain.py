@@ -41,8 +41,15 @@ def test_listening_and_content_parts_add_up_to_each_score(model, method) -> None
         assert why["listening"] + why["content"] == pytest.approx(p.score, abs=2e-3)
         assert why["summary"].startswith("because you played")
         assert sum(r["share"] for r in why["played"]) <= 1.0 + 1e-3
+        # A feature's share is of what the features raised: never over 100 % of anything.
+        assert why["features"] and all(0 < r["share"] <= 1 for r in why["features"])
+        assert sum(r["share"] for r in why["features"]) <= 1.0 + 1e-3
         if method == "content":
-            assert why["listening"] == 0.0
+            assert why["listening"] == 0.0 and "from plays" not in why["summary"]
+        elif why["listening"] != 0.0:  # the exact split, in words (a cold track: content only)
+            split = (f"score {100 * why['shares']['listening']:.0f}% from plays, "
+                     f"{100 * why['shares']['content']:.0f}% from content")  # fmt: skip
+            assert why["summary"].endswith(split), why["summary"]
 
 
 def test_the_split_holds_for_several_heads_and_cold_tracks() -> None:
@@ -60,6 +67,7 @@ def test_the_split_holds_for_several_heads_and_cold_tracks() -> None:
     for j, why in enumerate(reasons):
         assert why["listening"] + why["content"] == pytest.approx(float(scores[j]), abs=1e-3)
         assert (why["listening"] == 0.0) == (j >= 8)
+        assert ("% from plays" in why["summary"]) == (j < 8), why["summary"]  # the split
 
 
 def test_feature_parts_add_up_to_the_content_above_an_average_track(model) -> None:

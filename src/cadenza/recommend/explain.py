@@ -9,7 +9,8 @@ vector e_h = (id_h + content_h) / |id_h + content_h|, so the score splits exactl
 The content part is split over the track's features by integrated gradients (Sundararajan et
 al. 2017) from the catalog's average track (standardised features all 0) to this one, the norm
 held at the track's own: the features' parts add up to the content part less what the average
-track would get. Each reason's `share` is its part of the pick's score.
+track would get. A feature's `share` is its part of all the features' positive parts: features
+also pull a score down, so against the score itself one feature could read over 100 %.
 
 The played tracks that pulled a pick up are found by leaving each one out of the history in
 turn: `pull` is how much the pick's score falls without it, and `share` its part of all the
@@ -40,7 +41,8 @@ def _share(part: float, total: float) -> float:
     return round(part / total, 4) if abs(total) > 1e-12 else 0.0
 
 
-def _summary(played: list[dict], features: list[dict], listeners: list[dict]) -> str:
+def _summary(played: list[dict], features: list[dict], listeners: list[dict],
+             shares: dict[str, float] | None = None) -> str:  # fmt: skip
     bits = []
     if played:
         bits.append("because you played " + ", ".join(
@@ -51,6 +53,9 @@ def _summary(played: list[dict], features: list[dict], listeners: list[dict]) ->
     if features:
         bits.append("it matches " + ", ".join(
             f"{r['name']} ({100 * r['share']:.0f}%)" for r in features))  # fmt: skip
+    if shares and shares["listening"] != 0.0:  # both parts: say how the score splits
+        bits.append(f"score {100 * shares['listening']:.0f}% from plays, "
+                    f"{100 * shares['content']:.0f}% from content")  # fmt: skip
     return "; ".join(bits) or "close to your taste overall"
 
 
@@ -156,10 +161,11 @@ def _parts(model: RecommenderModule, taste: torch.Tensor, features: torch.Tensor
     if gradients is not None:  # in NumPy, as the played tracks' pulls (why there)
         ig = gradients.numpy()  # [N, F]
         orders = np.argsort(-ig, axis=1, kind="stable")[:, :top]
-        for entry, row, order, score in zip(out, ig, orders, scores):
+        raised = np.where(ig > 0, ig, 0.0).sum(axis=1)  # [N]
+        for entry, row, order, total in zip(out, ig, orders, raised.tolist()):
             entry["features"] = [{"name": names[f] if names else str(f),
                                   "part": round(float(row[f]), 4),
-                                  "share": _share(float(row[f]), score)}
+                                  "share": _share(float(row[f]), total)}
                                  for f in order.tolist() if row[f] > 0]  # fmt: skip
     return out, listening + content
 
@@ -194,7 +200,8 @@ def explain_model_picks(
         total = part.pop("score")
         part["shares"] = {"listening": _share(part["listening"], total),
                           "content": _share(part["content"], total)}  # fmt: skip
-        out.append({"summary": _summary(pulls, part["features"], []), "played": pulls, **part})
+        summary = _summary(pulls, part["features"], [], part["shares"])
+        out.append({"summary": summary, "played": pulls, **part})
     return out
 
 
