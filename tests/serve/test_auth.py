@@ -117,6 +117,15 @@ ROUTES: list[tuple[str, Callable[[Keyed], str], Request, str, str | None, str | 
      "listener-b"),
     ("POST", lambda k: "/api/jobs/generate",
      lambda k: {"json": {"model": "smoke", "n": 1, "bars": 1}}, "producer", "platform", None),
+    ("POST", lambda k: "/api/jobs/interpolate",
+     lambda k: {"json": {"model": "smoke_gan", "steps": 2}}, "producer", "platform", None),
+    ("POST", lambda k: "/api/jobs/render",
+     lambda k: {"json": {"upload": upload(k, "producer")}}, "producer", "platform",
+     "listener-a"),
+    ("POST", lambda k: "/api/jobs/recommend",
+     lambda k: {"json": {"model": "smoke_recommender", "user": k.users[0], "k": 1,
+                         "generator": "smoke", "candidates": 2, "bars": 1}},
+     "listener-a", "producer", "listener-b"),
     ("GET", lambda k: "/api/jobs", lambda k: {}, "producer", None, None),
     ("GET", lambda k: task_of(k, "producer"), lambda k: {}, "producer", None, "listener-a"),
     ("DELETE", lambda k: task_of(k, "producer"), lambda k: {}, "producer", None, "listener-a"),
@@ -126,8 +135,29 @@ ROUTES: list[tuple[str, Callable[[Keyed], str], Request, str, str | None, str | 
      "listener-a"),
 ]  # fmt: skip
 ROUTE_IDS = ["models", "model", "uploads", "generate", "interpolate", "render", "classify", "files",
-             "recommend", "history", "job-submit", "jobs", "job-status", "job-cancel",
+             "recommend", "history", "job-submit", "job-interpolate", "job-render",
+             "job-recommend", "jobs", "job-status", "job-cancel",
              "forget"]  # fmt: skip
+
+
+# Public by design (probes and metrics: test_health_and_probes_are_public_and_tell_nothing_secret).
+PUBLIC = ("/api/health", "/api/live", "/api/ready", "/metrics")
+
+
+def test_the_table_asks_every_route_of_the_api(keyed):
+    """A new route cannot go without its who-is-calling cases: every operation of the
+    service's own OpenAPI document but the public ones has its row in ROUTES."""
+    paths = keyed.client.get("/openapi.json").json()["paths"]
+    operations = {(method.upper(), path) for path, ops in paths.items() for method in ops
+                  if path not in PUBLIC}  # fmt: skip
+    # A row's path with its IDs put back as the document's templates.
+    templates = {"files": "/api/files/{job}/{name}", "job-status": "/api/jobs/{job}",
+                 "job-cancel": "/api/jobs/{job}", "model": "/api/models/{name}",
+                 "history": "/api/listeners/{listener}/history",
+                 "forget": "/api/listeners/{listener}"}  # fmt: skip
+    rows = {(route[0], templates.get(rid) or route[1](None))
+            for route, rid in zip(ROUTES, ROUTE_IDS, strict=True)}  # fmt: skip
+    assert operations == rows, f"without auth cases: {sorted(operations - rows)}"
 
 
 CASES = [
@@ -213,9 +243,6 @@ def test_jobs_and_uploads_are_read_back_only_by_their_key_or_by_signed_link(keye
     r = k.client.post("/api/generate", headers=k.headers("listener-b"),
                       json={"model": "smoke", "n": 1, "bars": 1, "primer": theirs})  # fmt: skip
     assert r.status_code == 403
-
-
-PUBLIC = ("/api/health", "/api/live", "/api/ready", "/metrics")
 
 
 def test_health_and_probes_are_public_and_tell_nothing_secret(keyed, checkpoints):
