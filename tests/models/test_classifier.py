@@ -16,6 +16,7 @@ from cadenza.data.datasets import FeatureCollate, collate, piece_features
 from cadenza.data.sources import StyledSource, class_folders
 from cadenza.errors import CadenzaError, ConfigError
 from cadenza.io.midi import read_score
+from cadenza.io.render import TAIL_S
 from cadenza.models import CadenzaModule, ClassifierModule
 from cadenza.models.components.sequence_encoder import SequenceEncoder
 from cadenza.recommend.symbolic_features import SYMBOLIC_NAMES, symbolic_summary
@@ -287,3 +288,10 @@ def test_a_mel_classifier_learns_from_recordings_and_labels_audio_files(tmp_path
     for rel, label in zip(TUNES + PIANO, ["folk", "folk", "piano", "piano"]):
         ranked = model.ranked(model.read_midi_bytes(real_midi(rel).read_bytes(), rel))
         assert ranked[0][0] == label, (rel, ranked)
+    # ... and at most its first max_seconds, when a service caps what it renders.
+    data = real_midi(PIANO[0]).read_bytes()
+    whole, cut = model.read_midi_bytes(data, "a"), model.read_midi_bytes(data, "a", 4.0)
+    seconds = len(cut) * codec.features.hop_length / codec.sample_rate
+    assert (
+        seconds <= 4.0 + TAIL_S + 0.05 < len(whole) * codec.features.hop_length / codec.sample_rate
+    )

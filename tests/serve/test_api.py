@@ -16,7 +16,9 @@ from cadenza.io.midi import load_midi_bytes, tracks_of
 from cadenza.models import ClassifierModule
 from cadenza.recommend.module import RecommenderModule
 from cadenza.recommend.workflow import recommend_catalog
+from cadenza.serve.app import create_app
 from cadenza.serve.registry import load_all
+from cadenza.serve.settings import ServeSettings
 from tests.fixtures.data import data_root
 from tests.fixtures.midi_factory import write_drums_only
 from tests.serve.conftest import MARKER, SERVED
@@ -298,6 +300,32 @@ def test_classify_an_upload_and_a_generated_piece(client, checkpoints, tmp_path)
         r = client.post("/api/classify", json=body)
         assert r.status_code == status, (body, r.text)
         assert words in r.json()["error"], (body, r.json()["error"])
+
+
+def test_a_mel_classifier_is_served_and_hears_an_upload_rendered(tmp_path):
+    """A classifier of recordings (mel frames) says so in /api/models and classifies a MIDI
+    upload by hearing it rendered, at most limits.max_bars bars of it."""
+    from cadenza.representations import MelCodec
+
+    codec = MelCodec(n_mels=16, synth="builtin")
+    model = ClassifierModule(codec.to_dict(), classes=["folk", "piano"], width=8, hidden=8,
+                             use_features=False, window=64)  # fmt: skip
+    ckpt = tmp_path / "ckpts" / "mel" / "latest.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"hyper_parameters": {**model.hparams, "family": model.family},
+                "state_dict": model.state_dict()}, ckpt)  # fmt: skip
+    settings = ServeSettings.from_dict({"checkpoints": str(tmp_path / "ckpts"),
+                                        "work_dir": str(tmp_path / "work"),
+                                        "limits": {"max_bars": 4}})  # fmt: skip
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        info = client.get("/api/models/mel").json()
+        assert info["kind"] == "classifier" and info["hears"] == "audio"
+        up = upload(client, melody("jigs1").read_bytes())["upload"]
+        r = client.post("/api/classify", json={"model": "mel", "upload": up})
+        assert r.status_code == 200, r.text
+        probs = [c["probability"] for c in r.json()["classes"]]
+        assert sorted(c["name"] for c in r.json()["classes"]) == ["folk", "piano"]
+        assert sum(probs) == pytest.approx(1.0, abs=1e-5)
 
 
 def test_recommend_matches_the_library_and_leaves_heard_tracks_out(client, checkpoints):

@@ -291,13 +291,17 @@ class ClassifierModule(CadenzaModule):
 
         return self.codec.encode(read_score(path))
 
-    def read_midi_bytes(self, data: bytes, name: str) -> torch.Tensor:
+    def read_midi_bytes(
+        self, data: bytes, name: str, max_seconds: float | None = None
+    ) -> torch.Tensor:
         """A MIDI file's bytes (an upload) -> its codec tensor. A mel classifier hears the
-        piece rendered, as its training audio was. Raises BadFileError as `read_piece`."""
-        from cadenza.io.midi import load_midi_bytes, read_score_bytes
+        piece rendered, as its training audio was, and at most its first `max_seconds`
+        (rendering is the slow part: a service caps it). Raises BadFileError as `read_piece`."""
+        from cadenza.io.midi import clip_midi, load_midi_bytes, read_score_bytes
 
         if self.hears_audio:
-            return self.codec.encode(load_midi_bytes(data, name))
+            pm = load_midi_bytes(data, name)
+            return self.codec.encode(pm if max_seconds is None else clip_midi(pm, max_seconds))
         return self.codec.encode(read_score_bytes(data, name))
 
     def ranked(self, x: torch.Tensor) -> list[tuple[str, float]]:

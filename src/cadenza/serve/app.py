@@ -437,7 +437,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         uploads it reads."""
         s = model(req.model, "classifier")
         with workers.slot():
-            out = jobs.classify(s, req, store, caller)
+            out = jobs.classify(s, req, store, settings, caller)
         metrics.jobs.labels("classify").inc()
         return out
 

@@ -260,11 +260,14 @@ def _source(req: MidiSource) -> dict[str, str]:
     return {"upload": req.upload} if req.upload is not None else {"job": req.job, "file": req.file}
 
 
-def classify(s: Served, req: ClassifyRequest, store: Store, caller: Caller) -> Classification:
+def classify(s: Served, req: ClassifyRequest, store: Store, settings: ServeSettings,
+             caller: Caller) -> Classification:  # fmt: skip
     """The classes of one MIDI file, the most likely first (BadMidiError -> 422 for a file the
-    classifier's codec cannot read, e.g. no note in its range)."""
+    classifier's codec cannot read, e.g. no note in its range). A mel classifier renders what
+    it hears: at most limits.max_bars bars of it (4/4 at 120 bpm, 2 s a bar)."""
     t0 = time.perf_counter()
-    ranked = s.model.ranked(s.model.read_midi_bytes(*_midi_source(req, store, caller)))
+    hears = settings.limits.max_bars * 2.0
+    ranked = s.model.ranked(s.model.read_midi_bytes(*_midi_source(req, store, caller), hears))
     shown = ranked if req.top is None else ranked[: req.top]
     return Classification(
         model=s.name, family=s.family, source=_source(req), label=ranked[0][0],
