@@ -25,6 +25,8 @@ def test_notebook_runs_top_to_bottom(
     from nbclient import NotebookClient
 
     monkeypatch.setenv("CADENZA_CKPT", str(smoke["smoke"].ckpt))
+    monkeypatch.setenv("CADENZA_RECOMMENDER", str(smoke["smoke_recommender"].ckpt))
+    monkeypatch.setenv("CADENZA_CLASSIFIER", str(smoke["smoke_classifier"].ckpt))
     monkeypatch.setenv("CADENZA_OUT", str(tmp_path / "out"))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
@@ -33,5 +35,5 @@ def test_notebook_runs_top_to_bottom(
     client.execute(env=dict(os.environ))
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert any(o.output_type == "display_data" for o in outputs)  # the piano rolls showed
+    assert any(o.output_type == "display_data" for o in outputs)  # piano rolls, charts
     assert sorted(p.name for p in (tmp_path / "out").rglob("*.mid"))  # and MIDI was written
