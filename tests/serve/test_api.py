@@ -4,6 +4,7 @@ files it returns read back, and the answers a producer's client relies on."""
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -326,6 +327,30 @@ def test_a_mel_classifier_is_served_and_hears_an_upload_rendered(tmp_path):
         probs = [c["probability"] for c in r.json()["classes"]]
         assert sorted(c["name"] for c in r.json()["classes"]) == ["folk", "piano"]
         assert sum(probs) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_mel_vae_is_served_writing_audio(smoke, tmp_path):
+    """A generator of audio: its pieces are WAV files with their spectrogram pictures, and its
+    latent path between two MIDI uploads hears them rendered."""
+    (tmp_path / "ckpts" / "mel_vae").mkdir(parents=True)
+    shutil.copyfile(smoke["smoke_audio_vae"].ckpt, tmp_path / "ckpts" / "mel_vae" / "latest.ckpt")
+    settings = ServeSettings.from_dict({"checkpoints": str(tmp_path / "ckpts"),
+                                        "work_dir": str(tmp_path / "work"),
+                                        "sample": {"n": 1, "sample_rate": 16000}})  # fmt: skip
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        info = client.get("/api/models/mel_vae").json()
+        assert info["output"] == "audio" and {"generate", "interpolate"} <= set(info["modes"])
+        r = client.post("/api/generate", json={"model": "mel_vae", "n": 2, "seed": 1})
+        assert r.status_code == 200, r.text
+        for item in r.json()["items"]:
+            wav, sr = sf.read(io.BytesIO(fetch(client, item["audio"])))
+            assert len(wav) > 0 and np.isfinite(wav).all() and item["midi"] is None
+            assert fetch(client, item["png"])[:8] == b"\x89PNG\r\n\x1a\n"
+        a = upload(client, melody("jigs1").read_bytes())["upload"]
+        b = upload(client, melody("waltzes1").read_bytes())["upload"]
+        r = client.post("/api/interpolate", json={"model": "mel_vae", "a": a, "b": b, "steps": 3})
+        assert r.status_code == 200, r.text
+        assert len(r.json()["items"]) == 3 and all(i["audio"] for i in r.json()["items"])
 
 
 def test_recommend_matches_the_library_and_leaves_heard_tracks_out(client, checkpoints):
