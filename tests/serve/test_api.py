@@ -202,6 +202,10 @@ def test_vae_interpolates_between_two_uploads_and_samples_with_an_attribute(clie
     assert r.status_code == 200 and len(r.json()["items"]) == 2
     r = client.post("/api/interpolate", json={"model": "smoke_vae", "a": a, "steps": 3})
     assert r.status_code == 422 and "a and b" in r.json()["error"]
+    # Its windows have their own length: a length asked for is refused, not ignored.
+    for length in ({"bars": 4}, {"steps": 16}):
+        r = client.post("/api/generate", json={"model": "smoke_vae", "n": 1, **length})
+        assert r.status_code == 400 and "leave bars and steps out" in r.json()["error"], r.text
 
 
 def test_gan_phrases_and_latent_walk(client):

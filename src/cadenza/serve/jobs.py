@@ -141,7 +141,11 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
         if len(condition) > lim.max_steps:
             raise _fail(422, f"condition: the melody is {len(condition)} model steps, over the "
                              f"service's cap of {lim.max_steps} (limits.max_steps)")  # fmt: skip
-    fixed = s.model.declaration().window_steps is not None  # a vae's own window length
+    window = s.model.declaration().window_steps  # a vae's own window length
+    fixed = window is not None
+    if fixed and (req.bars is not None or req.steps is not None):
+        raise _fail(400, f"bars/steps: the {s.family} model {s.name!r} writes windows of its "
+                         f"own length ({window} steps); leave bars and steps out")  # fmt: skip
     if fixed:
         bars = None
     elif req.steps is not None:  # steps wins over bars
