@@ -54,6 +54,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(TORCH_INDEX) "$(TORCH_SPEC)"
 	$(BIN)/pip install --quiet -e ".[dev]"
+	@# numba compiles librosa's kernels on first use (about 30 s on 2 cores): once, here, into
+	@# the venv's cache, rather than inside the first render, feature or test that needs them.
+	@$(BIN)/python -c "from cadenza.io.audio import warm_up; \
+	  print(f'cadenza: librosa kernels compiled once ({warm_up():.0f} s)')" || \
+	  echo "cadenza: librosa warm-up failed; the first audio call will compile its kernels"
 	touch $@
 
 demo: setup

@@ -44,6 +44,7 @@ __all__ = [
     "resample",
     "save_audio",
     "spectral_stats",
+    "warm_up",
 ]
 
 
@@ -349,3 +350,20 @@ def cqt_frequencies(p: AudioFeatures) -> np.ndarray:
         n_bins=p.cqt_octaves * p.cqt_bins_per_octave, fmin=p.cqt_fmin,
         bins_per_octave=p.cqt_bins_per_octave,
     )  # fmt: skip
+
+
+def warm_up() -> float:
+    """Run every librosa path above once, on two seconds of noise, so that numba compiles its
+    kernels into its on-disk cache now (`make setup` calls this after installing). Cold, the
+    first resample took 18-23 s and the first beat track 10 s on a 2-core VM, inside whatever
+    happened to call them first. -> the seconds it took."""
+    import time
+
+    t0 = time.perf_counter()
+    p = AudioFeatures()
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, 2 * p.sample_rate).astype(np.float32)
+    wave = Waveform(noise, p.sample_rate)
+    wave.at(16000)
+    mel_to_audio(log_mel(wave, p), p, n_iter=2)
+    cqt(wave, p), chroma(wave, p), beats(wave, p), mfcc(wave, p), spectral_stats(wave, p)
+    return time.perf_counter() - t0
