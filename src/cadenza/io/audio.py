@@ -365,5 +365,6 @@ def warm_up() -> float:
     wave = Waveform(noise, p.sample_rate)
     wave.at(16000)
     mel_to_audio(log_mel(wave, p), p, n_iter=2)
-    cqt(wave, p), chroma(wave, p), beats(wave, p), mfcc(wave, p), spectral_stats(wave, p)
+    for feature in (cqt, chroma, beats, mfcc, spectral_stats):
+        feature(wave, p)
     return time.perf_counter() - t0

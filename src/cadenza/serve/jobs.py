@@ -269,8 +269,10 @@ def classify(s: Served, req: ClassifyRequest, store: Store, settings: ServeSetti
     """The classes of one MIDI file, the most likely first (BadMidiError -> 422 for a file the
     classifier's codec cannot read, e.g. no note in its range). A mel classifier renders what
     it hears: at most limits.max_bars bars of it (4/4 at 120 bpm, 2 s a bar)."""
+    from cadenza.representations.events import SECONDS_PER_BAR
+
     t0 = time.perf_counter()
-    hears = settings.limits.max_bars * 2.0
+    hears = settings.limits.max_bars * SECONDS_PER_BAR
     ranked = s.model.ranked(s.model.read_midi_bytes(*_midi_source(req, store, caller), hears))
     shown = ranked if req.top is None else ranked[: req.top]
     return Classification(
