@@ -247,6 +247,12 @@ def test_a_melody_longer_than_the_cap_is_refused(settings):
         r = c.post("/api/generate", json={"model": "smoke_gan_accompaniment",
                                           "condition": tune["upload"]})  # fmt: skip
         assert r.status_code == 422 and "limits.max_steps" in r.json()["error"]
+        # A length in bars is counted in the model's steps, for generated candidates too.
+        for route, body in [("/api/generate", {"model": "smoke"}),
+                            ("/api/recommend", {"model": "smoke_recommender", "user": "listener3",
+                                                "generator": "smoke", "candidates": 2, "k": 1})]:
+            r = c.post(route, json={**body, "bars": 16})
+            assert r.status_code == 422 and "16 bars are" in r.json()["error"], (route, r.text)
 
 
 def test_render_an_upload_or_a_job_file_to_wav(client):
@@ -427,6 +433,19 @@ def test_recommend_generated_pieces_returns_the_best_as_files(client):
         assert load_midi_bytes(fetch(client, p["midi"])).instruments
         assert fetch(client, p["png"])[:4] == b"\x89PNG" and 0 <= p["catalog_percentile"] <= 1
         assert p["reasons"]["summary"] and "content" in p["reasons"]
+
+
+def test_recommending_generated_pieces_asks_of_the_generator_what_generate_does(client):
+    """The candidates are the generator's samples, so their controls are refused as the generate
+    route refuses them, not silently dropped."""
+    base = {"model": "smoke_recommender", "user": "listener3", "candidates": 2, "k": 1}
+    for length in ({"bars": 4}, {"steps": 16}):
+        r = client.post("/api/recommend", json={**base, "generator": "smoke_vae", **length})
+        assert r.status_code == 400 and "leave bars and steps out" in r.json()["error"], r.text
+    r = client.post("/api/recommend", json={**base, "generator": "smoke_vae"})
+    assert r.status_code == 200 and len(r.json()["picks"]) == 1, r.text
+    r = client.post("/api/recommend", json={**base, "generator": "smoke_gan", "top_p": 0.9})
+    assert r.status_code == 400 and "temperature only" in r.json()["error"], r.text
 
 
 def test_openapi_schema_and_studio_page_are_published(client):

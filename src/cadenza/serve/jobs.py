@@ -34,6 +34,7 @@ from cadenza.serve.schemas import (
     Recommendations,
     RecommendRequest,
     RenderRequest,
+    Sampling,
 )
 from cadenza.serve.settings import ServeSettings
 from cadenza.serve.store import Store
@@ -102,6 +103,29 @@ def _defaults(req: Any, settings: ServeSettings, keys: tuple[str, ...]) -> dict[
     return {k: settings.sample[k] if getattr(req, k) is None else getattr(req, k) for k in keys}
 
 
+def _length(s: Served, req: Sampling, settings: ServeSettings) -> float | None:
+    """The bars a generator is asked for (None where steps say it, or where the model writes
+    windows of its own length), checked against limits.max_steps as the model counts steps.
+    The generate route and recommending generated pieces ask the same of a length."""
+    lim = settings.limits
+    _cap("bars", req.bars, lim.max_bars)
+    _cap("steps", req.steps, lim.max_steps)
+    window = s.model.declaration().window_steps  # a vae's own window length
+    if window is not None:
+        if req.bars is not None or req.steps is not None:
+            raise _fail(400, f"bars/steps: the {s.family} model {s.name!r} writes windows of its "
+                             f"own length ({window} steps); leave bars and steps out")  # fmt: skip
+        return None
+    if req.steps is not None:  # steps wins over bars
+        return req.bars
+    bars = req.bars or settings.sample["bars"]
+    steps = s.model.codec.steps_for_bars(bars)
+    if steps > lim.max_steps:
+        raise _fail(422, f"bars: {bars:g} bars are {steps} model steps, over the service's "
+                         f"cap of {lim.max_steps} (limits.max_steps)")  # fmt: skip
+    return bars
+
+
 def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSettings,
              caller: Caller, submit: Submit | None = None,
              batcher: Batcher | None = None) -> Job:  # fmt: skip
@@ -115,8 +139,6 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
     lim, info_modes = settings.limits, modes(s)
     c = _defaults(req, settings, ("n", "seed", "temperature", "top_k", "top_p"))
     _cap("n", c["n"], lim.max_n)
-    _cap("bars", req.bars, lim.max_bars)
-    _cap("steps", req.steps, lim.max_steps)
     for field, mode in (("primer", "primer"), ("condition", "condition"),
                         ("attribute", "attribute"), ("style", "style")):  # fmt: skip
         if getattr(req, field) is not None and mode not in info_modes:
@@ -141,21 +163,7 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
         if len(condition) > lim.max_steps:
             raise _fail(422, f"condition: the melody is {len(condition)} model steps, over the "
                              f"service's cap of {lim.max_steps} (limits.max_steps)")  # fmt: skip
-    window = s.model.declaration().window_steps  # a vae's own window length
-    fixed = window is not None
-    if fixed and (req.bars is not None or req.steps is not None):
-        raise _fail(400, f"bars/steps: the {s.family} model {s.name!r} writes windows of its "
-                         f"own length ({window} steps); leave bars and steps out")  # fmt: skip
-    if fixed:
-        bars = None
-    elif req.steps is not None:  # steps wins over bars
-        bars = req.bars
-    else:
-        bars = req.bars or settings.sample["bars"]
-        steps = s.model.codec.steps_for_bars(bars)
-        if steps > lim.max_steps:
-            raise _fail(422, f"bars: {bars} bars are {steps} model steps, over the service's "
-                             f"cap of {lim.max_steps} (limits.max_steps)")  # fmt: skip
+    bars = _length(s, req, settings)
     controls = {**c, "bars": bars, "steps": req.steps, "render": req.render,
                 "primer": req.primer, "condition": req.condition,
                 "attribute": req.attribute, "style": req.style}  # fmt: skip
@@ -355,8 +363,6 @@ def recommend_generated(
 
     listener = _listener(s, req, settings)
     _cap("candidates", req.candidates, settings.limits.max_candidates)
-    _cap("bars", req.bars, settings.limits.max_bars)
-    _cap("steps", req.steps, settings.limits.max_steps)
     if g.model.codec.output != "midi":
         raise _fail(400, f"generator: {g.name!r} writes {g.model.codec.output}; the "
                          "recommender scores MIDI")  # fmt: skip
@@ -366,8 +372,10 @@ def recommend_generated(
         raise _fail(422, f"method: {req.method} ranks catalog tracks; generated pieces are "
                          "scored by the hybrid model")  # fmt: skip
     controls = _defaults(req, settings, ("seed", "temperature", "top_k", "top_p"))
-    bars = req.bars if req.bars or req.steps else settings.sample["bars"]
-    controls |= {"steps": req.steps, "bars": bars}
+    if (controls["top_k"] is not None or controls["top_p"] is not None) and not takes_filters(g):
+        raise _fail(400, f"top_k/top_p filter the next token of a token model; the "
+                         f"{g.family} model {g.name!r} takes temperature only")  # fmt: skip
+    controls |= {"steps": req.steps, "bars": _length(g, req, settings)}
 
     def work(job: str, folder: Path) -> Recommendations:
         t0 = time.perf_counter()
