@@ -248,9 +248,9 @@ def test_a_melody_longer_than_the_cap_is_refused(settings):
                                           "condition": tune["upload"]})  # fmt: skip
         assert r.status_code == 422 and "limits.max_steps" in r.json()["error"]
         # A length in bars is counted in the model's steps, for generated candidates too.
-        for route, body in [("/api/generate", {"model": "smoke"}),
-                            ("/api/recommend", {"model": "smoke_recommender", "user": "listener3",
-                                                "generator": "smoke", "candidates": 2, "k": 1})]:
+        pool = {"model": "smoke_recommender", "user": "listener3", "generator": "smoke",
+                "candidates": 2, "k": 1}  # fmt: skip
+        for route, body in [("/api/generate", {"model": "smoke"}), ("/api/recommend", pool)]:
             r = c.post(route, json={**body, "bars": 16})
             assert r.status_code == 422 and "16 bars are" in r.json()["error"], (route, r.text)
 
