@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cadenza.errors import BadMidiError
@@ -31,7 +32,7 @@ def _notes(path: Path) -> list[tuple[float, float, int]]:
 
 def test_same_seed_same_notes_and_files_for_a_daw(smoke_ckpt: Path, tmp_path: Path) -> None:
     runs = {}
-    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+    for name, seed, *more in (("a", 7), ("b", 7), ("c", 8), ("slow", 7, "tempo=90")):
         proc = cli(
             "cadenza-sample",
             f"ckpt_path={smoke_ckpt}",
@@ -40,6 +41,7 @@ def test_same_seed_same_notes_and_files_for_a_daw(smoke_ckpt: Path, tmp_path: Pa
             f"seed={seed}",
             "bars=2",
             "temperature=1.2",
+            *more,
             cwd=tmp_path,
         )
         assert proc.returncode == 0, proc.stderr[-2000:]
@@ -49,6 +51,13 @@ def test_same_seed_same_notes_and_files_for_a_daw(smoke_ckpt: Path, tmp_path: Pa
     assert [_notes(p) for p in runs["a"]] != [_notes(p) for p in runs["c"]]
     # 2 bars of 4/4 at 2 steps per beat = 16 steps of 0.25 s at the codec's 120 bpm
     assert max(end for _, end, _ in _notes(runs["a"][0])) <= 4.0 + 1e-6
+    # tempo=90: the same notes on the same beats, each beat 120/90 as long, and the file says so.
+    for fast, slow in zip(runs["a"], runs["slow"], strict=True):
+        a, b = np.array(_notes(fast)), np.array(_notes(slow))
+        np.testing.assert_array_equal(b[:, 2], a[:, 2])
+        np.testing.assert_allclose(b[:, :2], a[:, :2] * 120 / 90, atol=2e-3)
+        assert load_midi(slow).get_tempo_changes()[1] == pytest.approx([90.0], abs=1e-3)
+    assert json.loads((tmp_path / "slow" / "samples.json").read_text())["controls"]["tempo"] == 90
 
 
 def test_primer_is_continued(smoke_ckpt: Path, tmp_path: Path) -> None:
@@ -82,6 +91,7 @@ def test_primer_is_continued(smoke_ckpt: Path, tmp_path: Path) -> None:
         (["CKPT", "style=jsb"], "generate in a style"),
         (["CKPT", "device=cuda:99"], "device=cuda:99"),  # no GPU here, or not that many
         (["CKPT", "device=gpu"], "device='gpu' is not a device"),
+        (["CKPT", "tempo=500"], "tempo must be null or quarter notes a minute in 20..400"),
     ],
     ids=[
         "missing-ckpt",
@@ -93,6 +103,7 @@ def test_primer_is_continued(smoke_ckpt: Path, tmp_path: Path) -> None:
         "style-on-an-unconditional-model",
         "unusable-device",
         "not-a-device",
+        "tempo-out-of-range",
     ],
 )
 def test_sample_errors_are_one_clear_line(

@@ -49,7 +49,7 @@ def test_reconstruct_writes_the_input_window_and_its_reconstruction(vae_ckpt, tm
 def test_interpolate_writes_the_path_and_one_sheet(vae_ckpt, tmp_path):
     proc = cli(
         "cadenza-sample", f"ckpt_path={vae_ckpt}", "mode=interpolate",
-        f"a={melody('jigs1')}", f"b={melody('waltzes1')}", "steps=5",
+        f"a={melody('jigs1')}", f"b={melody('waltzes1')}", "steps=5", "tempo=60",
         f"out_dir={tmp_path}/i", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -58,6 +58,12 @@ def test_interpolate_writes_the_path_and_one_sheet(vae_ckpt, tmp_path):
     assert (tmp_path / "i" / "interp_sheet.png").stat().st_size > 1000
     report = json.loads((tmp_path / "i" / "samples.json").read_text())
     assert report["steps"] == 5 and len(report["samples"]) == 5
+    # Written at the tempo asked for: the melody codec's 120 bpm window lasts twice as long.
+    assert report["tempo"] == 60
+    for m in mids:
+        pm = load_midi(m)
+        assert pm.get_tempo_changes()[1] == pytest.approx([60.0], abs=1e-3)
+        assert pm.get_end_time() <= 2 * 4 * 60 / 60 + 1e-3  # two 4/4 bars at 60 bpm: 8 s
 
 
 def test_prior_with_attribute_reports_the_achieved_change(vae_ckpt, tmp_path):

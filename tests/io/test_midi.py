@@ -12,6 +12,7 @@ from cadenza.errors import BadMidiError, CadenzaError
 from cadenza.io.midi import (
     TrackNotes,
     align_to_bar,
+    at_tempo,
     build_midi,
     load_midi,
     load_midi_bytes,
@@ -186,6 +187,26 @@ def test_align_to_bar_follows_a_tempo_map():
     shift = np.sort(moved) - np.sort(raw_beats)
     assert np.ptp(shift) < 1e-6 and 0 <= shift[0] < 4  # every note moved by the same beats
     assert [t.name for t in tracks_of(out)] == [t.name for t in tracks_of(pm)]
+
+
+def test_at_tempo_keeps_every_note_on_its_beat_through_a_tempo_map():
+    """A piece written at another tempo: the same notes on the same beats (as the file keeps
+    them, to a tick) at one tempo. Albeniz's Espana has 553 tempo changes."""
+    pm = load_midi(real_midi("piano-midi-de/midis/Albeniz/alb_esp1.mid"))
+    out = load_midi_bytes(midi_to_bytes(at_tempo(pm, 75.0)))  # as a producer's file holds it
+    assert out.get_tempo_changes()[1] == pytest.approx([75.0], abs=1e-4)
+    assert [(t.program, t.is_drum, t.name) for t in tracks_of(out)] == [
+        (t.program, t.is_drum, t.name) for t in tracks_of(pm)
+    ]
+    for a, b in zip(tracks_of(pm), tracks_of(out), strict=True):
+        assert len(a.notes) == len(b.notes) > 0
+        beats_a = time_to_beats(pm, a.notes[:, :2].ravel())
+        beats_b = time_to_beats(out, b.notes[:, :2].ravel())
+        np.testing.assert_allclose(np.sort(beats_b), np.sort(beats_a), atol=1.5 / pm.resolution)
+        np.testing.assert_array_equal(np.sort(b.notes[:, 2]), np.sort(a.notes[:, 2]))
+    last = time_to_beats(pm, np.array([max(t.notes[:, 1].max() for t in tracks_of(pm))]))[0]
+    assert out.get_end_time() == pytest.approx(last * 60 / 75, abs=0.01)
+    assert pm.get_tempo_changes()[0].size == 553  # the source is left as it was
 
 
 def test_notes_from_pitch_steps_holds_repeated_pitches():

@@ -77,6 +77,7 @@ def test_models_describe_each_family_with_its_controls(client):
     assert lstm["family"] == "lstm" and "primer" in lstm["modes"] and lstm["output"] == "midi"
     assert lstm["controls"]["n"] == {"min": 1, "max": 4, "default": 4}  # the configured cap
     assert lstm["controls"]["top_k"] is None  # frames: temperature only
+    assert lstm["controls"]["tempo"] == {"min": 20, "max": 400, "default": None}
     assert lstm["codec"]["name"] == "pianoroll" and lstm["codec"]["low_pitch"] == 36
     assert {"interpolate", "attribute"} <= set(vae["modes"]) and vae["controls"]["bars"] is None
     assert "latent_walk" in gan["modes"]
@@ -120,6 +121,20 @@ def test_generate_returns_midi_png_and_wav_files_that_read_back(client):
     same = fetch(client, again.json()["items"][0]["midi"])
     assert same == fetch(client, job["items"][0]["midi"])
     assert fetch(client, other.json()["items"][0]["midi"]) != same
+
+    # At another tempo: the same notes on the same beats, each beat 120/90 as long.
+    slow = client.post("/api/generate", json={"model": "smoke", "n": 2, "bars": 2, "seed": 5,
+                                              "tempo": 90})  # fmt: skip
+    assert slow.status_code == 200 and slow.json()["controls"]["tempo"] == 90, slow.text
+    a, b = (load_midi_bytes(fetch(client, j["items"][0]["midi"])) for j in (job, slow.json()))
+    assert b.get_tempo_changes()[1] == pytest.approx([90.0], abs=1e-3)
+    np.testing.assert_allclose([n.start for t in b.instruments for n in t.notes],
+                               [n.start * 120 / 90 for t in a.instruments for n in t.notes],
+                               atol=2e-3)  # fmt: skip
+    assert slow.json()["items"][0]["seconds"] == pytest.approx(job["items"][0]["seconds"] * 4 / 3,
+                                                               abs=2e-3)  # fmt: skip
+    r = client.post("/api/generate", json={"model": "smoke", "tempo": 10})
+    assert r.status_code == 422 and "tempo" in r.json()["error"], r.text
 
 
 def test_a_primer_upload_is_continued(client):
@@ -213,8 +228,12 @@ def test_gan_phrases_and_latent_walk(client):
     assert r.status_code == 200, r.text
     pm = load_midi_bytes(fetch(client, r.json()["items"][0]["midi"]))
     assert len(pm.instruments) >= 2  # one instrument per track
-    walk = client.post("/api/interpolate", json={"model": "smoke_gan", "steps": 3, "seed": 1})
+    walk = client.post("/api/interpolate", json={"model": "smoke_gan", "steps": 3, "seed": 1,
+                                                 "tempo": 100})  # fmt: skip
     assert walk.status_code == 200 and len(walk.json()["items"]) == 3
+    assert walk.json()["controls"]["tempo"] == 100
+    pm = load_midi_bytes(fetch(client, walk.json()["items"][0]["midi"]))
+    assert pm.get_tempo_changes()[1] == pytest.approx([100.0], abs=1e-3)
     a = upload(client, melody("jigs1").read_bytes())["upload"]
     r = client.post("/api/interpolate", json={"model": "smoke_gan", "a": a, "b": a})
     assert r.status_code == 400 and "no encoder" in r.json()["error"]
@@ -350,6 +369,9 @@ def test_a_mel_vae_is_served_writing_audio(smoke, tmp_path):
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         info = client.get("/api/models/mel_vae").json()
         assert info["output"] == "audio" and {"generate", "interpolate"} <= set(info["modes"])
+        assert info["controls"]["tempo"] is None  # audio has no notes to put on a tempo
+        r = client.post("/api/generate", json={"model": "mel_vae", "n": 1, "tempo": 90})
+        assert r.status_code == 400 and "leave tempo out" in r.json()["error"], r.text
         r = client.post("/api/generate", json={"model": "mel_vae", "n": 2, "seed": 1})
         assert r.status_code == 200, r.text
         for item in r.json()["items"]:
@@ -425,12 +447,13 @@ def test_every_method_answers_with_reasons(client):
 def test_recommend_generated_pieces_returns_the_best_as_files(client):
     r = client.post("/api/recommend", json={"model": "smoke_recommender", "user": "listener3",
                                             "generator": "smoke", "candidates": 4, "k": 2,
-                                            "bars": 2})  # fmt: skip
+                                            "bars": 2, "tempo": 80})  # fmt: skip
     assert r.status_code == 200, r.text
     picks = r.json()["picks"]
     assert [p["rank"] for p in picks] == [1, 2] and picks[0]["score"] >= picks[1]["score"]
     for p in picks:
-        assert load_midi_bytes(fetch(client, p["midi"])).instruments
+        pm = load_midi_bytes(fetch(client, p["midi"]))
+        assert pm.instruments and pm.get_tempo_changes()[1] == pytest.approx([80.0], abs=1e-3)
         assert fetch(client, p["png"])[:4] == b"\x89PNG" and 0 <= p["catalog_percentile"] <= 1
         assert p["reasons"]["summary"] and "content" in p["reasons"]
 

@@ -176,6 +176,7 @@ def test_old_jobs_are_pruned_so_the_disk_stays_bounded(client, settings) -> None
         ({"keep_hours": -1}, "keep_hours"),
         ({"device": "cuda:99"}, "device=cuda:99"),  # no GPU here, or not that many
         ({"device": "tpu"}, "device='tpu' is not a device"),
+        ({"sample": {"tempo": 1000}}, "sample.tempo must be null or quarter notes a minute"),
     ],
     ids=[
         "missing-folder",
@@ -190,6 +191,7 @@ def test_old_jobs_are_pruned_so_the_disk_stays_bounded(client, settings) -> None
         "keep-hours",
         "unusable-device",
         "not-a-device",
+        "tempo",
     ],  # fmt: skip
 )
 def test_a_wrong_setting_fails_at_start_up_naming_the_key(checkpoints, cfg, says) -> None:

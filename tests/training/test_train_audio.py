@@ -58,6 +58,18 @@ def test_smoke_audio_vae_samples_are_audio(smoke_run: tuple[Path, dict]) -> None
     assert meta["controls"]["family"] == "mel_vae" and len(meta["samples"]) == 2
 
 
+def test_a_tempo_asked_of_a_model_of_audio_is_refused_before_sampling(
+    smoke_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    from cadenza.errors import ConfigError
+    from cadenza.generation import generate_to_files
+
+    model = GenerativeModule.load(smoke_run[1]["latest_ckpt"])
+    with pytest.raises(ConfigError, match="writes audio, which has no notes to put on a tempo"):
+        generate_to_files(model, tmp_path / "out", n=1, tempo=90)
+    assert not (tmp_path / "out").exists()
+
+
 def test_cadenza_sample_writes_audio_from_a_mel_vae_checkpoint(
     smoke_run: tuple[Path, dict], tmp_path: Path
 ) -> None:

@@ -22,11 +22,11 @@ from cadenza.errors import ConfigError
 from cadenza.training.config import require
 
 MODES = ("prior", "reconstruct", "interpolate")
-AUDIO_KEYS = ("render", "synth", "soundfont", "sample_rate")
+FILE_KEYS = ("render", "synth", "soundfont", "sample_rate", "tempo")  # how files are written
 
 
 def sample(cfg: DictConfig) -> list[str]:
-    from cadenza.generation import exploration, generate_to_files
+    from cadenza.generation import check_tempo, exploration, generate_to_files
     from cadenza.models import Ability, GenerativeModule
     from cadenza.models.sampling import pick_device
 
@@ -40,7 +40,8 @@ def sample(cfg: DictConfig) -> list[str]:
     attribute = controls.pop("attribute", None)
     inputs = {k: controls.pop(k, None) for k in ("input", "a", "b")}
     out_dir, png = controls.pop("out_dir"), controls.pop("png")
-    audio = {k: controls.pop(k) for k in AUDIO_KEYS}
+    audio = {k: controls.pop(k) for k in FILE_KEYS}
+    check_tempo(audio["tempo"], model.codec.output)  # before any sampling
     common: dict[str, Any] = {"seed": controls["seed"]}
     if mode == "reconstruct":
         path = inputs["input"] or _missing("input", "mode=reconstruct input=phrase.mid")

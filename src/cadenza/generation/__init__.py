@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cadenza.generation.pieces import Piece, generate, generate_batch, resolve_length, to_pieces
-from cadenza.generation.writers import AUDIO_FORMATS, check_render, write_pieces
+from cadenza.generation.writers import AUDIO_FORMATS, check_render, check_tempo, write_pieces
 from cadenza.models.base import GenerativeModule
 
 
@@ -27,21 +27,24 @@ def generate_to_files(
     synth: str = "auto",
     soundfont: str | None = None,
     sample_rate: int = 44100,
+    tempo: float | None = None,
     **controls: Any,
 ) -> list[Piece]:
     """`generate` (controls: seed, temperature, top_k, top_p, steps, bars, primer, condition,
     prefix, record) then `write_pieces`: `<prefix>_000.mid` (+ `.png`, + audio with `render=`)
-    or `.wav` for a model of audio, and `samples.json`. Returns the pieces, whose `files` name
-    what was written."""
+    at `tempo` (quarter notes a minute; null: the codec's) or `.wav` for a model of audio, and
+    `samples.json`. Returns the pieces, whose `files` name what was written."""
     check_render(render)
+    check_tempo(tempo, model.codec.output)  # before any sampling
     pieces = generate(model, n, **controls)
     write_pieces(pieces, out_dir, png=png, render=render, synth=synth, soundfont=soundfont,
-                 sample_rate=sample_rate)  # fmt: skip
+                 sample_rate=sample_rate, tempo=tempo)  # fmt: skip
     return pieces
 
 
 __all__ = [
-    "AUDIO_FORMATS", "Piece", "generate", "generate_batch", "generate_to_files", "resolve_length",
+    "AUDIO_FORMATS", "Piece", "check_tempo", "generate", "generate_batch", "generate_to_files",
+    "resolve_length",
     "to_pieces",
     "write_pieces",
 ]  # fmt: skip

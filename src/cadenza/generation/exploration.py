@@ -19,7 +19,7 @@ import torch
 from cadenza.errors import ConfigError
 from cadenza.generation.inputs import describe_input, window_tensor
 from cadenza.generation.pieces import Piece, to_pieces
-from cadenza.generation.writers import write_piece, write_report, write_sheet
+from cadenza.generation.writers import check_tempo, write_piece, write_report, write_sheet
 from cadenza.metrics.attributes import ATTRIBUTES, parse_attribute, window_attributes
 from cadenza.models.base import Ability, GenerativeModule, check_int
 
@@ -38,10 +38,14 @@ class Exploration:
         """Every piece (+ picture, + audio with render=) and `samples.json`; with a path,
         `<prefix>_sheet.png` too. Returns the written answer pieces."""
         out = Path(out_dir)
+        for p in self.pieces:  # before any file is written
+            check_tempo(audio.get("tempo"), p.output)
         out.mkdir(parents=True, exist_ok=True)
         entries = {p.name: write_piece(p, out, png=png, **audio)
                    for p in [*self.inputs, *self.pieces]}  # fmt: skip
         report = dict(self.report)
+        if audio.get("tempo") is not None:
+            report["tempo"] = audio["tempo"]
         if self.report.get("mode") == "prior" and self.inputs:  # base and shifted side by side
             report["samples"] = [{"base": entries[b.name], "shifted": entries[p.name]}
                                  for b, p in zip(self.inputs, self.pieces)]  # fmt: skip

@@ -16,12 +16,28 @@ from cadenza.generation.pieces import Piece
 log = logging.getLogger("cadenza")
 AUDIO_FORMATS = ("wav", "flac", "ogg")
 REPORT = "samples.json"
+TEMPO_RANGE = (20, 400)  # quarter notes a minute that `tempo=` may ask for
 
 
 def check_render(render: str | None) -> str | None:
     if render is not None and render not in AUDIO_FORMATS:
         raise ConfigError(f"render must be null or one of {list(AUDIO_FORMATS)}, got {render!r}")
     return render
+
+
+def check_tempo(tempo: Any, output: str = "midi") -> float | None:
+    """A tempo to write MIDI at: null, or quarter notes a minute in TEMPO_RANGE. A model of
+    audio writes what it heard: it has no notes to put on another tempo."""
+    if tempo is None:
+        return None
+    lo, hi = TEMPO_RANGE
+    if isinstance(tempo, bool) or not isinstance(tempo, int | float) or not lo <= tempo <= hi:
+        raise ConfigError(f"tempo must be null or quarter notes a minute in {lo}..{hi}, "
+                          f"got {tempo!r}")  # fmt: skip
+    if output != "midi":
+        raise ConfigError(f"tempo: this model writes {output}, which has no notes to put on a "
+                          "tempo; leave tempo out")  # fmt: skip
+    return float(tempo)
 
 
 def write_piece(
@@ -33,14 +49,22 @@ def write_piece(
     synth: str = "auto",
     soundfont: str | None = None,
     sample_rate: int = 44100,
+    tempo: float | None = None,
     title: str | None = None,
 ) -> dict[str, Any]:
     """Write one piece; returns its report entry (file names and what was measured).
 
     MIDI: `<name>.mid`, `<name>.png` with `png`, `<name>.<render>` with `render` (a silent
-    piece keeps its MIDI file and gets no audio). Audio: `<name>.wav` and a spectrogram PNG."""
+    piece keeps its MIDI file and gets no audio). Audio: `<name>.wav` and a spectrogram PNG.
+    `tempo` (quarter notes a minute) puts the piece's notes on the same beats at that tempo
+    first: `piece.music` and its seconds become what was written."""
     out = Path(out_dir)
     title = title or piece.name.replace("_", " ")
+    if check_tempo(tempo, piece.output) is not None:
+        from cadenza.io.midi import at_tempo
+
+        piece.music = at_tempo(piece.music, tempo)
+        piece.meta["seconds"] = round(piece.music.get_end_time(), 3)
     if piece.output == "audio":
         from cadenza.io.audio import save_audio
 
@@ -86,21 +110,24 @@ def write_pieces(
     synth: str = "auto",
     soundfont: str | None = None,
     sample_rate: int = 44100,
+    tempo: float | None = None,
     report: dict[str, Any] | None = None,
 ) -> list[Path]:
     """Write every piece (see `write_piece`) and `samples.json` ({"controls", "samples"}, plus
     `report`'s keys); returns each piece's main file (MIDI, or WAV for audio)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     check_render(render)
+    for p in pieces:  # before any file is written
+        check_tempo(tempo, p.output)
+    out.mkdir(parents=True, exist_ok=True)
     seed = pieces[0].controls.get("seed") if pieces else None
     entries = [
         write_piece(p, out, png=png, render=render, synth=synth, soundfont=soundfont,
-                    sample_rate=sample_rate,
+                    sample_rate=sample_rate, tempo=tempo,
                     title=f"{p.name.replace('_', ' ')} (seed {seed})" if seed is not None else None)
         for p in pieces
     ]  # fmt: skip
-    controls = {**(pieces[0].controls if pieces else {}), "render": render}
+    controls = {**(pieces[0].controls if pieces else {}), "render": render, "tempo": tempo}
     write_report(out, {"controls": controls, "samples": entries, **(report or {})})
     return [p.files.get("midi") or p.files["audio"] for p in pieces]
 

@@ -445,6 +445,13 @@ def align_to_bar(
     return build(tracks, tempo=tempo, resolution=resolution)
 
 
+def at_tempo(pm: pretty_midi.PrettyMIDI, qpm: float) -> pretty_midi.PrettyMIDI:
+    """`pm`'s notes on the same beats at one tempo of `qpm` quarter notes a minute, as a new
+    PrettyMIDI: a generated piece (notes only) written at the tempo a producer asks for. Only
+    notes survive, as in `align_to_bar`, which this is with the downbeat at 0."""
+    return align_to_bar(pm, 0.0, tempo=qpm)
+
+
 # --- writing ---------------------------------------------------------------------------------
 def build_midi(
     tracks: list[TrackNotes], tempo: float = 120.0, resolution: int = 480

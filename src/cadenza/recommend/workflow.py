@@ -308,26 +308,28 @@ def recommend_generated(
     synth: str = "auto",
     soundfont: str | None = None,
     sample_rate: int = 44100,
+    tempo: float | None = None,
     report_user: str | None = None,
     **controls: Any,
 ) -> list[Pick]:
     """Sample `candidates` pieces (controls: seed, temperature, top_k, top_p, bars, steps,
     primer, style), keep the k best for the listener in out_dir as rank01_....mid +
     picks.json; every candidate's MIDI stays in `candidates/`. The pieces are scored in memory,
-    as generated.
+    as generated; `tempo` (quarter notes a minute) is the tempo the k best are written at.
 
     A style-conditional generator asked for no style is conditioned on the listener's taste:
     the style mix p(style | taste) over the styles it shares with the recommender's contexts
     (`taste_style_mix`). benchmarks/recommender_content.py measured this against routing and
     sample-then-rerank (BENCHMARKS.md)."""
     from cadenza.generation import generate
-    from cadenza.generation.writers import write_piece
+    from cadenza.generation.writers import check_tempo, write_piece
 
     if k > candidates:
         raise ConfigError(f"k={k} is more than candidates={candidates}")
     if generator.codec.output != "midi":
         raise ConfigError(f"the {generator.family} generator writes {generator.codec.output}; "
                           "the recommender scores MIDI from its notes")  # fmt: skip
+    check_tempo(tempo)  # the picks are written at it; they are scored as the model wrote them
     controls.pop("n", None)  # `candidates` is how many pieces are drawn
     taste, hist = _taste_and_history(model, user, history, context, text)
     with torch.no_grad():
@@ -366,7 +368,7 @@ def recommend_generated(
         piece.name = f"rank{rank:02d}_{piece.name}"
         piece.files = {}
         write_piece(piece, out, png=png, render=render, synth=synth, soundfont=soundfont,
-                    sample_rate=sample_rate,
+                    sample_rate=sample_rate, tempo=tempo,
                     title=f"rank {rank}: score {scores[j]:.2f}")  # fmt: skip
         files = {key: str(piece.files[key]) if key in piece.files else None
                  for key in ("midi", "png", "audio")}  # fmt: skip
@@ -376,7 +378,8 @@ def recommend_generated(
         # A service names the listener by pseudonym (report_user), never by ID.
         "listener": {"user": report_user or user, "history": history, "context": context,
                      "text": text},
-        "style": controls.get("style"), "candidates": len(pieces), "scored": len(good),
+        "style": controls.get("style"), "tempo": tempo, "candidates": len(pieces),
+        "scored": len(good),
         "skipped": skipped,
         "picks": [asdict(p) for p in picks],
         "all_scores": {name: float(score) for name, score in zip(names, scores)},

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cadenza.errors import ConfigError
-from cadenza.generation import Piece
+from cadenza.generation import Piece, check_tempo
 from cadenza.serve.auth import Caller
 from cadenza.serve.batching import Batcher
 from cadenza.serve.errors import NotFoundError, RequestError
@@ -126,6 +126,17 @@ def _length(s: Served, req: Sampling, settings: ServeSettings) -> float | None:
     return bars
 
 
+def _tempo(s: Served, tempo: float | None, settings: ServeSettings) -> float | None:
+    """The tempo a generator's MIDI is written at: the request's, else the service's default
+    (serve.yaml `sample.tempo`) where the model writes MIDI, else the model's own (None)."""
+    if tempo is None:
+        return settings.sample["tempo"] if s.model.codec.output == "midi" else None
+    try:
+        return check_tempo(tempo, s.model.codec.output)
+    except ConfigError as e:
+        raise _fail(400, f"{e} (the {s.family} model {s.name!r})") from None
+
+
 def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSettings,
              caller: Caller, submit: Submit | None = None,
              batcher: Batcher | None = None) -> Job:  # fmt: skip
@@ -164,7 +175,8 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
             raise _fail(422, f"condition: the melody is {len(condition)} model steps, over the "
                              f"service's cap of {lim.max_steps} (limits.max_steps)")  # fmt: skip
     bars = _length(s, req, settings)
-    controls = {**c, "bars": bars, "steps": req.steps, "render": req.render,
+    tempo = _tempo(s, req.tempo, settings)
+    controls = {**c, "bars": bars, "steps": req.steps, "tempo": tempo, "render": req.render,
                 "primer": req.primer, "condition": req.condition,
                 "attribute": req.attribute, "style": req.style}  # fmt: skip
 
@@ -175,7 +187,7 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
 
     def work(job: str, folder: Path) -> Job:
         t0 = time.perf_counter()
-        audio = {"render": _render(req.render, s), **settings.render_options}
+        audio = {"render": _render(req.render, s), "tempo": tempo, **settings.render_options}
         alone = batcher.slot if batcher is not None else nullcontext  # a slot, unless held
         if req.attribute:
             from cadenza.generation.exploration import prior_with_attribute
@@ -237,7 +249,8 @@ def interpolate(s: Served, req: InterpolateRequest, store: Store, settings: Serv
     else:
         raise _fail(400, f"model: the {s.family} model {s.name!r} cannot interpolate; use one "
                          "that encodes phrases (a vae) or walks its latents (a gan)")  # fmt: skip
-    controls = req.model_dump()
+    tempo = _tempo(s, req.tempo, settings)
+    controls = req.model_dump() | {"tempo": tempo}
 
     def work(job: str, folder: Path) -> Job:
         t0 = time.perf_counter()
@@ -248,7 +261,8 @@ def interpolate(s: Served, req: InterpolateRequest, store: Store, settings: Serv
         else:
             path = exploration.latent_walk(s.model, steps=req.steps, seed=req.seed,
                                            temperature=req.temperature)  # fmt: skip
-        pieces = path.write(folder, render=_render(req.render, s), **settings.render_options)
+        pieces = path.write(folder, render=_render(req.render, s), tempo=tempo,
+                            **settings.render_options)  # fmt: skip
         return _job(store, job, s, folder, pieces, controls, t0, sheet=folder / "interp_sheet.png")
 
     return _in_job(store, caller, work, submit=submit)
@@ -376,11 +390,13 @@ def recommend_generated(
         raise _fail(400, f"top_k/top_p filter the next token of a token model; the "
                          f"{g.family} model {g.name!r} takes temperature only")  # fmt: skip
     controls |= {"steps": req.steps, "bars": _length(g, req, settings)}
+    tempo = _tempo(g, req.tempo, settings)
 
     def work(job: str, folder: Path) -> Recommendations:
         t0 = time.perf_counter()
         picks = best_of(s.model, g.model, folder, **listener, candidates=req.candidates, k=req.k,
-                        render=_render(req.render), png=True, **settings.render_options,
+                        render=_render(req.render), png=True, tempo=tempo,
+                        **settings.render_options,
                         report_user=pseudonym, **controls)  # fmt: skip
         files = ("midi", "png", "audio")
         out = [

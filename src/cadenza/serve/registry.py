@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from cadenza.errors import CadenzaError
+from cadenza.generation.writers import TEMPO_RANGE
 from cadenza.models import Ability, CadenzaModule, ClassifierModule, GenerativeModule
 from cadenza.models.base import read_checkpoint
 from cadenza.recommend.index import ExactIndex, NearestNeighbourIndex
@@ -173,6 +174,7 @@ def describe(s: Served, limits: Limits, caller: Caller) -> dict[str, Any]:
             "top_k": _range(1, 1000, None) if tokens else None,
             "top_p": _range(0.01, 1.0, None) if tokens else None,
             "seed": _range(0, 2**31 - 1, 0),
+            "tempo": _range(*TEMPO_RANGE, None) if declaration.output == "midi" else None,
         },
     }
     return info

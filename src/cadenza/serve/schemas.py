@@ -8,11 +8,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cadenza.generation.writers import TEMPO_RANGE
+
 UploadId = str  # 32 hex characters, from POST /api/uploads
 
 
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _tempo() -> Any:
+    lo, hi = TEMPO_RANGE
+    return Field(None, ge=lo, le=hi, description="write the MIDI (and its audio) at this many "
+                 "quarter notes a minute: the same notes on the same beats (null: the service "
+                 "default, else the model's own; models of MIDI only)")  # fmt: skip
 
 
 # A control left out (null) takes the service's default: serve.yaml `sample.*`, which are
@@ -24,6 +33,7 @@ class Sampling(Request):
     top_p: float | None = Field(None, gt=0, le=1.0, description="token models only")
     bars: float | None = Field(None, gt=0, description="4/4 bars (null: the service default)")
     steps: int | None = Field(None, ge=1, description="model steps; wins over bars")
+    tempo: float | None = _tempo()
 
 
 class GenerateRequest(Sampling):
@@ -47,6 +57,7 @@ class InterpolateRequest(Request):
     steps: int = Field(8, ge=2)
     temperature: float | None = Field(None, gt=0, le=5.0, description="null: greedy (vae)")
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    tempo: float | None = _tempo()
     render: bool = False
 
 

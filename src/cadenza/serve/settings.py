@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cadenza.errors import ConfigError
+from cadenza.generation.writers import check_tempo
 from cadenza.models.base import check_float, check_int
 from cadenza.models.components.nade import ROWWISE_MAX_ROWS
 from cadenza.models.sampling import pick_device
@@ -198,6 +199,10 @@ class ServeSettings:
         for key in ("torch_threads", "malloc_arenas"):
             if getattr(self, key) is not None:
                 check_int(key, getattr(self, key))
+        try:
+            check_tempo(self.sample["tempo"])
+        except ConfigError as e:
+            raise ConfigError(f"sample.{e}") from None
         if self.sample["synth"] not in ("auto", "fluidsynth", "builtin"):
             raise ConfigError(f"sample.synth must be auto, fluidsynth or builtin, got "
                               f"{self.sample['synth']!r}")  # fmt: skip
