@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from cadenza.io.midi import load_midi_bytes
+
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -179,6 +181,7 @@ def _generate_two_pieces(driver: Any) -> None:
     assert driver.find_element("id", "primer").is_displayed()
     _set_number(driver, "n", 2)
     _set_number(driver, "bars", 2)
+    _set_number(driver, "tempo", 90)  # the pieces are written at 90 quarter notes a minute
     started = time.monotonic()
     driver.find_element("id", "generate").click()
     _wait_done(driver, "results", "2 generated pieces", GENERATE_TIMEOUT_S)
@@ -222,6 +225,7 @@ def _generate_two_pieces(driver: Any) -> None:
         status, headers, midi = _fetch(link.get_attribute("href"))
         assert status == 200
         assert midi[:4] == b"MThd"
+        assert load_midi_bytes(midi).get_tempo_changes()[1] == pytest.approx([90.0], abs=1e-3)
         assert "attachment" in headers.get("content-disposition", "")
 
 
