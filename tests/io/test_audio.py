@@ -24,6 +24,7 @@ from cadenza.io.audio import (
     save_audio,
     spectral_stats,
 )
+from tests.fixtures.data import real_midi
 
 SR = 22050
 P = AudioFeatures()
@@ -160,7 +161,7 @@ def broken_files(folder: Path) -> dict[str, str]:
         "text.wav": "not_audio",
         "noise.flac": "corrupt",
         "silent.wav": "silent",
-        "cut.flac": "corrupt",
+        "cut.flac": "truncated",
     }
 
 
@@ -175,6 +176,59 @@ def test_broken_files_raise_their_reason(tmp_path: Path) -> None:
         load_audio(save_audio(tone(440.0, seconds=0.2), tmp_path / "short.wav"), min_seconds=1)
     with pytest.raises(CadenzaError, match="no such audio file"):
         load_audio(tmp_path / "missing.wav")
+
+
+@pytest.fixture(scope="module")
+def rendered_tune(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A real Nottingham tune rendered (6 s, built-in synthesizer) to WAV and FLAC."""
+    from cadenza.io.render import render_to_file
+
+    folder = tmp_path_factory.mktemp("rendered")
+    midi = real_midi("nottingham/MIDI/ashover1.mid")
+    return {suffix: render_to_file(midi, folder / f"ashover1.{suffix}", synth="builtin",
+                                   sample_rate=SR, max_seconds=6.0)
+            for suffix in ("wav", "flac")}  # fmt: skip
+
+
+@pytest.mark.parametrize("suffix", ["wav", "flac"])
+def test_a_file_cut_to_a_third_is_truncated_not_a_shorter_piece(
+    rendered_tune: dict[str, Path], tmp_path: Path, suffix: str
+) -> None:
+    whole = rendered_tune[suffix]
+    assert load_audio(whole).seconds == pytest.approx(6.0, abs=0.01)
+    data = whole.read_bytes()
+    cut = tmp_path / whole.name
+    cut.write_bytes(data[: len(data) // 3])
+    with pytest.raises(BadAudioError) as err:
+        load_audio(cut)
+    assert err.value.reason == "truncated", str(err.value)
+    if suffix == "wav":  # the header's length against the bytes present
+        assert "header says 6.00 s, file holds 2.00 s" in str(err.value)
+
+
+def test_damage_inside_a_flac_is_corrupt_not_truncated(
+    rendered_tune: dict[str, Path], tmp_path: Path
+) -> None:
+    """Zeroed bytes in the middle: the stream's last frame is still there, whole and on time."""
+    data = bytearray(rendered_tune["flac"].read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 2000] = bytes(2000)
+    (tmp_path / "damaged.flac").write_bytes(data)
+    with pytest.raises(BadAudioError) as err:
+        load_audio(tmp_path / "damaged.flac")
+    assert err.value.reason == "corrupt", str(err.value)
+
+
+def test_a_text_file_named_mp3_is_not_audio_and_says_so_quietly(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notes.mp3").write_text("this is not audio\n" * 50)
+    with pytest.raises(BadAudioError) as err:
+        load_audio(tmp_path / "notes.mp3")
+    assert err.value.reason == "not_audio"
+    assert "pipe" not in str(err.value) and "b'this is '" in str(err.value)
+    out, errors = capfd.readouterr()  # mpg123 writes to the process's own stderr
+    assert "MPEG" not in errors and "resync" not in errors, errors
 
 
 def test_bad_feature_parameters_name_the_key() -> None:

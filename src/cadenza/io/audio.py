@@ -23,6 +23,7 @@ import soundfile
 
 from cadenza.atomic import write_atomically
 from cadenza.errors import BadAudioError, CadenzaError, ConfigError
+from cadenza.io.audio_truncation import flac_cut_short, wav_shortfall
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 # Peak below -80 dBFS (a 16-bit file's last few bits): nothing a listener or a model can use.
@@ -147,13 +148,21 @@ def load_audio(
         raise CadenzaError(f"{path}: no such audio file; check the path") from e
     if size == 0:
         raise BadAudioError(str(path), "empty_file", "0 bytes")
+    head = _head(path)
+    # libsndfile hands a .mp3 with no MPEG header to mpg123 anyway, which prints its resync
+    # attempts on stderr and fails with "not a regular file (possibly a pipe?)": a file that is
+    # no MP3 is told so here, before either speaks.
+    if path.suffix.lower() == ".mp3" and not _looks_like_audio(head):
+        raise BadAudioError(str(path), "not_audio", _no_header(head))
     try:
         info = soundfile.info(str(path))
     except Exception as e:  # libsndfile's "Format not recognised" and friends
         # A file that starts like a sound file but does not open is broken audio, not a stray
         # text file: the reason tells a user which of the two to look for.
-        reason = "corrupt" if _looks_like_audio(path) else "not_audio"
-        raise BadAudioError(str(path), reason, _first_line(e)) from e
+        if not _looks_like_audio(head):
+            raise BadAudioError(str(path), "not_audio", _no_header(head)) from e
+        raise BadAudioError(str(path), "corrupt", _first_line(e)) from e
+    _check_wav_length(path, info)
     if info.frames <= 0 or info.samplerate <= 0:
         raise BadAudioError(str(path), "empty_file", "no audio frames")
     seconds = info.frames / info.samplerate
@@ -163,6 +172,10 @@ def load_audio(
     try:
         data, sr = soundfile.read(str(path), frames=frames, dtype="float32", always_2d=True)
     except Exception as e:  # a header that parses over a body that does not
+        if info.format == "FLAC" and flac_cut_short(path, info.frames):
+            promised = info.frames / info.samplerate
+            detail = f"the stream stops before the {promised:.2f} s its header promises"
+            raise BadAudioError(str(path), "truncated", detail) from e
         raise BadAudioError(str(path), "corrupt", _first_line(e)) from e
     wanted = info.frames if frames < 0 else min(frames, info.frames)
     # A header that promises more than the body holds (a cut download): reported, not padded.
@@ -211,13 +224,34 @@ def resample(samples: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-_MAGIC = (b"RIFF", b"RF64", b"fLaC", b"OggS", b"ID3", b"FORM", b"\xff\xfb", b"\xff\xf3")
+_MAGIC = (b"RIFF", b"RF64", b"fLaC", b"OggS", b"ID3", b"FORM")
 
 
-def _looks_like_audio(path: Path) -> bool:
+def _head(path: Path) -> bytes:
     with open(path, "rb") as f:
-        head = f.read(4)
-    return head.startswith(_MAGIC)
+        return f.read(8)
+
+
+def _looks_like_audio(head: bytes) -> bool:
+    # An MP3 without an ID3 tag starts with a frame: 11 sync bits set (0xFFE0 and up).
+    return head.startswith(_MAGIC) or (len(head) > 1 and head[0] == 0xFF and head[1] >= 0xE0)
+
+
+def _no_header(head: bytes) -> str:
+    return f"no WAV, FLAC, OGG, MP3 or AIFF header; the file starts with {head!r}"
+
+
+def _check_wav_length(path: Path, info: Any) -> None:
+    """A WAV whose data chunk promises more bytes than the file holds was cut short: libsndfile
+    would read what is there as a whole, shorter piece (it sizes the data by the file)."""
+    shortfall = wav_shortfall(path) if info.format == "WAV" else None
+    if shortfall is not None:
+        declared, present = shortfall
+        bytes_per_second = present / (info.frames / info.samplerate) if info.frames else 0.0
+        detail = (f"header says {declared / bytes_per_second:.2f} s, file holds "
+                  f"{present / bytes_per_second:.2f} s" if bytes_per_second
+                  else f"header says {declared} bytes of audio, file holds {present}")  # fmt: skip
+        raise BadAudioError(str(path), "truncated", detail)
 
 
 def _first_line(e: Exception) -> str:
