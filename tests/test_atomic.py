@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from cadenza.atomic import create_once, write_atomically
+from cadenza.atomic import create_once, remove_stale_temps, write_atomically
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -121,3 +123,19 @@ def test_create_once_from_many_threads_gives_one_content_read_by_all(tmp_path: P
     for t in threads:
         t.join()
     assert won.count(True) == 1 and len(path.read_text()) == 64
+
+
+def test_stale_temps_of_killed_writers_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead = int(gone.stdout)  # a process that has exited
+    stale = tmp_path / f".epoch003.ckpt.{dead}.140.7.tmp"
+    live = tmp_path / f".last.ckpt.{os.getpid()}.140.8.tmp"  # this process may still write it
+    other = tmp_path / ".notes.tmp"  # not a name write_atomically gives
+    for f in (stale, live, other):
+        f.write_bytes(b"x")
+    (tmp_path / "below").mkdir()
+    deeper = tmp_path / "below" / f".a.ckpt.{dead}.1.1.tmp"
+    deeper.write_bytes(b"x")
+    assert remove_stale_temps(tmp_path) == [stale]
+    assert not stale.exists() and live.exists() and other.exists() and deeper.exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 # Temp names are unique per process, thread and call: two threads writing one path (a job's
 # record saved by its worker while a request cancels it) never write into the same temp file.
 _calls = itertools.count()
+_TEMP = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.\d+\.\d+\.tmp")
 
 
 def write_atomically(
@@ -90,3 +92,29 @@ def _create_temp(path: Path, mode: int) -> Path:
             return tmp
         except FileExistsError:
             continue
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temp files that writers killed mid-write left in `folder` (not below it): those
+    whose process is no longer running on this machine. A killed checkpoint write leaves a file
+    as large as the checkpoint, which nothing else would ever remove. Returns what was deleted."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        match = _TEMP.fullmatch(tmp.name)
+        if match is None or _running(int(match["pid"])):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # no signal: only whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

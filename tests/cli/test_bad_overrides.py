@@ -20,6 +20,45 @@ from tests.helpers import cli
         (["data=midi_folder"], 2, ["data.root must be set"]),
         (["data=midi_folder", "data.root=/no/such/folder"], 2, ["/no/such/folder"]),
         (["data=boulanger", "data.source.name=bogus"], 2, ["bogus", "jsb", "nottingham"]),
+        # Values Lightning and torch check late (a bare assertion, or hours into a run): start-up.
+        (["experiment=smoke", "trainer.max_epochs=abc"], 2, ["trainer.max_epochs", "'abc'"]),
+        (
+            ["experiment=smoke", "trainer.limit_train_batches=1.5"],
+            2,
+            ["trainer.limit_train_batches", "fraction"],
+        ),
+        (
+            ["experiment=smoke", "callbacks=early_stopping", "callbacks.early_stopping.patience=x"],
+            2,
+            ["callbacks.early_stopping.patience", "'x'"],
+        ),
+        (
+            ["experiment=smoke", "callbacks.model_checkpoint.mode=up"],
+            2,
+            ["callbacks.model_checkpoint.mode must be min or max"],
+        ),
+        (["experiment=smoke", "model.optimizer.lr=-1"], 2, ["model.optimizer.lr must be >= 0"]),
+        (
+            ["experiment=smoke", "representation.steps_per_beat=abc"],
+            2,
+            ["representation.steps_per_beat must be an integer"],
+        ),
+        (
+            ["experiment=smoke", "representation.low_pitch=100", "representation.high_pitch=50"],
+            2,
+            ["pitch range 100..50: low_pitch must be <= high_pitch"],
+        ),
+        (
+            ["experiment=smoke", "sample.n=2", "sample.temperature=0"],
+            2,
+            ["sample.temperature must be > 0"],
+        ),
+        (
+            ["experiment=smoke", "sample.n=2", "sample.top_k=5"],
+            2,
+            ["sample: this lstm model cannot filter next tokens"],
+        ),
+        (["experiment=smoke", "trainer=gpu"], 2, ["no CUDA GPU is visible", "trainer=cpu"]),
     ],
     ids=[
         "unknown-dataset",
@@ -29,6 +68,16 @@ from tests.helpers import cli
         "no-root",
         "missing-root",
         "unknown-boulanger",
+        "max-epochs-abc",
+        "limit-batches-1.5",
+        "patience-x",
+        "checkpoint-mode-up",
+        "negative-lr",
+        "steps-per-beat-abc",
+        "pitch-range-reversed",
+        "sample-temperature-0",
+        "sample-top-k-on-frames",
+        "gpu-trainer-without-a-gpu",
     ],
 )
 def test_bad_override(tmp_path: Path, args: list[str], code: int, messages: list[str]) -> None:
@@ -37,3 +86,4 @@ def test_bad_override(tmp_path: Path, args: list[str], code: int, messages: list
     for m in messages:
         assert m in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "checkpoints").exists()  # nothing trained before the error

@@ -39,11 +39,28 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path: Path) -> None:
 
     ckpt = torch.load(last[0], weights_only=True)  # intact despite the kill
     epoch = ckpt["epoch"]
+    run = last[0].parent
+    # The killed run's best checkpoint was linked while it trained, not only at its end.
+    latest = tmp_path / "checkpoints" / "smoke" / "latest.ckpt"
+    assert latest.is_symlink() and latest.resolve().parent == run.resolve()
+    assert torch.load(latest, weights_only=True)["state_dict"]
+    best = torch.load(latest, weights_only=True)["callbacks"]
+    # What a write killed mid-way leaves (named as write_atomically names it, by a pid that is
+    # no longer running): the resumed run removes it.
+    stale = run / f".{latest.resolve().name}.{proc.pid}.1.0.tmp"
+    stale.write_bytes(b"half a checkpoint")
+
     # Resumed as the CLI resumes, in this process (the kill needed a process of its own).
     resumed = cli("cadenza-train", *common, f"trainer.max_epochs={epoch + 3}",
                   f"ckpt_path={last[0]}", cwd=tmp_path)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    # (tests.helpers.cli writes a run's checkpoints to checkpoints/run/)
-    final = torch.load(tmp_path / "checkpoints" / "run" / "last.ckpt", weights_only=True)
+    final = torch.load(last[0], weights_only=True)  # in the same run's folder
     assert final["epoch"] == epoch + 2  # continued from the killed run's epoch, not from 0
     assert final["global_step"] > ckpt["global_step"]
+    assert not stale.exists() and "left by a write that was killed" in resumed.stderr
+    # One run, one best: the resumed part competed with the killed part's best score.
+    assert [p.parent for p in (tmp_path / "checkpoints" / "smoke").glob("*/*.ckpt")] == [run] * 2
+    monitored = [v for k, v in final["callbacks"].items() if "val/nll" in k]
+    before = [v for k, v in best.items() if "val/nll" in k]
+    assert monitored[0]["best_model_score"] <= before[0]["best_model_score"]
+    assert latest.resolve() == Path(monitored[0]["best_model_path"]).resolve()

@@ -130,8 +130,10 @@ def test_every_config_option_composes_and_names_importable_targets(
 
     for target in targets(node):
         assert callable(get_object(target)), target
-    if group == "debug":
+    if (group, option) == ("debug", "fdr"):
         assert cfg.trainer.fast_dev_run is True
+    if (group, option) == ("debug", "short"):  # every batch limit a plain override can set
+        assert (cfg.trainer.limit_train_batches, cfg.trainer.val_check_interval) == (10, None)
 
 
 def test_sampling_controls_are_defined_once_for_train_sample_recommend_and_serve(

@@ -7,6 +7,8 @@ checkpoint; `Codec.from_dict()` rebuilds the exact codec for sampling with no co
 
 from __future__ import annotations
 
+import math
+import numbers
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -20,17 +22,29 @@ _REGISTRY: dict[str, type[Codec]] = {}
 
 def check_pitch_range(low_pitch: int, high_pitch: int) -> tuple[int, int]:
     """Validated (low, high), inclusive MIDI pitches; every codec with a range shares this."""
-    if not 0 <= low_pitch <= high_pitch <= 127:
-        raise ConfigError(
-            f"representation pitch range {low_pitch}..{high_pitch} must lie within 0..127"
-        )
-    return int(low_pitch), int(high_pitch)
+    low = _whole("representation.low_pitch", low_pitch)
+    high = _whole("representation.high_pitch", high_pitch)
+    if not 0 <= low <= 127 or not 0 <= high <= 127:
+        raise ConfigError(f"representation pitch range {low}..{high} must lie within 0..127")
+    if low > high:
+        raise ConfigError(f"representation pitch range {low}..{high}: low_pitch must be <= "
+                          "high_pitch")  # fmt: skip
+    return low, high
 
 
 def check_steps_per_beat(steps_per_beat: int) -> int:
-    if steps_per_beat < 1:
-        raise ConfigError(f"representation.steps_per_beat must be >= 1, got {steps_per_beat}")
-    return int(steps_per_beat)
+    steps = _whole("representation.steps_per_beat", steps_per_beat)
+    if steps < 1:
+        raise ConfigError(f"representation.steps_per_beat must be >= 1, got {steps}")
+    return steps
+
+
+def _whole(name: str, value: object) -> int:
+    """A config integer (a whole float such as 4.0 too), else the error naming its key."""
+    whole = isinstance(value, numbers.Real) and math.isfinite(value) and value == int(value)
+    if isinstance(value, bool) or not whole:
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    return int(value)
 
 
 class Codec(ABC):

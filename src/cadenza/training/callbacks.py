@@ -11,6 +11,31 @@ import pytorch_lightning as pl
 import torch
 
 
+class LatestLink(pl.Callback):
+    """Keeps `checkpoints/<name>/latest.ckpt` on this run's best checkpoint while it trains,
+    not only once it ends: a run killed mid-way (SIGKILL, a lost node, a wall-time limit) still
+    leaves the link that cadenza-sample and cadenza-serve read. Linked as each epoch starts,
+    after the checkpoint callbacks (which Lightning runs after every other) wrote the last
+    validation's files; train() links the final one."""
+
+    def __init__(self, link: Path) -> None:
+        self.link = Path(link)
+        self.target: str | None = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from cadenza.training.checkpoint_io import link_latest
+
+        if not trainer.is_global_zero:
+            return
+        callbacks = trainer.checkpoint_callbacks
+        best = next((c.best_model_path for c in callbacks if c.monitor is not None), "")
+        newest = next((c.best_model_path for c in callbacks if c.monitor is None), "")
+        target = best or newest
+        if target and target != self.target and Path(target).is_file():
+            link_latest(Path(target), self.link)
+            self.target = target
+
+
 class SeenDataRecorder(pl.Callback):
     """Writes which training items each rank saw, and a fingerprint of its weights at the end
     (`seen_rank<R>.json`).

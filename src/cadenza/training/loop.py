@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cadenza.errors import ConfigError
 from cadenza.models.base import Ability, CadenzaModule, GenerativeModule
+from cadenza.training.callbacks import LatestLink
 from cadenza.training.checkpoint_io import AtomicCheckpointIO, link_latest
+from cadenza.training.checks import check_accelerator, check_run_config, check_sample_abilities
 from cadenza.training.config import instantiate, register_resolvers
 
 log = logging.getLogger("cadenza")
@@ -31,6 +33,8 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
     """Everything `train` needs, validated before any data is prepared or any step is taken."""
     register_resolvers()
     check_precision(cfg.trainer.get("precision", "32-true"))
+    check_accelerator(cfg.trainer.get("accelerator"))
+    check_run_config(cfg)
     datamodule = instantiate(cfg.data)
     # The model is sized from the codec (the recommender: from its catalog), so no dimension is
     # written twice in YAML.
@@ -71,9 +75,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path is not None and not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={ckpt_path} does not exist: give the .ckpt file to resume")
+    if ckpt_path is not None:
+        resume_in_place(cfg, Path(ckpt_path))
 
     datamodule, model, trainer = build(cfg)
     log.info("model: %s, %.2fM parameters", type(model).__name__, _params(model) / 1e6)
+    check_sample_abilities(model, cfg.get("sample"))
+    trainer.callbacks.append(LatestLink(Path(cfg.paths.checkpoint_root) / "latest.ckpt"))
     if cfg.get("train", True):
         # Checkpoints and early stopping select on val/nll: fail now, clearly, without one.
         if len(datamodule.dataset("valid")) == 0 and not trainer.fast_dev_run:
@@ -124,6 +132,20 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         result["samples"] = [str(p.files.get("midi") or p.files["audio"]) for p in pieces]
         log.info("wrote %d samples to %s", n_samples, cfg.sample.out_dir)
     return result
+
+
+def resume_in_place(cfg: DictConfig, ckpt_path: Path) -> None:
+    """A resumed run goes on writing in the folder of the checkpoint it resumes: its checkpoint
+    callbacks then find their own files and restore which one is best (in a new folder
+    Lightning reloads only the best path, not its score, and the best of the whole run would
+    be lost). Temp files a killed write left there are removed."""
+    from cadenza.atomic import remove_stale_temps
+
+    run_dir = ckpt_path.resolve().parent  # latest.ckpt is a link into its run's folder
+    with open_dict(cfg):
+        cfg.paths.checkpoint_dir = str(run_dir)
+    for tmp in remove_stale_temps(run_dir):
+        log.info("removed %s, left by a write that was killed", tmp.name)
 
 
 def _params(model: pl.LightningModule) -> int:

@@ -1,0 +1,132 @@
+"""Values Lightning and torch check late, checked when a run starts.
+
+Lightning asserts `max_epochs` is an int only when the fit loop begins (a bare AssertionError),
+EarlyStopping compares `patience` at the first epoch that does not improve (a TypeError, hours
+in), torch rejects a negative learning rate when the optimizer is built after the data is
+prepared, and the pieces written after training read `sample.*` only then. Each of these is
+checked here first, before any data is prepared, so a typo in an override fails at start-up and
+names its key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from cadenza.errors import ConfigError
+from cadenza.models.base import check_float, check_int
+
+# trainer.<key>: the smallest integer Lightning takes (-1: no limit).
+TRAINER_INTS = {
+    "max_epochs": -1, "min_epochs": 0, "max_steps": -1, "min_steps": 0, "num_nodes": 1,
+    "log_every_n_steps": 1, "check_val_every_n_epoch": 1, "accumulate_grad_batches": 1,
+    "num_sanity_val_steps": -1,
+}  # fmt: skip
+TRAINER_FLOATS = ("gradient_clip_val",)  # >= 0
+# An integer counts batches; a float in [0, 1] is a fraction of an epoch's batches.
+TRAINER_BATCHES = ("limit_train_batches", "limit_val_batches", "limit_test_batches",
+                   "limit_predict_batches", "val_check_interval", "overfit_batches")  # fmt: skip
+# callbacks.<name>.<key>: ModelCheckpoint's and EarlyStopping's integers.
+CALLBACK_INTS = {"patience": 0, "save_top_k": -1, "every_n_epochs": 0, "every_n_train_steps": 0}
+OPTIMIZER_FLOATS = ("lr", "weight_decay", "eps", "momentum")  # torch: each >= 0
+SYNTHS = ("auto", "fluidsynth", "builtin")
+
+
+def check_run_config(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first key whose value the run would fail on later."""
+    trainer = cfg.get("trainer") or {}
+    for key, minimum in TRAINER_INTS.items():
+        if trainer.get(key) is not None:
+            check_int(f"trainer.{key}", trainer[key], minimum=minimum)
+    for key in TRAINER_FLOATS:
+        if trainer.get(key) is not None:
+            check_float(f"trainer.{key}", trainer[key])
+    for key in TRAINER_BATCHES:
+        if trainer.get(key) is not None:
+            _check_batches(f"trainer.{key}", trainer[key])
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if node is None:
+            continue
+        for key, minimum in CALLBACK_INTS.items():
+            if node.get(key) is not None:
+                check_int(f"callbacks.{name}.{key}", node[key], minimum=minimum)
+        if node.get("min_delta") is not None:
+            check_float(f"callbacks.{name}.min_delta", node.min_delta, minimum=-float("inf"))
+        if node.get("mode") is not None and node.mode not in ("min", "max"):
+            raise ConfigError(f"callbacks.{name}.mode must be min or max, got {node.mode!r}")
+    optimizer = OmegaConf.select(cfg, "model.optimizer")
+    if isinstance(optimizer, DictConfig):
+        for key in OPTIMIZER_FLOATS:
+            if optimizer.get(key) is not None:
+                check_float(f"model.optimizer.{key}", optimizer[key])
+    if cfg.get("sample") is not None:
+        check_sample_controls(cfg.sample)
+
+
+def check_sample_controls(sample: Any) -> None:
+    """The controls of the pieces written after training (`sample.*`), checked like
+    cadenza-sample's, before the minutes of training that come first."""
+    from cadenza.generation.writers import check_render, check_tempo
+    from cadenza.models.sampling import check_controls
+
+    if not check_int("sample.n", sample.get("n") or 0, minimum=0):
+        return  # no pieces: nothing reads the rest
+    check_int("sample.seed", sample.get("seed", 0), minimum=0)
+    try:
+        temperature = sample.get("temperature")
+        check_controls(1.0 if temperature is None else temperature, sample.get("top_k"),
+                       sample.get("top_p"))  # fmt: skip
+        check_render(sample.get("render"))
+        check_tempo(sample.get("tempo"))
+    except ConfigError as e:
+        raise ConfigError(f"sample.{e}") from None
+    if sample.get("steps") is not None:
+        check_int("sample.steps", sample.steps)
+    if sample.get("bars") is not None:
+        check_float("sample.bars", sample.bars, minimum=1e-6)
+    if sample.get("synth", "auto") not in SYNTHS:
+        raise ConfigError(f"sample.synth must be one of {list(SYNTHS)}, got {sample.synth!r}")
+
+
+def check_sample_abilities(model: Any, sample: Any) -> None:
+    """`sample.*` asks the trained model only for what its family can do (top-k on a piano-roll
+    model would otherwise fail after training, with nothing written)."""
+    from cadenza.models.base import Ability, GenerativeModule
+
+    if not isinstance(model, GenerativeModule) or not sample or not sample.get("n"):
+        return
+    wanted = {Ability.TOKEN_FILTERS: sample.get("top_k") is not None
+              or sample.get("top_p") is not None,
+              Ability.STYLE: sample.get("style") is not None,
+              Ability.CONTINUE: sample.get("primer") is not None,
+              Ability.CONDITION: sample.get("condition") is not None}  # fmt: skip
+    try:
+        for ability in (a for a, asked in wanted.items() if asked):
+            model.require(ability)
+        if sample.get("tempo") is not None:
+            from cadenza.generation.writers import check_tempo
+
+            check_tempo(sample.tempo, model.codec.output)
+    except ConfigError as e:
+        raise ConfigError(f"sample: {e}") from None
+
+
+def check_accelerator(accelerator: Any) -> None:
+    """A GPU trainer on a machine without one fails here, saying what to use instead, rather
+    than inside Lightning's accelerator set-up."""
+    import torch
+
+    if str(accelerator) in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.accelerator={accelerator}: no CUDA GPU is visible to this "
+                          "process; train on the CPU with trainer=cpu (trainer=ddp_sim: two CPU "
+                          "processes)")  # fmt: skip
+
+
+def _check_batches(name: str, value: Any) -> None:
+    if isinstance(value, float) and 0.0 <= value <= 1.0:
+        return
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return
+    raise ConfigError(f"{name} must be a number of batches (an integer >= 0) or a fraction of "
+                      f"them (a number in [0.0, 1.0]), got {value!r}")  # fmt: skip
