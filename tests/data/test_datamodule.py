@@ -161,6 +161,20 @@ def test_bad_arguments_name_their_key(tmp_path: Path, key: str, value: object) -
     assert repr(value) in str(err.value) or str(value) in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("codec", "says"),
+    [("mel", "audio features are not laid out in semitones"),
+     ("bpe", "a learned vocabulary's tokens hold several pitches at once")],
+)  # fmt: skip
+def test_transpose_on_a_codec_that_cannot_says_why(tmp_path: Path, codec: str, says: str) -> None:
+    from cadenza.representations import MelCodec, MidiTokCodec
+
+    made = MelCodec() if codec == "mel" else MidiTokCodec(vocab_size=600)
+    with pytest.raises(ConfigError, match="set data.transpose=null") as err:
+        MusicDataModule(MidiFolderSource(str(tmp_path)), made, transpose=[-5, 6])
+    assert says in str(err.value)
+
+
 def test_jsb_datamodule_serves_the_benchmark(tmp_path: Path) -> None:
     source = BoulangerSource("jsb", root=str(data_root()))
     codec = PianoRollCodec(steps_per_beat=source.steps_per_beat)

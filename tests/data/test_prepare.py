@@ -224,3 +224,15 @@ def test_cache_folder_holds_only_finished_files(tmp_path: Path) -> None:
         "train.npy",
         "valid.npy",
     ]
+
+
+def test_a_folder_of_only_broken_files_says_why_with_an_example_of_each(tmp_path: Path) -> None:
+    reasons = write_broken_folder(tmp_path / "broken")
+    with pytest.raises(CadenzaError, match="no usable piece") as err:
+        prepare(MidiFolderSource(str(tmp_path / "broken")), PianoRollCodec(), tmp_path / "cache",
+                workers=0)  # fmt: skip
+    message = str(err.value)
+    for reason, count in Counter(reasons.values()).items():
+        assert f"{reason} {count}" in message
+    assert "empty.mid: empty_file" in message  # a reason with no detail still reads as one
+    assert ": ;" not in message and not message.endswith(": ")

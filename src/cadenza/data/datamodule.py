@@ -115,7 +115,7 @@ class MusicDataModule(pl.LightningDataModule):
         if self.transpose is not None and not codec.transposes:
             raise ConfigError(
                 f"data.transpose={list(self.transpose)} but the {codec.name} codec cannot "
-                "transpose (audio features are not laid out in semitones): set data.transpose=null"
+                f"transpose ({codec.no_transpose_reason}): set data.transpose=null"
             )
         self.num_workers = _non_negative_int("num_workers", num_workers)
         self.prepare_workers = _non_negative_int("prepare_workers", prepare_workers)

@@ -400,7 +400,8 @@ def _nothing_usable(source: Source, skipped: list[dict[str, str]]) -> str:
     counts = Counter(s["reason"] for s in skipped)
     examples = {}
     for s in skipped:
-        examples.setdefault(s["reason"], f"{s['key']}: {s['detail']}")
+        # Some reasons say it all (an empty file has no detail to give).
+        examples.setdefault(s["reason"], f"{s['key']}: {s['detail'] or s['reason']}")
     listed = ", ".join(f"{r} {c}" for r, c in sorted(counts.items())) or "no pieces listed"
     text = f"no usable piece in {source.describe()} (skipped: {listed})"
     if examples:

@@ -156,6 +156,9 @@ class Codec(ABC):
         """Whether `transpose` can shift this codec's music by semitones (data augmentation)."""
         return True
 
+    # Why `transposes` is False, for the error that asks for data.transpose=null.
+    no_transpose_reason = "its steps are not laid out in semitones"
+
     @property
     def cuts_windows(self) -> bool:
         """Whether the codec cuts bar-aligned windows (`window_starts` / `cut_window`)."""

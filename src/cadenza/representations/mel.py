@@ -33,6 +33,7 @@ class MelCodec(Codec):
     output = "audio"
     # Mel bands are not laid out in semitones: no transposition by shifting rows.
     transposes = False
+    no_transpose_reason = "audio features are not laid out in semitones"
 
     def __init__(
         self,

@@ -154,6 +154,8 @@ class MidiTokCodec(Codec):
         # Learned tokens hold several pitches at once: there is no id to shift.
         return self.vocabulary is None and self.target_vocab_size is None
 
+    no_transpose_reason = "a learned vocabulary's tokens hold several pitches at once"
+
     @cached_property
     def _pitch_ids(self) -> tuple[np.ndarray, np.ndarray]:
         """Base ids of Pitch tokens and their pitches."""
