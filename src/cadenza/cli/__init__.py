@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,20 @@ from cadenza.training.config import missing_value_error, register_resolvers
 
 CONFIG_DIR = str(config_dir())
 register_resolvers()
+
+
+class _NoAdverts(logging.Filter):
+    """Lightning logs a tip to install its cloud logger at the start of every run; our runs
+    log where their logger config says, so the line is noise in every command's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_NoAdverts())
+# Lightning 2.6 builds torch pytree leaves the way torch 2.13 deprecates, once per run: nothing a
+# user of ours can act on.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 def run_task(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
