@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
+from cadenza.errors import BadMidiError
 from cadenza.metrics.frechet import fit_gaussian, frechet_distance, frechet_report, mahalanobis
 from tests.fixtures.data import NOTTINGHAM, real_midi
 from tests.fixtures.midi_factory import write_broken_folder
@@ -60,6 +61,31 @@ def test_bootstrap_interval_and_the_planted_outlier() -> None:
     assert same["frechet"] < report["frechet"] and same["ci95"] is None
 
 
+def test_the_bootstrap_runs_on_one_blas_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each resample fits [D, D] covariances too small to share out: BLAS threads only added
+    overhead (a 10-file run took 112 s on a busy 2-core box, 8.5 s on one thread). The caller's
+    pool of 2 threads is cut to 1 inside the loop and given back after it."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import cadenza.metrics.frechet as frechet
+
+    seen: list[int] = []
+    real_fit = frechet.fit_gaussian
+
+    def fit_and_count_threads(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        seen.append(max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"))
+        return real_fit(x)
+
+    monkeypatch.setattr(frechet, "fit_gaussian", fit_and_count_threads)
+    x = np.random.default_rng(3).normal(size=(2, 10, 128))
+    with threadpool_limits(limits=2, user_api="blas"):
+        frechet_report(x[0], x[1], bootstrap=5)
+        after = max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+    assert seen[:2] == [2, 2]  # the point estimate, outside the loop
+    assert seen[2:] == [1] * 10  # two fits in each of the 5 resamples
+    assert after == 2
+
+
 def test_eval_frechet_embeds_two_folders_and_reports_skipped_files(
     smoke: SmokeRuns, tmp_path: Path
 ) -> None:
@@ -81,7 +107,20 @@ def test_eval_frechet_embeds_two_folders_and_reports_skipped_files(
         f"{n}.mid" for n in NOTTINGHAM[::2]
     )
     assert sorted(Path(s["path"]).name for s in report["skipped"]) == sorted(broken)
-    assert "Fréchet distance" in res.stdout
+    assert "Fréchet distance" in res.stdout and "95% bootstrap interval" in res.stdout
+    # Each skipped file's line names its path once, then the reason's stable key.
+    skipped_lines = [line for line in res.stdout.splitlines() if line.startswith("skipped")]
+    assert len(skipped_lines) == len(broken)
+    for line in skipped_lines:
+        path = line.split(": ", 1)[1].split(": ")[0]
+        assert line.count(path) == 1 and Path(path).name in broken, line
+    assert all(s["reason"].split(":")[0] in BadMidiError.REASONS for s in report["skipped"])
+    no_interval = cli("cadenza-eval", "mode=frechet", f"generated={generated}",
+                      f"reference={reference}", f"encoder={encoder}", "bootstrap=0",
+                      f"out={tmp_path / 'point.json'}", cwd=tmp_path)  # fmt: skip
+    assert no_interval.returncode == 0, no_interval.stderr
+    assert "interval" not in no_interval.stdout and "nan" not in no_interval.stdout
+    assert json.loads((tmp_path / "point.json").read_text())["ci95"] is None
     no_encoder = cli("cadenza-eval", "mode=frechet", f"generated={generated}",
                      f"reference={reference}", cwd=tmp_path)  # fmt: skip
     assert no_encoder.returncode == 2 and "encoder" in no_encoder.stderr

@@ -85,9 +85,11 @@ def evaluate_frechet(cfg: DictConfig) -> dict:
     report = frechet_report(sets["generated"][0], sets["reference"][0], sets["generated"][1],
                             bootstrap=bootstrap)  # fmt: skip
     report |= {"encoder": str(cfg.encoder), "skipped": skipped}
-    lo, hi = report["ci95"] or (float("nan"), float("nan"))
+    # bootstrap=0 draws no resamples, so there is no interval to print (ci95 is null).
+    interval = ("" if report["ci95"] is None
+                else " (95% bootstrap interval {:.3f}-{:.3f})".format(*report["ci95"]))  # fmt: skip
     print(
-        f"Fréchet distance {report['frechet']:.3f} (95% bootstrap interval {lo:.3f}-{hi:.3f}), "
+        f"Fréchet distance {report['frechet']:.3f}{interval}, "
         f"{report['n']['generated']} generated vs {report['n']['reference']} reference pieces"
     )
     for o in report["outliers"][:5]:
