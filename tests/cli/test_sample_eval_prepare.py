@@ -14,7 +14,7 @@ from cadenza.io.midi import load_midi, tracks_of
 from cadenza.models import GenerativeModule
 from tests.fixtures.midi_factory import write_broken_folder, write_chords, write_scale
 from tests.fixtures.smoke import SmokeRuns
-from tests.helpers import cli
+from tests.helpers import cli, run_cli
 
 
 @pytest.fixture
@@ -130,9 +130,11 @@ def test_a_style_model_samples_in_a_named_style_and_a_mix(smoke: SmokeRuns, tmp_
     assert proc.returncode == 2 and "style='jazz' is not one of" in proc.stderr
 
 
-def test_eval_reports_test_nll(smoke_ckpt: Path, tmp_path: Path) -> None:
+def test_eval_reports_test_nll_and_the_data_it_read(smoke_ckpt: Path, tmp_path: Path) -> None:
+    """The installed script, so that eval.json records the data group Hydra's command line
+    chose, beside the source in words and its config."""
     out = tmp_path / "eval.json"
-    proc = cli(
+    proc = run_cli(
         "cadenza-eval",
         f"ckpt_path={smoke_ckpt}",
         "data=music21",
@@ -143,6 +145,24 @@ def test_eval_reports_test_nll(smoke_ckpt: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["split"] == "test" and 0 < report["metrics"]["test/nll"] < 100
+    assert report["data"]["group"] == "music21"
+    assert report["data"]["source"] == "music21 corpus 'bach'"
+    assert report["data"]["source_config"]["limit"] == 12
+    assert "evaluated on the test split of music21 corpus 'bach'" in proc.stdout
+
+
+def test_eval_without_data_names_what_to_add_instead_of_a_default(
+    smoke_ckpt: Path, tmp_path: Path
+) -> None:
+    """A JSB model evaluated with no `data=` once got an NLL on music21's Bach chorales (the
+    config's default) without a word. A checkpoint does not record its data: eval asks."""
+    out = tmp_path / "eval.json"
+    proc = cli("cadenza-eval", f"ckpt_path={smoke_ckpt}", "split=test", f"out={out}",
+               cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "data must be set" in proc.stderr
+    assert "data=boulanger data.source.name=jsb" in proc.stderr
+    assert not out.exists()
 
 
 def test_eval_of_a_learned_vocabulary_checkpoint(smoke: SmokeRuns, tmp_path: Path) -> None:

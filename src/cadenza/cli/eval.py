@@ -1,6 +1,8 @@
-"""cadenza-eval ckpt_path=... data=boulanger data.name=jsb split=test: NLL of a checkpoint.
+"""cadenza-eval ckpt_path=... data=boulanger data.source.name=jsb split=test: NLL of a checkpoint.
 
 The codec comes from the checkpoint, so the data is encoded exactly as the model was trained.
+The data does not: a checkpoint does not record what it was trained on, so `data=` is required
+(no default dataset to fall back on silently), and eval.json records which data and split it read.
 
 cadenza-eval mode=music generated=DIR reference=DIR [steps_per_beat=12] [out=...]: MuseGAN and
 MusPy statistics of both MIDI folders and the overlap / KL of their distributions, as a table
@@ -17,7 +19,7 @@ import json
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cadenza.atomic import write_atomically
 from cadenza.cli import CONFIG_DIR, run_task
@@ -108,14 +110,22 @@ def evaluate_nll(cfg: DictConfig) -> dict[str, float]:
             "ckpt_path must be set: add `ckpt_path=...` to the command line "
             "(mode=nll, the default, evaluates a checkpoint; mode=music compares MIDI folders)"
         )
+    if cfg.get("data") is None:
+        # A checkpoint carries its codec but not its data, and a default dataset here once gave
+        # a JSB model's NLL on music21's Bach chorales without a word: the data must be named.
+        raise ConfigError(
+            "data must be set: mode=nll evaluates the checkpoint on the data it was trained on, "
+            "which the checkpoint does not record; add its data group and source, e.g. "
+            "`data=boulanger data.source.name=jsb` for a JSB model (configs/data/ lists them)"
+        )
+    split = cfg.get("split", "test")
+    if split not in ("valid", "test"):
+        raise ConfigError(f"split must be 'valid' or 'test', got {split!r}")
     import pytorch_lightning as pl
 
     from cadenza.models import GenerativeModule
 
     model = GenerativeModule.load(require(cfg, "ckpt_path"))
-    split = cfg.get("split", "test")
-    if split not in ("valid", "test"):
-        raise ConfigError(f"split must be 'valid' or 'test', got {split!r}")
     with open_dict(cfg):
         cfg.data.codec = {
             "_target_": "cadenza.representations.base.Codec.from_dict",
@@ -135,13 +145,30 @@ def evaluate_nll(cfg: DictConfig) -> dict[str, float]:
     run = trainer.test if split == "test" else trainer.validate
     metrics = {k: float(v) for k, v in run(model, datamodule=datamodule, verbose=False)[0].items()}
     out = Path(cfg.get("out") or DEFAULT_OUT["nll"])
-    report = {"ckpt_path": str(cfg.ckpt_path), "split": split, "metrics": metrics}
+    data = _data_used(cfg, datamodule)
+    report = {"ckpt_path": str(cfg.ckpt_path), "split": split, "data": data, "metrics": metrics}
     write_atomically(out, json.dumps(report, indent=2))
+    print(f"evaluated on the {split} split of {data['source']}")
     width = max(len(k) for k in metrics)
     for k, v in metrics.items():
         print(f"{k:<{width}}  {v:.4f}")
     print(f"wrote {out}")
     return metrics
+
+
+def _data_used(cfg: DictConfig, datamodule: object) -> dict:
+    """What eval.json says was read: the data group's name (when Hydra's command line chose it),
+    the source in words and its config, so two reports on different data cannot pass as one."""
+    from hydra.core.hydra_config import HydraConfig
+
+    group = HydraConfig.get().runtime.choices.get("data") if HydraConfig.initialized() else None
+    source = getattr(datamodule, "source", None)
+    config = cfg.data.get("source")
+    return {
+        "group": group,
+        "source": source.describe() if source is not None else str(cfg.data.get("_target_")),
+        "source_config": OmegaConf.to_container(config, resolve=True) if config else None,
+    }
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
