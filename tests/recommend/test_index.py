@@ -165,6 +165,21 @@ def test_importing_the_index_does_not_load_faiss() -> None:
     assert done.stdout.strip() == "False"
 
 
+def test_building_a_faiss_index_under_info_logging_prints_no_loader_noise() -> None:
+    """The CLIs log INFO to stdout; faiss's loader would write each build it failed to load
+    there (with a ModuleNotFoundError) before `cadenza-recommend index=hnsw`'s picks."""
+    import subprocess
+
+    code = ("import logging, sys, numpy as np; "
+            "logging.basicConfig(level=logging.INFO, stream=sys.stdout); "
+            "from cadenza.recommend.index import make_index; "
+            "x = np.eye(8, dtype=np.float32); "
+            "print(make_index('hnsw').build(x).search(x[:1], 1)[1][0, 0])")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "0", done.stdout
+    assert "faiss" not in done.stderr and "Could not load" not in done.stderr
+
+
 def test_benchmark_smoke() -> None:
     threads = torch.get_num_threads()
     try:

@@ -21,6 +21,7 @@ what the over-fetch did not reach. faiss is imported only when a FaissIndex is b
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -182,6 +183,10 @@ class ExactIndex(NearestNeighbourIndex):
 
 
 def _faiss() -> Any:
+    # faiss's loader tries its AVX512 / AVX2 builds in turn and logs each miss at INFO, with
+    # the ModuleNotFoundError, before falling back to one that loads: under a CLI's INFO
+    # logging that reads as a failure on stdout. A build that truly fails still raises below.
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     try:
         import faiss
     except ImportError as e:
