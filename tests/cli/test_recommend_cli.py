@@ -127,10 +127,51 @@ def test_a_style_generator_is_conditioned_on_the_listeners_taste(
     assert summary["style"] == taste_style_mix(model, catalog_scores(taste), styles)
 
 
+@pytest.fixture(scope="module")
+def lastfm_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.recommend.lastfm_model import save_lastfm_checkpoint
+
+    return save_lastfm_checkpoint(tmp_path_factory.mktemp("lastfm") / "lastfm.ckpt")
+
+
+def test_last_fm_picks_and_reasons_are_artists_by_name(lastfm_ckpt: Path, tmp_path) -> None:
+    """Each pick printed as "Pet Shop Boys [1001]", its reasons in names, the JSON with both
+    name and key; history= by artists' names."""
+    from cadenza.recommend.interactions import lastfm_artists
+
+    artists = lastfm_artists(data_root())
+    for listener in ("user=2", "history=[Duran Duran,depeche mode]"):
+        proc = cli("cadenza-recommend", f"ckpt={lastfm_ckpt}", listener, "k=3",
+                   f"out_dir={tmp_path}/rec", cwd=tmp_path)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        written = json.loads((tmp_path / "rec" / "recommendations.json").read_text())
+        assert len(written["picks"]) == 3
+        for p in written["picks"]:
+            assert p["name"] == artists[int(p["key"])]
+            assert f"{p['rank']:3d}. {p['name']} [{p['key']}]" in proc.stdout
+            played = p["reasons"]["played"][0]
+            assert played["name"] == artists[int(played["key"])]
+            assert f"because you played {played['name']} (" in proc.stdout
+    assert {r["name"] for p in written["picks"] for r in p["reasons"]["played"]} == {
+        "Duran Duran", "Depeche Mode"}  # fmt: skip
+
+
+def test_a_missing_checkpoint_names_this_commands_key(lastfm_ckpt: Path, tmp_path) -> None:
+    """read_checkpoint's hint names `ckpt_path=`, which cadenza-recommend does not take."""
+    for args, key in ([f"ckpt={tmp_path}/nope.ckpt"], "ckpt"), (
+        [f"ckpt={lastfm_ckpt}", f"generator={tmp_path}/nope.ckpt"], "generator"):  # fmt: skip
+        proc = cli("cadenza-recommend", *args, "user=2", cwd=tmp_path)
+        assert proc.returncode == 2
+        assert f"{key}={tmp_path}/nope.ckpt: checkpoint not found (pass {key}=/path/to/" in (
+            proc.stderr)  # fmt: skip
+        assert "ckpt_path" not in proc.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["history=[no/such.mid]"], "not in the catalog"),
+        (["history=[]"], "history is empty, so there is no taste"),
         (["user=listener3", "context=metal"], "context=metal is not one"),
         (["user=listener3", "history=[a]"], "exactly one of user"),
         (["user=listener3", "k=0"], "k must be >= 1"),

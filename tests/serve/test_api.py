@@ -403,6 +403,34 @@ def test_recommend_matches_the_library_and_leaves_heard_tracks_out(client, check
     assert r.status_code == 200 and not {p["key"] for p in r.json()["picks"]} & set(liked)
     r = client.post("/api/recommend", json={"model": "smoke_recommender", "user": "nobody"})
     assert r.status_code == 400 and "nobody" in r.json()["error"]
+    # No taste at all is a 422, not the catalog in key order with every score 0.
+    r = client.post("/api/recommend", json={"model": "smoke_recommender", "history": []})
+    assert r.status_code == 422 and r.json()["error"].startswith("history: empty"), r.text
+
+
+def test_last_fm_picks_and_histories_carry_artists_names(tmp_path):
+    """A Last.fm recommender's picks, their reasons and a listener's history name the artists
+    (the key stays); `history` takes names; a name two artists share is a 400 listing both."""
+    from cadenza.recommend.interactions import lastfm_artists
+    from tests.recommend.lastfm_model import save_lastfm_checkpoint
+
+    save_lastfm_checkpoint(tmp_path / "checkpoints" / "lastfm" / "latest.ckpt")
+    settings = ServeSettings.from_dict({"checkpoints": str(tmp_path / "checkpoints"),
+                                        "work_dir": str(tmp_path / "work")})  # fmt: skip
+    artists = lastfm_artists(data_root())
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        named = {"model": "lastfm", "k": 3, "history": ["Duran Duran", "depeche mode"]}
+        r = client.post("/api/recommend", json=named)
+        assert r.status_code == 200, r.text
+        for p in r.json()["picks"]:
+            assert p["name"] == artists[int(p["key"])]
+            played = {x["name"] for x in p["reasons"]["played"]}
+            assert played and played <= {"Duran Duran", "Depeche Mode"}
+        r = client.post("/api/recommend", json={"model": "lastfm", "history": ["Michel Teló"]})
+        assert r.status_code == 400 and "names 2 catalog tracks" in r.json()["error"], r.text
+        r = client.get("/api/listeners/2/history", params={"model": "lastfm"})
+        items = r.json()["items"]
+        assert items and all(i["name"] == artists[int(i["key"])] for i in items)
 
 
 def test_recommend_from_words_and_bad_words_are_4xx(client, checkpoints):

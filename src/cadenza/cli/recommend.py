@@ -1,5 +1,6 @@
 """cadenza-recommend ckpt=RECOMMENDER.ckpt user=ID k=10 [context=STYLE]
 cadenza-recommend ckpt=... history=[key,key,...] k=10          (a new listener, no retraining)
+cadenza-recommend ckpt=... "history=[Duran Duran,Depeche Mode]"   (tracks by name, where named)
 cadenza-recommend ckpt=... text="calm piano for studying" k=10  (a listener's words)
 cadenza-recommend ckpt=... user=ID method=itemknn|userknn|content|hybrid
 cadenza-recommend ckpt=... user=ID generator=GEN.ckpt candidates=32 k=5 out_dir=...
@@ -42,11 +43,15 @@ def recommend(cfg: DictConfig) -> list[dict]:
         from cadenza.recommend.text import check_description
 
         text = check_description(text)
-    model = RecommenderModule.load(require(cfg, "ckpt"))
+    ckpt = _checkpoint("ckpt", require(cfg, "ckpt"), "recommender")
+    if c.get("generator"):  # before the recommender loads: a typo costs no seconds
+        _checkpoint("generator", c["generator"], "generator")
     k = check_int("k", c["k"])
     history = c.get("history")
     if history is not None and not isinstance(history, list):
-        raise ConfigError("history must be a list of catalog keys: history=[key1,key2]")
+        raise ConfigError("history must be a list of catalog keys or names: "
+                          "history=[key1,'Duran Duran']")  # fmt: skip
+    model = RecommenderModule.load(ckpt)
     listener = {"user": c.get("user"), "history": history, "context": c.get("context"),
                 "text": text}  # fmt: skip
     out = Path(c["out_dir"])
@@ -74,11 +79,24 @@ def recommend(cfg: DictConfig) -> list[dict]:
         write_atomically(out / "recommendations.json", json.dumps(written, indent=2))
         print(f"top {len(picks)} for {_who(listener)}:")
         for p in picks:
-            print(f"{p.rank:3d}. {p.key:40s} score {p.score:7.3f}")
+            print(f"{p.rank:3d}. {_shown(p.key, p.name):40s} score {p.score:7.3f}")
             if p.reasons:
                 print(f"     {p.reasons['summary']}")
         print(out / "recommendations.json")
     return [asdict(p) for p in picks]
+
+
+def _checkpoint(key: str, path: str, kind: str) -> str:
+    """The checkpoint file `key=` names; a missing one is said in this command's own words
+    (the loader's own hint names `ckpt_path=`, another command's key)."""
+    if not Path(path).is_file():
+        raise ConfigError(f"{key}={path}: checkpoint not found (pass {key}=/path/to/{kind}.ckpt)")
+    return path
+
+
+def _shown(key: str, name: str | None) -> str:
+    """A catalog track as a listener reads it: its name, with the key that names it exactly."""
+    return key if name is None or name == key else f"{name} [{key}]"
 
 
 def _who(listener: dict) -> str:

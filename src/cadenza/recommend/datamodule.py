@@ -28,7 +28,7 @@ from cadenza.errors import ConfigError
 from cadenza.models.base import check_int
 from cadenza.recommend.interactions import (
     Interactions,
-    lastfm_artist_names,
+    lastfm_artists,
     lastfm_path,
     lastfm_tag_assignments,
     lastfm_tags,
@@ -60,6 +60,9 @@ class Catalog:
     # (text_taste.py): Last.fm tags, or the four styles' descriptions. None: no words at all.
     item_text: list[str] | None = None
     user_text: list[str] | None = None
+    # What a listener calls each track, where the data names it (Last.fm: artists.dat); the key
+    # stays the stable ID. None: the keys are the names (the styles' keys are file paths).
+    item_names: list[str] | None = None
 
     @property
     def known(self) -> np.ndarray:
@@ -114,8 +117,10 @@ def lastfm_catalog(
     # that name an artist (a description of taste, not a list of artists).
     describe = dict(names=assigned.names, per_owner=10)
     item_text = tag_descriptions(assigned.items, assigned.tags, data.n_items, **describe)
+    artists = lastfm_artists(root)
     user_text = tag_descriptions(assigned.users, assigned.tags, data.n_users,
-                                 banned=lastfm_artist_names(root), **describe)  # fmt: skip
+                                 banned={n.lower() for n in artists.values()},
+                                 **describe)  # fmt: skip
     return Catalog(
         item_keys=[str(i) for i in data.item_ids], user_keys=[str(u) for u in data.user_ids],
         features=features, feature_mean=np.zeros(f, np.float32),
@@ -124,7 +129,7 @@ def lastfm_catalog(
         test=sp.csr_matrix(train.shape, dtype=np.float32) if test is None else test,
         item_context=np.full(data.n_items, -1, np.int64), description=description,
         feature_kind="lastfm_tags", feature_names=tag_words, item_text=item_text,
-        user_text=user_text,
+        user_text=user_text, item_names=[artists.get(int(i), str(i)) for i in data.item_ids],
     )  # fmt: skip
 
 
@@ -233,7 +238,8 @@ class InteractionDataModule(pl.LightningDataModule):
         return {"n_users": len(c.user_keys), "n_items": len(c.item_keys),
                 "feature_dim": int(c.features.shape[1]), "n_history": int(c.history.nnz),
                 "item_keys": c.item_keys, "user_keys": c.user_keys, "contexts": c.contexts,
-                "feature_kind": c.feature_kind, "feature_names": c.feature_names}  # fmt: skip
+                "feature_kind": c.feature_kind, "feature_names": c.feature_names,
+                "item_names": c.item_names}  # fmt: skip
 
     def split(self, stage: str) -> np.ndarray:
         """Users with something to learn (train) or to rank (valid, test)."""

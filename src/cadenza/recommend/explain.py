@@ -6,6 +6,10 @@ vector e_h = (id_h + content_h) / |id_h + content_h|, so the score splits exactl
 - **listening**: sum_h <t_h, id_h> / |..| / tau, what plays taught the model about the track;
 - **content**: sum_h <t_h, content_h> / |..| / tau, what its tags or notes say.
 
+Either part can be negative. The summary gives the split as shares of the score only when both
+raise it, and otherwise as the two amounts, naming the part that pulled the score down
+(`_split`): "-19% from plays, 119% from content" reads as nonsense.
+
 The content part is split over the track's features by integrated gradients (Sundararajan et
 al. 2017) from the catalog's average track (standardised features all 0) to this one, the norm
 held at the track's own: the features' parts add up to the content part less what the average
@@ -30,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from cadenza.recommend.catalog_names import item_names
 from cadenza.recommend.embedder import heads_to_vector
 from cadenza.recommend.module import RecommenderModule
 
@@ -42,29 +47,49 @@ def _share(part: float, total: float) -> float:
 
 
 def _summary(played: list[dict], features: list[dict], listeners: list[dict],
-             shares: dict[str, float] | None = None) -> str:  # fmt: skip
+             parts: dict[str, float] | None = None) -> str:  # fmt: skip
     bits = []
     if played:
         bits.append("because you played " + ", ".join(
-            f"{r['key']} ({100 * r['share']:.0f}%)" for r in played))  # fmt: skip
+            f"{r.get('name') or r['key']} ({100 * r['share']:.0f}%)" for r in played))  # fmt: skip
     if listeners:
         bits.append("listeners like you played it: " + ", ".join(
             f"{r['key']} ({100 * r['share']:.0f}%)" for r in listeners))  # fmt: skip
     if features:
         bits.append("it matches " + ", ".join(
             f"{r['name']} ({100 * r['share']:.0f}%)" for r in features))  # fmt: skip
-    if shares and shares["listening"] != 0.0:  # both parts: say how the score splits
-        bits.append(f"score {100 * shares['listening']:.0f}% from plays, "
-                    f"{100 * shares['content']:.0f}% from content")  # fmt: skip
+    if parts and parts["listening"] != 0.0:  # both parts: say how the score splits
+        bits.append(_split(parts["listening"], parts["content"], parts["shares"]))
     return "; ".join(bits) or "close to your taste overall"
 
 
+def _split(listening: float, content: float, shares: dict[str, float]) -> str:
+    """The score's two parts in words. As shares of the score they only read right when both
+    raise it: a part that pulls the score down would read as "-19% from plays, 119% from
+    content", so then the parts are said as the amounts they add to the score."""
+    total = listening + content
+    if listening >= 0 and content >= 0:
+        return (f"score {100 * shares['listening']:.0f}% from plays, "
+                f"{100 * shares['content']:.0f}% from content")  # fmt: skip
+    down = " and ".join(what for what, part in (("plays", listening), ("content", content))
+                        if part < 0)  # fmt: skip
+    return (f"score {total:+.2f}: {listening:+.2f} from plays, {content:+.2f} from content "
+            f"({down} pulled it down)")  # fmt: skip
+
+
+def _named(key: str, names: list[str] | None, i: int) -> dict[str, str]:
+    """A track's key, and its name where the catalog has names."""
+    return {"key": key} if names is None else {"key": key, "name": names[i]}
+
+
 def _played_pulls(model: RecommenderModule, history: torch.Tensor, taste: torch.Tensor,
-                  tracks: torch.Tensor, keys: list[str], top: int) -> list[list[dict]]:  # fmt: skip
+                  tracks: torch.Tensor, keys: list[str], names: list[str] | None,
+                  top: int) -> list[list[dict]]:  # fmt: skip
     """Per pick (tracks [P, H*D]): the played tracks whose absence lowers its score most."""
     played = history[0].nonzero().flatten()
     if len(played) < 2:  # one track is the whole taste: nothing to weigh it against
-        only = [{"key": keys[int(i)], "pull": None, "share": 1.0} for i in played]
+        only = [{**_named(keys[int(i)], names, int(i)), "pull": None, "share": 1.0}
+                for i in played]  # fmt: skip
         return [list(only) for _ in range(len(tracks))]
     weights = history[0, played]  # [Np]
     without = weights.repeat(len(played), 1).fill_diagonal_(0.0)  # [Np, Np]: row i drops i
@@ -75,8 +100,8 @@ def _played_pulls(model: RecommenderModule, history: torch.Tensor, taste: torch.
     pulls = (full[None, :] - model.score(tastes, tracks)).numpy().T  # [P, Np]
     totals = pulls.clip(min=0).sum(1)  # [P]
     orders = np.argsort(-pulls, axis=1, kind="stable")[:, :top]  # [P, top]
-    played_keys = [keys[i] for i in played.tolist()]
-    return [[{"key": played_keys[i], "pull": round(float(row[i]), 4),
+    played_ids = played.tolist()
+    return [[{**_named(keys[played_ids[i]], names, played_ids[i]), "pull": round(float(row[i]), 4),
               "share": _share(float(row[i]), float(total))}
              for i in order.tolist() if row[i] > 0]
             for row, order, total in zip(pulls, orders, totals)]  # fmt: skip
@@ -183,6 +208,7 @@ def explain_model_picks(
     tracks [P, H*D] the picks' embeddings as scored (None: the ones the reasons compute,
     equal to `model.track_embeddings(picks, content_only)`)."""
     keys = model.hparams.item_keys or [str(i) for i in range(model.hparams.n_items)]
+    track_names = item_names(model)
     names = list(model.hparams.get("feature_names") or [])
     ids = torch.as_tensor(np.maximum(picks, 0))
     known = model.item_known[ids] & torch.as_tensor(picks >= 0)
@@ -193,27 +219,29 @@ def explain_model_picks(
     parts, vectors = _parts(model, taste, features, ids, known, names, top)
     if tracks is None:
         tracks = heads_to_vector(vectors)
-    played = (_played_pulls(model, history, taste, tracks, keys, top)
+    played = (_played_pulls(model, history, taste, tracks, keys, track_names, top)
               if history is not None else [[] for _ in picks])  # fmt: skip
     out = []
     for part, pulls in zip(parts, played):
         total = part.pop("score")
         part["shares"] = {"listening": _share(part["listening"], total),
                           "content": _share(part["content"], total)}  # fmt: skip
-        summary = _summary(pulls, part["features"], [], part["shares"])
+        summary = _summary(pulls, part["features"], [], part)
         out.append({"summary": summary, "played": pulls, **part})
     return out
 
 
 def explain_itemknn(weights: sp.csr_matrix, history: np.ndarray, picks: np.ndarray,
-                    keys: list[str], top: int = TOP) -> list[dict[str, Any]]:  # fmt: skip
+                    keys: list[str], names: list[str] | None = None,
+                    top: int = TOP) -> list[dict[str, Any]]:  # fmt: skip
     """Item-kNN: score(u, j) = sum of W[i, j] over the played i; each i's term is its part."""
     out = []
     for j in picks:
         terms = np.asarray(weights[history][:, j].toarray()).ravel()  # [len(history)]
         total = float(terms.sum())
         order = np.argsort(-terms, kind="stable")[:top]
-        played = [{"key": keys[int(history[i])], "part": round(float(terms[i]), 4),
+        played = [{**_named(keys[int(history[i])], names, int(history[i])),
+                   "part": round(float(terms[i]), 4),
                    "share": _share(float(terms[i]), total)}
                   for i in order if terms[i] > 0]  # fmt: skip
         out.append({"summary": _summary(played, [], []), "played": played})

@@ -199,13 +199,22 @@ def lastfm_tag_names(path: Path) -> dict[int, str]:
     return names
 
 
-def lastfm_artist_names(root: Path | None = None) -> set[str]:
-    """artists.dat's names, lower-cased: what a description built from tags must not contain."""
+def lastfm_artists(root: Path | None = None) -> dict[int, str]:
+    """artists.dat: artist ID -> name as Last.fm writes it (runs of blanks made one space)."""
     path = lastfm_path(root).with_name("artists.dat")
     if not path.is_file():
         raise CadenzaError(f"Last.fm artists not found: {path} is missing; set CADENZA_DATA")
-    lines = path.read_text(encoding="utf-8").splitlines()[1:]
-    return {" ".join(line.split("\t")[1].split()).lower() for line in lines if "\t" in line}
+    names = {}
+    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+        fields = line.split("\t")
+        if len(fields) > 1 and fields[0].strip().isdigit():
+            names[int(fields[0])] = " ".join(fields[1].split())
+    return names
+
+
+def lastfm_artist_names(root: Path | None = None) -> set[str]:
+    """artists.dat's names, lower-cased: what a description built from tags must not contain."""
+    return {name.lower() for name in lastfm_artists(root).values()}
 
 
 def tag_descriptions(

@@ -14,7 +14,8 @@ from outside the catalog (`embed_features`, e.g. freshly generated ones), use co
 
 The catalog travels inside the checkpoint: content features (standardised, with the mean/std
 that standardise new tracks), which tracks are known, each known user's history, and the track
-and user keys, so `RecommenderModule.load(ckpt)` can recommend with no dataset at hand.
+and user keys (and the tracks' names where the data has them: Last.fm's artists), so
+`RecommenderModule.load(ckpt)` can recommend with no dataset at hand.
 
 With `text=True` the model also reads listeners who describe what they like in words: a ridge
 map from sentence vectors (all-MiniLM-L6-v2, `text.py`) to tastes, fitted on the catalog's words
@@ -63,6 +64,7 @@ class RecommenderModule(CadenzaModule):
         contexts: list[str] | None = None,
         feature_kind: str | None = None,
         feature_names: list[str] | None = None,
+        item_names: list[str] | None = None,
         dim: int = 256,
         heads: int = 3,
         hidden: int = 512,
@@ -88,7 +90,8 @@ class RecommenderModule(CadenzaModule):
         check_float("model.context_prob", context_prob, maximum=1.0)
         if negatives is not None:
             check_int("model.negatives", negatives)
-        for name, keys, n in (("item_keys", item_keys, n_items), ("user_keys", user_keys, n_users)):
+        for name, keys, n in (("item_keys", item_keys, n_items), ("user_keys", user_keys, n_users),
+                              ("item_names", item_names, n_items)):  # fmt: skip
             if keys is not None and len(keys) != n:
                 raise ConfigError(f"model.{name} has {len(keys)} entries for {n}")
         if feature_names is not None and len(feature_names) != feature_dim:

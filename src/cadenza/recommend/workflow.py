@@ -24,6 +24,7 @@ import torch
 from cadenza.atomic import write_atomically
 from cadenza.errors import BadFileError, CadenzaError, ConfigError
 from cadenza.models.base import Ability
+from cadenza.recommend.catalog_names import history_ids, item_names
 from cadenza.recommend.index import NearestNeighbourIndex, make_index
 from cadenza.recommend.module import RecommenderModule
 
@@ -38,6 +39,17 @@ class Pick:
     png: str | None = None
     audio: str | None = None
     reasons: dict[str, Any] | None = None  # why it was picked (explain.py)
+    name: str | None = None  # what a listener calls it (Last.fm: the artist), where known
+
+
+class NoTasteError(ConfigError):
+    """A listener with nothing to recommend from: no plays (a user whose history is empty, as
+    a forgotten listener's is) or an empty history=[]. Ranking the catalog for a taste of
+    nothing would give every track the same score and pass the key order off as picks."""
+
+    def __init__(self, message: str, user: str | None = None) -> None:
+        super().__init__(message)
+        self.user = user  # the listener named, None for an empty history=[]
 
 
 def listener_taste(
@@ -92,16 +104,19 @@ def listener_history(
                 "history=[...]"
             )
         hist = model.history(torch.tensor([row]))  # [1, I]
+        if not bool(hist.any()):
+            raise NoTasteError(f"user={user} has no plays in this model's histories (none in "
+                               "training, or forgotten), so there is no taste to recommend "
+                               "for: give a user with plays, history=[track, ...] or "
+                               "text=\"...\"", user=str(user))  # fmt: skip
     else:
-        item_index = {k: i for i, k in enumerate(model.hparams.item_keys or [])}
-        unknown = [k for k in history if str(k) not in item_index]
-        if unknown:
-            raise ConfigError(
-                f"history names tracks not in the catalog: {unknown[:5]} (catalog keys "
-                f"look like {list(item_index)[:3]})"
-            )
+        if not history:
+            raise NoTasteError("history is empty, so there is no taste to recommend for: name "
+                               "the catalog tracks the listener likes, history=[key or name, "
+                               "...], or give a user with plays (user=ID) or "
+                               "text=\"...\"")  # fmt: skip
         hist = torch.zeros(1, model.hparams.n_items)
-        hist[0, [item_index[str(k)] for k in history]] = 1.0
+        hist[0, history_ids(model, history)] = 1.0
     return hist
 
 
@@ -142,8 +157,9 @@ def recommend_catalog(
     else:
         idx = index
     scores, ids = idx.search(taste.numpy(), k, exclude=[seen] if exclude_seen else None)
-    picks = [Pick(r + 1, keys[i], float(s) / tau) for r, (s, i) in
-             enumerate(zip(scores[0], ids[0])) if i >= 0]  # fmt: skip
+    names = item_names(model)
+    picks = [Pick(r + 1, keys[i], float(s) / tau, name=names[i] if names else None)
+             for r, (s, i) in enumerate(zip(scores[0], ids[0])) if i >= 0]  # fmt: skip
     if explain and picks:
         from cadenza.recommend.explain import explain_model_picks
 
@@ -242,10 +258,12 @@ def _neighbourhood_picks(
     order = np.argsort(-scores, kind="stable")[:k]
     order = order[np.isfinite(scores[order]) & (scores[order] > 0)]
     keys = model.hparams.item_keys or [str(i) for i in range(model.hparams.n_items)]
-    picks = [Pick(r + 1, keys[i], float(scores[i])) for r, i in enumerate(order)]
+    names = item_names(model)
+    picks = [Pick(r + 1, keys[i], float(scores[i]), name=names[i] if names else None)
+             for r, i in enumerate(order)]  # fmt: skip
     if explain and picks:
         if method == "itemknn":
-            reasons = why.explain_itemknn(knn.weights, played, order, keys)
+            reasons = why.explain_itemknn(knn.weights, played, order, keys, names)
         else:
             listeners = [str(u) for u in model.hparams.user_keys]
             reasons = why.explain_userknn(similar, knn.x, order, listeners)

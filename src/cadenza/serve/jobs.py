@@ -328,6 +328,8 @@ def _listener(s: Served, req: RecommendRequest, settings: ServeSettings) -> dict
         _cap("history", len(req.history), lim.max_history)
     if req.k > s.model.hparams.n_items:
         raise _fail(422, f"k: {req.k} is more than the catalog's {s.model.hparams.n_items} tracks")
+    if req.text is None:
+        _has_taste(s, req.user, req.history)
     text = req.text
     if text is not None:
         from cadenza.recommend.text import check_description
@@ -340,6 +342,25 @@ def _listener(s: Served, req: RecommendRequest, settings: ServeSettings) -> dict
             raise _fail(400, f"text: {s.name!r} was trained without text (model.text=false); "
                              "name a user or a history instead")  # fmt: skip
     return {"user": req.user, "history": req.history, "context": req.context, "text": text}
+
+
+def _has_taste(s: Served, user: str | None, history: list[str] | None) -> None:
+    """A listener with plays to recommend from, checked before any work: a forgotten listener
+    (their stored history emptied) is 404, as their history is to GET /api/listeners/{id}/
+    history, and an empty `history` a 422; a known listener's or tracks' own errors stay 400."""
+    from cadenza.recommend.workflow import NoTasteError, listener_history
+
+    if user is None and history is None:
+        return  # "exactly one of" is the workflow's to say
+    try:
+        listener_history(s.model, user, history if user is None else None)
+    except NoTasteError as e:
+        if e.user is None:
+            raise _fail(422, "history: empty; name at least one catalog track the listener "
+                             "likes (by key or name), or a user or text") from e  # fmt: skip
+        raise NotFoundError(f"listener: {s.name!r} holds no history for this listener, so "
+                            "there is nothing to recommend from; name a history or text "
+                            "instead") from e  # fmt: skip
 
 
 def _fields(pick: Any) -> dict[str, Any]:
@@ -415,8 +436,10 @@ def listener_history(s: Served, listener: str) -> History:
     if row is None:
         raise NotFoundError(f"listener: {s.name!r} holds no history for this listener")
     lo, hi = int(model.history_indptr[row]), int(model.history_indptr[row + 1])
-    items = model.hparams.item_keys or [str(i) for i in range(model.hparams.n_items)]
+    from cadenza.recommend.catalog_names import item_keys, item_names
+
+    items, names = item_keys(model), item_names(model)
     return History(model=s.name, listener=str(listener), items=[
-        HistoryItem(key=str(items[i]), weight=float(w))
+        HistoryItem(key=items[i], name=names[i] if names else None, weight=float(w))
         for i, w in zip(model.history_items[lo:hi].tolist(), model.history_weights[lo:hi].tolist())
     ])  # fmt: skip

@@ -82,7 +82,10 @@ class ClassifyRequest(MidiSource):
 class RecommendRequest(Sampling):
     model: str = Field(..., min_length=1, max_length=200)
     user: str | None = Field(None, max_length=200, description="a listener the model knows")
-    history: list[str] | None = Field(None, description="or: catalog keys a new listener likes")
+    history: list[str] | None = Field(
+        None, description="or: catalog tracks a new listener likes, by key or by name (a name "
+        "matched whole, any case; Last.fm: artist names); at least one",
+    )  # fmt: skip
     text: str | None = Field(
         None, min_length=1, max_length=500,
         description="or: what the listener likes, in words (a recommender with text: true)",
@@ -121,7 +124,9 @@ class Job(BaseModel):
 
 class Pick(BaseModel):
     rank: int
-    key: str
+    key: str = Field(description="the catalog track's stable key, or a generated file's name")
+    name: str | None = Field(None, description="what a listener calls it (Last.fm: the "
+                             "artist), where the catalog names its tracks")  # fmt: skip
     score: float
     catalog_percentile: float | None = None
     midi: str | None = None
@@ -165,6 +170,7 @@ class UploadInfo(BaseModel):
 
 class HistoryItem(BaseModel):
     key: str
+    name: str | None = None  # as a Pick's
     weight: float
 
 
