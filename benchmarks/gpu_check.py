@@ -267,6 +267,9 @@ def train_family(
         f"++trainer.max_steps={args.steps}", "++trainer.max_epochs=-1",
         f"++trainer.max_time={max_time(seconds / 60)}",
         "++trainer.min_epochs=0", "++trainer.limit_val_batches=0",
+        # Two points make a loss curve: a loaded machine's time budget must not end a family
+        # after one step (Lightning defers the time limit's stop until min_steps).
+        f"++trainer.min_steps={min(2, args.steps)}",
         "++trainer.num_sanity_val_steps=0",
         "++trainer.enable_checkpointing=false", "++trainer.enable_progress_bar=false",
         "++trainer.enable_model_summary=false", "logger=none", "test=false", "sample.n=0",
