@@ -13,7 +13,7 @@ import torch
 from cadenza.recommend.module import RecommenderModule
 from tests.fixtures.data import data_root
 from tests.fixtures.smoke import SmokeRuns
-from tests.helpers import cli, train_ddp_sim
+from tests.helpers import CliResult, cli, train_ddp_sim
 
 
 @pytest.fixture
@@ -165,6 +165,38 @@ def test_a_missing_checkpoint_names_this_commands_key(lastfm_ckpt: Path, tmp_pat
         assert f"{key}={tmp_path}/nope.ckpt: checkpoint not found (pass {key}=/path/to/" in (
             proc.stderr)  # fmt: skip
         assert "ckpt_path" not in proc.stderr
+
+
+def test_forgotten_applies_a_services_forget_list(lastfm_ckpt, tmp_path, monkeypatch) -> None:
+    """forgotten=WORK_DIR: the listeners a service with that work_dir forgot have no history
+    here either; without it the checkpoint's histories are as trained."""
+    from cadenza.serve.privacy import ForgetList, Pseudonyms
+
+    monkeypatch.delenv("CADENZA_PSEUDONYM_KEY", raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def recommend(*args: str) -> CliResult:
+        return cli("cadenza-recommend", f"ckpt={lastfm_ckpt}", "k=3", *args,
+                   f"out_dir={tmp_path}/rec", cwd=tmp_path)  # fmt: skip
+
+    def picks() -> list[str]:
+        written = json.loads((tmp_path / "rec" / "recommendations.json").read_text())
+        return [p["key"] for p in written["picks"]]
+
+    none_yet = recommend("user=2", f"forgotten={work}")
+    assert none_yet.returncode == 2 and "no forget list there" in none_yet.stderr
+    pseudonyms = Pseudonyms.load(None, work)  # the secret as the service makes it
+    ForgetList(work / "forgotten.json").add(pseudonyms.of("2"))  # as DELETE /api/listeners/2
+    gone = recommend("user=2", f"forgotten={work}")
+    assert gone.returncode == 2 and "user=2 has no plays" in gone.stderr
+    assert recommend("user=2").returncode == 0  # the checkpoint itself still holds them
+    assert recommend("user=3").returncode == 0
+    other = picks()
+    assert recommend("user=3", f"forgotten={work}").returncode == 0 and picks() == other
+    (work / ".pseudonym_key").unlink()
+    no_secret = recommend("user=2", f"forgotten={work}")
+    assert no_secret.returncode == 2 and "secret is neither in" in no_secret.stderr
 
 
 @pytest.mark.parametrize(

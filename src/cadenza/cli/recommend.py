@@ -4,6 +4,7 @@ cadenza-recommend ckpt=... "history=[Duran Duran,Depeche Mode]"   (tracks by nam
 cadenza-recommend ckpt=... text="calm piano for studying" k=10  (a listener's words)
 cadenza-recommend ckpt=... user=ID method=itemknn|userknn|content|hybrid
 cadenza-recommend ckpt=... user=ID generator=GEN.ckpt candidates=32 k=5 out_dir=...
+cadenza-recommend ckpt=... user=ID forgotten=SERVICE_WORK_DIR   (honour the service's forget list)
 
 Without generator=: the k best catalog tracks for the listener (already-heard ones left out),
 printed with the reasons for each (the played tracks that pulled it up, the listeners like them,
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -52,6 +54,8 @@ def recommend(cfg: DictConfig) -> list[dict]:
         raise ConfigError("history must be a list of catalog keys or names: "
                           "history=[key1,'Duran Duran']")  # fmt: skip
     model = RecommenderModule.load(ckpt)
+    if c.get("forgotten"):
+        _forget(model, Path(c["forgotten"]))
     listener = {"user": c.get("user"), "history": history, "context": c.get("context"),
                 "text": text}  # fmt: skip
     out = Path(c["out_dir"])
@@ -92,6 +96,33 @@ def _checkpoint(key: str, path: str, kind: str) -> str:
     if not Path(path).is_file():
         raise ConfigError(f"{key}={path}: checkpoint not found (pass {key}=/path/to/{kind}.ckpt)")
     return path
+
+
+def _forget(model: Any, work_dir: Path) -> None:
+    """Empty the histories of the listeners a service with this work_dir was asked to forget,
+    as the service does to what it serves. Its list holds pseudonyms keyed by its secret
+    ($CADENZA_PSEUDONYM_KEY, else work_dir/.pseudonym_key): read, never made here, since a new
+    secret would match nobody and forget no one."""
+    import os
+
+    from cadenza.recommend.workflow import forget_listeners
+    from cadenza.serve.privacy import ForgetList, Pseudonyms, check_secret
+
+    listed = work_dir / "forgotten.json"
+    if not listed.is_file():
+        raise ConfigError(f"forgotten={work_dir}: no forget list there ({listed.name} is "
+                          "missing); pass the service's work_dir")  # fmt: skip
+    secret, where = os.environ.get("CADENZA_PSEUDONYM_KEY"), "$CADENZA_PSEUDONYM_KEY"
+    if not secret:
+        key_file = work_dir / ".pseudonym_key"
+        if not key_file.is_file():
+            raise ConfigError(f"forgotten={work_dir}: the list is of pseudonyms, and their "
+                              f"secret is neither in $CADENZA_PSEUDONYM_KEY nor in "
+                              f"{key_file}")  # fmt: skip
+        secret, where = key_file.read_text().strip(), str(key_file)
+    pseudonyms = Pseudonyms(check_secret(secret, where).encode("utf-8"))
+    every = ForgetList(listed).read()
+    forget_listeners(model, {u for u in model.user_rows if pseudonyms.of(u) in every})
 
 
 def _shown(key: str, name: str | None) -> str:
