@@ -49,9 +49,23 @@ def register_resolvers() -> None:
 def instantiate(node: Any, **kwargs: Any) -> Any:
     """hydra.utils.instantiate, but a CadenzaError raised inside a constructor comes out as
     itself (not wrapped in three lines of Hydra context), and a missing `???` value says which
-    key to set."""
+    key to set.
+
+    `kwargs` (what a model is sized from, a trainer's callbacks) reach the constructor as they
+    are: given to Hydra they would first be copied into OmegaConf nodes, 4 s for the Last.fm
+    recommender's 17,632 catalog keys and names."""
     try:
-        return _instantiate(node, **kwargs)
+        if not kwargs:
+            return _instantiate(node)
+        make = _instantiate(node, _partial_=True)
+        try:
+            return make(**kwargs)
+        except CadenzaError:
+            raise
+        except Exception as e:  # as Hydra reports a constructor's error
+            target = getattr(make, "func", make)
+            name = f"{target.__module__}.{target.__qualname__}"
+            raise InstantiationException(f"Error in call to target '{name}':\n{e!r}") from e
     except InstantiationException as e:
         cause = e.__cause__
         while cause is not None and not isinstance(cause, CadenzaError):
