@@ -177,6 +177,10 @@ def test_old_jobs_are_pruned_so_the_disk_stays_bounded(client, settings) -> None
         ({"device": "cuda:99"}, "device=cuda:99"),  # no GPU here, or not that many
         ({"device": "tpu"}, "device='tpu' is not a device"),
         ({"sample": {"tempo": 1000}}, "sample.tempo must be null or quarter notes a minute"),
+        ({"sample": {"n": 50}}, "sample.n=50 is over limits.max_n=16"),
+        ({"sample": {"temperature": -1}}, "sample.temperature must be > 0"),
+        ({"sample": {"bars": 1000}}, "sample.bars=1000 is over limits.max_bars=64"),
+        ({"sample": {"top_p": 2}}, "sample.top_p must be in"),
     ],
     ids=[
         "missing-folder",
@@ -192,6 +196,10 @@ def test_old_jobs_are_pruned_so_the_disk_stays_bounded(client, settings) -> None
         "unusable-device",
         "not-a-device",
         "tempo",
+        "default-n-over-its-cap",
+        "default-temperature",
+        "default-bars-over-its-cap",
+        "default-top-p",
     ],  # fmt: skip
 )
 def test_a_wrong_setting_fails_at_start_up_naming_the_key(checkpoints, cfg, says) -> None:

@@ -134,9 +134,12 @@ def _range(lo: float, hi: float, default: Any) -> dict[str, Any]:
     return {"min": lo, "max": hi, "default": default}
 
 
-def describe(s: Served, limits: Limits, caller: Caller) -> dict[str, Any]:
-    """What the studio and API clients need to build a form for this model. A recommender's
-    listeners are listed to an admin only; a listener token sees its own listener."""
+def describe(s: Served, limits: Limits, caller: Caller,
+             defaults: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """What the studio and API clients need to build a form for this model: each control's
+    range, and the default a request that leaves it out gets (`defaults`, serve.yaml's
+    `sample.*`). A recommender's listeners are listed to an admin only; a listener token sees
+    its own listener."""
     info: dict[str, Any] = {"name": s.name, "family": s.family, "kind": s.kind, "users": [],
                             "contexts": [], "n_items": None}  # fmt: skip
     if s.kind == "recommender":
@@ -159,6 +162,9 @@ def describe(s: Served, limits: Limits, caller: Caller) -> dict[str, Any]:
     declaration = s.model.declaration()
     fixed = declaration.window_steps is not None
     tokens = takes_filters(s)
+    d = {"n": 1, "bars": 8, "seed": 0, "temperature": None, "top_k": None, "top_p": None,
+         "tempo": None} | (defaults or {})  # fmt: skip
+    midi = declaration.output == "midi"
     info |= {
         "output": declaration.output,
         "codec": s.model.codec.to_dict(),
@@ -167,14 +173,15 @@ def describe(s: Served, limits: Limits, caller: Caller) -> dict[str, Any]:
         "window_steps": declaration.window_steps,
         "styles": s.model.styles,
         "controls": {
-            "n": _range(1, limits.max_n, 4),
-            "bars": None if fixed else _range(1, limits.max_bars, 8),
+            "n": _range(1, limits.max_n, d["n"]),
+            "bars": None if fixed else _range(1, limits.max_bars, d["bars"]),
             "steps": None if fixed else _range(1, limits.max_steps, None),
-            "temperature": _range(0.05, 5.0, 1.0),
-            "top_k": _range(1, 1000, None) if tokens else None,
-            "top_p": _range(0.01, 1.0, None) if tokens else None,
-            "seed": _range(0, 2**31 - 1, 0),
-            "tempo": _range(*TEMPO_RANGE, None) if declaration.output == "midi" else None,
+            # null: 1.0 for new pieces (the model as trained)
+            "temperature": _range(0.05, 5.0, d["temperature"] or 1.0),
+            "top_k": _range(1, 1000, d["top_k"]) if tokens else None,
+            "top_p": _range(0.01, 1.0, d["top_p"]) if tokens else None,
+            "seed": _range(0, 2**31 - 1, d["seed"]),
+            "tempo": _range(*TEMPO_RANGE, d["tempo"]) if midi else None,
         },
     }
     return info

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cadenza.errors import ConfigError
-from cadenza.generation.writers import check_tempo
+from cadenza.generation.controls import check_sample_controls
 from cadenza.models.base import check_float, check_int
 from cadenza.models.components.nade import ROWWISE_MAX_ROWS
 from cadenza.models.sampling import pick_device
@@ -184,6 +184,14 @@ class ServeSettings:
             check_int(key, getattr(self, key))
         check_int("sample.sample_rate", self.sample["sample_rate"])
         check_int("sample.n", self.sample["n"])
+        # The defaults every request that leaves a control out gets: a wrong one would fail
+        # each such request for a field its client never sent.
+        check_sample_controls(self.sample)
+        for key, cap in (("n", "max_n"), ("bars", "max_bars"), ("steps", "max_steps")):
+            value, most = self.sample.get(key), getattr(self.limits, cap)
+            if value is not None and value > most:
+                raise ConfigError(f"sample.{key}={value} is over limits.{cap}={most}: every "
+                                  "request without its own would be refused")  # fmt: skip
         check_float("queue_timeout_s", self.queue_timeout_s, minimum=0.0)
         check_float("batch_window_ms", self.batch_window_ms, minimum=0.0)
         check_int("batch_rows", self.batch_rows)
@@ -199,13 +207,6 @@ class ServeSettings:
         for key in ("torch_threads", "malloc_arenas"):
             if getattr(self, key) is not None:
                 check_int(key, getattr(self, key))
-        try:
-            check_tempo(self.sample["tempo"])
-        except ConfigError as e:
-            raise ConfigError(f"sample.{e}") from None
-        if self.sample["synth"] not in ("auto", "fluidsynth", "builtin"):
-            raise ConfigError(f"sample.synth must be auto, fluidsynth or builtin, got "
-                              f"{self.sample['synth']!r}")  # fmt: skip
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log_format must be text or json, got {self.log_format!r}")
         check_float("shutdown_timeout_s", self.shutdown_timeout_s, minimum=0.0)

@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from cadenza.errors import ConfigError
+from cadenza.generation.controls import check_sample_controls
 from cadenza.models.base import check_float, check_int
 
 # trainer.<key>: the smallest integer Lightning takes (-1: no limit).
@@ -30,7 +31,6 @@ TRAINER_BATCHES = ("limit_train_batches", "limit_val_batches", "limit_test_batch
 # callbacks.<name>.<key>: ModelCheckpoint's and EarlyStopping's integers.
 CALLBACK_INTS = {"patience": 0, "save_top_k": -1, "every_n_epochs": 0, "every_n_train_steps": 0}
 OPTIMIZER_FLOATS = ("lr", "weight_decay", "eps", "momentum")  # torch: each >= 0
-SYNTHS = ("auto", "fluidsynth", "builtin")
 
 
 def check_run_config(cfg: DictConfig) -> None:
@@ -62,31 +62,6 @@ def check_run_config(cfg: DictConfig) -> None:
                 check_float(f"model.optimizer.{key}", optimizer[key])
     if cfg.get("sample") is not None:
         check_sample_controls(cfg.sample)
-
-
-def check_sample_controls(sample: Any) -> None:
-    """The controls of the pieces written after training (`sample.*`), checked like
-    cadenza-sample's, before the minutes of training that come first."""
-    from cadenza.generation.writers import check_render, check_tempo
-    from cadenza.models.sampling import check_controls
-
-    if not check_int("sample.n", sample.get("n") or 0, minimum=0):
-        return  # no pieces: nothing reads the rest
-    check_int("sample.seed", sample.get("seed", 0), minimum=0)
-    try:
-        temperature = sample.get("temperature")
-        check_controls(1.0 if temperature is None else temperature, sample.get("top_k"),
-                       sample.get("top_p"))  # fmt: skip
-        check_render(sample.get("render"))
-        check_tempo(sample.get("tempo"))
-    except ConfigError as e:
-        raise ConfigError(f"sample.{e}") from None
-    if sample.get("steps") is not None:
-        check_int("sample.steps", sample.steps)
-    if sample.get("bars") is not None:
-        check_float("sample.bars", sample.bars, minimum=1e-6)
-    if sample.get("synth", "auto") not in SYNTHS:
-        raise ConfigError(f"sample.synth must be one of {list(SYNTHS)}, got {sample.synth!r}")
 
 
 def check_sample_abilities(model: Any, sample: Any) -> None:
