@@ -270,7 +270,26 @@ def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user problem
-        raise CadenzaError(f"cannot read checkpoint {path}: {e}") from e
+        raise CadenzaError(f"cannot read checkpoint {path}: {_why_unreadable(path, e)}") from e
+
+
+def _why_unreadable(path: Path, e: Exception) -> str:
+    """What is wrong with a file torch.load refused, in words: its own message can be a bare
+    number (random bytes read as a pickle) or nothing at all (an empty file)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    first = (str(e).strip().splitlines() or [""])[0][:160]
+    if not head:
+        return "the file is empty"
+    if not head.startswith((b"PK", b"\x80")):  # neither torch's zip nor a pickle
+        return f"not a PyTorch checkpoint (it starts with {head!r})"
+    if "weights only load failed" in str(e).lower():
+        return ("it holds objects that weights-only loading refuses to unpickle (it reads "
+                "tensors and plain values only, so a file from a stranger cannot run code): "
+                "not a Cadenza checkpoint, or not one to trust")  # fmt: skip
+    if head.startswith(b"PK"):  # torch.save writes a zip archive
+        return f"a damaged or truncated checkpoint archive ({type(e).__name__}: {first})"
+    return f"unreadable ({type(e).__name__}: {first or 'no message'})"
 
 
 def _known_arguments(target: type, hp: dict[str, Any], path: str | Path) -> dict[str, Any]:
