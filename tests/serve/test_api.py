@@ -217,6 +217,13 @@ def test_vae_interpolates_between_two_uploads_and_samples_with_an_attribute(clie
     assert r.status_code == 200 and len(r.json()["items"]) == 2
     r = client.post("/api/interpolate", json={"model": "smoke_vae", "a": a, "steps": 3})
     assert r.status_code == 422 and "a and b" in r.json()["error"]
+    # The cap names the request's field, and the setting behind it, as the other caps do.
+    cap = settings.limits.max_interpolate_steps
+    r = client.post("/api/interpolate", json={"model": "smoke_vae", "a": a, "b": b,
+                                              "steps": cap + 1})  # fmt: skip
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == (f"steps: {cap + 1} is over the service's cap of {cap} "
+                                 "(limits.max_interpolate_steps)")  # fmt: skip
     # Its windows have their own length: a length asked for is refused, not ignored.
     for length in ({"bars": 4}, {"steps": 16}):
         r = client.post("/api/generate", json={"model": "smoke_vae", "n": 1, **length})
@@ -286,6 +293,34 @@ def test_render_an_upload_or_a_job_file_to_wav(client):
     assert r.json()["items"][0]["audio"].split("?")[0].endswith("sample_000.wav")
     r = client.post("/api/render", json={"job": job["job"], "file": "sample_000.png"})
     assert r.status_code == 422
+    # Neither source, or both: each is said as it is.
+    r = client.post("/api/render", json={})
+    assert r.status_code == 422, r.text
+    assert "give one of upload" in r.json()["error"] and "neither" in r.json()["error"]
+    r = client.post("/api/render", json={"upload": up, "job": job["job"],
+                                         "file": "sample_000.mid"})  # fmt: skip
+    assert r.status_code == 422, r.text
+    assert "not both" in r.json()["error"] and "neither" not in r.json()["error"]
+
+
+def test_interpolate_checks_its_uploads_before_waiting_for_a_busy_worker(settings):
+    from dataclasses import replace
+
+    from cadenza.serve.app import create_app
+
+    app = create_app(replace(settings, workers=1, queue_timeout_s=0.2))
+    with TestClient(app) as c:
+        a = upload(c, melody("jigs1").read_bytes())["upload"]
+        with app.state.tasks.workers.slot():  # the only worker is busy
+            r = c.post("/api/interpolate", json={"model": "smoke_vae", "a": "f" * 32, "b": a,
+                                                 "steps": 2})  # fmt: skip
+            assert r.status_code == 404 and "a: no upload" in r.json()["error"], r.text
+            # A request that is fine does wait for the worker, and is told it is busy.
+            r = c.post("/api/interpolate", json={"model": "smoke_vae", "a": a, "b": a,
+                                                 "steps": 2})  # fmt: skip
+            assert r.status_code == 503 and "busy" in r.json()["error"], r.text
+        r = c.post("/api/interpolate", json={"model": "smoke_vae", "a": a, "b": a, "steps": 2})
+        assert r.status_code == 200 and len(r.json()["items"]) == 2, r.text
 
 
 def test_classify_an_upload_and_a_generated_piece(client, checkpoints, tmp_path):
@@ -321,7 +356,7 @@ def test_classify_an_upload_and_a_generated_piece(client, checkpoints, tmp_path)
         ({"model": "smoke", "upload": up}, 400, "not a classifier"),
         ({"model": "nope", "upload": up}, 404, "no model 'nope'"),
         ({"model": "smoke_classifier", "upload": "0" * 32}, 404, "no upload"),
-        ({"model": "smoke_classifier"}, 422, "give upload"),
+        ({"model": "smoke_classifier"}, 422, "give one of upload"),
         ({"model": "smoke_classifier", "upload": up, "job": job["job"]}, 422, "not both"),
         ({"model": "smoke_classifier", "job": job["job"], "file": "sample_000.png"}, 422, ".mid"),
         ({"model": "smoke_classifier", "upload": up, "top": 0}, 422, "top"),

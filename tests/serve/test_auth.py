@@ -5,8 +5,10 @@ shows; start-up refusing an open service beyond loopback; and the keys file's to
 from __future__ import annotations
 
 import hmac
+import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +63,7 @@ def keyed(checkpoints: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     settings = ServeSettings.from_dict({
         "checkpoints": str(checkpoints), "work_dir": str(root / "work"),
         "keys_file": str(root / "keys.yaml"), "limits": {"max_n": 2, "max_bars": 4},
-        "sample": {"n": 1, "sample_rate": 16000},
+        "sample": {"n": 1, "bars": 4, "sample_rate": 16000},  # defaults within the limits
     })  # fmt: skip
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield Keyed(client, keys, users, settings)
@@ -243,6 +245,39 @@ def test_jobs_and_uploads_are_read_back_only_by_their_key_or_by_signed_link(keye
     r = k.client.post("/api/generate", headers=k.headers("listener-b"),
                       json={"model": "smoke", "n": 1, "bars": 1, "primer": theirs})  # fmt: skip
     assert r.status_code == 403
+
+
+def test_an_expired_or_altered_file_link_says_so_and_how_to_get_a_new_one(keyed, monkeypatch):
+    k = keyed
+    links = k.client.app.state.store.links
+    monkeypatch.setattr(links, "minutes", -1.0)  # links that expired as they were made
+    expired = job_of(k, "listener-a")["items"][0]["midi"]
+    task = task_of(k, "listener-a")
+    monkeypatch.undo()
+    r = k.client.get(expired)  # a browser following the link: no key
+    assert r.status_code == 401, r.text
+    said = r.json()["error"]
+    assert "link expired" in said and "ask for a new link" in said and "GET /api/jobs" in said
+    assert "API key is required" not in said
+    # A signature that does not match: altered, or the expiry moved on by hand.
+    tampered = job_of(k, "listener-a")["items"][0]["midi"].replace("sig=", "sig=0")
+    fresh_expiry = re.sub(r"expires=\d+", f"expires={int(time.time()) + 3600}", expired)
+    for wrong in (tampered, fresh_expiry):
+        r = k.client.get(wrong)
+        assert r.status_code == 401 and "signature is wrong" in r.json()["error"], r.text
+        assert "ask for a new link" in r.json()["error"]
+    # With the key that made the job, the same link (or the bare path) still downloads.
+    for url in (expired, tampered, expired.split("?")[0]):
+        assert k.client.get(url, headers=k.headers("listener-a")).status_code == 200, url
+    assert k.client.get(expired, headers=k.headers("listener-b")).status_code == 403
+    # A background job's record, read again, gives links that work.
+    deadline = time.monotonic() + 60
+    status = k.client.get(task, headers=k.headers("listener-a")).json()
+    while status["status"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.05)
+        status = k.client.get(task, headers=k.headers("listener-a")).json()
+    assert status["status"] == "done", status
+    assert k.client.get(status["result"]["items"][0]["midi"]).status_code == 200
 
 
 def test_health_and_probes_are_public_and_tell_nothing_secret(keyed, checkpoints):

@@ -5,6 +5,7 @@ what runs."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -33,6 +34,11 @@ def wait_for(client: TestClient, url: str, until, timeout: float = 120.0) -> dic
             return status
         assert time.monotonic() < deadline, status
         time.sleep(0.05)
+
+
+def unsigned(result: dict) -> dict:
+    """A job's answer without its links' expiry and signature."""
+    return json.loads(re.sub(r"\?expires=\d+&sig=[0-9a-f]+", "", json.dumps(result)))
 
 
 def finished(status: dict) -> bool:
@@ -79,7 +85,9 @@ def test_a_background_job_answers_202_then_its_result_also_after_a_restart(check
     )
     with TestClient(create_app(settings)) as client:
         again = client.get(task["url"]).json()
-        assert again["status"] == "done" and again["result"] == done["result"]
+        # The same answer, its file links signed afresh (the first ones expire).
+        assert again["status"] == "done" and unsigned(again["result"]) == unsigned(done["result"])
+        assert client.get(again["result"]["items"][0]["midi"]).status_code == 200
         lost = client.get(f"/api/jobs/{'0' * 32}").json()
         assert lost["status"] == "failed" and lost["error"]["status"] == 503
         assert "submit it again" in lost["error"]["error"]
@@ -102,6 +110,48 @@ def test_progress_rises_and_a_cancelled_job_stops_and_leaves_nothing(checkpoints
         assert not any((tmp_path / "work" / "jobs").iterdir())  # what it wrote is deleted
         # Cancelling again, or a finished job, changes nothing.
         assert client.delete(task["url"]).json()["status"] == "cancelled"
+
+
+def test_a_cancel_while_the_files_are_written_is_honoured_and_leaves_nothing(
+    checkpoints, tmp_path, monkeypatch
+):
+    """The sampling loop, which checks the flag, is over by then: the pieces are written and
+    rendered, and the job must still end cancelled, not done."""
+    import cadenza.generation as generation
+
+    written, go_on = threading.Event(), threading.Event()
+    write_pieces = generation.write_pieces
+
+    def held_after_writing(*args, **kwargs):
+        out = write_pieces(*args, **kwargs)  # every file written and rendered, for real
+        written.set()
+        assert go_on.wait(60)  # still in its write phase until the test has cancelled it
+        return out
+
+    monkeypatch.setattr(generation, "write_pieces", held_after_writing)
+    jobs = tmp_path / "work" / "jobs"
+    with TestClient(create_app(settings_for(checkpoints, tmp_path / "work"))) as client:
+        body = {"model": "smoke", "n": 2, "bars": 2, "seed": 4, "render": True}
+        task = client.post("/api/jobs/generate", json=body).json()
+        assert written.wait(120), client.get(task["url"]).json()
+        (folder,) = jobs.iterdir()
+        assert {p.suffix for p in folder.iterdir()} >= {".mid", ".png", ".wav"}
+        running = client.get(task["url"]).json()
+        assert running["status"] == "running" and running["progress"] > 0.9  # its last step
+        r = client.delete(task["url"])
+        assert r.status_code == 200 and r.json()["status"] == "running"
+        go_on.set()
+        gone = wait_for(client, task["url"], finished, timeout=30)
+        assert gone["status"] == "cancelled" and gone["result"] is None, gone
+        assert not folder.exists() and not any(jobs.iterdir())  # what it wrote is deleted
+        record = json.loads((tmp_path / "work" / "tasks" / task["id"] / "task.json").read_text())
+        assert record["status"] == "cancelled" and record["result"] is None
+        assert client.delete(task["url"]).json()["status"] == "cancelled"
+        # A job nobody cancels still ends done, with its files.
+        later = client.post("/api/jobs/generate", json={**body, "render": False}).json()
+        done = wait_for(client, later["url"], finished)
+        assert done["status"] == "done", done
+        assert client.get(done["result"]["items"][0]["midi"]).status_code == 200
 
 
 @pytest.mark.parametrize(

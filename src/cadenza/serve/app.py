@@ -376,6 +376,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         needed until it expires), or with the key that made the job (or an admin key)."""
         if sig is not None and links.valid(job, name, expires, sig):
             path = store.job_file(job, name, None)
+        elif (sig is not None or expires is not None) and credentials is None and not keyring.open:
+            # A browser following a link sends no key: "a key is required" would not help it.
+            raise RequestError(401, _bad_link(job, expires))
         else:
             path = store.job_file(job, name, keyring.caller(_token(credentials)))
         media = jobs.MEDIA_TYPES.get(path.suffix.lower(), "application/octet-stream")
@@ -417,8 +420,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
                     caller: Generate) -> Job:  # fmt: skip
         s = model(req.model, "generator")
         sweeper.maybe()
-        with workers.slot():
-            out = jobs.interpolate(s, req, store, settings, caller)
+        # The slot is taken inside, once the request is checked (as generate's batcher does).
+        out = jobs.interpolate(s, req, store, settings, caller, slot=workers.slot)
         metrics.jobs.labels("interpolate").inc()
         return out
 
@@ -564,6 +567,19 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return Forgotten(listener=pseudonym, models=models, **gone)
 
     return app
+
+
+def _bad_link(job: str, expires: int | None) -> str:
+    """Why a signed file link was refused, and where a working one comes from. A past expiry
+    is called expired whatever its signature: either way its holder needs a new link."""
+    if expires is not None and expires < time.time():
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expires))
+        why = f"this file link expired at {when}"
+    else:
+        why = "this file link's signature is wrong (altered, or for another file or expiry)"
+    return (f"{why}; ask for a new link: GET /api/jobs/{{id}} (a background job) or GET "
+            f"/api/jobs gives fresh ones, or download it with the key that made job "
+            f"{job}")  # fmt: skip
 
 
 def _token(credentials: HTTPAuthorizationCredentials | None) -> str | None:

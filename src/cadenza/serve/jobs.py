@@ -8,7 +8,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -49,10 +49,11 @@ def _fail(status: int, message: str) -> RequestError:
     return RequestError(status, message)
 
 
-def _cap(field: str, value: float | None, cap: int) -> None:
+def _cap(field: str, value: float | None, cap: int, setting: str | None = None) -> None:
+    """`field` is the request's name for the value; `setting` the limit's, where they differ."""
     if value is not None and value > cap:
         raise _fail(422, f"{field}: {value} is over the service's cap of {cap} "
-                         f"(limits.max_{field})")  # fmt: skip
+                         f"(limits.{setting or f'max_{field}'})")  # fmt: skip
 
 
 def _in_job(store: Store, caller: Caller, work: Callable[[str, Path], Any],
@@ -230,10 +231,13 @@ def _job(store: Store, job: str, s: Served | None, folder: Path, pieces: list[Pi
 
 # --- interpolate --------------------------------------------------------------------------
 def interpolate(s: Served, req: InterpolateRequest, store: Store, settings: ServeSettings,
-                caller: Caller, submit: Submit | None = None) -> Job:  # fmt: skip
+                caller: Caller, submit: Submit | None = None,
+                slot: Callable[[], AbstractContextManager[Any]] = nullcontext) -> Job:  # fmt: skip
+    """`slot` (the immediate route: a worker slot) is taken for the model work only, after the
+    request is checked: a bad upload id is a 404 even while every worker is busy."""
     from cadenza.generation import exploration
 
-    _cap("interpolate_steps", req.steps, settings.limits.max_interpolate_steps)
+    _cap("steps", req.steps, settings.limits.max_interpolate_steps, "max_interpolate_steps")
     can = modes(s)
     if "interpolate" in can:
         if not (req.a and req.b):
@@ -254,15 +258,17 @@ def interpolate(s: Served, req: InterpolateRequest, store: Store, settings: Serv
 
     def work(job: str, folder: Path) -> Job:
         t0 = time.perf_counter()
-        if "interpolate" in can:
-            path = exploration.interpolate(s.model, a, b, steps=req.steps,
-                                           temperature=req.temperature, seed=req.seed)  # fmt: skip
-            path.report |= {"a": req.a, "b": req.b}  # uploads by id, not where they are kept
-        else:
-            path = exploration.latent_walk(s.model, steps=req.steps, seed=req.seed,
-                                           temperature=req.temperature)  # fmt: skip
-        pieces = path.write(folder, render=_render(req.render, s), tempo=tempo,
-                            **settings.render_options)  # fmt: skip
+        with slot():
+            if "interpolate" in can:
+                path = exploration.interpolate(s.model, a, b, steps=req.steps,
+                                               temperature=req.temperature,
+                                               seed=req.seed)  # fmt: skip
+                path.report |= {"a": req.a, "b": req.b}  # uploads by id, not where they are kept
+            else:
+                path = exploration.latent_walk(s.model, steps=req.steps, seed=req.seed,
+                                               temperature=req.temperature)  # fmt: skip
+            pieces = path.write(folder, render=_render(req.render, s), tempo=tempo,
+                                **settings.render_options)  # fmt: skip
         return _job(store, job, s, folder, pieces, controls, t0, sheet=folder / "interp_sheet.png")
 
     return _in_job(store, caller, work, submit=submit)
@@ -272,9 +278,12 @@ def interpolate(s: Served, req: InterpolateRequest, store: Store, settings: Serv
 def _midi_source(req: MidiSource, store: Store, caller: Caller) -> tuple[bytes, str]:
     """The caller's upload, or a .mid file of one of their jobs -> (its bytes, the name to
     parse it by: an error message never shows where the server keeps files)."""
-    if (req.upload is None) == (req.job is None):
-        raise _fail(422, "give upload (an uploaded MIDI file) or job + file (a MIDI file of a "
-                         "job), not both")  # fmt: skip
+    if req.upload is None and req.job is None:
+        raise _fail(422, "give one of upload (an uploaded MIDI file) or job + file (a MIDI file "
+                         "of a job); the request names neither")  # fmt: skip
+    if req.upload is not None and req.job is not None:
+        raise _fail(422, "give upload or job + file, not both: upload is an uploaded MIDI file, "
+                         "job + file a MIDI file of a job")  # fmt: skip
     if req.upload is not None:
         return store.upload_path(req.upload, caller).read_bytes(), f"upload {req.upload}"
     if not req.file or not req.file.endswith(".mid"):

@@ -89,6 +89,11 @@ class Store:
             raise NotFoundError(f"no file {name!r} in job {job}")
         return path
 
+    def remove_job(self, job: str | None) -> None:
+        """Delete a job's folder (a background job cancelled after it wrote its files)."""
+        if isinstance(job, str) and ID.fullmatch(job):
+            shutil.rmtree(self.jobs / job, ignore_errors=True)
+
     # --- background jobs' records --------------------------------------------------------------
     def new_task(self, caller: Caller, listener: str | None) -> tuple[str, Path]:
         return self._new_folder(self.tasks, self.keep_jobs, caller, listener)

@@ -12,7 +12,10 @@ running, done, failed, cancelled), with the result when it is done. After a rest
 ones are read back; one that was queued or running then is marked failed, saying to submit it
 again. Records are owned (`.owner`, as jobs are), expire with keep_hours, and go with their
 listener. Progress is the fraction of the current sampling loop (`cadenza.progress`); cancelling
-a running job stops it at its next step and deletes what it wrote.
+a running job stops it at its next step and deletes what it wrote. A cancel that arrives after
+the sampling, while the pieces are written or rendered, is honoured when the work returns: the
+job ends cancelled and its folder is deleted. Whether it ends done or cancelled is decided under
+the lock the cancel takes, so a cancel answered while the job runs is never lost.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +41,7 @@ from cadenza.serve.store import ID, Store
 
 log = logging.getLogger("cadenza")
 FINISHED = ("done", "failed", "cancelled")
+FILE_LINK = re.compile(r"/api/files/(?P<job>[0-9a-f]{32})/(?P<name>[^/?]+)(\?.*)?")
 
 
 @dataclass
@@ -95,13 +100,28 @@ class Tasks:
             live = self._live.get(task_id)
         if live is not None:
             return live
-        return _load(folder)
+        task = _load(folder)
+        task.result = self._relinked(task.result)
+        return task
+
+    def _relinked(self, value: Any) -> Any:
+        """A finished job's answer with its file links signed afresh: the record keeps the links
+        signed when it finished, which expire (link_minutes); reading it again gives new ones,
+        as an expired link's 401 tells its holder."""
+        if isinstance(value, dict):
+            return {k: self._relinked(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._relinked(v) for v in value]
+        if isinstance(value, str) and (link := FILE_LINK.fullmatch(value)):
+            return self.store.url(link["job"], link["name"])
+        return value
 
     def cancel(self, task_id: str, caller: Caller) -> Task:
         task = self.get(task_id, caller)
-        if task.status in FINISHED:
-            return task
-        task.progress.cancel()
+        with self._lock:  # `_finish` decides done or cancelled under the same lock
+            if task.status in FINISHED:
+                return task
+            task.progress.cancel()
         if task.status == "queued":  # it will see the flag as it starts, and not start
             self._finish(task, "cancelled")
         return task
@@ -130,8 +150,7 @@ class Tasks:
                 self._save(task)
                 with tracking(task.progress):
                     answer = work()
-            task.result = answer.model_dump(mode="json")
-            self._finish(task, "done")
+            self._finish(task, "done", answer.model_dump(mode="json"))
         except JobCancelledError:
             self._finish(task, "cancelled")
         except RequestError as e:
@@ -150,12 +169,23 @@ class Tasks:
         task.error = {"status": status, "error": message}
         self._finish(task, "failed")
 
-    def _finish(self, task: Task, status: str) -> None:
+    def _finish(self, task: Task, status: str, result: dict[str, Any] | None = None) -> None:
+        """`result`: the answer of work that returned ("done")."""
         with self._lock:
             if task.status in FINISHED:
                 return
+            if status == "done" and task.progress.cancelled:
+                # Cancelled after its last sampling step (while it wrote or rendered its files),
+                # which the sampling loop could not see: honoured here, under the lock `cancel`
+                # takes, so a cancel answered while the job ran is never lost.
+                status = "cancelled"
+            else:
+                task.result = result
             task.status, task.finished = status, time.time()
             self._live.pop(task.id, None)
+        if status == "cancelled" and result is not None:
+            # What it wrote goes, as for a cancel while it sampled, before its record says so.
+            self.store.remove_job(result.get("job"))
         self._save(task)
         if self.metrics is not None:
             self.metrics.tasks.labels(task.kind, status).inc()
