@@ -381,7 +381,8 @@ def test_a_mel_classifier_is_served_and_hears_an_upload_rendered(tmp_path):
                 "state_dict": model.state_dict()}, ckpt)  # fmt: skip
     settings = ServeSettings.from_dict({"checkpoints": str(tmp_path / "ckpts"),
                                         "work_dir": str(tmp_path / "work"),
-                                        "limits": {"max_bars": 4}})  # fmt: skip
+                                        "limits": {"max_bars": 4},
+                                        "sample": {"bars": 4}})  # fmt: skip
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         info = client.get("/api/models/mel").json()
         assert info["kind"] == "classifier" and info["hears"] == "audio"

@@ -373,7 +373,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         download: bool = False,
     ) -> FileResponse:
         """A file of a job: by the signed link the job's answer gave (expires + sig, no key
-        needed until it expires), or with the key that made the job (or an admin key)."""
+        needed until it expires), or with the key that made the job (or an admin key). An
+        expired or altered link without a key is a 401 that says which; a background job's
+        record (GET /api/jobs/{id}) gives fresh links."""
         if sig is not None and links.valid(job, name, expires, sig):
             path = store.job_file(job, name, None)
         elif (sig is not None or expires is not None) and credentials is None and not keyring.open:
@@ -536,7 +538,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.delete("/api/jobs/{job}", responses=documented(*keyed, 404))
     def cancel_job(job: str, caller: AnyKey) -> TaskStatus:
         """Cancel: a queued job never starts; a running one stops at its next sampling step
-        and what it wrote is deleted. A finished job is left as it is."""
+        and what it wrote is deleted. One cancelled after its sampling, while it writes or
+        renders its files, still answers `running`, then ends `cancelled` with its files
+        deleted. A finished job is left as it is."""
         return TaskStatus(**tasks.cancel(job, caller).view())
 
     # --- a listener's own data --------------------------------------------------------------
