@@ -75,7 +75,8 @@ def test_models_describe_each_family_with_its_controls(client):
     lstm, vae, gan, rec = (models[k] for k in ("smoke", "smoke_vae", "smoke_gan",
                                                 "smoke_recommender"))  # fmt: skip
     assert lstm["family"] == "lstm" and "primer" in lstm["modes"] and lstm["output"] == "midi"
-    assert lstm["controls"]["n"] == {"min": 1, "max": 4, "default": 4}  # the configured cap
+    # The configured cap, and what a request without n gets (the service's sample.n).
+    assert lstm["controls"]["n"] == {"min": 1, "max": 4, "default": 1}
     assert lstm["controls"]["top_k"] is None  # frames: temperature only
     assert lstm["controls"]["tempo"] == {"min": 20, "max": 400, "default": None}
     assert lstm["codec"]["name"] == "pianoroll" and lstm["codec"]["low_pitch"] == 36

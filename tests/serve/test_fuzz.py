@@ -33,7 +33,7 @@ def fuzzed_app(checkpoints: Path, tmp_path_factory: pytest.TempPathFactory):
         # Small caps: a generated request that is valid stays cheap to answer.
         "limits": {"max_n": 2, "max_bars": 2, "max_steps": 64, "max_candidates": 2, "max_k": 5,
                    "max_interpolate_steps": 3, "max_upload_bytes": 20_000},
-        "sample": {"n": 1, "sample_rate": 8000},
+        "sample": {"n": 1, "bars": 2, "sample_rate": 8000},
     }))  # fmt: skip
     with TestClient(app):  # runs the app's start-up as the server would
         yield app

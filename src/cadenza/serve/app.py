@@ -352,15 +352,16 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.get("/api/models", responses=documented(*keyed))
     def models(caller: AnyKey) -> dict[str, Any]:
         """Every served model; an admin also sees the checkpoints that could not be served."""
-        out: dict[str, Any] = {"models": [describe(served[k], settings.limits, caller)
-                                          for k in sorted(served)]}  # fmt: skip
+        out: dict[str, Any] = {"models": [
+            describe(served[k], settings.limits, caller, settings.sample) for k in sorted(served)
+        ]}  # fmt: skip
         if caller.admin:
             out["failed"] = failed
         return out
 
     @app.get("/api/models/{name:path}", responses=documented(*keyed, 404))
     def model_info(name: str, caller: AnyKey) -> dict[str, Any]:
-        return describe(model(name), settings.limits, caller)
+        return describe(model(name), settings.limits, caller, settings.sample)
 
     @app.get("/api/files/{job}/{name}", responses=documented(*keyed, 404),
              response_class=FileResponse)  # fmt: skip
