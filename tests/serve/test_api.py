@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 from fastapi.testclient import TestClient
 
-from cadenza.io.midi import load_midi_bytes, tracks_of
+from cadenza.io.midi import clip_midi, load_midi, load_midi_bytes, midi_to_bytes, tracks_of
 from cadenza.models import ClassifierModule
 from cadenza.recommend.module import RecommenderModule
 from cadenza.recommend.workflow import recommend_catalog
@@ -248,12 +248,14 @@ def test_gan_phrases_and_latent_walk(client):
 
 
 def test_a_conditional_gan_accompanies_an_uploaded_melody(client):
-    tune = upload(client, melody("hpps1").read_bytes(), "tune.mid")
+    # The tune's first 8 bars: the session's service caps a melody at limits.max_bars=8.
+    opening = midi_to_bytes(clip_midi(load_midi(melody("hpps1")), 16.0))
+    tune = upload(client, opening, "tune.mid")
     r = client.post("/api/generate", json={"model": "smoke_gan_accompaniment", "n": 1,
                                            "condition": tune["upload"]})  # fmt: skip
     assert r.status_code == 200, r.text
     pm = load_midi_bytes(fetch(client, r.json()["items"][0]["midi"]))
-    tune_pitches = {n.pitch for i in load_midi_bytes(melody("hpps1").read_bytes()).instruments
+    tune_pitches = {n.pitch for i in load_midi_bytes(opening).instruments
                     for n in i.notes}  # fmt: skip
     given = [i for i in pm.instruments if i.notes and {n.pitch for n in i.notes} <= tune_pitches]
     assert len(pm.instruments) >= 2 and given  # the melody is kept, tracks written around it
@@ -262,7 +264,7 @@ def test_a_conditional_gan_accompanies_an_uploaded_melody(client):
     assert r.status_code == 400 and "condition" in r.json()["error"]
 
 
-def test_a_melody_longer_than_the_cap_is_refused(settings):
+def test_a_melody_or_primer_longer_than_the_cap_is_refused(settings):
     from dataclasses import replace
 
     from cadenza.serve.app import create_app
@@ -273,13 +275,29 @@ def test_a_melody_longer_than_the_cap_is_refused(settings):
         tune = upload(c, melody("hpps1").read_bytes(), "tune.mid")
         r = c.post("/api/generate", json={"model": "smoke_gan_accompaniment",
                                           "condition": tune["upload"]})  # fmt: skip
-        assert r.status_code == 422 and "limits.max_steps" in r.json()["error"]
+        assert r.status_code == 422 and "limits.max_steps=32" in r.json()["error"]
+        # The piece written holds its whole primer: the primer is capped as a length is.
+        r = c.post("/api/generate", json={"model": "smoke", "primer": tune["upload"], "steps": 8})
+        assert r.status_code == 422, r.text
+        assert r.json()["error"].startswith("primer: the music to continue is ")
         # A length in bars is counted in the model's steps, for generated candidates too.
         pool = {"model": "smoke_recommender", "user": "listener3", "generator": "smoke",
                 "candidates": 2, "k": 1}  # fmt: skip
         for route, body in [("/api/generate", {"model": "smoke"}), ("/api/recommend", pool)]:
             r = c.post(route, json={**body, "bars": 16})
             assert r.status_code == 422 and "16 bars are" in r.json()["error"], (route, r.text)
+    # In bars too: 4 bars of the GAN's grid are well under its max_steps, the tune is longer.
+    four = replace(settings, limits=Limits(max_bars=4), sample={**settings.sample, "bars": 4})
+    with TestClient(create_app(four)) as c:
+        tune = upload(c, melody("hpps1").read_bytes(), "tune.mid")
+        r = c.post("/api/generate", json={"model": "smoke_gan_accompaniment",
+                                          "condition": tune["upload"]})  # fmt: skip
+        assert r.status_code == 422 and "limits.max_bars=4" in r.json()["error"], r.text
+        opening = midi_to_bytes(clip_midi(load_midi(melody("jigs1")), 6.0))  # 3 bars of a jig
+        short_tune = upload(c, opening, "jig.mid")
+        r = c.post("/api/generate", json={"model": "smoke", "primer": short_tune["upload"],
+                                          "steps": 8})  # fmt: skip
+        assert r.status_code == 200, r.text
 
 
 def test_render_an_upload_or_a_job_file_to_wav(client):

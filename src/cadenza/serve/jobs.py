@@ -127,6 +127,16 @@ def _length(s: Served, req: Sampling, settings: ServeSettings) -> float | None:
     return bars
 
 
+def _cap_input(field: str, what: str, steps: int, s: Served, lim: Any) -> None:
+    """An uploaded primer or melody is at most limits.max_bars bars and limits.max_steps steps
+    of the model's codec, as a piece asked for by length is."""
+    most = min(lim.max_steps, s.model.codec.steps_for_bars(lim.max_bars))
+    if steps > most:
+        raise _fail(422, f"{field}: {what} is {steps} model steps, over the service's cap of "
+                         f"{most} (limits.max_bars={lim.max_bars}, "
+                         f"limits.max_steps={lim.max_steps})")  # fmt: skip
+
+
 def _tempo(s: Served, tempo: float | None, settings: ServeSettings) -> float | None:
     """The tempo a generator's MIDI is written at: the request's, else the service's default
     (serve.yaml `sample.tempo`) where the model writes MIDI, else the model's own (None)."""
@@ -146,7 +156,7 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
     drawn; otherwise (a background job, which holds its slot already) on their own."""
     from cadenza.generation import generate as draw
     from cadenza.generation import generate_batch, write_pieces
-    from cadenza.generation.inputs import condition_tensor
+    from cadenza.generation.inputs import condition_tensor, primer_tensor
 
     lim, info_modes = settings.limits, modes(s)
     c = _defaults(req, settings, ("n", "seed", "temperature", "top_k", "top_p"))
@@ -166,15 +176,15 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
             s.model.style_weights(req.style)
         except ConfigError as e:
             raise _fail(422, str(e)) from None
-    primer = store.upload_path(req.primer, caller, "primer") if req.primer else None
-    condition = None
+    # A primer and a melody are encoded once, here, and capped like a length: the piece written
+    # holds the whole primer, and an accompaniment is as long as its melody.
+    primer = condition = None
+    if req.primer:
+        primer = primer_tensor(s.model, store.upload_path(req.primer, caller, "primer"))
+        _cap_input("primer", "the music to continue", len(primer), s, lim)
     if req.condition:
-        # Encoded once, here: the accompaniment is as long as the melody, so its length is
-        # capped like any other.
         condition = condition_tensor(s.model, store.upload_path(req.condition, caller, "condition"))
-        if len(condition) > lim.max_steps:
-            raise _fail(422, f"condition: the melody is {len(condition)} model steps, over the "
-                             f"service's cap of {lim.max_steps} (limits.max_steps)")  # fmt: skip
+        _cap_input("condition", "the melody", len(condition), s, lim)
     bars = _length(s, req, settings)
     tempo = _tempo(s, req.tempo, settings)
     controls = {**c, "bars": bars, "steps": req.steps, "tempo": tempo, "render": req.render,
