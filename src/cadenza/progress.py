@@ -50,6 +50,14 @@ def tick(done: int, total: int) -> None:
         progress.step(done, total)
 
 
+def stop_if_cancelled() -> None:
+    """Between the pieces of work that is not a sampling loop (writing, rendering audio): a
+    cancelled job stops there, its progress left where its sampling ended."""
+    progress = _CURRENT.get()
+    if progress is not None and progress.cancelled:
+        raise JobCancelledError("cancelled")
+
+
 @contextmanager
 def tracking(progress: Progress) -> Iterator[Progress]:
     """Sampling loops run inside report to `progress` (and stop when it is cancelled)."""

@@ -154,6 +154,36 @@ def test_a_cancel_while_the_files_are_written_is_honoured_and_leaves_nothing(
         assert client.get(done["result"]["items"][0]["midi"]).status_code == 200
 
 
+def test_a_cancel_while_pieces_are_rendered_stops_before_the_next_one(
+    checkpoints, tmp_path, monkeypatch
+):
+    """Rendering is the slow part of writing: a cancel between two pieces' renders stops the
+    job there, the next piece never rendered, and what it wrote is deleted."""
+    import cadenza.generation.writers as writers
+
+    rendered, go_on, calls = threading.Event(), threading.Event(), []
+    write_piece = writers.write_piece
+
+    def held_after_one(*args, **kwargs):
+        entry = write_piece(*args, **kwargs)  # the real MIDI, PNG and WAV
+        calls.append(entry["file"])
+        rendered.set()
+        assert go_on.wait(60)
+        return entry
+
+    monkeypatch.setattr(writers, "write_piece", held_after_one)
+    with TestClient(create_app(settings_for(checkpoints, tmp_path / "work"))) as client:
+        body = {"model": "smoke", "n": 3, "bars": 2, "seed": 4, "render": True}
+        task = client.post("/api/jobs/generate", json=body).json()
+        assert rendered.wait(120), client.get(task["url"]).json()
+        assert client.delete(task["url"]).json()["status"] == "running"
+        go_on.set()
+        gone = wait_for(client, task["url"], finished, timeout=30)
+        assert gone["status"] == "cancelled" and gone["result"] is None, gone
+        assert calls == ["sample_000.mid"]  # pieces 2 and 3 were never written
+        assert not any((tmp_path / "work" / "jobs").iterdir())
+
+
 @pytest.mark.parametrize(
     ("body", "status", "says"),
     [

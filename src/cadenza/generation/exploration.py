@@ -22,6 +22,7 @@ from cadenza.generation.pieces import Piece, to_pieces
 from cadenza.generation.writers import check_tempo, write_piece, write_report, write_sheet
 from cadenza.metrics.attributes import ATTRIBUTES, parse_attribute, window_attributes
 from cadenza.models.base import Ability, GenerativeModule, check_int
+from cadenza.progress import stop_if_cancelled
 
 
 @dataclass
@@ -41,8 +42,10 @@ class Exploration:
         for p in self.pieces:  # before any file is written
             check_tempo(audio.get("tempo"), p.output)
         out.mkdir(parents=True, exist_ok=True)
-        entries = {p.name: write_piece(p, out, png=png, **audio)
-                   for p in [*self.inputs, *self.pieces]}  # fmt: skip
+        entries = {}
+        for p in [*self.inputs, *self.pieces]:
+            stop_if_cancelled()  # a background job cancelled while it renders stops here
+            entries[p.name] = write_piece(p, out, png=png, **audio)
         report = dict(self.report)
         if audio.get("tempo") is not None:
             report["tempo"] = audio["tempo"]

@@ -12,6 +12,7 @@ from typing import Any
 from cadenza.atomic import write_atomically
 from cadenza.errors import ConfigError
 from cadenza.generation.pieces import Piece
+from cadenza.progress import stop_if_cancelled
 
 log = logging.getLogger("cadenza")
 AUDIO_FORMATS = ("wav", "flac", "ogg")
@@ -121,12 +122,13 @@ def write_pieces(
         check_tempo(tempo, p.output)
     out.mkdir(parents=True, exist_ok=True)
     seed = pieces[0].controls.get("seed") if pieces else None
-    entries = [
-        write_piece(p, out, png=png, render=render, synth=synth, soundfont=soundfont,
-                    sample_rate=sample_rate, tempo=tempo,
-                    title=f"{p.name.replace('_', ' ')} (seed {seed})" if seed is not None else None)
-        for p in pieces
-    ]  # fmt: skip
+    entries = []
+    for p in pieces:
+        stop_if_cancelled()  # a background job cancelled while it renders stops here
+        title = f"{p.name.replace('_', ' ')} (seed {seed})" if seed is not None else None
+        entries.append(write_piece(p, out, png=png, render=render, synth=synth,
+                                   soundfont=soundfont, sample_rate=sample_rate, tempo=tempo,
+                                   title=title))  # fmt: skip
     controls = {**(pieces[0].controls if pieces else {}), "render": render, "tempo": tempo}
     write_report(out, {"controls": controls, "samples": entries, **(report or {})})
     return [p.files.get("midi") or p.files["audio"] for p in pieces]
