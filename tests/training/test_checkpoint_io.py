@@ -35,3 +35,28 @@ def test_latest_link_is_replaced(tmp_path: Path) -> None:
     link_latest(a, link)
     link_latest(b, link)
     assert link.resolve() == b.resolve()
+
+
+def test_latest_link_never_points_at_a_deleted_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ModelCheckpoint writes a new best, then deletes the old one. A run killed between the
+    two (CI caught it with SIGKILL) must still leave a link to a file that exists."""
+    from cadenza.training.loop import train
+    from tests.helpers import compose_train
+
+    latest = tmp_path / "checkpoints" / "smoke" / "latest.ckpt"
+    seen: list[tuple[str, bool]] = []
+    remove = AtomicCheckpointIO.remove_checkpoint
+
+    def remove_and_look(self: AtomicCheckpointIO, path: str | Path) -> None:
+        remove(self, path)  # the moment a kill would find the link as it is
+        seen.append((Path(path).name, latest.exists()))
+
+    monkeypatch.setattr(AtomicCheckpointIO, "remove_checkpoint", remove_and_look)
+    overrides = ["experiment=smoke", "trainer.max_epochs=4", "test=false", "sample.n=0"]
+    result = train(compose_train(tmp_path, overrides))
+    removed_bests = [name for name, _ in seen if name.startswith("epoch")]
+    assert removed_bests, f"no best checkpoint was replaced in 4 epochs: {seen}"
+    assert all(exists for _, exists in seen), seen
+    assert latest.resolve() == Path(result["best_ckpt"]).resolve()

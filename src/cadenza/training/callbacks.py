@@ -14,20 +14,41 @@ import torch
 class LatestLink(pl.Callback):
     """Keeps `checkpoints/<name>/latest.ckpt` on this run's best checkpoint while it trains,
     not only once it ends: a run killed mid-way (SIGKILL, a lost node, a wall-time limit) still
-    leaves the link that cadenza-sample and cadenza-serve read. Linked as each epoch starts,
-    after the checkpoint callbacks (which Lightning runs after every other) wrote the last
-    validation's files; train() links the final one."""
+    leaves the link that cadenza-sample and cadenza-serve read.
+
+    Relinked as each checkpoint is written, from inside the checkpoint IO: ModelCheckpoint
+    writes the new best and only then deletes the old one, and no callback hook runs between
+    the two, so a link moved any later (e.g. at the next epoch's start) would point at a
+    deleted file for a while, and a kill then left it dangling. train() links the final one."""
 
     def __init__(self, link: Path) -> None:
         self.link = Path(link)
         self.target: str | None = None
+        self.trainer: pl.Trainer | None = None
 
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        from cadenza.training.checkpoint_io import AtomicCheckpointIO
+
+        io = trainer.strategy.checkpoint_io
+        if not isinstance(io, AtomicCheckpointIO):
+            raise TypeError(f"LatestLink needs AtomicCheckpointIO, not {type(io).__name__}")
+        self.trainer = trainer
+        io.after_save = self.relink
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        io = trainer.strategy.checkpoint_io
+        if getattr(io, "after_save", None) == self.relink:
+            io.after_save = None
+
+    def relink(self, saved: Path) -> None:
+        """Called after each checkpoint file is in place (rank zero only writes them)."""
         from cadenza.training.checkpoint_io import link_latest
 
-        if not trainer.is_global_zero:
+        if self.trainer is None:
             return
-        callbacks = trainer.checkpoint_callbacks
+        # ModelCheckpoint sets best_model_path before it writes, so the file just saved is
+        # already counted; the unmonitored callback's is the newest state.
+        callbacks = self.trainer.checkpoint_callbacks
         best = next((c.best_model_path for c in callbacks if c.monitor is not None), "")
         newest = next((c.best_model_path for c in callbacks if c.monitor is None), "")
         target = best or newest
