@@ -322,7 +322,9 @@ def test_render_an_upload_or_a_job_file_to_wav(client):
     assert "not both" in r.json()["error"] and "neither" not in r.json()["error"]
 
 
-def test_interpolate_checks_its_uploads_before_waiting_for_a_busy_worker(settings):
+def test_every_model_route_checks_its_request_before_waiting_for_a_busy_worker(settings):
+    """A bad request is its 4xx even while every worker is busy; only a good one waits for a
+    worker, and is told the service is busy."""
     from dataclasses import replace
 
     from cadenza.serve.app import create_app
@@ -330,16 +332,29 @@ def test_interpolate_checks_its_uploads_before_waiting_for_a_busy_worker(setting
     app = create_app(replace(settings, workers=1, queue_timeout_s=0.2))
     with TestClient(app) as c:
         a = upload(c, melody("jigs1").read_bytes())["upload"]
+        gone = "f" * 32
+        recommend = {"model": "smoke_recommender", "user": "listener3", "generator": "smoke",
+                     "candidates": 2}  # fmt: skip
+        requests = [  # (route, bad request, its status and words, a good request)
+            ("/api/interpolate", {"model": "smoke_vae", "a": gone, "b": a, "steps": 2},
+             (404, "a: no upload"), {"model": "smoke_vae", "a": a, "b": a, "steps": 2}),
+            ("/api/render", {"upload": gone}, (404, "no upload"), {"upload": a}),
+            ("/api/classify", {"model": "smoke_classifier", "upload": gone},
+             (404, "no upload"), {"model": "smoke_classifier", "upload": a}),
+            ("/api/recommend", {**recommend, "k": 3}, (422, "more than candidates"),
+             {**recommend, "k": 1}),
+        ]  # fmt: skip
         with app.state.tasks.workers.slot():  # the only worker is busy
-            r = c.post("/api/interpolate", json={"model": "smoke_vae", "a": "f" * 32, "b": a,
-                                                 "steps": 2})  # fmt: skip
-            assert r.status_code == 404 and "a: no upload" in r.json()["error"], r.text
-            # A request that is fine does wait for the worker, and is told it is busy.
-            r = c.post("/api/interpolate", json={"model": "smoke_vae", "a": a, "b": a,
-                                                 "steps": 2})  # fmt: skip
-            assert r.status_code == 503 and "busy" in r.json()["error"], r.text
-        r = c.post("/api/interpolate", json={"model": "smoke_vae", "a": a, "b": a, "steps": 2})
-        assert r.status_code == 200 and len(r.json()["items"]) == 2, r.text
+            for route, bad, (status, words), good in requests:
+                r = c.post(route, json=bad)
+                assert r.status_code == status and words in r.json()["error"], (route, r.text)
+                r = c.post(route, json=good)
+                assert r.status_code == 503 and "busy" in r.json()["error"], (route, r.text)
+        jobs = app.state.store.jobs
+        assert not (jobs.is_dir() and any(jobs.iterdir())), "a refused request left a job"
+        for route, _, _, good in requests:  # and once the worker is free, they are answered
+            r = c.post(route, json=good)
+            assert r.status_code == 200, (route, r.text)
 
 
 def test_classify_an_upload_and_a_generated_piece(client, checkpoints, tmp_path):

@@ -423,7 +423,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
                     caller: Generate) -> Job:  # fmt: skip
         s = model(req.model, "generator")
         sweeper.maybe()
-        # The slot is taken inside, once the request is checked (as generate's batcher does).
+        # The slot is taken inside, once the request is checked (as generate's batcher does),
+        # here and in render, classify and recommend: a bad request is a 4xx, never a 503.
         out = jobs.interpolate(s, req, store, settings, caller, slot=workers.slot)
         metrics.jobs.labels("interpolate").inc()
         return out
@@ -431,8 +432,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.post("/api/render", responses=documented(*work_errors))
     def render(req: RenderRequest, caller: Generate) -> Job:
         sweeper.maybe()
-        with workers.slot():
-            out = jobs.render(req, store, settings, caller)
+        out = jobs.render(req, store, settings, caller, slot=workers.slot)
         metrics.jobs.labels("render").inc()
         return out
 
@@ -442,8 +442,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         job (a generated piece: is it in the style asked for?). The generate scope, as the
         uploads it reads."""
         s = model(req.model, "classifier")
-        with workers.slot():
-            out = jobs.classify(s, req, store, settings, caller)
+        out = jobs.classify(s, req, store, settings, caller, slot=workers.slot)
         metrics.jobs.labels("classify").inc()
         return out
 
@@ -470,8 +469,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         caller.require("generate")  # it samples pieces too
         generator = model(req.generator, "generator")
         sweeper.maybe()
-        with workers.slot():
-            out = jobs.recommend_generated(s, generator, req, store, settings, caller, listener)
+        out = jobs.recommend_generated(
+            s, generator, req, store, settings, caller, listener, slot=workers.slot
+        )
         metrics.jobs.labels("recommend").inc()
         return out
 

@@ -56,11 +56,16 @@ def _cap(field: str, value: float | None, cap: int, setting: str | None = None) 
                          f"(limits.{setting or f'max_{field}'})")  # fmt: skip
 
 
+Slot = Callable[[], AbstractContextManager[Any]]
+
+
 def _in_job(store: Store, caller: Caller, work: Callable[[str, Path], Any],
-            listener: str | None = None, submit: Submit | None = None) -> Any:  # fmt: skip
-    """Run `work` in a fresh job folder now, or, with `submit`, hand it to the background
-    queue (checked already: everything before this call is the request's validation) and
-    return what `submit` returns."""
+            listener: str | None = None, submit: Submit | None = None,
+            slot: Slot = nullcontext) -> Any:  # fmt: skip
+    """Run `work` in a fresh job folder now, holding `slot` (the immediate routes: a worker
+    slot), or, with `submit`, hand it to the background queue (whose worker holds a slot) and
+    return what `submit` returns. Everything before this call is the request's validation, so
+    a bad request is its 4xx even while every worker is busy, never a 503."""
 
     def run() -> Any:
         job, folder = store.new_job(caller, listener)
@@ -70,7 +75,10 @@ def _in_job(store: Store, caller: Caller, work: Callable[[str, Path], Any],
             shutil.rmtree(folder, ignore_errors=True)
             raise
 
-    return run() if submit is None else submit(run)
+    if submit is not None:
+        return submit(run)
+    with slot():
+        return run()
 
 
 def _items(store: Store, job: str, pieces: list[Piece]) -> list[Item]:
@@ -242,9 +250,7 @@ def _job(store: Store, job: str, s: Served | None, folder: Path, pieces: list[Pi
 # --- interpolate --------------------------------------------------------------------------
 def interpolate(s: Served, req: InterpolateRequest, store: Store, settings: ServeSettings,
                 caller: Caller, submit: Submit | None = None,
-                slot: Callable[[], AbstractContextManager[Any]] = nullcontext) -> Job:  # fmt: skip
-    """`slot` (the immediate route: a worker slot) is taken for the model work only, after the
-    request is checked: a bad upload id is a 404 even while every worker is busy."""
+                slot: Slot = nullcontext) -> Job:  # fmt: skip
     from cadenza.generation import exploration
 
     _cap("steps", req.steps, settings.limits.max_interpolate_steps, "max_interpolate_steps")
@@ -268,20 +274,18 @@ def interpolate(s: Served, req: InterpolateRequest, store: Store, settings: Serv
 
     def work(job: str, folder: Path) -> Job:
         t0 = time.perf_counter()
-        with slot():
-            if "interpolate" in can:
-                path = exploration.interpolate(s.model, a, b, steps=req.steps,
-                                               temperature=req.temperature,
-                                               seed=req.seed)  # fmt: skip
-                path.report |= {"a": req.a, "b": req.b}  # uploads by id, not where they are kept
-            else:
-                path = exploration.latent_walk(s.model, steps=req.steps, seed=req.seed,
-                                               temperature=req.temperature)  # fmt: skip
-            pieces = path.write(folder, render=_render(req.render, s), tempo=tempo,
-                                **settings.render_options)  # fmt: skip
+        if "interpolate" in can:
+            path = exploration.interpolate(s.model, a, b, steps=req.steps,
+                                           temperature=req.temperature, seed=req.seed)  # fmt: skip
+            path.report |= {"a": req.a, "b": req.b}  # uploads by id, not where they are kept
+        else:
+            path = exploration.latent_walk(s.model, steps=req.steps, seed=req.seed,
+                                           temperature=req.temperature)  # fmt: skip
+        pieces = path.write(folder, render=_render(req.render, s), tempo=tempo,
+                            **settings.render_options)  # fmt: skip
         return _job(store, job, s, folder, pieces, controls, t0, sheet=folder / "interp_sheet.png")
 
-    return _in_job(store, caller, work, submit=submit)
+    return _in_job(store, caller, work, submit=submit, slot=slot)
 
 
 # --- render and classify: a MIDI file the caller holds ---------------------------------------
@@ -306,7 +310,7 @@ def _source(req: MidiSource) -> dict[str, str]:
 
 
 def classify(s: Served, req: ClassifyRequest, store: Store, settings: ServeSettings,
-             caller: Caller) -> Classification:  # fmt: skip
+             caller: Caller, slot: Slot = nullcontext) -> Classification:  # fmt: skip
     """The classes of one MIDI file, the most likely first (BadMidiError -> 422 for a file the
     classifier's codec cannot read, e.g. no note in its range). A mel classifier renders what
     it hears: at most limits.max_bars bars of it (4/4 at 120 bpm, 2 s a bar)."""
@@ -314,7 +318,9 @@ def classify(s: Served, req: ClassifyRequest, store: Store, settings: ServeSetti
 
     t0 = time.perf_counter()
     hears = settings.limits.max_bars * SECONDS_PER_BAR
-    ranked = s.model.ranked(s.model.read_midi_bytes(*_midi_source(req, store, caller), hears))
+    source = _midi_source(req, store, caller)  # a wrong id or name: its 4xx before the slot
+    with slot():
+        ranked = s.model.ranked(s.model.read_midi_bytes(*source, hears))
     shown = ranked if req.top is None else ranked[: req.top]
     return Classification(
         model=s.name, family=s.family, source=_source(req), label=ranked[0][0],
@@ -324,7 +330,7 @@ def classify(s: Served, req: ClassifyRequest, store: Store, settings: ServeSetti
 
 
 def render(req: RenderRequest, store: Store, settings: ServeSettings, caller: Caller,
-           submit: Submit | None = None) -> Job:  # fmt: skip
+           submit: Submit | None = None, slot: Slot = nullcontext) -> Job:  # fmt: skip
     from cadenza.generation.writers import write_piece
     from cadenza.io.midi import load_midi_bytes
 
@@ -336,7 +342,7 @@ def render(req: RenderRequest, store: Store, settings: ServeSettings, caller: Ca
         write_piece(piece, folder, render="wav", **settings.render_options)
         return _job(store, job, None, folder, [piece], req.model_dump(), t0)
 
-    return _in_job(store, caller, work, submit=submit)
+    return _in_job(store, caller, work, submit=submit, slot=slot)
 
 
 # --- recommend ----------------------------------------------------------------------------
@@ -410,6 +416,7 @@ def recommend_generated(
     caller: Caller,
     pseudonym: str | None,
     submit: Submit | None = None,
+    slot: Slot = nullcontext,
 ) -> Recommendations:
     """The job folder is marked as `pseudonym`'s (the listener named by `user`), and its
     picks.json names them by it: deleting the listener deletes the job."""
@@ -445,7 +452,7 @@ def recommend_generated(
         return Recommendations(job=job, model=s.name, listener=listener,
                                seconds=round(time.perf_counter() - t0, 3), picks=out)  # fmt: skip
 
-    return _in_job(store, caller, work, listener=pseudonym, submit=submit)
+    return _in_job(store, caller, work, listener=pseudonym, submit=submit, slot=slot)
 
 
 def listener_history(s: Served, listener: str) -> History:
