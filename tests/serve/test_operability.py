@@ -40,12 +40,17 @@ def test_metrics_count_requests_by_route_template_never_by_path(json_service):
     r = client.get("/api/listeners/listener0/history", params={"model": "smoke_recommender"})
     assert r.status_code == 200
     client.get("/no/such/route")
+    for page in ("/openapi.json", "/docs", "/static-offline-docs/swagger-ui.css"):
+        assert client.get(page).status_code == 200, page
     text = client.get("/metrics").text
     assert client.get("/metrics").headers["content-type"].startswith("text/plain")
     assert 'cadenza_requests_total{method="POST",route="/api/generate",status="200"} 1.0' in text
     assert 'cadenza_requests_total{method="POST",route="/api/generate",status="404"} 1.0' in text
     assert 'route="/api/listeners/{listener}/history"' in text and "listener0" not in text
     assert 'route="unmatched",status="404"' in text
+    assert 'cadenza_requests_total{method="GET",route="unmatched",status="200"}' not in text
+    for page in ("/openapi.json", "/docs", "/static-offline-docs"):  # the docs' files: one route
+        assert f'cadenza_requests_total{{method="GET",route="{page}",status="200"}} 1.0' in text
     assert 'cadenza_request_seconds_bucket{le="0.005",method="POST",route="/api/generate"}' in text
     assert 'cadenza_jobs_total{kind="generate"} 1.0' in text
     for gauge in ("cadenza_queue_depth 0.0", "cadenza_workers_busy 0.0"):

@@ -322,3 +322,20 @@ def test_studio_generates_recommends_and_reports_errors(
     _full_page_screenshot(browser, shot)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 10_000
+
+
+def test_the_api_docs_render_with_no_internet(serve_url: str, browser: Any) -> None:
+    """/docs (Swagger UI) and /redoc load their scripts from the service: this browser reaches
+    nothing else, as on an organisation's closed network."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    for page, operation in (("/docs", ".opblock"), ("/redoc", "[data-section-id]")):
+        browser.get(f"{serve_url}{page}")
+        try:
+            WebDriverWait(browser, 30, poll_frequency=0.2).until(
+                lambda d, css=operation: len(d.find_elements("css selector", css)) > 10
+            )
+        except TimeoutException:
+            pytest.fail(f"{page} showed no operations within 30 s\n{_console(browser)}")
+        assert "/api/generate" in browser.find_element("tag name", "body").text, page

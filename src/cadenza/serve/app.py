@@ -27,7 +27,9 @@ from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, Secur
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cadenza import __version__
@@ -201,6 +203,14 @@ async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
+def _starlette_route(app: FastAPI, scope: Scope) -> BaseRoute | None:
+    """The route of a request FastAPI's routes did not mark (Starlette's own: /openapi.json,
+    /docs, the docs' files), so metrics name it rather than count it "unmatched". Matched as
+    the request came in: a mount that served it moved its root_path."""
+    entry = {**scope, "root_path": scope.get("app_root_path", scope.get("root_path", ""))}
+    return next((r for r in app.routes if r.matches(entry)[0] == Match.FULL), None)
+
+
 def create_app(settings: ServeSettings) -> FastAPI:
     device = pick_device(settings.device, "device")
     served, failed = load_all(settings.checkpoints, settings.max_models, device)
@@ -239,7 +249,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         # jobs that are running finish too (queued ones are cancelled, saying so).
         await asyncio.to_thread(tasks.shutdown)
 
-    app = FastAPI(
+    # /docs and /redoc load their scripts from this process (/static-offline-docs), as the
+    # studio does: FastAPI's own pages fetch them from a CDN, and were blank offline.
+    app = FastAPIOffline(
         lifespan=lifespan,
         title="Cadenza",
         version=__version__,
@@ -302,7 +314,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return response
 
     def record(scope: Scope, status: int, seconds: float, rid: str) -> None:
-        route = getattr(scope.get("route"), "path", "unmatched")
+        route = getattr(scope.get("route") or _starlette_route(app, scope), "path", "unmatched")
         metrics.observe(route, scope["method"], status, seconds)
         log.log(request_level, "%s %s %d", scope["method"], route, status, extra={"fields": {
             "request_id": rid, "method": scope["method"], "route": route, "status": status,
