@@ -4,6 +4,7 @@ files it returns read back, and the answers a producer's client relies on."""
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -70,7 +71,8 @@ def test_models_describe_each_family_with_its_controls(client):
     assert sorted(models) == ["smoke", "smoke_classifier", "smoke_gan", "smoke_gan_accompaniment",
                               "smoke_recommender", "smoke_styles", "smoke_transformer",
                               "smoke_vae"]  # fmt: skip
-    assert "condition" in models["smoke_gan_accompaniment"]["modes"]
+    # It only accompanies: nothing new from nothing.
+    assert models["smoke_gan_accompaniment"]["modes"] == ["condition"]
     assert "condition" not in models["smoke_gan"]["modes"]
     lstm, vae, gan, rec = (models[k] for k in ("smoke", "smoke_vae", "smoke_gan",
                                                 "smoke_recommender"))  # fmt: skip
@@ -254,7 +256,8 @@ def test_a_conditional_gan_accompanies_an_uploaded_melody(client):
     r = client.post("/api/generate", json={"model": "smoke_gan_accompaniment", "n": 1,
                                            "condition": tune["upload"]})  # fmt: skip
     assert r.status_code == 200, r.text
-    pm = load_midi_bytes(fetch(client, r.json()["items"][0]["midi"]))
+    job = r.json()
+    pm = load_midi_bytes(fetch(client, job["items"][0]["midi"]))
     tune_pitches = {n.pitch for i in load_midi_bytes(opening).instruments
                     for n in i.notes}  # fmt: skip
     given = [i for i in pm.instruments if i.notes and {n.pitch for n in i.notes} <= tune_pitches]
@@ -262,6 +265,20 @@ def test_a_conditional_gan_accompanies_an_uploaded_melody(client):
     assert abs(pm.get_end_time() - tune["seconds"]) < 0.25 * tune["seconds"]
     r = client.post("/api/generate", json={"model": "smoke", "condition": tune["upload"]})
     assert r.status_code == 400 and "condition" in r.json()["error"]
+    r = client.post("/api/generate", json={"model": "smoke_gan_accompaniment", "n": 1})
+    assert r.status_code == 400 and "accompanies a melody" in r.json()["error"], r.text
+    r = client.post("/api/generate", json={"model": "smoke_gan_accompaniment", "n": 1,
+                                           "condition": tune["upload"], "bars": 2})  # fmt: skip
+    assert r.status_code == 400 and "as long as its melody" in r.json()["error"], r.text
+    # The report gives the steps written: the melody's, or those steps= asks for.
+    whole = json.loads(fetch(client, job["report"]))["controls"]["steps"]
+    four = upload(client, midi_to_bytes(clip_midi(load_midi(melody("hpps1")), 8.0)), "four.mid")
+    cut = {"model": "smoke_gan_accompaniment", "n": 1, "condition": four["upload"]}
+    for steps, expected in ((None, whole // 2), (whole // 4, whole // 4)):
+        r = client.post("/api/generate", json=cut | ({"steps": steps} if steps else {}))
+        assert r.status_code == 200, r.text
+        assert json.loads(fetch(client, r.json()["report"]))["controls"]["steps"] == expected
+        assert r.json()["items"][0]["seconds"] <= 16.0 * expected / whole + 0.5
 
 
 def test_a_melody_or_primer_longer_than_the_cap_is_refused(settings):

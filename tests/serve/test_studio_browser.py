@@ -168,6 +168,30 @@ def _bad_primer_is_reported(driver: Any, base: str, tmp_path: Path) -> None:
     _idle(driver)
 
 
+def _accompany_a_melody(driver: Any, tmp_path: Path) -> None:
+    """A track-conditional GAN offers a melody upload, not a piece from nothing."""
+    from cadenza.io.midi import clip_midi, load_midi, save_midi
+    from tests.fixtures.data import data_root
+
+    _select(driver, "model", "smoke_gan_accompaniment")
+    assert driver.find_element("id", "condition").is_displayed()
+    assert not driver.find_element("id", "primer").is_displayed()
+    driver.find_element("id", "generate").click()  # no melody yet: said, nothing sent
+    alert = driver.find_element("css selector", "[role=alert]")
+    _wait_for(driver, "the missing melody", lambda d: "upload one first" in alert.text, 10)
+    _idle(driver)
+    tune = tmp_path / "tune.mid"  # the first 8 bars of a Nottingham melody
+    nottingham = data_root() / "nottingham" / "MIDI" / "melody" / "hpps1.mid"
+    save_midi(clip_midi(load_midi(nottingham), 16.0), tune)
+    driver.find_element("id", "condition").send_keys(str(tune))
+    info = driver.find_element("id", "condition-info")
+    _wait_for(driver, "the melody upload", lambda d: "tune.mid" in info.text, 30)
+    _idle(driver)
+    driver.find_element("id", "generate").click()
+    _wait_done(driver, "results", "an accompaniment", GENERATE_TIMEOUT_S)
+    assert len(driver.find_elements("css selector", "#results [data-testid=result-item]")) >= 1
+
+
 def _generate_two_pieces(driver: Any) -> None:
     # A token Transformer takes every sampling control, the filters included.
     _select(driver, "model", "smoke_transformer")
@@ -316,6 +340,7 @@ def test_studio_generates_recommends_and_reports_errors(
     _generate_two_pieces(browser)
     _classify(browser)
     _recommend(browser)
+    _accompany_a_melody(browser, tmp_path)
 
     artifacts = Path(os.environ.get("CADENZA_ARTIFACTS") or REPO / "tests" / "artifacts")
     shot = artifacts / "studio.png"

@@ -176,7 +176,12 @@ def _sample(
     if filters:
         model.require(Ability.TOKEN_FILTERS)
     fixed = model.declaration().window_steps
-    length = fixed if fixed is not None else resolve_length(model, steps, bars)
+    if fixed is not None:
+        length: int | None = fixed
+    elif condition is not None and steps is None:
+        length = None  # an accompaniment is as long as its melody: known once it is drawn
+    else:
+        length = resolve_length(model, steps, bars)
     kwargs: dict[str, Any] = {"temperature": temperature, "generator": generator, **filters}
     if style is not None:
         model.require(Ability.STYLE)
@@ -188,7 +193,7 @@ def _sample(
             tensors = _draw(model, n, length, fixed, steps, primer, condition, kwargs)
     finally:
         model.train(was_training)
-    return tensors, length, temperature
+    return tensors, length if length is not None else len(tensors[0]), temperature
 
 
 def _controls(
@@ -214,7 +219,7 @@ def _pieces(model: GenerativeModule, tensors: list[torch.Tensor], controls: dict
 
 
 def _draw(
-    model: GenerativeModule, n: int, length: int, fixed: int | None, steps: int | None,
+    model: GenerativeModule, n: int, length: int | None, fixed: int | None, steps: int | None,
     primer: Any, condition: Any, kwargs: dict[str, Any],
 ) -> list[torch.Tensor]:  # fmt: skip
     """The codec tensors of n pieces, by what the request asks of the family."""

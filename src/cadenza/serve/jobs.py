@@ -125,6 +125,11 @@ def _length(s: Served, req: Sampling, settings: ServeSettings) -> float | None:
             raise _fail(400, f"bars/steps: the {s.family} model {s.name!r} writes windows of its "
                              f"own length ({window} steps); leave bars and steps out")  # fmt: skip
         return None
+    if getattr(req, "condition", None) is not None:  # generate's melody (not recommend's)
+        if req.bars is not None:
+            raise _fail(400, "bars: an accompaniment is as long as its melody; leave bars out "
+                             "(steps cuts it shorter)")  # fmt: skip
+        return None
     if req.steps is not None:  # steps wins over bars
         return req.bars
     bars = req.bars or settings.sample["bars"]
@@ -179,6 +184,9 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
                          f"{s.family} model {s.name!r} takes temperature only")  # fmt: skip
     if req.primer and req.condition:
         raise _fail(400, "give primer or condition, not both")
+    if "generate" not in info_modes and not req.condition:
+        raise _fail(400, f"condition: the {s.family} model {s.name!r} accompanies a melody; "
+                         "POST it to /api/uploads and give its id as condition")  # fmt: skip
     if req.style is not None:
         try:  # checked here, so a wrong name is the request's error, before any work
             s.model.style_weights(req.style)

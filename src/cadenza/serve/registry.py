@@ -116,7 +116,10 @@ def modes(s: Served) -> list[str]:
     """What a served model can do: its family's declaration, in the service's words."""
     if s.kind != "generator":
         return ["recommend" if s.kind == "recommender" else "classify"]
-    return ["generate", *(mode for ability, mode in MODES.items() if s.model.can(ability))]
+    # "generate": new pieces from nothing. A track-conditional GAN only accompanies a melody
+    # ("condition"), on the same route.
+    new = ["generate"] if s.model.can(Ability.PRIOR) else []
+    return [*new, *(mode for ability, mode in MODES.items() if s.model.can(ability))]
 
 
 def takes_filters(s: Served) -> bool:
@@ -174,7 +177,10 @@ def describe(s: Served, limits: Limits, caller: Caller,
         "styles": s.model.styles,
         "controls": {
             "n": _range(1, limits.max_n, d["n"]),
-            "bars": None if fixed else _range(1, limits.max_bars, d["bars"]),
+            # An accompaniment is as long as its melody: no bars (steps may cut it).
+            "bars": None
+            if fixed or "generate" not in modes(s)
+            else _range(1, limits.max_bars, d["bars"]),
             "steps": None if fixed else _range(1, limits.max_steps, None),
             # null: 1.0 for new pieces (the model as trained)
             "temperature": _range(0.05, 5.0, d["temperature"] or 1.0),
