@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from cadenza.errors import BadMidiError
 from cadenza.io.midi import load_midi, tracks_of
@@ -151,18 +152,52 @@ def test_eval_reports_test_nll_and_the_data_it_read(smoke_ckpt: Path, tmp_path: 
     assert "evaluated on the test split of music21 corpus 'bach'" in proc.stdout
 
 
-def test_eval_without_data_names_what_to_add_instead_of_a_default(
+def test_eval_without_data_reads_the_data_the_checkpoint_was_trained_on(
+    smoke: SmokeRuns, tmp_path: Path
+) -> None:
+    """The checkpoint records its run's data: eval with no `data=` gives the NLL the training
+    run's own test gave, and says whence its data came."""
+    run = smoke["smoke"]
+    out = tmp_path / "eval.json"
+    proc = cli("cadenza-eval", f"ckpt_path={run.ckpt}", f"out={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["data"]["from"] == "checkpoint"
+    assert report["data"]["source"] == "music21 corpus 'bach'"
+    assert report["data"]["source_config"]["limit"] == 12  # the smoke experiment's, not the default
+    assert report["metrics"]["test/nll"] == pytest.approx(run.result["metrics"]["test/nll"], 1e-4)
+    assert "(the data the checkpoint was trained on)" in proc.stdout
+
+
+def test_eval_of_a_checkpoint_without_a_record_asks_for_data(
     smoke_ckpt: Path, tmp_path: Path
 ) -> None:
     """A JSB model evaluated with no `data=` once got an NLL on music21's Bach chorales (the
-    config's default) without a word. A checkpoint does not record its data: eval asks."""
+    config's default) without a word. A checkpoint that does not record its data: eval asks."""
+    ckpt = torch.load(smoke_ckpt, weights_only=True)
+    del ckpt["cadenza_run"]  # as written before checkpoints kept it
+    old = tmp_path / "old.ckpt"
+    torch.save(ckpt, old)
     out = tmp_path / "eval.json"
-    proc = cli("cadenza-eval", f"ckpt_path={smoke_ckpt}", "split=test", f"out={out}",
-               cwd=tmp_path)  # fmt: skip
+    proc = cli("cadenza-eval", f"ckpt_path={old}", "split=test", f"out={out}", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "data must be set" in proc.stderr
+    assert "data must be set" in proc.stderr and "does not record" in proc.stderr
     assert "data=boulanger data.source.name=jsb" in proc.stderr
     assert not out.exists()
+
+
+def test_eval_says_when_the_recorded_data_is_not_here(smoke_ckpt: Path, tmp_path: Path) -> None:
+    ckpt = torch.load(smoke_ckpt, weights_only=True)
+    data = ckpt["cadenza_run"]["data"]  # trained elsewhere, on a folder this machine lacks
+    data["source"] = {"_target_": "cadenza.data.sources.MidiFolderSource",
+                      "root": "/elsewhere/midi"}  # fmt: skip
+    moved = tmp_path / "moved.ckpt"
+    torch.save(ckpt, moved)
+    proc = cli("cadenza-eval", f"ckpt_path={moved}", f"out={tmp_path / 'e.json'}", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert (
+        "/elsewhere/midi" in proc.stderr and "give data= to read it from elsewhere" in proc.stderr
+    )
 
 
 def test_eval_of_a_learned_vocabulary_checkpoint(smoke: SmokeRuns, tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """cadenza-eval ckpt_path=... data=boulanger data.source.name=jsb split=test: NLL of a checkpoint.
 
 The codec comes from the checkpoint, so the data is encoded exactly as the model was trained.
-The data does not: a checkpoint does not record what it was trained on, so `data=` is required
-(no default dataset to fall back on silently), and eval.json records which data and split it read.
+So does the data, where the checkpoint records it (`cadenza_run`, written since training kept
+it): `data=` then evaluates on other data. A checkpoint without a record needs `data=` (no default
+dataset to fall back on silently). eval.json records which data and split it read, and whence.
 
 cadenza-eval mode=music generated=DIR reference=DIR [steps_per_beat=12] [out=...]: MuseGAN and
 MusPy statistics of both MIDI folders and the overlap / KL of their distributions, as a table
@@ -23,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cadenza.atomic import write_atomically
 from cadenza.cli import CONFIG_DIR, run_task
-from cadenza.errors import ConfigError
+from cadenza.errors import CadenzaError, ConfigError
 from cadenza.training.config import instantiate, require
 
 DEFAULT_OUT = {"nll": "outputs/eval/eval.json", "music": "outputs/eval/music.json",
@@ -110,22 +111,33 @@ def evaluate_nll(cfg: DictConfig) -> dict[str, float]:
             "ckpt_path must be set: add `ckpt_path=...` to the command line "
             "(mode=nll, the default, evaluates a checkpoint; mode=music compares MIDI folders)"
         )
-    if cfg.get("data") is None:
-        # A checkpoint carries its codec but not its data, and a default dataset here once gave
-        # a JSB model's NLL on music21's Bach chorales without a word: the data must be named.
-        raise ConfigError(
-            "data must be set: mode=nll evaluates the checkpoint on the data it was trained on, "
-            "which the checkpoint does not record; add its data group and source, e.g. "
-            "`data=boulanger data.source.name=jsb` for a JSB model (configs/data/ lists them)"
-        )
     split = cfg.get("split", "test")
     if split not in ("valid", "test"):
         raise ConfigError(f"split must be 'valid' or 'test', got {split!r}")
     import pytorch_lightning as pl
 
     from cadenza.models import GenerativeModule
+    from cadenza.models.base import read_checkpoint
+    from cadenza.training.callbacks import RunRecord
 
-    model = GenerativeModule.load(require(cfg, "ckpt_path"))
+    path = Path(require(cfg, "ckpt_path"))
+    ckpt = read_checkpoint(path)
+    model = GenerativeModule.from_checkpoint(ckpt, path)
+    recorded = (ckpt.get(RunRecord.KEY) or {}).get("data")
+    origin = "command line"
+    if cfg.get("data") is None:
+        if recorded is None:
+            # A default dataset here once gave a JSB model's NLL on music21's Bach chorales
+            # without a word: data a checkpoint does not record must be named.
+            raise ConfigError(
+                "data must be set: mode=nll evaluates the checkpoint on the data it was trained "
+                "on, which this checkpoint does not record (it predates the record); add its "
+                "data group and source, e.g. `data=boulanger data.source.name=jsb` for a JSB "
+                "model (configs/data/ lists them)"
+            )
+        with open_dict(cfg):
+            cfg.data = recorded
+        origin = "checkpoint"
     with open_dict(cfg):
         cfg.data.codec = {
             "_target_": "cadenza.representations.base.Codec.from_dict",
@@ -134,7 +146,6 @@ def evaluate_nll(cfg: DictConfig) -> dict[str, float]:
             # and writes it into the cache's JSON manifest, which a DictConfig cannot enter.
             "_convert_": "all",
         }
-    datamodule = instantiate(cfg.data)
     trainer = pl.Trainer(
         accelerator=cfg.get("accelerator", "cpu"),
         devices=1,
@@ -143,12 +154,22 @@ def evaluate_nll(cfg: DictConfig) -> dict[str, float]:
         enable_progress_bar=False,
     )
     run = trainer.test if split == "test" else trainer.validate
-    metrics = {k: float(v) for k, v in run(model, datamodule=datamodule, verbose=False)[0].items()}
+    try:
+        datamodule = instantiate(cfg.data)
+        results = run(model, datamodule=datamodule, verbose=False)[0]
+    except CadenzaError as e:
+        if origin != "checkpoint":
+            raise
+        # e.g. a checkpoint trained on another machine, whose data folders are elsewhere here
+        raise ConfigError(f"{e} (reading the data this checkpoint's training run recorded; "
+                          "give data= to read it from elsewhere)") from e  # fmt: skip
+    metrics = {k: float(v) for k, v in results.items()}
     out = Path(cfg.get("out") or DEFAULT_OUT["nll"])
-    data = _data_used(cfg, datamodule)
+    data = _data_used(cfg, datamodule) | {"from": origin}
     report = {"ckpt_path": str(cfg.ckpt_path), "split": split, "data": data, "metrics": metrics}
     write_atomically(out, json.dumps(report, indent=2))
-    print(f"evaluated on the {split} split of {data['source']}")
+    whence = "" if origin == "command line" else " (the data the checkpoint was trained on)"
+    print(f"evaluated on the {split} split of {data['source']}{whence}")
     width = max(len(k) for k in metrics)
     for k, v in metrics.items():
         print(f"{k:<{width}}  {v:.4f}")

@@ -57,6 +57,23 @@ class LatestLink(pl.Callback):
             self.target = target
 
 
+class RunRecord(pl.Callback):
+    """Writes what a checkpoint's run read into the checkpoint (`cadenza_run`: the `data`
+    config, resolved, without its codec, which the model carries): `cadenza-eval` then
+    evaluates on the data the model was trained on without being told. Plain values only, so
+    weights-only loading reads it."""
+
+    KEY = "cadenza_run"
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = {k: v for k, v in data.items() if k != "codec"}
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[self.KEY] = {"data": self.data}
+
+
 class SeenDataRecorder(pl.Callback):
     """Writes which training items each rank saw, and a fingerprint of its weights at the end
     (`seen_rank<R>.json`).

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cadenza.errors import ConfigError
 from cadenza.models.base import Ability, CadenzaModule, GenerativeModule
-from cadenza.training.callbacks import LatestLink
+from cadenza.training.callbacks import LatestLink, RunRecord
 from cadenza.training.checkpoint_io import AtomicCheckpointIO, link_latest
 from cadenza.training.checks import check_accelerator, check_run_config, check_sample_abilities
 from cadenza.training.config import instantiate, register_resolvers
@@ -82,6 +82,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info("model: %s, %.2fM parameters", type(model).__name__, _params(model) / 1e6)
     check_sample_abilities(model, cfg.get("sample"))
     trainer.callbacks.append(LatestLink(Path(cfg.paths.checkpoint_root) / "latest.ckpt"))
+    trainer.callbacks.append(RunRecord(OmegaConf.to_container(cfg.data, resolve=True)))
     if cfg.get("train", True):
         # Checkpoints and early stopping select on val/nll: fail now, clearly, without one.
         if len(datamodule.dataset("valid")) == 0 and not trainer.fast_dev_run:
