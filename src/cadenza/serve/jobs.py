@@ -216,6 +216,7 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
         t0 = time.perf_counter()
         audio = {"render": _render(req.render, s), "tempo": tempo, **settings.render_options}
         alone = batcher.slot if batcher is not None else nullcontext  # a slot, unless held
+        inputs: list[Piece] = []
         if req.attribute:
             from cadenza.generation.exploration import prior_with_attribute
 
@@ -223,7 +224,7 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
             with alone():
                 shifted = prior_with_attribute(s.model, req.attribute, n=c["n"], seed=c["seed"],
                                                temperature=temperature)  # fmt: skip
-                pieces = shifted.write(folder, **audio)
+                pieces, inputs = shifted.write(folder, **audio), shifted.inputs
         elif batcher is not None and primer is None and condition is None and batchable:
             shared = {"temperature": c["temperature"], "top_k": c["top_k"], "top_p": c["top_p"],
                       "steps": req.steps, "bars": bars, "style": req.style}  # fmt: skip
@@ -240,17 +241,18 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
                               primer=primer, condition=condition, style=req.style,
                               record=inputs)  # fmt: skip
                 write_pieces(pieces, folder, **audio)
-        return _job(store, job, s, folder, pieces, controls, t0)
+        return _job(store, job, s, folder, pieces, controls, t0, inputs=inputs)
 
     return _in_job(store, caller, work, submit=submit)
 
 
 def _job(store: Store, job: str, s: Served | None, folder: Path, pieces: list[Piece],
-         controls: dict[str, Any], t0: float, sheet: Path | None = None) -> Job:  # fmt: skip
+         controls: dict[str, Any], t0: float, sheet: Path | None = None,
+         inputs: list[Piece] | None = None) -> Job:  # fmt: skip
     report = folder / "samples.json"
     return Job(job=job, model=s.name if s else None, family=s.family if s else None,
                seconds=round(time.perf_counter() - t0, 3), controls=controls,
-               items=_items(store, job, pieces),
+               items=_items(store, job, pieces), inputs=_items(store, job, inputs or []),
                sheet=store.url(job, sheet) if sheet and sheet.is_file() else None,
                report=store.url(job, report) if report.is_file() else None)  # fmt: skip
 

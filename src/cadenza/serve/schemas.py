@@ -118,6 +118,10 @@ class Job(BaseModel):
     seconds: float
     controls: dict[str, Any]
     items: list[Item]
+    inputs: list[Item] = Field(default_factory=list, description="what the items were made "
+                               "from, where the job wrote it: with `attribute`, the same draws "
+                               "unshifted (`base_NNN`), one per item, to hear what the shift "
+                               "changed")  # fmt: skip
     sheet: str | None = None
     report: str | None = None
 
