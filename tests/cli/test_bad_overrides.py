@@ -87,3 +87,22 @@ def test_bad_override(tmp_path: Path, args: list[str], code: int, messages: list
         assert m in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "checkpoints").exists()  # nothing trained before the error
+
+
+def test_resuming_into_another_model_names_what_differs(tmp_path: Path) -> None:
+    """Lightning finds a checkpoint of another shape inside fit, after the data is prepared, as
+    a page of size mismatches: the run says which settings differ and how it was started."""
+    first = cli("cadenza-train", "experiment=smoke", "logger=none", "test=false", "sample.n=0",
+                "trainer.max_epochs=1", "model.hidden_size=24", cwd=tmp_path)  # fmt: skip
+    assert first.returncode == 0, first.stderr[-2000:]
+    ckpt = tmp_path / "checkpoints" / "smoke" / "latest.ckpt"
+    (tmp_path / "elsewhere").mkdir()
+    resumed = cli("cadenza-train", "experiment=smoke", "logger=none", f"ckpt_path={ckpt}",
+                  cwd=tmp_path / "elsewhere")  # fmt: skip
+    assert resumed.returncode == 2, resumed.stderr[-2000:]
+    assert "model.hidden_size=24 (this run: 32)" in resumed.stderr
+    assert "its run was started as: cadenza-train " in resumed.stderr
+    assert ("experiment=smoke logger=none test=false sample.n=0 trainer.max_epochs=1 "
+            "model.hidden_size=24") in resumed.stderr  # fmt: skip
+    assert "Traceback" not in resumed.stderr
+    assert not (tmp_path / "elsewhere" / "data").exists()  # no data prepared before the error

@@ -58,8 +58,11 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path: Path) -> None:
     assert final["epoch"] == epoch + 2  # continued from the killed run's epoch, not from 0
     assert final["global_step"] > ckpt["global_step"]
     assert not stale.exists() and "left by a write that was killed" in resumed.stderr
-    # One run, one best: the resumed part competed with the killed part's best score.
-    assert [p.parent for p in (tmp_path / "checkpoints" / "smoke").glob("*/*.ckpt")] == [run] * 2
+    # One run, one best: the resumed part competed with the killed part's best score. (A kill
+    # between writing a new best and deleting the one it replaces leaves both, a later state
+    # than last.ckpt that nothing refers to: kept, as nothing a run wrote is thrown away.)
+    files = list((tmp_path / "checkpoints" / "smoke").glob("*/*.ckpt"))
+    assert {p.parent for p in files} == {run} and len(files) in (2, 3), files
     monitored = [v for k, v in final["callbacks"].items() if "val/nll" in k]
     before = [v for k, v in best.items() if "val/nll" in k]
     assert monitored[0]["best_model_score"] <= before[0]["best_model_score"]

@@ -59,19 +59,21 @@ class LatestLink(pl.Callback):
 
 class RunRecord(pl.Callback):
     """Writes what a checkpoint's run read into the checkpoint (`cadenza_run`: the `data`
-    config, resolved, without its codec, which the model carries): `cadenza-eval` then
-    evaluates on the data the model was trained on without being told. Plain values only, so
+    config, resolved, without its codec, which the model carries; and the command line's
+    overrides): `cadenza-eval` then evaluates on the data the model was trained on without
+    being told, and a resume into another model names them. Plain values only, so
     weights-only loading reads it."""
 
     KEY = "cadenza_run"
 
-    def __init__(self, data: dict[str, Any]) -> None:
+    def __init__(self, data: dict[str, Any], overrides: list[str] | None = None) -> None:
         self.data = {k: v for k, v in data.items() if k != "codec"}
+        self.overrides = overrides  # the command line's, to say how to resume it
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        checkpoint[self.KEY] = {"data": self.data}
+        checkpoint[self.KEY] = {"data": self.data, "overrides": self.overrides}
 
 
 class SeenDataRecorder(pl.Callback):

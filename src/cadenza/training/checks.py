@@ -105,3 +105,39 @@ def _check_batches(name: str, value: Any) -> None:
         return
     raise ConfigError(f"{name} must be a number of batches (an integer >= 0) or a fraction of "
                       f"them (a number in [0.0, 1.0]), got {value!r}")  # fmt: skip
+
+
+def check_resumable(model: Any, ckpt: dict[str, Any], path: Any) -> None:
+    """A checkpoint resumes only into the model it was trained as. Lightning finds out inside
+    fit, after the data is prepared, as a page of state_dict size mismatches; this names the
+    settings that differ, and the overrides the checkpoint's run was started with."""
+    theirs = {k: tuple(v.shape) for k, v in (ckpt.get("state_dict") or {}).items()}
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    hp = dict(ckpt.get("hyper_parameters") or {})
+    family = hp.get("family")
+    if family == model.family and theirs == ours:
+        return
+    mine = dict(model.hparams)
+    differ = [
+        f"model.{k}={_shown(hp.get(k))} (this run: {_shown(mine.get(k))})"
+        for k in sorted(set(hp) | set(mine))
+        if k != "family" and hp.get(k) != mine.get(k)
+    ]
+    what = f"a {family} model" if family != model.family else "a model"
+    run = ckpt.get("cadenza_run") or {}
+    started = run.get("overrides")
+    how = (f"; its run was started as: cadenza-train {' '.join(started)}" if started
+           else " (the experiment and the overrides it was trained with)")  # fmt: skip
+    raise ConfigError(
+        f"ckpt_path={path} holds {what} of another shape than this run's {model.family} model"
+        f"{': ' + '; '.join(differ[:8]) if differ else ''}. Resume with the settings it was "
+        f"trained with{how}"
+    )
+
+
+def _shown(value: Any) -> str:
+    """A setting as an error shows it: a codec's or a list's whole dict would bury the line."""
+    if isinstance(value, dict):
+        return "{...}"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

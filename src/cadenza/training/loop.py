@@ -10,10 +10,15 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cadenza.errors import ConfigError
-from cadenza.models.base import Ability, CadenzaModule, GenerativeModule
+from cadenza.models.base import Ability, CadenzaModule, GenerativeModule, read_checkpoint
 from cadenza.training.callbacks import LatestLink, RunRecord
 from cadenza.training.checkpoint_io import AtomicCheckpointIO, link_latest
-from cadenza.training.checks import check_accelerator, check_run_config, check_sample_abilities
+from cadenza.training.checks import (
+    check_accelerator,
+    check_resumable,
+    check_run_config,
+    check_sample_abilities,
+)
 from cadenza.training.config import instantiate, register_resolvers
 
 log = logging.getLogger("cadenza")
@@ -81,8 +86,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule, model, trainer = build(cfg)
     log.info("model: %s, %.2fM parameters", type(model).__name__, _params(model) / 1e6)
     check_sample_abilities(model, cfg.get("sample"))
+    if ckpt_path is not None:
+        check_resumable(model, read_checkpoint(Path(ckpt_path)), ckpt_path)
     trainer.callbacks.append(LatestLink(Path(cfg.paths.checkpoint_root) / "latest.ckpt"))
-    trainer.callbacks.append(RunRecord(OmegaConf.to_container(cfg.data, resolve=True)))
+    trainer.callbacks.append(
+        RunRecord(OmegaConf.to_container(cfg.data, resolve=True), _started_as())
+    )
     if cfg.get("train", True):
         # Checkpoints and early stopping select on val/nll: fail now, clearly, without one.
         if len(datamodule.dataset("valid")) == 0 and not trainer.fast_dev_run:
@@ -147,6 +156,16 @@ def resume_in_place(cfg: DictConfig, ckpt_path: Path) -> None:
         cfg.paths.checkpoint_dir = str(run_dir)
     for tmp in remove_stale_temps(run_dir):
         log.info("removed %s, left by a write that was killed", tmp.name)
+
+
+def _started_as() -> list[str] | None:
+    """The command line's overrides (Hydra's task overrides; not a resume's ckpt_path), which
+    a checkpoint keeps to say how to resume it. None when no Hydra command line ran."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return [o for o in HydraConfig.get().overrides.task if not o.startswith("ckpt_path=")]
 
 
 def _params(model: pl.LightningModule) -> int:
