@@ -77,7 +77,11 @@ def test_a_forgotten_listener_has_no_history_to_recommend_from_after_a_restart(s
         r = client.delete(f"/api/listeners/{listener}", headers=keys["token"])
         assert r.status_code == 200, r.text
         gone = r.json()
-        assert gone == {"listener": pseudonym, "models": [MODEL], "jobs": 2, "uploads": 0}
+        assert gone == {"listener": pseudonym, "models": [MODEL], "jobs": 2, "uploads": 0,
+                        "found": True}  # fmt: skip
+        # A mistyped id is answered as what it is: nothing of theirs was held.
+        typo = client.delete(f"/api/listeners/{listener}x", headers=keys["admin"]).json()
+        assert typo["found"] is False and typo["models"] == [] and typo["jobs"] == 0
         for job in (own, about):
             url = job["picks"][0]["midi"]
             assert client.get(url).status_code == 404

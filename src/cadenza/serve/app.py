@@ -581,7 +581,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         metrics.forgotten.inc()
         log.info("forgot listener %s: %d model(s), %d job(s), %d upload(s)", pseudonym,
                  len(models), gone["jobs"], gone["uploads"])  # fmt: skip
-        return Forgotten(listener=pseudonym, models=models, **gone)
+        found = bool(models or tokens or gone["jobs"] or gone["uploads"])
+        return Forgotten(listener=pseudonym, models=models, **gone, found=found)
 
     return app
 

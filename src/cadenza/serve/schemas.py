@@ -189,6 +189,10 @@ class Forgotten(BaseModel):
     models: list[str] = Field(description="served recommenders that held their history")
     jobs: int = Field(description="job folders deleted")
     uploads: int = Field(description="uploads deleted")
+    found: bool = Field(description="whether the service held anything of theirs (a history, "
+                        "jobs, uploads or a key); false is also what a mistyped id gives. The "
+                        "pseudonym is on the forget list either way, so a recommender loaded "
+                        "later forgets them too")  # fmt: skip
 
 
 class ErrorBody(BaseModel):
