@@ -41,6 +41,11 @@ def test_known_listener_gets_k_unheard_catalog_tracks(recommender_ckpt: Path, tm
     scores = [p["score"] for p in picks]
     assert scores == sorted(scores, reverse=True)
     assert picks[0]["key"] in proc.stdout
+    # ckpt_path=, as cadenza-train, -sample and -eval name it, is the same checkpoint.
+    alias = cli("cadenza-recommend", f"ckpt_path={recommender_ckpt}", "user=listener3", "k=5",
+                f"out_dir={tmp_path}/alias", cwd=tmp_path)  # fmt: skip
+    assert alias.returncode == 0, alias.stderr[-2000:]
+    assert json.loads((tmp_path / "alias" / "recommendations.json").read_text())["picks"] == picks
 
 
 def test_new_listener_from_history_and_context(recommender_ckpt: Path, tmp_path) -> None:

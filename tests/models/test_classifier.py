@@ -242,6 +242,15 @@ def test_classify_cli_labels_a_folder_and_reports_its_broken_files(
     one = cli("cadenza-classify", f"ckpt={ckpt}", f"input={folder / 'jigs1.mid'}",
               f"out={tmp_path / 'one.json'}", cwd=tmp_path)  # fmt: skip
     assert one.returncode == 0 and "jigs1.mid: " in one.stdout
+    # ckpt_path=, as cadenza-train, -sample and -eval name it, is the same checkpoint.
+    alias = cli("cadenza-classify", f"ckpt_path={ckpt}", f"input={folder / 'jigs1.mid'}",
+                f"out={tmp_path / 'alias.json'}", cwd=tmp_path)  # fmt: skip
+    assert alias.returncode == 0
+    assert alias.stdout.replace("alias.json", "one.json") == one.stdout
+    assert json.loads((tmp_path / "alias.json").read_text())["checkpoint"] == str(ckpt)
+    both = cli("cadenza-classify", f"ckpt={ckpt}", f"ckpt_path={tmp_path}/x.ckpt",
+               f"input={folder}", cwd=tmp_path)  # fmt: skip
+    assert both.returncode == 2 and "give ckpt= or ckpt_path=, not both" in both.stderr
     missing = cli("cadenza-classify", f"ckpt={ckpt}", f"input={tmp_path / 'nothing'}",
                   cwd=tmp_path)  # fmt: skip
     assert missing.returncode == 2 and "input=" in missing.stderr

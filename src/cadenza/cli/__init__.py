@@ -8,12 +8,12 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from cadenza.errors import CadenzaError
+from cadenza.errors import CadenzaError, ConfigError
 from cadenza.paths import config_dir
-from cadenza.training.config import missing_value_error, register_resolvers
+from cadenza.training.config import missing_value_error, register_resolvers, require
 
 CONFIG_DIR = str(config_dir())
 register_resolvers()
@@ -47,3 +47,16 @@ def _fail(message: str) -> None:
     logging.getLogger("cadenza").debug("user error", exc_info=True)
     print(f"cadenza: error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
+
+
+def checkpoint_arg(cfg: DictConfig) -> Any:
+    """`ckpt=`, or `ckpt_path=` as cadenza-train, -sample and -eval name it: a user who types
+    the other commands' key gets what they meant, not Hydra's advice to append a new key."""
+    alias = cfg.get("ckpt_path")
+    if alias is not None:
+        given = None if OmegaConf.is_missing(cfg, "ckpt") else cfg.get("ckpt")
+        if given is not None and str(given) != str(alias):
+            raise ConfigError(f"give ckpt= or ckpt_path=, not both (ckpt={given}, "
+                              f"ckpt_path={alias})")  # fmt: skip
+        cfg.ckpt = alias
+    return require(cfg, "ckpt")

@@ -13,7 +13,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from cadenza.cli import CONFIG_DIR, run_task
+from cadenza.cli import CONFIG_DIR, checkpoint_arg, run_task
 from cadenza.errors import BadFileError, ConfigError
 from cadenza.models.base import check_int
 from cadenza.training.config import require
@@ -23,8 +23,9 @@ def classify(cfg: DictConfig) -> dict:
     from cadenza.metrics.music_eval import write_report
     from cadenza.models import ClassifierModule
 
+    given = checkpoint_arg(cfg)  # before to_container: ckpt_path= fills ckpt
     c = OmegaConf.to_container(cfg, resolve=True)
-    model = ClassifierModule.load(require(cfg, "ckpt"))
+    model = ClassifierModule.load(given)
     top = check_int("top", c["top"])
     target = Path(str(require(cfg, "input"))).expanduser()
     if not target.exists():

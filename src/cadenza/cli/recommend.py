@@ -29,23 +29,23 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from cadenza.atomic import write_atomically
-from cadenza.cli import CONFIG_DIR, run_task
+from cadenza.cli import CONFIG_DIR, checkpoint_arg, run_task
 from cadenza.errors import ConfigError
 from cadenza.models.base import check_int
-from cadenza.training.config import require
 
 
 def recommend(cfg: DictConfig) -> list[dict]:
     from cadenza.recommend.module import RecommenderModule
     from cadenza.recommend.workflow import recommend_catalog, recommend_generated
 
+    given = checkpoint_arg(cfg)  # before to_container: ckpt_path= fills ckpt
     c = OmegaConf.to_container(cfg, resolve=True)
     text = c.get("text")
     if text is not None:  # checked before the model loads: a typo costs no seconds
         from cadenza.recommend.text import check_description
 
         text = check_description(text)
-    ckpt = _checkpoint("ckpt", require(cfg, "ckpt"), "recommender")
+    ckpt = _checkpoint("ckpt", given, "recommender")
     if c.get("generator"):  # before the recommender loads: a typo costs no seconds
         _checkpoint("generator", c["generator"], "generator")
     k = check_int("k", c["k"])
