@@ -59,6 +59,22 @@ from tests.helpers import cli
             ["sample: this lstm model cannot filter next tokens"],
         ),
         (["experiment=smoke", "trainer=gpu"], 2, ["no CUDA GPU is visible", "trainer=cpu"]),
+        # A typo Hydra's own error advises appending with "+": named, with the nearest setting.
+        (
+            ["experiment=smoke", "+model.hiden_size=64"],
+            2,
+            ["model.hiden_size is not a setting of LSTMModule: did you mean model.hidden_size?"],
+        ),
+        (
+            ["experiment=smoke", "+trainer.max_epoch=3"],
+            2,
+            ["trainer.max_epoch is not a setting of Trainer: did you mean trainer.max_epochs?"],
+        ),
+        (
+            ["experiment=smoke", "+data.source.limt=3"],
+            2,
+            ["data.source.limt is not a setting of Music21Source: did you mean data.source.limit?"],
+        ),
     ],
     ids=[
         "unknown-dataset",
@@ -78,6 +94,9 @@ from tests.helpers import cli
         "sample-temperature-0",
         "sample-top-k-on-frames",
         "gpu-trainer-without-a-gpu",
+        "appended-model-typo",
+        "appended-trainer-typo",
+        "appended-nested-typo",
     ],
 )
 def test_bad_override(tmp_path: Path, args: list[str], code: int, messages: list[str]) -> None:
