@@ -592,6 +592,8 @@ def test_recommending_generated_pieces_asks_of_the_generator_what_generate_does(
     assert r.status_code == 200 and len(r.json()["picks"]) == 1, r.text
     r = client.post("/api/recommend", json={**base, "generator": "smoke_gan", "top_p": 0.9})
     assert r.status_code == 400 and "temperature only" in r.json()["error"], r.text
+    r = client.post("/api/recommend", json={**base, "generator": "smoke_gan_accompaniment"})
+    assert r.status_code == 400 and "only accompanies a melody" in r.json()["error"], r.text
 
 
 def test_openapi_schema_and_studio_page_are_published(client):

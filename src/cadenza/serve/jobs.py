@@ -437,6 +437,9 @@ def recommend_generated(
     if g.model.codec.output != "midi":
         raise _fail(400, f"generator: {g.name!r} writes {g.model.codec.output}; the "
                          "recommender scores MIDI")  # fmt: skip
+    if "generate" not in modes(g):
+        raise _fail(400, f"generator: the {g.family} model {g.name!r} only accompanies a "
+                         "melody; the candidates are new pieces drawn from nothing")  # fmt: skip
     if req.k > req.candidates:
         raise _fail(422, f"k: {req.k} is more than candidates={req.candidates}")
     if req.method != "hybrid":
