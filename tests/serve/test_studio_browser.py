@@ -176,6 +176,7 @@ def _accompany_a_melody(driver: Any, tmp_path: Path) -> None:
     _select(driver, "model", "smoke_gan_accompaniment")
     assert driver.find_element("id", "condition").is_displayed()
     assert not driver.find_element("id", "primer").is_displayed()
+    assert not driver.find_element("id", "bars").is_displayed()  # as long as its melody
     driver.find_element("id", "generate").click()  # no melody yet: said, nothing sent
     alert = driver.find_element("css selector", "[role=alert]")
     _wait_for(driver, "the missing melody", lambda d: "upload one first" in alert.text, 10)
