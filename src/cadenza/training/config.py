@@ -89,19 +89,22 @@ def _check_settings(node: Any, given: dict[str, Any]) -> None:
     import difflib
     import inspect
 
-    from hydra._internal.utils import _locate
+    from hydra.utils import get_object
     from omegaconf import DictConfig
 
     if not isinstance(node, DictConfig) or "_target_" not in node:
         return
     try:
-        target = _locate(str(node["_target_"]))
+        target = get_object(str(node["_target_"]))
         params = inspect.signature(target).parameters
-    except (ImportError, ValueError, TypeError):
-        return  # Hydra reports a target it cannot find or read
+    except Exception:  # noqa: BLE001 - Hydra reports a target it cannot find or read
+        return
     for key in node:
-        value = node._get_node(key)
-        if isinstance(value, DictConfig) and not value._is_missing() and "_target_" in value:
+        try:
+            value = None if OmegaConf.is_missing(node, key) else node[key]
+        except Exception:  # noqa: BLE001 - an interpolation Hydra will report itself
+            continue
+        if isinstance(value, DictConfig) and "_target_" in value:
             _check_settings(value, {})
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
