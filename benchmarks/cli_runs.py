@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -61,14 +62,29 @@ def train_once(experiment: str, root: Path, minutes: float, seed: int, threads: 
     return ckpt
 
 
-def provenance(command: str, seconds: float) -> dict[str, object]:
+def provenance(command: str, seconds: float | None) -> dict[str, object]:
+    """How a figure was made: the command, the machine (its CPU model: two VMs of one name can
+    be an AMD and an Intel), the date, and the seconds spent training (None: none, or unknown;
+    JSON has no NaN)."""
+    known = seconds is not None and math.isfinite(seconds)
     return {
-        "train_seconds": round(seconds, 1),
+        "train_seconds": round(seconds, 1) if known else None,
         "command": command,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__}, CPU",
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, CPU",
         "date": str(date.today()),
     }
+
+
+def cpu_model() -> str:
+    """ "Intel(R) Xeon(R) Processor", "AMD EPYC 7B13", ...: /proc/cpuinfo's model name where
+    there is one, else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def use_threads(threads: int | None) -> int:

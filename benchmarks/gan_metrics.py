@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import tempfile
 from pathlib import Path
 
@@ -199,12 +200,16 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         for dataset in args.datasets:
             if args.ckpt is not None:
-                ckpt, command, seconds = args.ckpt, f"(evaluated {args.ckpt})", math.nan
+                ckpt, command, seconds = args.ckpt, f"(evaluated {args.ckpt})", None
             else:
                 minutes = args.minutes or DATASETS[dataset][1]
                 ckpt, command, seconds = train(dataset, minutes, root, args.overrides)
             entry = evaluate(dataset, ckpt, args.phrases, root / "frechet" / dataset, args.encoder)
-            entry.update(provenance(command, seconds))
+            # The figure's command is this script's; the run it evaluated, its training's.
+            entry.update(
+                provenance(f"python benchmarks/gan_metrics.py {' '.join(sys.argv[1:])}", seconds)
+            )
+            entry["train_command"] = command
             entry["torch_threads"] = threads
             save_entry(RESULTS, args.name or dataset, entry)
             print(f"[{dataset}] bar met: {entry['bar']['met']}", flush=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -128,7 +129,7 @@ def main() -> None:
         summary["interpolation"] = {
             p.name: describe(p, spb) for p in sorted((out / "interpolation").glob("*.mid"))
         }
-    summary.update(provenance(f"python benchmarks/listening.py --name {args.name}", float("nan")))
+    summary.update(provenance("python benchmarks/listening.py " + " ".join(sys.argv[1:]), None))
     summary["torch"] = torch.__version__
     write_atomically(out / "summary.json", json.dumps(summary, indent=1))
     print(json.dumps(summary["prior"], indent=1)[:3000])

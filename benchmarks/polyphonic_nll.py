@@ -24,7 +24,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from cadenza.data.sources import BoulangerSource
 from cadenza.models import LSTMModule, TransformerModule
 from cadenza.representations import PianoRollCodec
 from cadenza.training.checkpoint_io import AtomicCheckpointIO
+from cli_runs import cpu_model
 
 RESULTS = Path(__file__).parent / "results" / "polyphonic_nll.json"
 
@@ -333,17 +333,22 @@ def main() -> None:
     for name in names:
         key = f"{name}/{args.family}{augment}"
         entry = results.get(key, {}) if args.throughput_only else train_and_test(name, args, cache)
+        command = " ".join(["python benchmarks/polyphonic_nll.py", *sys.argv[1:]])
+        machine = f"{cpu_model()}, {torch.get_num_threads()} threads, CPU"
         if not args.no_throughput:
+            # Its own record: --throughput-only measures again without training again.
             entry.update(throughput(name, args, cache))
+            entry.update({"throughput_command": command, "throughput_machine": machine,
+                          "throughput_date": date.today().isoformat()})  # fmt: skip
         if not args.throughput_only:
             entry.update(
                 {
                     "family": args.family,
                     "transpose": args.transpose,
                     "model": describe(name, args),
-                    "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
+                    "machine": machine,
                     "date": date.today().isoformat(),
-                    "command": " ".join(["python benchmarks/polyphonic_nll.py", *sys.argv[1:]]),
+                    "command": command,
                 }
             )
         results[key] = entry
@@ -366,10 +371,16 @@ def print_table(results: dict) -> None:
         pub = ", ".join(f"{k} {v}" for k, v in PUBLISHED[name].items())
         ratio = r.get("lightning_over_bare", "-")
         family += f" +-{r['transpose']}" if r.get("transpose") else ""
-        print(
-            f"{name:<11} {family:<15} {r['test_nll']:>9.3f} {r['valid_nll']:>7.3f} "
-            f"{r['params']:>8} {r['train_seconds']:>8.0f} {ratio:>7}  {pub}"
+        print(  # a throughput-only entry has no training figures: "-"
+            f"{name:<11} {family:<15} {_f(r.get('test_nll'), '9.3f')} "
+            f"{_f(r.get('valid_nll'), '7.3f')} {_f(r.get('params'), '8')} "
+            f"{_f(r.get('train_seconds'), '8.0f')} {ratio:>7}  {pub}"
         )
+
+
+def _f(value: float | int | None, spec: str) -> str:
+    width = int(spec.split(".")[0].rstrip("df") or 0)
+    return f"{value:>{spec}}" if value is not None else f"{'-':>{width}}"
 
 
 if __name__ == "__main__":

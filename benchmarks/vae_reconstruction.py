@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -232,12 +233,18 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         for config in args.configs:
             if args.ckpt is not None:
-                ckpt, command, seconds = args.ckpt, f"(evaluated {args.ckpt})", float("nan")
+                ckpt, command, seconds = args.ckpt, f"(evaluated {args.ckpt})", None
             else:
                 minutes = args.minutes or CONFIGS[config][2]
                 ckpt, command, seconds = train(config, minutes, root, args.overrides)
             entry = evaluate(ckpt, root / "frechet" / config, args.encoder)
-            entry.update(provenance(command, seconds))
+            # The figure's command is this script's; the run it evaluated, its training's.
+            entry.update(
+                provenance(
+                    f"python benchmarks/vae_reconstruction.py {' '.join(sys.argv[1:])}", seconds
+                )
+            )
+            entry["train_command"] = command
             entry["torch_threads"] = threads
             entry["config"] = config
             save_entry(RESULTS, args.name or config, entry)
