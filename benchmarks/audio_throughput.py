@@ -145,7 +145,7 @@ def thread_settings() -> dict[str, Any]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--songs", type=int, default=8, help="first N POP909 songs")
     ap.add_argument("--seconds", type=float, default=60.0, help="first S seconds of each")
     ap.add_argument("--repeats", type=int, default=3, help="timed passes per measurement")

@@ -54,7 +54,7 @@ def errors_db(x: torch.Tensor, x_hat: torch.Tensor, top_db: float) -> dict[str, 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--root", default="benchmarks/runs/audio_vae")
     ap.add_argument("overrides", nargs="*", help="extra cadenza-train overrides")

@@ -173,7 +173,7 @@ def evaluate(dataset: str, ckpt: Path, n_phrases: int, folder: Path, encoder: st
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     ap.add_argument("--minutes", type=float, default=None, help="training budget per dataset")
     ap.add_argument("--phrases", type=int, default=512, help="generated 4-bar phrases")

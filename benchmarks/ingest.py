@@ -142,7 +142,7 @@ def agreement(files: list[Path], workers: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--name", default="symusic")
     ap.add_argument("--src", type=Path, default=None, help="another checkout's src/ to measure")

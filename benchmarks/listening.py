@@ -105,7 +105,7 @@ def describe(midi_path: Path, steps_per_beat: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--name", required=True, help="folder under benchmarks/results/listening")
     ap.add_argument("--ckpt", type=Path, required=True)
     ap.add_argument("--bars", type=int, default=8, help="prior samples' length (GAN)")

@@ -52,7 +52,7 @@ def per_call_ms(fn, calls: int, repeats: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--checkpoint", type=Path, default=Path("checkpoints/styles_recommender"))
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the service's: 1)")
     ap.add_argument("--users", type=int, default=50)

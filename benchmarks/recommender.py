@@ -140,10 +140,11 @@ def run_one(name: str, entry: Entry, split: Split, data: Interactions) -> dict[s
 
 
 def summarise(runs: list[dict[str, Any]], grid: dict[str, Sequence[Any]]) -> dict[str, Any]:
-    """Mean and sample std (ddof 1; 0 for one seed) of the test figures over seeds."""
+    """Mean and sample std (ddof 1; null for one seed) of the test figures over seeds."""
     values = {m: np.array([r["test"][m] for r in runs]) for m in METRICS}
     out: dict[str, Any] = {m: float(v.mean()) for m, v in values.items()}
-    out["std"] = {m: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for m, v in values.items()}
+    # One seed has no spread to give: null, and the table prints the mean alone.
+    out["std"] = {m: float(v.std(ddof=1)) if len(v) > 1 else None for m, v in values.items()}
     out["split_seeds"] = [r["seed"] for r in runs]  # entries of other runs may be kept beside
     out["selected_on"] = "valid ndcg@10"
     out["grid"] = {k: list(v) for k, v in grid.items()}
@@ -211,6 +212,10 @@ def run_lastfm(args: argparse.Namespace, results: dict[str, Any], command: str) 
     prov["seeds"] = list(args.seeds)
     prov["models"] = list(args.models)
     results.setdefault("provenance", {})["lastfm"] = prov
+    # Per model too: a run of some --models keeps the others' figures, and their own record.
+    made = results["provenance"].setdefault("lastfm_models", {})
+    for name in args.models:
+        made[name] = {k: prov[k] for k in ("command", "date", "machine", "seeds")}
     return table(lastfm, args.models, args.seeds)
 
 
@@ -243,7 +248,7 @@ def run_index(args: argparse.Namespace, results: dict[str, Any], command: str) -
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))

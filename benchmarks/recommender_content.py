@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -215,12 +216,19 @@ def cold_start_table(result: dict[str, Any]) -> str:
 def train_generator(experiment: str, minutes: float, seed: int, retrain: bool,
                     log: Log, overrides: Sequence[str] = (),
                     threads: int | None = 1) -> tuple[Path, float]:  # fmt: skip
-    """The checkpoint and training seconds (0 when an earlier run's checkpoint is reused)."""
+    """The checkpoint and its training seconds. An earlier run's checkpoint is reused only when
+    it was trained as asked (minutes, seed, overrides: `trained.json` beside it), so a figure
+    labelled with a budget was made with that budget."""
     root = RUNS / experiment
     ckpt = root / "checkpoints" / experiment / "latest.ckpt"  # train() links the best here
+    asked = {"minutes": minutes, "seed": seed, "overrides": list(overrides)}
+    record = root / "trained.json"
     if ckpt.is_file() and not retrain:
-        log(f"{experiment}: reusing {ckpt}")
-        return ckpt, 0.0
+        done = json.loads(record.read_text()) if record.is_file() else {}
+        if {k: done.get(k) for k in asked} == asked:
+            log(f"{experiment}: reusing {ckpt} (trained {done['date']}, {minutes} min)")
+            return ckpt, float(done["train_seconds"])
+        log(f"{experiment}: {ckpt} was not trained as asked ({asked}); training again")
     root.mkdir(parents=True, exist_ok=True)
     log(f"{experiment}: training {minutes} min (log {root / 'train.log'})")
     root_dir, ckpt_root = root.resolve(), ckpt.parent.resolve()
@@ -228,7 +236,10 @@ def train_generator(experiment: str, minutes: float, seed: int, retrain: bool,
             "sample.n=0", "test=false", "trainer.enable_progress_bar=false", f"seed={seed}",
             f"paths.root_dir={root_dir}", f"paths.checkpoint_root={ckpt_root}",
             *overrides]  # fmt: skip
-    return ckpt, run_train(experiment, args, root / "train.log", threads)
+    seconds = run_train(experiment, args, root / "train.log", threads)
+    record.write_text(json.dumps({**asked, "train_seconds": seconds,
+                                  "date": str(date.today())}))  # fmt: skip
+    return ckpt, seconds
 
 
 def piece_features(model: RecommenderModule, midis: list[Any]) -> tuple[np.ndarray, int]:
@@ -567,7 +578,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--per-style", type=int, default=150)
     ap.add_argument("--n-users", type=int, default=1000)
-    ap.add_argument("--minutes", type=float, default=4.0, help="training minutes per generator")
+    ap.add_argument(
+        "--minutes",
+        type=float,
+        default=4.0,
+        help="training minutes per style model (the conditional Transformer trains for twice this)",
+    )
     ap.add_argument("--n-samples", type=int, default=32)
     ap.add_argument("--retrain", action="store_true", help="retrain the generators")
     ap.add_argument(

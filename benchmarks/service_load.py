@@ -463,7 +463,7 @@ def measure(args: argparse.Namespace, server: Server) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--checkpoints", type=Path, default=Path("checkpoints"))
     ap.add_argument("--seconds", type=float, default=20.0, help="measured seconds per cell")
     ap.add_argument("--warmup", type=float, default=2.0, help="uncounted seconds before each cell")

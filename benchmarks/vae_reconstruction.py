@@ -199,7 +199,7 @@ def evaluate(ckpt: Path, folder: Path, encoder: str | None = None) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--minutes", type=float, default=None, help="training budget per config")
     ap.add_argument("--root", type=Path, default=None, help="keep runs here (default: temp)")
