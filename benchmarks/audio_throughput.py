@@ -146,6 +146,8 @@ def thread_settings() -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    ap.add_argument("--results", type=Path, default=RESULTS,
+                    help="the JSON written (default: the tracked results file)")  # fmt: skip
     ap.add_argument("--songs", type=int, default=8, help="first N POP909 songs")
     ap.add_argument("--seconds", type=float, default=60.0, help="first S seconds of each")
     ap.add_argument("--repeats", type=int, default=3, help="timed passes per measurement")
@@ -182,7 +184,7 @@ def main() -> None:
         **info,
         "measurements": rows,
     }
-    write_atomically(RESULTS, json.dumps(results, indent=1))
+    write_atomically(args.results, json.dumps(results, indent=1))
     print_table(results)
 
 

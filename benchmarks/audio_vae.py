@@ -55,6 +55,8 @@ def errors_db(x: torch.Tensor, x_hat: torch.Tensor, top_db: float) -> dict[str, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    ap.add_argument("--results", type=Path, default=RESULTS,
+                    help="the JSON written (default: the tracked results file)")  # fmt: skip
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--root", default="benchmarks/runs/audio_vae")
     ap.add_argument("overrides", nargs="*", help="extra cadenza-train overrides")
@@ -114,7 +116,7 @@ def main() -> None:
         "reconstruct_seconds_per_window": round(vae_seconds / N, 5),
         **provenance("python benchmarks/audio_vae.py " + " ".join(sys.argv[1:]), seconds),
     }
-    write_atomically(RESULTS, json.dumps(out, indent=2))
+    write_atomically(args.results, json.dumps(out, indent=2))
     print(f"\nHeld-out reconstruction, {N} test windows of {T} frames x {M} mel bands")
     print("| model | code size | mean abs error (dB) | log-spectral distance (dB) |")
     print("|---|---|---|---|")

@@ -233,6 +233,8 @@ def composers_section(minutes: float, folds: int, seed: int) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--results", type=Path, default=RESULTS,
+                    help="the JSON written (default: the tracked results file)")  # fmt: skip
     ap.add_argument("--sections", nargs="+", default=["styles", "composers"],
                     choices=["styles", "composers"])  # fmt: skip
     ap.add_argument("--minutes", type=float, default=4.0, help="classifier training per run")
@@ -249,7 +251,7 @@ def main() -> None:
         else:
             entry = composers_section(args.minutes, args.folds, args.seed)
         entry["provenance"] = provenance(command, time.perf_counter() - started)
-        save_entry(RESULTS, section, entry)
+        save_entry(args.results, section, entry)
         print(f"\n{section}: held-out accuracy (balanced accuracy)")
         for name, row in entry["rows"].items():
             spread = f" +- {row['accuracy_std']:.3f}" if "accuracy_std" in row else ""

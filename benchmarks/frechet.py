@@ -95,6 +95,8 @@ def sample_set(ckpt: Path, folder: Path, n: int, seed: int) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--results", type=Path, default=RESULTS,
+                    help="the JSON written (default: the tracked results file)")  # fmt: skip
     ap.add_argument("--n", type=int, default=100, help="pieces per set")
     ap.add_argument("--encoder", default=None, help="classifier checkpoint (default: "
                     "benchmarks/classify.py's styles classifier)")  # fmt: skip
@@ -145,7 +147,7 @@ def main() -> None:
     entry = {"encoder": str(encoder), "bars": BARS, "rows": rows,
              "provenance": provenance("python benchmarks/frechet.py " + " ".join(sys.argv[1:]),
                                       time.perf_counter() - started)}  # fmt: skip
-    save_entry(RESULTS, "nottingham", entry)
+    save_entry(args.results, "nottingham", entry)
     print(
         f"\nFréchet distance to A ({len(reference)} held-out Nottingham crops), "
         f"{model.hparams.hidden}-dim embedding of {Path(str(encoder)).name}"

@@ -174,6 +174,8 @@ def evaluate(dataset: str, ckpt: Path, n_phrases: int, folder: Path, encoder: st
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    ap.add_argument("--results", type=Path, default=RESULTS,
+                    help="the JSON written (default: the tracked results file)")  # fmt: skip
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     ap.add_argument("--minutes", type=float, default=None, help="training budget per dataset")
     ap.add_argument("--phrases", type=int, default=512, help="generated 4-bar phrases")
@@ -211,9 +213,9 @@ def main() -> None:
             )
             entry["train_command"] = command
             entry["torch_threads"] = threads
-            save_entry(RESULTS, args.name or dataset, entry)
+            save_entry(args.results, args.name or dataset, entry)
             print(f"[{dataset}] bar met: {entry['bar']['met']}", flush=True)
-    print_table(json.loads(RESULTS.read_text()) if RESULTS.is_file() else {})
+    print_table(json.loads(args.results.read_text()) if args.results.is_file() else {})
 
 
 def print_table(results: dict) -> None:

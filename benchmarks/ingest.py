@@ -143,6 +143,8 @@ def agreement(files: list[Path], workers: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    ap.add_argument("--results", type=Path, default=RESULTS,
+                    help="the JSON written (default: the tracked results file)")  # fmt: skip
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--name", default="symusic")
     ap.add_argument("--src", type=Path, default=None, help="another checkout's src/ to measure")
@@ -174,7 +176,7 @@ def main() -> None:
     entry.pop("train_seconds")
     if args.src:
         entry["src"] = str(args.src)
-    save_entry(RESULTS, args.name, entry)
+    save_entry(args.results, args.name, entry)
     print_table(entry)
 
 

@@ -139,6 +139,8 @@ def measure(kind: str, repeats: int) -> list[dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    ap.add_argument("--results", type=Path, default=RESULTS,
+                    help="the JSON written (default: the tracked results file)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--kind", choices=[*SETUPS, "all"], default="all")
@@ -154,7 +156,7 @@ def main() -> None:
             **provenance("python benchmarks/sampling_latency.py " + " ".join(sys.argv[1:]), 0.0),
         }
         entry.pop("train_seconds")
-        save_entry(RESULTS, kind, entry)
+        save_entry(args.results, kind, entry)
         print(f"\n{'codec':<56} {'steps':>6} {'n':>2} {'LSTM s':>8} {'TF cached s':>11} "
               f"{'TF no cache s':>13} {'cache x':>7} {'TF/LSTM':>7} {'MHA s':>7}")  # fmt: skip
         for r in rows:

@@ -97,6 +97,8 @@ def real_crops(styles: list[str], n: int, bars: float) -> dict[str, list[Any]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--results", type=Path, default=RESULTS,
+                    help="the JSON written (default: the tracked results file)")  # fmt: skip
     ap.add_argument("--experiment", default="styles_transformer")
     ap.add_argument("--minutes", type=float, default=15.0)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
@@ -135,7 +137,7 @@ def main() -> None:
              "temperature": args.temperature, "catalog_per_style": ear.n_catalog,
              "generated": rows, "real_crops": reference, "mean_accuracy": accuracy,
              **provenance(command, time.perf_counter() - started)}  # fmt: skip
-    save_entry(RESULTS, args.experiment, entry)
+    save_entry(args.results, args.experiment, entry)
 
     print(f"\n{args.experiment}: {entry['steps']} steps; each row: the share of pieces the "
           "note-feature classifier hears as each style")  # fmt: skip

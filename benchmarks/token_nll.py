@@ -80,6 +80,8 @@ def train_and_eval(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--results", type=Path, default=RESULTS,
+                    help="the JSON written (default: the tracked results file)")  # fmt: skip
     ap.add_argument("--pair", choices=list(PAIRS), default="pop909_remi")
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
@@ -100,7 +102,7 @@ def main() -> None:
     entry = {"minutes": args.minutes, "threads_per_run": args.threads, "runs": rows,
              **provenance(command, 0.0)}  # fmt: skip
     entry.pop("train_seconds")
-    save_entry(RESULTS, args.pair, entry)
+    save_entry(args.results, args.pair, entry)
     print(f"\n{'experiment':<24} {'test NLL/token':>14} {'epochs':>7} {'steps':>7} {'params':>9}")
     for e, r in rows.items():
         print(f"{e:<24} {r['test_nll']:>14.4f} {r['epochs']:>7} {r['steps']:>7} {r['params']:>9}")

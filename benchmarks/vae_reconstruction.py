@@ -200,6 +200,8 @@ def evaluate(ckpt: Path, folder: Path, encoder: str | None = None) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    ap.add_argument("--results", type=Path, default=RESULTS,
+                    help="the JSON written (default: the tracked results file)")  # fmt: skip
     ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     ap.add_argument("--minutes", type=float, default=None, help="training budget per config")
     ap.add_argument("--root", type=Path, default=None, help="keep runs here (default: temp)")
@@ -247,13 +249,13 @@ def main() -> None:
             entry["train_command"] = command
             entry["torch_threads"] = threads
             entry["config"] = config
-            save_entry(RESULTS, args.name or config, entry)
+            save_entry(args.results, args.name or config, entry)
             print(
                 f"[{config}] "
                 + json.dumps({k: entry[k] for k in ("recon_acc_tf", "recon_acc_sampled", "kl")}),
                 flush=True,
             )
-    print_table(json.loads(RESULTS.read_text()))
+    print_table(json.loads(args.results.read_text()))
 
 
 def print_table(results: dict) -> None:
