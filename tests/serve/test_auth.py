@@ -111,6 +111,8 @@ ROUTES: list[tuple[str, Callable[[Keyed], str], Request, str, str | None, str | 
      "producer", "platform", "listener-a"),
     ("GET", lambda k: (lambda j: j["items"][0]["midi"].split("?")[0])(job_of(k, "producer")),
      lambda k: {}, "producer", None, "listener-a"),
+    ("GET", lambda k: f"/api/files/{job_of(k, 'producer')['job']}", lambda k: {}, "producer",
+     None, "listener-a"),
     ("POST", lambda k: "/api/recommend",
      lambda k: {"json": {"model": "smoke_recommender", "user": k.users[0], "k": 3}},
      "listener-a", "producer", "listener-b"),
@@ -137,7 +139,7 @@ ROUTES: list[tuple[str, Callable[[Keyed], str], Request, str, str | None, str | 
      "listener-a"),
 ]  # fmt: skip
 ROUTE_IDS = ["models", "model", "uploads", "generate", "interpolate", "render", "classify", "files",
-             "recommend", "history", "job-submit", "job-interpolate", "job-render",
+             "job-files", "recommend", "history", "job-submit", "job-interpolate", "job-render",
              "job-recommend", "jobs", "job-status", "job-cancel",
              "forget"]  # fmt: skip
 
@@ -153,7 +155,8 @@ def test_the_table_asks_every_route_of_the_api(keyed):
     operations = {(method.upper(), path) for path, ops in paths.items() for method in ops
                   if path not in PUBLIC}  # fmt: skip
     # A row's path with its IDs put back as the document's templates.
-    templates = {"files": "/api/files/{job}/{name}", "job-status": "/api/jobs/{job}",
+    templates = {"files": "/api/files/{job}/{name}", "job-files": "/api/files/{job}",
+                 "job-status": "/api/jobs/{job}",
                  "job-cancel": "/api/jobs/{job}", "model": "/api/models/{name}",
                  "history": "/api/listeners/{listener}/history",
                  "forget": "/api/listeners/{listener}"}  # fmt: skip
@@ -257,7 +260,7 @@ def test_an_expired_or_altered_file_link_says_so_and_how_to_get_a_new_one(keyed,
     r = k.client.get(expired)  # a browser following the link: no key
     assert r.status_code == 401, r.text
     said = r.json()["error"]
-    assert "link expired" in said and "ask for a new link" in said and "GET /api/jobs" in said
+    assert "link expired" in said and "ask for a new link" in said and "GET /api/files/" in said
     assert "API key is required" not in said
     # A signature that does not match: altered, or the expiry moved on by hand.
     tampered = job_of(k, "listener-a")["items"][0]["midi"].replace("sig=", "sig=0")
@@ -270,6 +273,14 @@ def test_an_expired_or_altered_file_link_says_so_and_how_to_get_a_new_one(keyed,
     for url in (expired, tampered, expired.split("?")[0]):
         assert k.client.get(url, headers=k.headers("listener-a")).status_code == 200, url
     assert k.client.get(expired, headers=k.headers("listener-b")).status_code == 403
+    # An immediate job's files, listed with the key that made it: links that work again.
+    job = expired.split("/api/files/")[1].split("/")[0]
+    r = k.client.get(f"/api/files/{job}", headers=k.headers("listener-a"))
+    assert r.status_code == 200, r.text
+    files = r.json()["files"]
+    assert "sample_000.mid" in files and "samples.json" in files and ".owner" not in files
+    assert k.client.get(files["sample_000.mid"]).status_code == 200  # no key: a fresh link
+    assert k.client.get(f"/api/files/{job}", headers=k.headers("listener-b")).status_code == 403
     # A background job's record, read again, gives links that work.
     deadline = time.monotonic() + 60
     status = k.client.get(task, headers=k.headers("listener-a")).json()

@@ -53,6 +53,7 @@ from cadenza.serve.schemas import (
     History,
     InterpolateRequest,
     Job,
+    JobFiles,
     Recommendations,
     RecommendRequest,
     RenderRequest,
@@ -375,6 +376,13 @@ def create_app(settings: ServeSettings) -> FastAPI:
     def model_info(name: str, caller: AnyKey) -> dict[str, Any]:
         return describe(model(name), settings.limits, caller, settings.sample)
 
+    @app.get("/api/files/{job}", responses=documented(*keyed, 404))
+    def job_files(job: str, caller: AnyKey) -> JobFiles:
+        """Fresh signed links to every file of a job: the key that made it, or an admin's.
+        An immediate job's links expire (link_minutes); this gives new ones, as GET
+        /api/jobs/{id} does for a background job's."""
+        return JobFiles(job=job, files=store.job_links(job, caller))
+
     @app.get("/api/files/{job}/{name}", responses=documented(*keyed, 404),
              response_class=FileResponse)  # fmt: skip
     def download(
@@ -595,9 +603,9 @@ def _bad_link(job: str, expires: int | None) -> str:
         why = f"this file link expired at {when}"
     else:
         why = "this file link's signature is wrong (altered, or for another file or expiry)"
-    return (f"{why}; ask for a new link: GET /api/jobs/{{id}} (a background job) or GET "
-            f"/api/jobs gives fresh ones, or download it with the key that made job "
-            f"{job}")  # fmt: skip
+    return (f"{why}; ask for a new link: GET /api/files/{job} (with the key that made the "
+            f"job) or, for a background job, GET /api/jobs/{{id}} gives fresh ones; or download "
+            f"it with that key")  # fmt: skip
 
 
 def _token(credentials: HTTPAuthorizationCredentials | None) -> str | None:

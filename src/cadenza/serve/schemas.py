@@ -184,6 +184,12 @@ class History(BaseModel):
     items: list[HistoryItem] = Field(description="empty for a forgotten listener")
 
 
+class JobFiles(BaseModel):
+    job: str
+    files: dict[str, str] = Field(description="each file of the job -> a download link signed "
+                                  "afresh (valid for link_minutes)")  # fmt: skip
+
+
 class Forgotten(BaseModel):
     listener: str = Field(description="the listener's pseudonym, as the service's logs name it")
     models: list[str] = Field(description="served recommenders that held their history")

@@ -80,6 +80,13 @@ class Store:
             _check_owner(folder, caller, f"job {job}")
         return folder
 
+    def job_links(self, job: str, caller: Caller) -> dict[str, str]:
+        """Every downloadable file of a job the caller made (or any, for an admin) -> a fresh
+        signed link: an immediate job's links expire, and its answer cannot be read again."""
+        folder = self.job_dir(job, caller)
+        return {p.name: str(self.url(job, p)) for p in sorted(folder.iterdir())
+                if p.is_file() and FILE_NAME.fullmatch(p.name)}  # fmt: skip
+
     def job_file(self, job: str, name: str, caller: Caller | None) -> Path:
         folder = self.job_dir(job, caller)
         if not FILE_NAME.fullmatch(name or ""):
