@@ -262,13 +262,16 @@ class GenerativeModule(CadenzaModule):
         return super().load(ckpt_path, map_location)
 
 
-def read_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def read_checkpoint(
+    path: Path, map_location: str | torch.device = "cpu", mmap: bool = False
+) -> dict[str, Any]:
     """A checkpoint's dict with the weights only (torch.load(weights_only=True): a file from a
-    stranger cannot run code); a missing or unreadable file is a CadenzaError."""
+    stranger cannot run code); a missing or unreadable file is a CadenzaError. `mmap`: tensors
+    stay on disk until read, for a caller that looks at shapes and settings only."""
     if not path.is_file():
         raise CadenzaError(f"checkpoint not found: {path} (pass ckpt_path=/path/to/file.ckpt)")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user problem
         raise CadenzaError(f"cannot read checkpoint {path}: {_why_unreadable(path, e)}") from e
 

@@ -87,7 +87,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     log.info("model: %s, %.2fM parameters", type(model).__name__, _params(model) / 1e6)
     check_sample_abilities(model, cfg.get("sample"))
     if ckpt_path is not None:
-        check_resumable(model, read_checkpoint(Path(ckpt_path)), ckpt_path)
+        # Shapes and settings only: memory-mapped, so fit's own load is the one real read.
+        check_resumable(model, read_checkpoint(Path(ckpt_path), mmap=True), ckpt_path)
     trainer.callbacks.append(LatestLink(Path(cfg.paths.checkpoint_root) / "latest.ckpt"))
     trainer.callbacks.append(
         RunRecord(OmegaConf.to_container(cfg.data, resolve=True), _started_as())
