@@ -13,9 +13,10 @@ import torch
 from cadenza.errors import BadMidiError
 from cadenza.io.midi import load_midi, tracks_of
 from cadenza.models import GenerativeModule
+from cadenza.training.config import instantiate
 from tests.fixtures.midi_factory import write_broken_folder, write_chords, write_scale
 from tests.fixtures.smoke import SmokeRuns
-from tests.helpers import cli, run_cli
+from tests.helpers import cli, compose_train, run_cli
 
 
 @pytest.fixture
@@ -228,6 +229,27 @@ def test_prepare_reports_skips_and_caches(tmp_path: Path) -> None:
     second = cli(*args, cwd=tmp_path)
     assert second.returncode == 0
     assert "cache" in (second.stdout + second.stderr).lower()
+
+
+def test_prepare_an_experiment_caches_what_its_training_reads(tmp_path: Path) -> None:
+    """`cadenza-prepare experiment=X` (say on a cluster's login node, before the job) caches X's
+    data with X's representation, so the training run that follows is a cache hit rather than a
+    second preparation under another codec."""
+    folder = tmp_path / "midi"
+    write_scale(folder / "a.mid")
+    write_chords(folder / "b.mid")
+    write_scale(folder / "c.mid", transpose=3)
+    where = [f"data.root={folder}", f"data.cache_dir={tmp_path / 'cache'}"]
+    proc = cli("cadenza-prepare", "experiment=midi_folder_lstm", *where, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (cached,) = (tmp_path / "cache").iterdir()
+    manifest = json.loads((cached / "manifest.json").read_text())
+    assert manifest["codec"]["name"] == "events"  # the experiment's, not the default piano roll
+
+    cfg = compose_train(tmp_path, ["experiment=midi_folder_lstm", *where])
+    prepared = instantiate(cfg.data).prepare_cache()
+    assert prepared.cache_hit and prepared.folder == cached
+    assert not list(tmp_path.glob("outputs"))  # prepare writes no run folder
 
 
 def test_sample_render_wav_writes_audio_beside_each_midi(smoke_ckpt: Path, tmp_path: Path) -> None:
