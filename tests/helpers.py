@@ -57,6 +57,7 @@ def cli(command: str, *args: str, cwd: Path, timeout: float | None = None) -> Cl
     without the ~5 s a new Python process spends importing torch. Each entry point keeps one
     real-process test of its exit status (tests/cli/test_entry_points.py)."""
     from cadenza.cli import run_task
+    from cadenza.cli.typos import typo_hints
 
     task, config_name = _TASKS[command]()
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -82,6 +83,8 @@ def cli(command: str, *args: str, cwd: Path, timeout: float | None = None) -> Cl
                 code = int(e.code or 0)
             except HydraException as e:  # what Hydra's CLI prints for a bad override
                 print(f"{type(e).__name__}: {e}", file=sys.stderr)
+                for line in typo_hints(config_name, list(args)):  # as names_typos adds
+                    print(f"cadenza: {line}", file=sys.stderr)
                 code = 1
     finally:
         os.chdir(here)

@@ -75,6 +75,34 @@ from tests.helpers import cli
             2,
             ["data.source.limt is not a setting of Music21Source: did you mean data.source.limit?"],
         ),
+        # A key that is not in the config: Hydra's error, then the override as it was meant.
+        (
+            ["experiment=smoke", "model.hiden_size=64", "trainer.max_epoch=3"],
+            1,
+            [
+                "Could not override 'model.hiden_size'",
+                "cadenza: model.hiden_size is not in model: did you mean model.hidden_size=64?",
+                "cadenza: trainer.max_epoch is not in trainer: did you mean trainer.max_epochs=3?",
+            ],
+        ),
+        (
+            ["experiment=smoke", "modle=vae"],
+            1,
+            ["cadenza: modle is not in the config: did you mean model=vae?"],
+        ),
+        (
+            ["experiment=smoke", "trainer.accumulate_grad_batche=2"],
+            1,
+            [
+                "did you mean +trainer.accumulate_grad_batches=2? (accumulate_grad_batches is a "
+                "setting of Trainer the config leaves at its default)"
+            ],
+        ),  # fmt: skip
+        (
+            ["experiment=smoke", "model.qqqqq=1"],
+            1,
+            ["cadenza: model.qqqqq is not in model, whose settings are codec, dropout"],
+        ),
     ],
     ids=[
         "unknown-dataset",
@@ -97,6 +125,10 @@ from tests.helpers import cli
         "appended-model-typo",
         "appended-trainer-typo",
         "appended-nested-typo",
+        "two-typos",
+        "group-typo",
+        "typo-of-a-default-setting",
+        "no-near-key",
     ],
 )
 def test_bad_override(tmp_path: Path, args: list[str], code: int, messages: list[str]) -> None:
@@ -125,3 +157,16 @@ def test_resuming_into_another_model_names_what_differs(tmp_path: Path) -> None:
             "model.hidden_size=24") in resumed.stderr  # fmt: skip
     assert "Traceback" not in resumed.stderr
     assert not (tmp_path / "elsewhere" / "data").exists()  # no data prepared before the error
+
+
+def test_a_typo_in_a_sweep_is_named_with_its_values() -> None:
+    """`-m` lines compose as their first run; the hint gives the sweep back as it was typed."""
+    from cadenza.cli.typos import typo_hints
+
+    sweep = ["experiment=smoke", "model.hidden_size=8,16", "model.dropot=0.1,0.3",
+             "model.optimizer.lr=interval(0.0001,0.01)"]  # fmt: skip
+    assert typo_hints("train", sweep) == [
+        "model.dropot is not in model: did you mean model.dropout=0.1,0.3?"
+    ]
+    assert typo_hints("train", ["experiment=smoke", "model.dropout=0.1,0.3"]) == []
+    assert typo_hints("train", ["data=nonexistent"]) == []  # not a key: Hydra's list says it all

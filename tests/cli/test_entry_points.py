@@ -22,6 +22,10 @@ CASES = {
                           ["is not a listener this model knows"]),
     "cadenza-classify": (["ckpt={recommender}", "input={tmp}"], ["is not a classifier checkpoint"]),
 }  # fmt: skip
+# A key that is not in the config: Hydra's own error (status 1), then the key it meant.
+TYPO = ("cadenza-sample", ["ckpt_path=/no/such.ckpt", "temprature=0.9"],
+        ["Could not override 'temprature'", "cadenza: temprature is not in the config: did you "
+         "mean temperature=0.9?"])  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +39,8 @@ def finished(smoke: SmokeRuns, tmp_path_factory: pytest.TempPathFactory) -> dict
             write_broken_folder(tmp / "junk")
         argv = [a.format(tmp=tmp, **fill) for a in args]
         running[script] = (start_cli(script, *argv, cwd=tmp), tmp)
+    tmp = tmp_path_factory.mktemp("typo")
+    running["typo"] = (start_cli(TYPO[0], *TYPO[1], cwd=tmp), tmp)
     return {script: (proc.wait(timeout=300), (tmp / "stderr.txt").read_text())
             for script, (proc, tmp) in running.items()}  # fmt: skip
 
@@ -45,4 +51,11 @@ def test_a_user_error_is_one_clear_line_and_exit_status_2(script: str, finished:
     assert returncode == 2, stderr[-2000:]
     assert "cadenza: error:" in stderr and "Traceback" not in stderr
     for m in CASES[script][1]:
+        assert m in stderr
+
+
+def test_a_key_not_in_the_config_gets_the_nearest_one(finished: dict) -> None:
+    returncode, stderr = finished["typo"]
+    assert returncode == 1, stderr[-2000:]
+    for m in TYPO[2]:
         assert m in stderr

@@ -14,6 +14,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from cadenza.cli import CONFIG_DIR, checkpoint_arg, run_task
+from cadenza.cli.typos import names_typos
 from cadenza.errors import BadFileError, ConfigError
 from cadenza.models.base import check_int
 from cadenza.training.config import require
@@ -50,6 +51,7 @@ def classify(cfg: DictConfig) -> dict:
     return report
 
 
+@names_typos("classify")
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="classify")
 def main(cfg: DictConfig) -> None:
     run_task(classify, cfg)

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cadenza.atomic import write_atomically
 from cadenza.cli import CONFIG_DIR, run_task
+from cadenza.cli.typos import names_typos
 from cadenza.errors import CadenzaError, ConfigError
 from cadenza.training.config import instantiate, require
 
@@ -192,6 +193,7 @@ def _data_used(cfg: DictConfig, datamodule: object) -> dict:
     }
 
 
+@names_typos("eval")
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 def main(cfg: DictConfig) -> None:
     run_task(evaluate, cfg)

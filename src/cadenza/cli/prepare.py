@@ -6,6 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from cadenza.cli import CONFIG_DIR, run_task
+from cadenza.cli.typos import names_typos
 from cadenza.training.config import instantiate
 
 
@@ -19,6 +20,7 @@ def prepare(cfg: DictConfig) -> str:
     return prepared.summary()
 
 
+@names_typos("prepare")
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="prepare")
 def main(cfg: DictConfig) -> None:
     run_task(prepare, cfg)

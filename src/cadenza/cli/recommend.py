@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cadenza.atomic import write_atomically
 from cadenza.cli import CONFIG_DIR, checkpoint_arg, run_task
+from cadenza.cli.typos import names_typos
 from cadenza.errors import ConfigError
 from cadenza.models.base import check_int
 
@@ -137,6 +138,7 @@ def _who(listener: dict) -> str:
     return who + (f", context {listener['context']}" if listener["context"] else "")
 
 
+@names_typos("recommend")
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="recommend")
 def main(cfg: DictConfig) -> None:
     run_task(recommend, cfg)

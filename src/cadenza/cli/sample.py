@@ -18,6 +18,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from cadenza.cli import CONFIG_DIR, run_task
+from cadenza.cli.typos import names_typos
 from cadenza.errors import ConfigError
 from cadenza.training.config import require
 
@@ -90,6 +91,7 @@ def _missing(key: str, example: str) -> str:
     raise ConfigError(f"{key}=... is required: {example}")
 
 
+@names_typos("sample")
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sample")
 def main(cfg: DictConfig) -> None:
     run_task(sample, cfg)

@@ -20,6 +20,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from cadenza.cli import CONFIG_DIR, run_task
+from cadenza.cli.typos import names_typos
 from cadenza.errors import ConfigError
 
 
@@ -112,6 +113,7 @@ def _announce_when_ready(host: str, port: int, what: str, timeout: float = 600.0
     threading.Thread(target=poll, daemon=True).start()
 
 
+@names_typos("serve")
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="serve")
 def main(cfg: DictConfig) -> None:
     run_task(serve, cfg)

@@ -6,9 +6,11 @@ import hydra
 from omegaconf import DictConfig
 
 from cadenza.cli import CONFIG_DIR, run_task
+from cadenza.cli.typos import names_typos
 from cadenza.training.loop import train
 
 
+@names_typos("train")
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     result = run_task(train, cfg)

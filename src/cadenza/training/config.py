@@ -87,17 +87,10 @@ def _check_settings(node: Any, given: dict[str, Any]) -> None:
     advice leads to) is named with the nearest setting, not as a TypeError from inside Hydra.
     Nested nodes with a `_target_` (data.source) are checked the same way."""
     import difflib
-    import inspect
 
-    from hydra.utils import get_object
     from omegaconf import DictConfig
 
     if not isinstance(node, DictConfig) or "_target_" not in node:
-        return
-    try:
-        target = get_object(str(node["_target_"]))
-        params = inspect.signature(target).parameters
-    except Exception:  # noqa: BLE001 - Hydra reports a target it cannot find or read
         return
     for key in node:
         try:
@@ -106,20 +99,41 @@ def _check_settings(node: Any, given: dict[str, Any]) -> None:
             continue
         if isinstance(value, DictConfig) and "_target_" in value:
             _check_settings(value, {})
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+    found = constructor_settings(node)
+    if found is None:
         return
-    takes = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
-    unknown = [k for k in (*node.keys(), *given) if k not in HYDRA_KEYS and k not in params]
+    name, takes = found
+    unknown = [k for k in (*node.keys(), *given) if k not in HYDRA_KEYS and k not in takes]
     if unknown:
         where = node._get_full_key(None)
         prefix = f"{where}." if where else ""
         key = unknown[0]
         near = difflib.get_close_matches(str(key), takes, n=1)
         hint = f"did you mean {prefix}{near[0]}?" if near else ""
-        name = getattr(target, "__name__", str(target))
         if len(takes) <= 20 or not near:  # a Trainer's 40 would bury the line
             hint += f" {name}'s settings are {', '.join(sorted(takes))}"
         raise ConfigError(f"{prefix}{key} is not a setting of {name}: {hint.strip()}")
+
+
+def constructor_settings(node: Any) -> tuple[str, list[str]] | None:
+    """(class name, the keyword arguments it takes) for a config node with a `_target_`; None
+    when it has none, Hydra cannot import it, or it takes any keyword (**kwargs)."""
+    import inspect
+
+    from hydra.utils import get_object
+    from omegaconf import DictConfig
+
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return None
+    try:
+        target = get_object(str(node["_target_"]))
+        params = inspect.signature(target).parameters
+    except Exception:  # noqa: BLE001 - Hydra reports a target it cannot find or read
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    takes = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    return getattr(target, "__name__", str(target)), takes
 
 
 def missing_value_error(e: MissingMandatoryValue) -> ConfigError:

@@ -1,0 +1,133 @@
+"""The nearest real key for an override whose key is not in the config.
+
+`cadenza-train model.hiden_size=64` gets Hydra's "Could not override 'model.hiden_size'" with the
+advice to append it as `+model.hiden_size=64`, which for a typo only moves the error. After
+Hydra's message the console scripts add one line per such key: the override as it was meant
+(`model.hidden_size=64`), or `+key=...` for a constructor setting the config leaves at its
+default. It runs only once Hydra has failed, so a good command line pays nothing for it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from cadenza.paths import config_dir
+from cadenza.training.config import HYDRA_KEYS, constructor_settings, register_resolvers
+
+# Enough for every override of a long sweep line; each try is one composition (~50 ms).
+MAX_TRIES = 12
+
+
+def names_typos(config_name: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+    """Decorates a @hydra.main entry point: when Hydra exits with an error (status 1), print
+    the nearest key for each override whose key does not exist, then exit as Hydra did."""
+
+    def wrap(hydra_main: Callable[[], Any]) -> Callable[[], Any]:
+        @functools.wraps(hydra_main)
+        def entry() -> Any:
+            try:
+                return hydra_main()
+            except SystemExit as e:
+                if e.code == 1:
+                    for line in typo_hints(*_config_and_overrides(config_name, sys.argv[1:])):
+                        print(f"cadenza: {line}", file=sys.stderr, flush=True)
+                raise
+
+        return entry
+
+    return wrap
+
+
+def _config_and_overrides(config_name: str, argv: list[str]) -> tuple[str, list[str]]:
+    from hydra._internal.utils import get_args_parser  # Hydra's own reading of the command line
+
+    try:
+        args = get_args_parser().parse_args(argv)
+    except BaseException:  # noqa: BLE001 - argparse exits on what it cannot read; so does Hydra
+        return config_name, []
+    return args.config_name or config_name, list(args.overrides or [])
+
+
+def typo_hints(config_name: str, overrides: list[str]) -> list[str]:
+    """One line for each override Hydra could not apply because its key is not in the config
+    (none if the config composes, or fails for another reason)."""
+    try:
+        return list(_hints(config_name, overrides))
+    except Exception:  # noqa: BLE001 - a hint is a courtesy: Hydra has reported the error already
+        return []
+
+
+def _hints(config_name: str, overrides: list[str]) -> Iterator[str]:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException
+
+    register_resolvers()
+    given, first_run = zip(*_one_run(overrides), strict=True) if overrides else ((), ())
+    kept = dict(enumerate(first_run))
+    missing: list[tuple[str, str]] = []  # (key, value as given) of the overrides matching no key
+    for _ in range(MAX_TRIES):
+        GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+                cfg = compose(config_name, overrides=list(kept.values()))
+            break
+        except ConfigCompositionException as e:
+            key = getattr(e.__cause__, "full_key", None)
+            if not str(e).startswith("Could not override") or not key:
+                return
+            at = next((i for i, o in kept.items() if o.split("=", 1)[0] == key), None)
+            if at is None:
+                return
+            kept.pop(at)
+            missing.append((key, given[at].split("=", 1)[1]))
+        finally:
+            GlobalHydra.instance().clear()
+    else:
+        return
+    for key, value in missing:
+        yield _nearest(cfg, key, value)
+
+
+def _one_run(overrides: list[str]) -> Iterator[tuple[str, str]]:
+    """(as given, as the sweep's first run has it): `a=1,2` composes as `a=1`."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for override in OverridesParser.create().parse_overrides(overrides):
+        line = override.input_line
+        if not override.is_sweep_override():
+            yield line, line
+            continue
+        try:
+            yield line, f"{override.get_key_element()}={next(override.sweep_string_iterator())}"
+        except Exception:  # noqa: BLE001 - an interval (Optuna) has no first value
+            yield line, line.split("=", 1)[0] + "=0"  # composes as a number
+
+
+def _nearest(cfg: DictConfig, key: str, value: str) -> str:
+    parent, _, name = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    prefix = f"{parent}." if parent else ""
+    where = parent or "the config"
+    if not isinstance(node, DictConfig):
+        return f"{key}: {where} has no settings of its own"
+    keys = [str(k) for k in node if k not in HYDRA_KEYS]
+    near = difflib.get_close_matches(name, keys, n=1)
+    if near:
+        return f"{key} is not in {where}: did you mean {prefix}{near[0]}={value}?"
+    # Only now import the class (torch, Lightning: seconds) for the settings left at defaults.
+    found = constructor_settings(node)
+    defaults = [k for k in (found[1] if found else []) if k not in keys]  # settable with "+"
+    near = difflib.get_close_matches(name, defaults, n=1)
+    if near and found:
+        why = f"{near[0]} is a setting of {found[0]} the config leaves at its default"
+        return f"{key} is not in {where}: did you mean +{prefix}{near[0]}={value}? ({why})"
+    listed = keys + defaults
+    shown = ", ".join(sorted(listed)[:30]) + (", ..." if len(listed) > 30 else "")
+    return f"{key} is not in {where}, whose settings are {shown}"
