@@ -301,3 +301,30 @@ def test_a_miditok_checkpoint_samples_midi_with_its_learned_vocabulary(
             continue
         for t in tracks:
             assert ((t.notes[:, 2] >= 21) & (t.notes[:, 2] <= 108)).all()
+
+
+def test_a_typed_length_the_model_will_not_use_is_said(smoke: SmokeRuns) -> None:
+    """bars=16 on a 2-bar VAE, or with a melody to accompany, is a warning before sampling;
+    the default length (bars=8, not typed) is silent."""
+    from cadenza.cli.sample import unused_length
+
+    vae = GenerativeModule.load(smoke["smoke_vae"].ckpt)
+    lstm = GenerativeModule.load(smoke["smoke"].ckpt)
+    window = vae.declaration().window_steps
+    asked = {"bars": 16, "steps": 40, "condition": None}
+    assert unused_length(vae, "prior", asked, {"bars"}) == [
+        f"bars=16: the vae model writes windows of its own length ({window} steps); length is "
+        "ignored"
+    ]
+    assert unused_length(vae, "prior", asked, set()) == []
+    assert unused_length(vae, "interpolate", asked, {"steps"}) == []  # points on the path
+    assert unused_length(vae, "reconstruct", asked, {"bars", "steps"}) == [
+        "bars=16 and steps=40: mode=reconstruct writes windows as long as its input's; length "
+        "is ignored"
+    ]
+    assert unused_length(lstm, "prior", asked, {"bars", "steps"}) == []
+    melody = asked | {"condition": "melody.mid"}
+    assert unused_length(lstm, "prior", melody, {"bars"}) == [
+        "bars: an accompaniment is as long as its melody; steps= cuts it shorter"
+    ]
+    assert unused_length(lstm, "prior", melody, {"steps"}) == []

@@ -12,6 +12,7 @@ What a checkpoint can do is its family's declaration; asking for anything else s
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import hydra
@@ -22,6 +23,7 @@ from cadenza.cli.typos import names_typos
 from cadenza.errors import ConfigError
 from cadenza.training.config import require
 
+log = logging.getLogger("cadenza.sample")
 MODES = ("prior", "reconstruct", "interpolate")
 FILE_KEYS = ("render", "synth", "soundfont", "sample_rate", "tempo")  # how files are written
 
@@ -43,6 +45,8 @@ def sample(cfg: DictConfig) -> list[str]:
     out_dir, png = controls.pop("out_dir"), controls.pop("png")
     audio = {k: controls.pop(k) for k in FILE_KEYS}
     check_tempo(audio["tempo"], model.codec.output)  # before any sampling
+    for line in unused_length(model, mode, controls, _typed()):
+        log.warning(line)
     common: dict[str, Any] = {"seed": controls["seed"]}
     if mode == "reconstruct":
         path = inputs["input"] or _missing("input", "mode=reconstruct input=phrase.mid")
@@ -85,6 +89,35 @@ def sample(cfg: DictConfig) -> list[str]:
     for p in paths:
         print(p)
     return paths
+
+
+def unused_length(model: Any, mode: str, controls: dict[str, Any], typed: set[str]) -> list[str]:
+    """What a typed `bars=`/`steps=` will not do here, said before sampling: the default length
+    (bars=8) is silent, so a producer who asked for 16 bars and got a VAE's 2 learns why."""
+    window = model.declaration().window_steps
+    asked = [f"{k}={controls[k]}" for k in ("bars", "steps") if k in typed]
+    if mode == "interpolate":
+        asked = [a for a in asked if not a.startswith("steps=")]  # steps: points on the path
+    if not asked:
+        return []
+    given = " and ".join(asked)
+    if mode != "prior":
+        return [f"{given}: mode={mode} writes windows as long as its input's; length is ignored"]
+    if window is not None:
+        return [f"{given}: the {model.family} model writes windows of its own length ({window} "
+                f"steps); length is ignored"]  # fmt: skip
+    if controls.get("condition") is not None and "bars" in typed:
+        return ["bars: an accompaniment is as long as its melody; steps= cuts it shorter"]
+    return []
+
+
+def _typed() -> set[str]:
+    """The keys given on the command line (a default and a typed value look alike in cfg)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return set()
+    return {o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task}
 
 
 def _missing(key: str, example: str) -> str:
