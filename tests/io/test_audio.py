@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -180,17 +181,23 @@ def test_broken_files_raise_their_reason(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def rendered_tune(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A real Nottingham tune rendered (6 s, built-in synthesizer) to WAV and FLAC."""
+    """A real Nottingham tune rendered (6 s, built-in synthesizer) to WAV, FLAC, Ogg Vorbis and
+    AIFF (16-bit, as a DAW bounces it)."""
+    import soundfile
+
     from cadenza.io.render import render_to_file
 
     folder = tmp_path_factory.mktemp("rendered")
     midi = real_midi("nottingham/MIDI/ashover1.mid")
-    return {suffix: render_to_file(midi, folder / f"ashover1.{suffix}", synth="builtin",
-                                   sample_rate=SR, max_seconds=6.0)
-            for suffix in ("wav", "flac")}  # fmt: skip
+    files = {suffix: render_to_file(midi, folder / f"ashover1.{suffix}", synth="builtin",
+                                    sample_rate=SR, max_seconds=6.0)
+             for suffix in ("wav", "flac", "ogg")}  # fmt: skip
+    files["aiff"] = folder / "ashover1.aiff"
+    soundfile.write(files["aiff"], load_audio(files["wav"]).samples, SR, subtype="PCM_16")
+    return files
 
 
-@pytest.mark.parametrize("suffix", ["wav", "flac"])
+@pytest.mark.parametrize("suffix", ["wav", "flac", "ogg", "aiff"])
 def test_a_file_cut_to_a_third_is_truncated_not_a_shorter_piece(
     rendered_tune: dict[str, Path], tmp_path: Path, suffix: str
 ) -> None:
@@ -202,8 +209,21 @@ def test_a_file_cut_to_a_third_is_truncated_not_a_shorter_piece(
     with pytest.raises(BadAudioError) as err:
         load_audio(cut)
     assert err.value.reason == "truncated", str(err.value)
-    if suffix == "wav":  # the header's length against the bytes present
+    if suffix in ("wav", "aiff"):  # the header's length against the bytes present
         assert "header says 6.00 s, file holds 2.00 s" in str(err.value)
+
+
+def test_an_ogg_cut_between_its_pages_is_truncated(
+    rendered_tune: dict[str, Path], tmp_path: Path
+) -> None:
+    """Cut exactly where its last page starts: every page left is whole, and libsndfile reads
+    them as a shorter piece; no page closes the stream."""
+    data = rendered_tune["ogg"].read_bytes()
+    (tmp_path / "cut.ogg").write_bytes(data[: data.rfind(b"OggS")])
+    with pytest.raises(BadAudioError) as err:
+        load_audio(tmp_path / "cut.ogg")
+    assert err.value.reason == "truncated", str(err.value)
+    assert re.search(r"the Ogg stream stops after [0-5]\.\d\d s before its end", str(err.value))
 
 
 def test_damage_inside_a_flac_is_corrupt_not_truncated(

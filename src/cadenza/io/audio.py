@@ -23,7 +23,7 @@ import soundfile
 
 from cadenza.atomic import write_atomically
 from cadenza.errors import BadAudioError, CadenzaError, ConfigError
-from cadenza.io.audio_truncation import flac_cut_short, wav_shortfall
+from cadenza.io.audio_truncation import flac_cut_short, ogg_unfinished, pcm_shortfall
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 # Peak below -80 dBFS (a 16-bit file's last few bits): nothing a listener or a model can use.
@@ -161,8 +161,12 @@ def load_audio(
         # text file: the reason tells a user which of the two to look for.
         if not _looks_like_audio(head):
             raise BadAudioError(str(path), "not_audio", _no_header(head)) from e
+        if head.startswith(b"OggS"):
+            _check_ogg_end(path, None)
         raise BadAudioError(str(path), "corrupt", _first_line(e)) from e
-    _check_wav_length(path, info)
+    _check_pcm_length(path, info)
+    if info.format == "OGG":
+        _check_ogg_end(path, info.samplerate)
     if info.frames <= 0 or info.samplerate <= 0:
         raise BadAudioError(str(path), "empty_file", "no audio frames")
     seconds = info.frames / info.samplerate
@@ -241,10 +245,10 @@ def _no_header(head: bytes) -> str:
     return f"no WAV, FLAC, OGG, MP3 or AIFF header; the file starts with {head!r}"
 
 
-def _check_wav_length(path: Path, info: Any) -> None:
-    """A WAV whose data chunk promises more bytes than the file holds was cut short: libsndfile
-    would read what is there as a whole, shorter piece (it sizes the data by the file)."""
-    shortfall = wav_shortfall(path) if info.format == "WAV" else None
+def _check_pcm_length(path: Path, info: Any) -> None:
+    """A WAV or AIFF whose sound chunk promises more bytes than the file holds was cut short:
+    libsndfile would read what is there as a whole, shorter piece (it sizes it by the file)."""
+    shortfall = pcm_shortfall(path) if info.format in ("WAV", "AIFF") else None
     if shortfall is not None:
         declared, present = shortfall
         bytes_per_second = present / (info.frames / info.samplerate) if info.frames else 0.0
@@ -252,6 +256,16 @@ def _check_wav_length(path: Path, info: Any) -> None:
                   f"{present / bytes_per_second:.2f} s" if bytes_per_second
                   else f"header says {declared} bytes of audio, file holds {present}")  # fmt: skip
         raise BadAudioError(str(path), "truncated", detail)
+
+
+def _check_ogg_end(path: Path, sample_rate: int | None) -> None:
+    """An Ogg stream that stops before its end-of-stream page was cut: libsndfile reads the
+    pages that are there as a shorter piece, or as no audio at all."""
+    granule = ogg_unfinished(path)
+    if granule is None:
+        return
+    held = f" after {granule / sample_rate:.2f} s" if sample_rate and granule > 0 else ""
+    raise BadAudioError(str(path), "truncated", f"the Ogg stream stops{held} before its end")
 
 
 def _first_line(e: Exception) -> str:

@@ -1,10 +1,12 @@
-"""Is a WAV or FLAC file shorter than its own header says? Read from the bytes, stdlib only.
+"""Was an audio file cut short? Read from the bytes, stdlib only.
 
-libsndfile cannot tell us. For a WAV it takes the frame count from the file's size when the data
-chunk claims more bytes than the file holds, so a cut download reads as a shorter, whole piece;
-for a FLAC a cut stream and a damaged one both end in "decoder lost sync". Both formats say how
-long they are in their header, so the bytes on disk can be checked against it (io/audio.py asks
-here before it trusts a read).
+libsndfile cannot tell us. For a WAV or AIFF it takes the frame count from the file's size when
+the sound chunk claims more bytes than the file holds, so a cut download reads as a shorter,
+whole piece; for a FLAC a cut stream and a damaged one both end in "decoder lost sync"; an Ogg
+(Vorbis, Opus) cut inside its pages reads as a shorter piece, or as none when the cut comes
+before the second page. WAV, AIFF and FLAC say how long they are in their header, and an Ogg
+stream must end on a page flagged end-of-stream, so the bytes on disk can be checked (io/audio.py
+asks here before it trusts a read).
 """
 
 from __future__ import annotations
@@ -17,25 +19,60 @@ from pathlib import Path
 _UNKNOWN_SIZES = (0, 0xFFFFFFFF)
 
 
-def wav_shortfall(path: Path) -> tuple[int, int] | None:
-    """(bytes the data chunk declares, bytes the file holds after its start) for a RIFF/WAVE
-    file whose data chunk runs past the end of the file; None for a whole file, another format,
-    or a size the writer left unknown."""
+# (container, form types, the chunk holding the samples, how chunk sizes are written)
+_PCM_CONTAINERS = ((b"RIFF", (b"WAVE",), b"data", "<I"),  # WAV: little-endian sizes
+                   (b"FORM", (b"AIFF", b"AIFC"), b"SSND", ">I"))  # AIFF: big-endian  # fmt: skip
+
+
+def pcm_shortfall(path: Path) -> tuple[int, int] | None:
+    """(bytes the sound chunk declares, bytes the file holds after its start) for a WAV or AIFF
+    file whose sound chunk runs past the end of the file; None for a whole file, another
+    format, or a size the writer left unknown."""
     with open(path, "rb") as f:
         head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        layout = next((c for c in _PCM_CONTAINERS if head[:4] == c[0] and head[8:12] in c[1]),
+                      None)  # fmt: skip
+        if len(head) < 12 or layout is None:
             return None
+        _, _, sound, size_format = layout
         while True:
             chunk = f.read(8)
             if len(chunk) < 8:
-                return None  # no data chunk: libsndfile rejects the file on its own
-            tag, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-            if tag == b"data":
+                return None  # no sound chunk: libsndfile rejects the file on its own
+            tag, size = chunk[:4], struct.unpack(size_format, chunk[4:])[0]
+            if tag == sound:
                 present = path.stat().st_size - f.tell()
                 if size in _UNKNOWN_SIZES or size <= present:
                     return None
                 return size, present
             f.seek(size + (size & 1), 1)  # chunks are padded to an even length
+
+
+def ogg_unfinished(path: Path) -> int | None:
+    """For an Ogg file whose pages stop before a stream's end-of-stream page (the last page is
+    cut, or the file ends between pages with a stream still open): the granule position of its
+    last whole page (samples, in the codec's clock; 0 for none). None for a whole file, another
+    format, or bytes that are not Ogg pages (libsndfile judges those)."""
+    open_streams: set[bytes] = set()
+    granule = 0
+    with open(path, "rb") as f:
+        while head := f.read(27):
+            if len(head) < 27:
+                return granule if b"OggS".startswith(head[:4]) else None
+            if head[:4] != b"OggS":
+                return None
+            flags, position, serial = head[5], head[6:14], head[14:18]
+            lacing = f.read(head[26])
+            body = sum(lacing)
+            if len(lacing) < head[26] or len(f.read(body)) < body:
+                return granule  # the file stops inside this page
+            if flags & 0x02:  # beginning of a logical stream
+                open_streams.add(serial)
+            if flags & 0x04:  # its end
+                open_streams.discard(serial)
+            if position != b"\xff" * 8:  # -1: no packet ends on this page
+                granule = struct.unpack("<q", position)[0]
+    return granule if open_streams else None
 
 
 def flac_cut_short(path: Path, total_samples: int) -> bool:
