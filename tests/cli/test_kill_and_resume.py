@@ -50,10 +50,12 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path: Path) -> None:
     stale = run / f".{latest.resolve().name}.{proc.pid}.1.0.tmp"
     stale.write_bytes(b"half a checkpoint")
 
-    # Resumed as the CLI resumes, in this process (the kill needed a process of its own).
-    resumed = cli("cadenza-train", *common, f"trainer.max_epochs={epoch + 3}",
-                  f"ckpt_path={last[0]}", cwd=tmp_path)  # fmt: skip
+    # Resumed as the CLI resumes, in this process (the kill needed a process of its own), and
+    # as a requeued job does: the same command with ckpt_path=auto finds the newest run.
+    resumed = cli("cadenza-train", *common, f"trainer.max_epochs={epoch + 3}", "ckpt_path=auto",
+                  cwd=tmp_path)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"ckpt_path=auto: resuming {last[0]}" in resumed.stderr
     final = torch.load(last[0], weights_only=True)  # in the same run's folder
     assert final["epoch"] == epoch + 2  # continued from the killed run's epoch, not from 0
     assert final["global_step"] > ckpt["global_step"]

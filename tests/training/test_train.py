@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,23 @@ def test_resume_restores_optimizer_and_loop_state(tmp_path: Path) -> None:
     assert ckpt2["global_step"] == 2 * steps1  # the second epoch continued the first
     adam_step2 = next(iter(ckpt2["optimizer_states"][0]["state"].values()))["step"]
     assert float(adam_step2) == 2 * steps1  # Adam moments continued, not restarted
+
+
+def test_auto_resume_picks_the_newest_run_of_the_name(tmp_path: Path) -> None:
+    """ckpt_path=auto: nothing to resume starts a run; otherwise the newest last.ckpt among
+    this name's runs (by when it was written, not by folder name); a path is a path."""
+    from cadenza.training.loop import resume_path
+
+    cfg = compose_train(tmp_path, ["experiment=smoke", "ckpt_path=auto"])
+    root = Path(cfg.paths.checkpoint_root)
+    assert resume_path(cfg) is None
+    for i, run in enumerate(["2026-12-07_10-00-00", "2026-12-06_09-00-00_1", "other"]):
+        (root / run).mkdir(parents=True)
+        (root / run / ("last.ckpt" if run != "other" else "epoch001.ckpt")).write_bytes(b"x")
+        os.utime(root / run / "last.ckpt" if run != "other" else root / run, (i, 1000 + i))
+    assert resume_path(cfg) == str(root / "2026-12-06_09-00-00_1" / "last.ckpt")
+    given = compose_train(tmp_path, ["experiment=smoke", "ckpt_path=/x/run/last.ckpt"])
+    assert resume_path(given) == "/x/run/last.ckpt"
 
 
 def test_missing_resume_checkpoint_is_a_clear_error(tmp_path: Path) -> None:

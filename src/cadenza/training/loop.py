@@ -77,7 +77,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     the paths it wrote."""
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
-    ckpt_path = cfg.get("ckpt_path")
+    ckpt_path = resume_path(cfg)
     if ckpt_path is not None and not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={ckpt_path} does not exist: give the .ckpt file to resume")
     if ckpt_path is not None:
@@ -143,6 +143,22 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         result["samples"] = [str(p.files.get("midi") or p.files["audio"]) for p in pieces]
         log.info("wrote %d samples to %s", n_samples, cfg.sample.out_dir)
     return result
+
+
+def resume_path(cfg: DictConfig) -> str | None:
+    """cfg.ckpt_path; `auto` is the newest run of this name's last.ckpt, or a fresh start when
+    there is none: the same command line both starts a run and goes on with it, as a job that
+    SLURM requeues after a preemption or its time limit runs it again."""
+    given = cfg.get("ckpt_path")
+    if given != "auto":
+        return given
+    root = Path(cfg.paths.checkpoint_root)
+    runs = sorted(root.glob("*/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        log.info("ckpt_path=auto: no run of %s yet under %s, starting one", cfg.name, root)
+        return None
+    log.info("ckpt_path=auto: resuming %s, the newest run of %s", runs[-1], cfg.name)
+    return str(runs[-1])
 
 
 def resume_in_place(cfg: DictConfig, ckpt_path: Path) -> None:
