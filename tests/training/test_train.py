@@ -96,6 +96,21 @@ def test_auto_resume_picks_the_newest_run_of_the_name(tmp_path: Path) -> None:
     assert resume_path(given) == "/x/run/last.ckpt"
 
 
+def test_auto_resume_in_a_sweep_is_refused(tmp_path: Path) -> None:
+    """The runs of a sweep share a name: each would resume the newest of them all."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from cadenza.errors import ConfigError
+    from cadenza.training.loop import resume_path
+
+    sweep = ["experiment=smoke", "ckpt_path=auto", "hydra.mode=MULTIRUN", "hydra.job.num=3"]
+    try:
+        with pytest.raises(ConfigError, match="ckpt_path=auto cannot tell the runs of a sweep"):
+            resume_path(compose_train(tmp_path, sweep))
+    finally:
+        HydraConfig.instance().cfg = None  # no later test sees a sweep's job
+
+
 def test_missing_resume_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     from cadenza.errors import ConfigError
 

@@ -19,7 +19,7 @@ from cadenza.training.checks import (
     check_run_config,
     check_sample_abilities,
 )
-from cadenza.training.config import instantiate, register_resolvers
+from cadenza.training.config import instantiate, job_suffix, register_resolvers
 
 log = logging.getLogger("cadenza")
 DDP_STRATEGIES = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
@@ -152,6 +152,11 @@ def resume_path(cfg: DictConfig) -> str | None:
     given = cfg.get("ckpt_path")
     if given != "auto":
         return given
+    if job_suffix():  # the jobs of a sweep share a name: each would resume the newest of all
+        raise ConfigError(
+            f"ckpt_path=auto cannot tell the runs of a sweep apart (they share "
+            f"name={cfg.name}): resume each with ckpt_path=.../last.ckpt"
+        )
     root = Path(cfg.paths.checkpoint_root)
     runs = sorted(root.glob("*/last.ckpt"), key=lambda p: p.stat().st_mtime)
     if not runs:
