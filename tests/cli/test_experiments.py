@@ -117,3 +117,34 @@ def test_smoke_experiments_through_one_cli_multirun(tmp_path: Path) -> None:
             continue  # ranks tracks or labels pieces: writes no music
         written = list((job / "samples").glob("sample_000.*"))
         assert any(p.suffix in (".mid", ".wav") and p.stat().st_size > 20 for p in written), job
+
+
+@pytest.mark.slow
+def test_an_optuna_search_draws_each_trial_and_keeps_the_best_epoch(tmp_path: Path) -> None:
+    """`hparams_search=jsb_lstm_optuna` (Hydra's Optuna sweeper, TPE): each trial's settings are
+    drawn from the search space, each run returns its best epoch's val/nll, and the study's best
+    is the lowest of them (here on the smoke data: two trials, the second drawn by TPE)."""
+    import yaml
+
+    data_root()
+    proc = run_cli(
+        "cadenza-train", "experiment=smoke", "hparams_search=jsb_lstm_optuna",
+        "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=1", "logger=none",
+        "sample.n=0", "test=false", cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (results,) = (tmp_path / "outputs" / "multirun" / "smoke").glob("*/optimization_results.yaml")
+    jobs = sorted(results.parent.glob("[0-9]*"))
+    assert [j.name for j in jobs] == ["0", "1"]
+    for job in jobs:
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+        drawn = dict(o.split("=", 1) for o in overrides if o.startswith("model."))
+        assert int(drawn["model.hidden_size"]) in (150, 200, 300, 400)
+        assert int(drawn["model.nade_hidden"]) in (100, 150, 200)
+        assert 0.2 <= float(drawn["model.dropout"]) <= 0.6
+        assert 0.0005 <= float(drawn["model.optimizer.lr"]) <= 0.01
+    best = (tmp_path / "checkpoints" / "smoke").glob("*/epoch*-nll*.ckpt")
+    best_epochs = [float(p.stem.rsplit("nll", 1)[1]) for p in best]
+    assert len(best_epochs) == 2
+    study = yaml.safe_load(results.read_text())
+    assert study["best_value"] == pytest.approx(min(best_epochs), abs=1e-4)

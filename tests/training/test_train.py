@@ -74,6 +74,11 @@ def test_resume_restores_optimizer_and_loop_state(tmp_path: Path) -> None:
     )
     ckpt2 = torch.load(resumed["last_ckpt"], map_location="cpu", weights_only=True)
     assert ckpt2["epoch"] == 1
+    # What a sweep is returned: the best epoch's val/nll (over both parts), as the best
+    # checkpoint is named, never worse than the last epoch's.
+    best = resumed["best"]["val/nll"]
+    assert f"nll{best:.4f}" in Path(resumed["best_ckpt"]).name
+    assert best <= resumed["metrics"]["val/nll"] + 1e-6
     assert ckpt2["global_step"] == 2 * steps1  # the second epoch continued the first
     adam_step2 = next(iter(ckpt2["optimizer_states"][0]["state"].values()))["step"]
     assert float(adam_step2) == 2 * steps1  # Adam moments continued, not restarted

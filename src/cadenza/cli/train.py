@@ -14,9 +14,12 @@ from cadenza.training.loop import train
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     result = run_task(train, cfg)
-    # Returned for Hydra sweepers (hparams_search): the value to minimise.
+    # Returned for Hydra sweepers (hparams_search): the value to minimise, at the run's best
+    # epoch where its checkpoints select on that metric.
     metric = cfg.get("optimized_metric")
-    return result["metrics"].get(metric) if metric and result else None
+    if not metric or not result:
+        return None
+    return result["best"].get(metric, result["metrics"].get(metric))
 
 
 if __name__ == "__main__":

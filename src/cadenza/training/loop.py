@@ -110,6 +110,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt_cbs = trainer.checkpoint_callbacks
     best = next((c.best_model_path for c in ckpt_cbs if c.monitor is not None), "") or ""
     last = next((c.best_model_path for c in ckpt_cbs if c.monitor is None), "") or ""
+    # The score of the best epoch on the metric checkpoints select by: what a sweep compares
+    # (the last epoch's would count against a run the epochs it trained past its best).
+    result["best"] = {c.monitor: float(c.best_model_score) for c in ckpt_cbs
+                      if c.monitor is not None and c.best_model_score is not None}  # fmt: skip
     if trainer.is_global_zero and (best or last):
         result["best_ckpt"], result["last_ckpt"] = best or None, last or None
         latest = Path(cfg.paths.checkpoint_root) / "latest.ckpt"
