@@ -31,13 +31,14 @@ def test_reconstruct_writes_the_input_window_and_its_reconstruction(vae_ckpt, tm
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "r" / "samples.json").read_text())
-    files = [s["file"] for s in report["samples"]]
+    assert report["controls"]["mode"] == "reconstruct"
+    files = [s["file"] for s in report["inputs"] + report["samples"]]
     assert files == ["input.mid", "reconstruction_000.mid"]  # greedy: one answer
     for f in files:
         pm = load_midi(tmp_path / "r" / f)
         assert sum(len(t.notes) for t in tracks_of(pm)) > 0
         assert (tmp_path / "r" / f).with_suffix(".png").is_file()
-    acc = report["samples"][1]["token_accuracy_vs_input"]
+    acc = report["samples"][0]["token_accuracy_vs_input"]
     assert 0.0 <= acc <= 1.0
     # The input window is the tune's first two bars, as the codec cuts them.
     codec = MelodyCodec()
@@ -57,9 +58,10 @@ def test_interpolate_writes_the_path_and_one_sheet(vae_ckpt, tmp_path):
     assert [m.name for m in mids] == [f"interp_{i:03d}.mid" for i in range(5)]
     assert (tmp_path / "i" / "interp_sheet.png").stat().st_size > 1000
     report = json.loads((tmp_path / "i" / "samples.json").read_text())
-    assert report["steps"] == 5 and len(report["samples"]) == 5
+    assert report["controls"]["steps"] == 5 and len(report["samples"]) == 5
+    assert report["inputs"] == []
     # Written at the tempo asked for: the melody codec's 120 bpm window lasts twice as long.
-    assert report["tempo"] == 60
+    assert report["controls"]["tempo"] == 60
     for m in mids:
         pm = load_midi(m)
         assert pm.get_tempo_changes()[1] == pytest.approx([60.0], abs=1e-3)
@@ -79,6 +81,10 @@ def test_prior_with_attribute_reports_the_achieved_change(vae_ckpt, tmp_path):
     assert f"density: {change['before']} -> {change['after']}" in proc.stdout
     assert len(list((tmp_path / "p").glob("base_*.mid"))) == 6
     assert len(list((tmp_path / "p").glob("sample_*.mid"))) == 6
+    # Each shifted sample names the unshifted draw it came from, listed under inputs.
+    assert [s["file"] for s in report["samples"]] == [f"sample_{i:03d}.mid" for i in range(6)]
+    assert [s["base"] for s in report["samples"]] == [s["file"] for s in report["inputs"]]
+    assert [s["file"] for s in report["inputs"]] == [f"base_{i:03d}.mid" for i in range(6)]
 
 
 @pytest.mark.parametrize(

@@ -224,7 +224,8 @@ def test_vae_interpolates_between_two_uploads_and_samples_with_an_attribute(clie
     for base in shifted["inputs"]:
         assert load_midi_bytes(fetch(client, base["midi"])).instruments is not None
     report = json.loads(fetch(client, shifted["report"]))
-    assert [s["base"]["file"] for s in report["samples"]] == ["base_000.mid", "base_001.mid"]
+    assert [s["base"] for s in report["samples"]] == ["base_000.mid", "base_001.mid"]
+    assert [s["file"] for s in report["inputs"]] == ["base_000.mid", "base_001.mid"]
     r = client.post("/api/interpolate", json={"model": "smoke_vae", "a": a, "steps": 3})
     assert r.status_code == 422 and "a and b" in r.json()["error"]
     # The cap names the request's field, and the setting behind it, as the other caps do.

@@ -95,7 +95,7 @@ def test_cli_latent_walk(gan_ckpts, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(list((tmp_path / "w").glob("interp_*.mid"))) == 4
     assert (tmp_path / "w" / "interp_sheet.png").is_file()
-    assert json.loads((tmp_path / "w" / "samples.json").read_text())["steps"] == 4
+    assert json.loads((tmp_path / "w" / "samples.json").read_text())["controls"]["steps"] == 4
 
 
 def test_cli_accompanies_a_bare_melody(gan_ckpts, tmp_path):

@@ -24,6 +24,9 @@ from cadenza.metrics.attributes import ATTRIBUTES, parse_attribute, window_attri
 from cadenza.models.base import Ability, GenerativeModule, check_int
 from cadenza.progress import stop_if_cancelled
 
+# What an exploration measured, beside its controls in samples.json.
+REPORT_EXTRAS = ("attribute_change",)
+
 
 @dataclass
 class Exploration:
@@ -46,14 +49,17 @@ class Exploration:
         for p in [*self.inputs, *self.pieces]:
             stop_if_cancelled()  # a background job cancelled while it renders stops here
             entries[p.name] = write_piece(p, out, png=png, **audio)
-        report = dict(self.report)
-        if audio.get("tempo") is not None:
-            report["tempo"] = audio["tempo"]
-        if self.report.get("mode") == "prior" and self.inputs:  # base and shifted side by side
-            report["samples"] = [{"base": entries[b.name], "shifted": entries[p.name]}
-                                 for b, p in zip(self.inputs, self.pieces)]  # fmt: skip
-        else:
-            report["samples"] = list(entries.values())
+        # The layout of every samples.json (write_pieces' too): "controls", then the answer's
+        # "samples"; here also the "inputs" it started from, and what the mode measured.
+        controls = {k: v for k, v in self.report.items() if k not in REPORT_EXTRAS}
+        controls["tempo"] = audio.get("tempo")
+        samples = [entries[p.name] for p in self.pieces]
+        if self.report.get("mode") == "prior" and self.inputs:  # pieces[i] is inputs[i] shifted
+            samples = [{**e, "base": entries[b.name]["file"]}
+                       for e, b in zip(samples, self.inputs)]  # fmt: skip
+        report = {"controls": controls, "samples": samples,
+                  "inputs": [entries[p.name] for p in self.inputs],
+                  **{k: v for k, v in self.report.items() if k in REPORT_EXTRAS}}  # fmt: skip
         if self.sheet and png and self.pieces:
             prefix = self.pieces[0].name.rsplit("_", 1)[0]
             alphas = np.linspace(0, 1, len(self.pieces))
