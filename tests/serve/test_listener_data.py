@@ -164,3 +164,28 @@ def test_jobs_and_uploads_expire_after_keep_hours(tmp_path):
         store.job_dir(old_job, OPEN)
     owner = json.loads((store.jobs / new_job / ".owner").read_text())
     assert owner == {"key": "open", "listener": None}
+
+
+def test_other_listeners_are_named_only_to_an_admin(service, checkpoints: Path, users):
+    """user-kNN's reasons rank the like-minded listeners for a listener's token ("similar
+    listener 1"); only an admin reads who they are. A listener the model does not know is a 404
+    that lists none of the ones it does."""
+    settings, keys = service
+    model = RecommenderModule.load(checkpoints / MODEL / "latest.ckpt")
+    body = {"model": MODEL, "k": 3, "method": "userknn",
+            "history": [str(k) for k in model.hparams.item_keys[:4]]}  # fmt: skip
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        named = client.post("/api/recommend", headers=keys["admin"], json=body).json()["picks"]
+        ranked = client.post("/api/recommend", headers=keys["token"], json=body).json()["picks"]
+        unknown = client.post("/api/recommend", headers=keys["admin"],
+                              json={"model": MODEL, "user": "nobody-here"})  # fmt: skip
+    assert named and [p["key"] for p in named] == [p["key"] for p in ranked]
+    for admin, token in zip(named, ranked):
+        assert {r["key"] for r in admin["reasons"]["listeners"]} <= set(users)
+        assert [r["share"] for r in token["reasons"]["listeners"]] == [
+            r["share"] for r in admin["reasons"]["listeners"]]  # fmt: skip
+        assert all(r["key"].startswith("similar listener ") for r in token["reasons"]["listeners"])
+        assert not set(users) & set(token["reasons"]["summary"].replace(",", " ").split())
+    assert unknown.status_code == 404, unknown.text
+    assert "does not know this listener" in unknown.json()["error"]
+    assert not set(users) & set(unknown.json()["error"].replace("'", " ").split())

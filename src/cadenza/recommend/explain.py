@@ -249,16 +249,25 @@ def explain_itemknn(weights: sp.csr_matrix, history: np.ndarray, picks: np.ndarr
 
 
 def explain_userknn(similar: sp.csr_matrix, x: sp.csr_matrix, picks: np.ndarray,
-                    user_keys: list[str], top: int = TOP) -> list[dict[str, Any]]:  # fmt: skip
-    """User-kNN: score(u, j) = sum of sim(u, v) over the neighbours v who played j."""
+                    user_keys: list[str] | None, top: int = TOP) -> list[dict[str, Any]]:  # fmt: skip
+    """User-kNN: score(u, j) = sum of sim(u, v) over the neighbours v who played j.
+    `user_keys` None: the neighbours are not named but ranked, "similar listener 1" being the
+    most similar (the same listener has the same label in every pick), for a caller who may
+    not read who other listeners are."""
     similar = sp.csr_matrix(similar)
     neighbours, sims = similar.indices, similar.data
+    if user_keys is None:
+        rank = np.empty(len(sims), np.int64)
+        rank[np.argsort(-sims, kind="stable")] = np.arange(1, len(sims) + 1)
+        labels = [f"similar listener {r}" for r in rank.tolist()]
+    else:
+        labels = [user_keys[int(v)] for v in neighbours]
     out = []
     for j in picks:
         terms = sims * np.asarray(x[neighbours, j].toarray()).ravel()
         total = float(terms.sum())
         order = np.argsort(-terms, kind="stable")[:top]
-        listeners = [{"key": user_keys[int(neighbours[i])], "part": round(float(terms[i]), 4),
+        listeners = [{"key": labels[int(i)], "part": round(float(terms[i]), 4),
                       "share": _share(float(terms[i]), total)}
                      for i in order if terms[i] > 0]  # fmt: skip
         out.append({"summary": _summary([], [], listeners), "listeners": listeners})

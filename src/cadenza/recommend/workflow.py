@@ -132,16 +132,18 @@ def recommend_catalog(
     index: str | NearestNeighbourIndex = "exact",
     method: str = "hybrid",
     explain: bool = True,
+    name_listeners: bool = True,
 ) -> list[Pick]:
     """`index`: a kind (exact | ivf | hnsw) built over the catalog now, or one already built
     over `model.catalog_embeddings()` (a service builds it once). `method` (METHODS): the
     hybrid model, its content path alone, or an item- or user-neighbourhood recommender over the
-    checkpoint's training histories. `explain`: each pick carries its reasons (explain.py)."""
+    checkpoint's training histories. `explain`: each pick carries its reasons (explain.py);
+    `name_listeners` false: user-kNN's reasons rank the like-minded listeners, not name them."""
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if method in NEIGHBOURHOODS:
         return _neighbourhood_picks(model, method, user, history, context, text, k,
-                                    exclude_seen, explain)  # fmt: skip
+                                    exclude_seen, explain, name_listeners)  # fmt: skip
     taste, hist = _taste_and_history(model, user, history, context, text)
     seen = np.zeros(0, np.int64) if hist is None else np.flatnonzero(hist[0].numpy() > 0)
     keys = model.hparams.item_keys or [str(i) for i in range(model.hparams.n_items)]
@@ -233,7 +235,7 @@ def neighbourhood(model: RecommenderModule, method: str) -> Any:
 
 def _neighbourhood_picks(
     model: RecommenderModule, method: str, user: Any, history: Any, context: Any, text: Any,
-    k: int, exclude_seen: bool, explain: bool,
+    k: int, exclude_seen: bool, explain: bool, name_listeners: bool = True,
 ) -> list[Pick]:  # fmt: skip
     from cadenza.recommend import explain as why
 
@@ -265,7 +267,7 @@ def _neighbourhood_picks(
         if method == "itemknn":
             reasons = why.explain_itemknn(knn.weights, played, order, keys, names)
         else:
-            listeners = [str(u) for u in model.hparams.user_keys]
+            listeners = [str(u) for u in model.hparams.user_keys] if name_listeners else None
             reasons = why.explain_userknn(similar, knn.x, order, listeners)
         for pick, reason in zip(picks, reasons):
             pick.reasons = reason

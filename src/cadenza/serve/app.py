@@ -480,7 +480,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     def catalog(req: RecommendRequest, caller: Caller) -> Recommendations:
         req = for_listener(req, caller)
-        return jobs.recommend_catalog(model(req.model, "recommender"), req, settings)
+        return jobs.recommend_catalog(model(req.model, "recommender"), req, settings, caller)
 
     def generated(req: RecommendRequest, caller: Caller) -> Recommendations:
         req = for_listener(req, caller)

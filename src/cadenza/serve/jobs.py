@@ -387,6 +387,10 @@ def _has_taste(s: Served, user: str | None, history: list[str] | None) -> None:
 
     if user is None and history is None:
         return  # "exactly one of" is the workflow's to say
+    if user is not None and str(user) not in s.model.user_rows:
+        # Not the workflow's error, which lists a few of the model's listeners as examples.
+        raise NotFoundError(f"listener: {s.name!r} does not know this listener; name a "
+                            "history or text instead")  # fmt: skip
     try:
         listener_history(s.model, user, history if user is None else None)
     except NoTasteError as e:
@@ -404,14 +408,17 @@ def _fields(pick: Any) -> dict[str, Any]:
     return {f.name: getattr(pick, f.name) for f in fields(pick)}
 
 
-def recommend_catalog(s: Served, req: RecommendRequest, settings: ServeSettings) -> Recommendations:
+def recommend_catalog(s: Served, req: RecommendRequest, settings: ServeSettings,
+                      caller: Caller) -> Recommendations:  # fmt: skip
+    """user-kNN's reasons name the like-minded listeners only to an admin; anyone else reads
+    them ranked ("similar listener 1"), as another listener's ID is theirs to keep."""
     from cadenza.recommend.workflow import recommend_catalog as ranked
 
     listener = _listener(s, req, settings)
     t0 = time.perf_counter()
     # The served index is the hybrid's; the other methods cache their own on the model.
     picks = ranked(s.model, **listener, k=req.k, index=s.catalog, method=req.method,
-                   explain=req.explain)  # fmt: skip
+                   explain=req.explain, name_listeners=caller.admin)  # fmt: skip
     return Recommendations(job=None, model=s.name, listener=listener,
                            seconds=round(time.perf_counter() - t0, 4),
                            picks=[Pick(**_fields(p)) for p in picks])  # fmt: skip
