@@ -248,8 +248,10 @@ def explain_itemknn(weights: sp.csr_matrix, history: np.ndarray, picks: np.ndarr
     return out
 
 
-def explain_userknn(similar: sp.csr_matrix, x: sp.csr_matrix, picks: np.ndarray,
-                    user_keys: list[str] | None, top: int = TOP) -> list[dict[str, Any]]:  # fmt: skip
+def explain_userknn(
+    similar: sp.csr_matrix, x: sp.csr_matrix, picks: np.ndarray, user_keys: list[str] | None,
+    top: int = TOP,
+) -> list[dict[str, Any]]:  # fmt: skip
     """User-kNN: score(u, j) = sum of sim(u, v) over the neighbours v who played j.
     `user_keys` None: the neighbours are not named but ranked, "similar listener 1" being the
     most similar (the same listener has the same label in every pick), for a caller who may
