@@ -388,7 +388,13 @@ def test_cadenza_keys_makes_lists_and_revokes_keys(tmp_path):
     def keys(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60)
 
-    made = keys("new", "--name", "l42", "--scopes", "recommend", "--listener", "42",
+    # A name that spells out its listener's ID would put the ID in every log line of its calls.
+    for name, listener in (("listener-42", "42"), ("Listener_42", "listener42")):
+        spelled = keys("new", "--name", name, "--scopes", "recommend", "--listener", listener,
+                       "--file", str(path))  # fmt: skip
+        assert spelled.returncode == 2 and "holds the listener's ID" in spelled.stderr
+    assert not path.exists()
+    made = keys("new", "--name", "app-7f3a", "--scopes", "recommend", "--listener", "42",
                 "--file", str(path))  # fmt: skip
     assert made.returncode == 0, made.stderr
     secret = made.stdout.strip()
@@ -396,7 +402,9 @@ def test_cadenza_keys_makes_lists_and_revokes_keys(tmp_path):
     assert path.stat().st_mode & 0o077 == 0  # owner-only
     caller = Keyring.load(path, None, "X").caller(secret)
     assert caller.listener == "42" and caller.scopes == {"recommend"}
-    assert keys("new", "--name", "l42", "--scopes", "admin", "--file", str(path)).returncode == 2
-    assert "l42: recommend  listener 42" in keys("list", "--file", str(path)).stdout
-    assert keys("revoke", "--name", "l42", "--file", str(path)).returncode == 0
+    assert (
+        keys("new", "--name", "app-7f3a", "--scopes", "admin", "--file", str(path)).returncode == 2
+    )
+    assert "app-7f3a: recommend  listener 42" in keys("list", "--file", str(path)).stdout
+    assert keys("revoke", "--name", "app-7f3a", "--file", str(path)).returncode == 0
     assert Keyring.load(path, None, "X").open

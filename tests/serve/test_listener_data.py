@@ -109,7 +109,7 @@ def assert_no_history(client: TestClient, headers: dict, **listener) -> None:
     assert r.json()["error"].startswith(f"listener: {MODEL!r} holds no history for this listener")
 
 
-def test_a_listener_path_in_the_access_log_is_a_pseudonym(tmp_path, caplog):
+def test_the_access_log_names_listeners_by_pseudonym_and_hides_link_signatures(tmp_path, caplog):
     pseudonyms = Pseudonyms.load(None, tmp_path)
     ListenerPaths.install(pseudonyms)
     access = logging.getLogger("uvicorn.access")
@@ -119,6 +119,13 @@ def test_a_listener_path_in_the_access_log_is_a_pseudonym(tmp_path, caplog):
     line = caplog.records[-1].getMessage()
     assert "listener%2042" not in line and "listener 42" not in line
     assert pseudonyms.of("listener 42") in line
+    # A signed link opens its file to whoever holds it: its signature stays out of the log.
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        link = "/api/files/ab12/picks.json?expires=1796653715&sig=091b5b3fe0"
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", link, "1.1", 200)
+    line = caplog.records[-1].getMessage()
+    assert "/api/files/ab12/picks.json?expires=1796653715&sig=... " in line
+    assert "091b5b3fe0" not in line
     # The secret is made once, owner-only, and the same pseudonym comes back from it.
     assert (tmp_path / ".pseudonym_key").stat().st_mode & 0o077 == 0
     assert Pseudonyms.load(None, tmp_path).of("listener 42") == pseudonyms.of("listener 42")
@@ -164,6 +171,18 @@ def test_jobs_and_uploads_expire_after_keep_hours(tmp_path):
         store.job_dir(old_job, OPEN)
     owner = json.loads((store.jobs / new_job / ".owner").read_text())
     assert owner == {"key": "open", "listener": None}
+
+
+def test_job_and_upload_folders_are_owner_only(tmp_path):
+    """What jobs and uploads hold (a listener's picks, their music) is readable by the
+    service's user alone, as its pseudonym secret is; also in a work_dir made world-readable."""
+    (tmp_path / "jobs").mkdir(mode=0o755)
+    (tmp_path / "jobs").chmod(0o755)
+    store = Store(tmp_path, keep_jobs=10, keep_uploads=10)
+    _, folder = store.new_job(OPEN)
+    _, upload = store.save_upload(b"MThd", OPEN)
+    for d in (store.jobs, store.uploads, store.tasks, folder, upload.parent):
+        assert d.stat().st_mode & 0o077 == 0, (d, oct(d.stat().st_mode))
 
 
 def test_other_listeners_are_named_only_to_an_admin(service, checkpoints: Path, users):

@@ -1,9 +1,9 @@
 """cadenza-keys: make, list and revoke the service's API keys.
 
     cadenza-keys new --name platform --scopes generate recommend --file keys.yaml
-    cadenza-keys new --name listener-42 --scopes recommend --listener 42 --file keys.yaml
+    cadenza-keys new --name app-user-7f3a --scopes recommend --listener 42 --file keys.yaml
     cadenza-keys list --file keys.yaml
-    cadenza-keys revoke --name listener-42 --file keys.yaml
+    cadenza-keys revoke --name app-user-7f3a --file keys.yaml
 
 `new` prints the key once, on stdout; the file keeps only its SHA-256 (cadenza.serve.auth).
 Without --file, `new` prints the entry to put in the file or in CADENZA_API_KEYS yourself.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -44,6 +45,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _names_listener(name: str, listener: str) -> bool:
+    """Does a key's name spell out its listener's ID? A numeric ID (Last.fm's) as one of the
+    name's words ("user-42"); any other with separators and case ignored ("Listener_42")."""
+    if listener.isdigit():
+        return listener in re.split(r"[^0-9]+", name)
+    plain = re.compile(r"[^a-z0-9]")
+    return plain.sub("", listener.lower()) in plain.sub("", name.lower())
+
+
 def _entries(path: Path) -> list[dict]:
     if not path.is_file():
         return []
@@ -65,6 +75,11 @@ def _write(path: Path, entries: list[dict]) -> None:
 
 
 def _new(args: argparse.Namespace) -> int:
+    if args.listener is not None and _names_listener(args.name, str(args.listener)):
+        raise ConfigError(f"--name {args.name!r} holds the listener's ID: a key's name is "
+                          "written in the service's logs and job records, where a listener "
+                          "appears only as a pseudonym; name the token another way (e.g. "
+                          "app-user-7f3a)")  # fmt: skip
     key = new_key()
     entry = key_entry(args.name, key, sorted(set(args.scopes)), args.listener)
     if args.file is None:

@@ -98,11 +98,14 @@ class ForgetList:
 
 
 LISTENER_PATH = re.compile(r"(/api/listeners/)([^/?\s]+)")
+# A signed link's signature opens its file without a key until it expires: not for a log.
+LINK_SIGNATURE = re.compile(r"([?&]sig=)[^&\s]*")
 
 
 class ListenerPaths(logging.Filter):
-    """Rewrites /api/listeners/<ID>/... in uvicorn's access log lines to the ID's pseudonym:
-    a route that names a listener must not write that name into the log."""
+    """Rewrites /api/listeners/<ID>/... in uvicorn's access log lines to the ID's pseudonym (a
+    route that names a listener must not write that name into the log), and a signed link's
+    `sig=` to `sig=...` (the link would open its file to anyone who reads the log)."""
 
     def __init__(self, pseudonyms: Pseudonyms) -> None:
         super().__init__()
@@ -110,6 +113,7 @@ class ListenerPaths(logging.Filter):
 
     @staticmethod
     def mask(text: str, pseudonyms: Pseudonyms) -> str:
+        text = LINK_SIGNATURE.sub(r"\1...", text)
         return LISTENER_PATH.sub(lambda m: m.group(1) + pseudonyms.of(unquote(m.group(2))), text)
 
     def filter(self, record: logging.LogRecord) -> bool:

@@ -40,8 +40,10 @@ class Store:
         self.jobs = self.root / "jobs"
         self.uploads = self.root / "uploads"
         self.tasks = self.root / "tasks"  # background jobs' records (serve/tasks.py)
+        # Owner-only, as the pseudonym secret: jobs and uploads hold listeners' picks and music.
         for d in (self.jobs, self.uploads, self.tasks):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            d.chmod(0o700)  # a work_dir an earlier version made world-readable too
         self.keep_jobs, self.keep_uploads, self.keep_hours = keep_jobs, keep_uploads, keep_hours
         self.links = links
         self._lock = threading.Lock()
@@ -65,7 +67,7 @@ class Store:
         `keep` go."""
         name = secrets.token_hex(16)
         path = under / name
-        path.mkdir()
+        path.mkdir(mode=0o700)
         _write_owner(path, caller, listener)
         self._prune(under, keep, newest=path)
         return name, path
