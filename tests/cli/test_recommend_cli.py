@@ -199,6 +199,12 @@ def test_forgotten_applies_a_services_forget_list(lastfm_ckpt, tmp_path, monkeyp
     assert recommend("user=3").returncode == 0
     other = picks()
     assert recommend("user=3", f"forgotten={work}").returncode == 0 and picks() == other
+    # Another service's secret matches nobody on the list: said, not silently nothing forgotten.
+    monkeypatch.setenv("CADENZA_PSEUDONYM_KEY", "another service's secret, 32 characters or more")
+    wrong = recommend("user=2", f"forgotten={work}")
+    assert wrong.returncode == 0 and "none of the 1 listener(s) on its forget list" in wrong.stderr
+    assert "$CADENZA_PSEUDONYM_KEY is not its pseudonym secret" in wrong.stderr
+    monkeypatch.delenv("CADENZA_PSEUDONYM_KEY")
     (work / ".pseudonym_key").unlink()
     no_secret = recommend("user=2", f"forgotten={work}")
     assert no_secret.returncode == 2 and "secret is neither in" in no_secret.stderr
@@ -218,6 +224,9 @@ def test_forgotten_applies_a_services_forget_list(lastfm_ckpt, tmp_path, monkeyp
         (["text=12345"], "a description in words, got int"),
         (["text=' '"], "text is empty"),
         ([f"text={'very ' * 120}calm"], "characters; at most 500"),
+        # Settings of the catalog's ranking, with a generator: said, not silently ignored.
+        (["user=listener3", "generator=G", "method=userknn"], "scored by the hybrid model"),
+        (["user=listener3", "generator=G", "index=hnsw"], "generated pieces are each scored"),
     ],
 )
 def test_bad_requests_name_the_problem(recommender_ckpt, tmp_path, args, message) -> None:

@@ -82,6 +82,14 @@ def test_a_forgotten_listener_has_no_history_to_recommend_from_after_a_restart(s
         # A mistyped id is answered as what it is: nothing of theirs was held.
         typo = client.delete(f"/api/listeners/{listener}x", headers=keys["admin"]).json()
         assert typo["found"] is False and typo["models"] == [] and typo["jobs"] == 0
+        # Asked again, nothing of theirs is held any more (their token still names them).
+        again = client.delete(f"/api/listeners/{listener}", headers=keys["admin"]).json()
+        assert again == {"listener": pseudonym, "models": [], "jobs": 0, "uploads": 0,
+                         "found": True}  # fmt: skip
+        first, second = (client.delete(f"/api/listeners/{users[5]}", headers=keys["admin"]).json()
+                         for _ in range(2))  # fmt: skip
+        assert (first["models"], first["found"]) == ([MODEL], True)
+        assert (second["models"], second["found"]) == ([], False)
         for job in (own, about):
             url = job["picks"][0]["midi"]
             assert client.get(url).status_code == 404

@@ -21,6 +21,7 @@ writes MIDI), scored with the catalog's own track embedder, and the k best writt
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from cadenza.cli import CONFIG_DIR, checkpoint_arg, run_task
 from cadenza.cli.typos import names_typos
 from cadenza.errors import ConfigError
 from cadenza.models.base import check_int
+
+log = logging.getLogger("cadenza.recommend")
 
 
 def recommend(cfg: DictConfig) -> list[dict]:
@@ -48,6 +51,13 @@ def recommend(cfg: DictConfig) -> list[dict]:
         text = check_description(text)
     ckpt = _checkpoint("ckpt", given, "recommender")
     if c.get("generator"):  # before the recommender loads: a typo costs no seconds
+        # As the service says it: settings of the catalog's ranking do nothing here.
+        if c.get("method", "hybrid") != "hybrid":
+            raise ConfigError(f"method={c['method']} ranks catalog tracks; generated pieces "
+                              "are scored by the hybrid model (leave method= out)")  # fmt: skip
+        if c.get("index", "exact") != "exact":
+            raise ConfigError(f"index={c['index']} searches the catalog; generated pieces are "
+                              "each scored (leave index= out)")  # fmt: skip
         _checkpoint("generator", c["generator"], "generator")
     k = check_int("k", c["k"])
     history = c.get("history")
@@ -123,7 +133,12 @@ def _forget(model: Any, work_dir: Path) -> None:
         secret, where = key_file.read_text().strip(), str(key_file)
     pseudonyms = Pseudonyms(check_secret(secret, where).encode("utf-8"))
     every = ForgetList(listed).read()
-    forget_listeners(model, {u for u in model.user_rows if pseudonyms.of(u) in every})
+    forgotten = forget_listeners(model, {u for u in model.user_rows if pseudonyms.of(u) in every})
+    if every and not forgotten:
+        # Pseudonyms of another secret match nobody: say so, or the list silently does nothing.
+        log.warning("forgotten=%s: none of the %d listener(s) on its forget list is one of this "
+                    "model's; if the service forgot listeners of this model, %s is not its "
+                    "pseudonym secret", work_dir, len(every), where)  # fmt: skip
 
 
 def _shown(key: str, name: str | None) -> str:
