@@ -498,7 +498,7 @@ def test_recommend_matches_the_library_and_leaves_heard_tracks_out(client, check
                                             "context": "jsb", "k": 4})  # fmt: skip
     assert r.status_code == 200 and not {p["key"] for p in r.json()["picks"]} & set(liked)
     r = client.post("/api/recommend", json={"model": "smoke_recommender", "user": "nobody"})
-    assert r.status_code == 400 and "nobody" in r.json()["error"]
+    assert r.status_code == 404 and "does not know this listener" in r.json()["error"]
     # No taste at all is a 422, not the catalog in key order with every score 0.
     r = client.post("/api/recommend", json={"model": "smoke_recommender", "history": []})
     assert r.status_code == 422 and r.json()["error"].startswith("history: empty"), r.text
@@ -542,8 +542,11 @@ def test_recommend_from_words_and_bad_words_are_4xx(client, checkpoints):
         ({"text": ""}, 422, "text"), ({"text": "x" * 501}, 422, "text"),
         ({"text": 42}, 422, "text"), ({"text": ["rock"]}, 422, "text"),
         ({"text": "?? 123 !!"}, 422, "no words"),
-        ({"text": "rock", "user": "listener3"}, 400, "exactly one of"),
-        ({"text": "rock", "context": "jsb"}, 400, "say it in the words"),
+        ({"text": "rock", "user": "listener3"}, 422, "user, history, text: give exactly one"),
+        ({"text": "rock", "context": "jsb"}, 422, "context: it shifts a listener's history"),
+        ({}, 422, "give exactly one of them (a known listener, a new listener's catalog "
+                  "tracks, or what they like in words); got none"),
+        ({"user": "listener3", "context": "rock"}, 422, "context: 'rock' is not one"),
     ]:  # fmt: skip
         r = client.post("/api/recommend", json={"model": "smoke_recommender", **bad})
         assert r.status_code == status and says in r.json()["error"], (bad, r.text)

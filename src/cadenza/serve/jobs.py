@@ -357,6 +357,7 @@ def render(req: RenderRequest, store: Store, settings: ServeSettings, caller: Ca
 
 # --- recommend ----------------------------------------------------------------------------
 def _listener(s: Served, req: RecommendRequest, settings: ServeSettings) -> dict[str, Any]:
+    _one_listener(s, req)
     lim = settings.limits
     _cap("k", req.k, lim.max_k)
     if req.history is not None:
@@ -377,6 +378,24 @@ def _listener(s: Served, req: RecommendRequest, settings: ServeSettings) -> dict
             raise _fail(400, f"text: {s.name!r} was trained without text (model.text=false); "
                              "name a user or a history instead")  # fmt: skip
     return {"user": req.user, "history": req.history, "context": req.context, "text": text}
+
+
+def _one_listener(s: Served, req: RecommendRequest) -> None:
+    """Who to recommend for, said in the request's own fields (the workflow's errors name the
+    command line's `user=`, `history=[...]`)."""
+    given = [f for f in ("user", "history", "text") if getattr(req, f) is not None]
+    if len(given) != 1:
+        raise _fail(422, "user, history, text: give exactly one of them (a known listener, a "
+                         "new listener's catalog tracks, or what they like in words); got "
+                         f"{', '.join(given) or 'none'}")  # fmt: skip
+    if req.context is None:
+        return
+    if req.text is not None:
+        raise _fail(422, "context: it shifts a listener's history; with text, say it in the "
+                         "words instead")  # fmt: skip
+    if req.context not in s.model.contexts:
+        raise _fail(422, f"context: {req.context!r} is not one {s.name!r} was trained with: "
+                         f"{s.model.contexts or 'none (it takes no context)'}")  # fmt: skip
 
 
 def _has_taste(s: Served, user: str | None, history: list[str] | None) -> None:
