@@ -583,6 +583,9 @@ def test_recommend_generated_pieces_returns_the_best_as_files(client):
         assert pm.instruments and pm.get_tempo_changes()[1] == pytest.approx([80.0], abs=1e-3)
         assert fetch(client, p["png"])[:4] == b"\x89PNG" and 0 <= p["catalog_percentile"] <= 1
         assert p["reasons"]["summary"] and "content" in p["reasons"]
+    # The report: every pick's score and reasons, as cadenza-recommend writes it.
+    report = json.loads(fetch(client, r.json()["report"]))
+    assert [p["rank"] for p in report["picks"]] == [1, 2]
 
 
 def test_recommending_generated_pieces_asks_of_the_generator_what_generate_does(client):

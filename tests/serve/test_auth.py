@@ -217,9 +217,10 @@ def test_a_listener_token_reads_its_own_listener_and_no_one_else(keyed):
                       json={"model": "smoke_recommender", "history": history, "k": 3})  # fmt: skip
     assert r.status_code == 200, r.text
     # Listing a recommender's listeners: an admin sees them, a token its own, others none.
-    for who, users in (("admin", k.users[:50]), ("listener-a", [mine]), ("platform", [])):
+    for who, users, n in (("admin", k.users[:50], len(k.users)), ("listener-a", [mine], None),
+                          ("platform", [], None)):  # fmt: skip
         info = k.client.get("/api/models/smoke_recommender", headers=k.headers(who)).json()
-        assert info["users"] == users, who
+        assert (info["users"], info["n_users"]) == (users, n), who
     # Scoring generated pieces samples them: recommend alone is not enough.
     r = k.client.post("/api/recommend", headers=platform, json={
         "model": "smoke_recommender", "history": history, "k": 1, "generator": "smoke",

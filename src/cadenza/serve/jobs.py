@@ -488,8 +488,10 @@ def recommend_generated(
         out = [
             Pick(**(_fields(p) | {f: store.url(job, getattr(p, f)) for f in files})) for p in picks
         ]
+        report = folder / "picks.json"
         return Recommendations(job=job, model=s.name, listener=listener,
-                               seconds=round(time.perf_counter() - t0, 3), picks=out)  # fmt: skip
+                               seconds=round(time.perf_counter() - t0, 3), picks=out,
+                               report=store.url(job, report) if report.is_file() else None)  # fmt: skip
 
     return _in_job(store, caller, work, listener=pseudonym, submit=submit, slot=slot)
 

@@ -144,12 +144,14 @@ def describe(s: Served, limits: Limits, caller: Caller,
     `sample.*`). A recommender's listeners are listed to an admin only; a listener token sees
     its own listener."""
     info: dict[str, Any] = {"name": s.name, "family": s.family, "kind": s.kind, "users": [],
-                            "contexts": [], "n_items": None}  # fmt: skip
+                            "n_users": None, "contexts": [], "n_items": None}  # fmt: skip
     if s.kind == "recommender":
         hp = s.model.hparams
         info |= {
             "output": None, "codec": None, "modes": modes(s), "controls": {},
             "users": _listeners_shown(hp.user_keys or [], caller),
+            # How many there are, to an admin: `users` lists the first USERS_LISTED.
+            "n_users": len(hp.user_keys or []) if caller.admin else None,
             "contexts": list(s.model.contexts or []), "n_items": int(hp.n_items),
             "content": hp.get("feature_kind"), "text": s.model.text_map is not None,
         }  # fmt: skip

@@ -148,6 +148,8 @@ class Recommendations(BaseModel):
     listener: dict[str, Any]
     seconds: float
     picks: list[Pick]
+    # Generated pieces: picks.json, every candidate's score and reasons (signed link).
+    report: str | None = None
 
 
 class ClassProbability(BaseModel):
