@@ -355,7 +355,7 @@ def test_the_entry_command_serves_as_in_the_container(smoke: SmokeRuns, tmp_path
             assert proc.poll() is None and time.monotonic() < deadline, "".join(seen[-40:])
             with contextlib.suppress(queue.Empty):
                 seen.append(lines.get(timeout=1))
-        assert f"listening on http://0.0.0.0:{port} (1 models)" in "".join(seen)
+        assert f"listening on http://0.0.0.0:{port} (1 model)" in "".join(seen)
         # exec: the process the container's runtime signals is the server itself.
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
         assert any(part.endswith(b"cadenza-serve") for part in cmdline), (

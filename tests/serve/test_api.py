@@ -547,6 +547,8 @@ def test_recommend_from_words_and_bad_words_are_4xx(client, checkpoints):
         ({}, 422, "give exactly one of them (a known listener, a new listener's catalog "
                   "tracks, or what they like in words); got none"),
         ({"user": "listener3", "context": "rock"}, 422, "context: 'rock' is not one"),
+        ({"user": "listener3", "candidates": 8}, 422, "candidates: the number of pieces to "
+                                                      "sample from a generator"),
     ]:  # fmt: skip
         r = client.post("/api/recommend", json={"model": "smoke_recommender", **bad})
         assert r.status_code == status and says in r.json()["error"], (bad, r.text)

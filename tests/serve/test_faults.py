@@ -67,6 +67,12 @@ def test_bad_generate_requests_get_a_clear_4xx(client, body, status, says) -> No
     valid_generate_succeeds(client)
 
 
+def test_a_json_body_sent_without_its_content_type_is_told_so(client) -> None:
+    r = client.post("/api/generate", content=b'{"model": "smoke"}')  # curl -d's default type
+    assert r.status_code == 422, r.text
+    assert "content-type: application/json" in r.json()["error"]
+
+
 @pytest.mark.parametrize(
     ("make", "status", "says"),
     [

@@ -43,7 +43,7 @@ def serve(cfg: DictConfig) -> None:
                 if self.started:  # the real port, also when port=0 asked for a free one
                     port = self.servers[0].sockets[0].getsockname()[1]
                     print(f"cadenza-serve: listening on http://{settings.host}:{port} "
-                          f"({len(app.state.served)} models)", flush=True)  # fmt: skip
+                          f"({_count(len(app.state.served), 'model')})", flush=True)  # fmt: skip
 
         Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                               **_uvicorn_options(settings))).run()  # fmt: skip
@@ -59,7 +59,8 @@ def serve(cfg: DictConfig) -> None:
                             host=settings.host, port=settings.port, workers=settings.processes,
                             **_uvicorn_options(settings))  # fmt: skip
     sock = _listening_socket(settings.host, settings.port)
-    _announce_when_ready(settings.host, sock.getsockname()[1], f"{settings.processes} processes")
+    processes = _count(settings.processes, "process", "processes")
+    _announce_when_ready(settings.host, sock.getsockname()[1], processes)
     Multiprocess(config, sockets=[sock]).run()
 
 
@@ -95,6 +96,10 @@ def _listening_socket(host: str, port: int) -> socket.socket:
         ) from None
     sock.set_inheritable(True)  # the worker processes serve on it
     return sock
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def _announce_when_ready(host: str, port: int, what: str, timeout: float = 600.0) -> None:

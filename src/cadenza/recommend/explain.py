@@ -43,7 +43,8 @@ IG_STEPS = 16
 
 
 def _share(part: float, total: float) -> float:
-    return round(part / total, 4) if abs(total) > 1e-12 else 0.0
+    # + 0.0: a share that rounds to zero from below is 0.0, not the -0.0 JSON would show
+    return round(part / total, 4) + 0.0 if abs(total) > 1e-12 else 0.0
 
 
 def _summary(played: list[dict], features: list[dict], listeners: list[dict],

@@ -622,6 +622,9 @@ def _describe(problem: dict[str, Any]) -> str:
     where = ".".join(str(p) for p in problem.get("loc", ()) if p != "body")
     if problem.get("type") == "json_invalid":
         return f"the body is not valid JSON ({problem.get('ctx', {}).get('error', 'parse error')})"
+    if not where and isinstance(problem.get("input"), str | bytes):
+        # FastAPI reads a body as JSON only when the request says it is.
+        return "body: not read as JSON; send it with the header content-type: application/json"
     return f"{where or 'body'}: {problem.get('msg', 'invalid')}"
 
 

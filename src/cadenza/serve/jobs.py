@@ -382,7 +382,10 @@ def _listener(s: Served, req: RecommendRequest, settings: ServeSettings) -> dict
 
 def _one_listener(s: Served, req: RecommendRequest) -> None:
     """Who to recommend for, said in the request's own fields (the workflow's errors name the
-    command line's `user=`, `history=[...]`)."""
+    command line's `user=`, `history=[...]`); and no field that only a generator uses."""
+    if req.generator is None and "candidates" in req.model_fields_set:
+        raise _fail(422, "candidates: the number of pieces to sample from a generator; with "
+                         "no generator the picks are catalog tracks")  # fmt: skip
     given = [f for f in ("user", "history", "text") if getattr(req, f) is not None]
     if len(given) != 1:
         raise _fail(422, "user, history, text: give exactly one of them (a known listener, a "
@@ -489,9 +492,10 @@ def recommend_generated(
             Pick(**(_fields(p) | {f: store.url(job, getattr(p, f)) for f in files})) for p in picks
         ]
         report = folder / "picks.json"
+        link = store.url(job, report) if report.is_file() else None
         return Recommendations(job=job, model=s.name, listener=listener,
                                seconds=round(time.perf_counter() - t0, 3), picks=out,
-                               report=store.url(job, report) if report.is_file() else None)  # fmt: skip
+                               report=link)  # fmt: skip
 
     return _in_job(store, caller, work, listener=pseudonym, submit=submit, slot=slot)
 
