@@ -228,3 +228,14 @@ def test_pruning_survives_entries_vanishing_under_it(tmp_path) -> None:
     jobs = [store.new_job(OPEN)[0] for _ in range(4)]
     kept = {p.name for p in store.jobs.iterdir() if p.is_dir()}
     assert jobs[-1] in kept and len(kept) <= 2
+
+
+def test_a_numeric_listener_id_may_come_as_a_json_number() -> None:
+    """Last.fm's listener IDs are numbers: `"user": 2` is the listener "2" (true is no ID)."""
+    from pydantic import ValidationError
+
+    from cadenza.serve.schemas import RecommendRequest
+
+    assert RecommendRequest(model="lastfm_recommender", user=2).user == "2"
+    with pytest.raises(ValidationError):
+        RecommendRequest(model="lastfm_recommender", user=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cadenza.generation.writers import TEMPO_RANGE
 
@@ -100,6 +100,12 @@ class RecommendRequest(Sampling):
     generator: str | None = Field(None, description="score pieces sampled from this model")
     candidates: int = Field(16, ge=1)
     render: bool = False
+
+    @field_validator("user", mode="before")
+    @classmethod
+    def _numeric_id(cls, user: Any) -> Any:
+        """Last.fm's listener IDs are numbers: `"user": 2` means the listener "2"."""
+        return str(user) if isinstance(user, int) and not isinstance(user, bool) else user
 
 
 class Item(BaseModel):
