@@ -170,3 +170,21 @@ def test_a_typo_in_a_sweep_is_named_with_its_values() -> None:
     ]
     assert typo_hints("train", ["experiment=smoke", "model.dropout=0.1,0.3"]) == []
     assert typo_hints("train", ["data=nonexistent"]) == []  # not a key: Hydra's list says it all
+
+
+@pytest.mark.parametrize(
+    ("override", "hint"),
+    [
+        # Spelled right, but a constructor setting the config leaves out: append it.
+        ("trainer.accumulate_grad_batches=2", "did you mean +trainer.accumulate_grad_batches=2?"),
+        # A part in the middle: Hydra names `data.sorce`; the hint keeps the rest of the key.
+        ("data.sorce.limit=3", "data.sorce is not in data: did you mean data.source.limit=3?"),
+        # A group left out of the defaults (experiment: null) is still a name to suggest.
+        ("experment=smoke", "experment is not in the config: did you mean experiment=smoke?"),
+    ],
+)
+def test_typo_hints_for_settings_parts_and_groups(override: str, hint: str) -> None:
+    from cadenza.cli.typos import typo_hints
+
+    (line,) = typo_hints("train", ["experiment=smoke", override])
+    assert hint in line

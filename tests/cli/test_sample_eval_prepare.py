@@ -250,6 +250,9 @@ def test_prepare_an_experiment_caches_what_its_training_reads(tmp_path: Path) ->
     prepared = instantiate(cfg.data).prepare_cache()
     assert prepared.cache_hit and prepared.folder == cached
     assert not list(tmp_path.glob("outputs"))  # prepare writes no run folder
+    # Listening histories have no cache: said in one line, not an AttributeError.
+    histories = cli("cadenza-prepare", "experiment=smoke_recommender", cwd=tmp_path)
+    assert histories.returncode == 2 and "no cache to prepare" in histories.stderr
 
 
 def test_sample_render_wav_writes_audio_beside_each_midi(smoke_ckpt: Path, tmp_path: Path) -> None:

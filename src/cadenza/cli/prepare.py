@@ -7,11 +7,22 @@ from omegaconf import DictConfig
 
 from cadenza.cli import CONFIG_DIR, run_task
 from cadenza.cli.typos import names_typos
+from cadenza.errors import ConfigError
 from cadenza.training.config import instantiate
 
 
 def prepare(cfg: DictConfig) -> str:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        # The training job's own overrides, less its search: one dataset, prepared once.
+        raise ConfigError("cadenza-prepare prepares one dataset: leave out -m and "
+                          "hparams_search (each run of the sweep reads one cache)")  # fmt: skip
     datamodule = instantiate(cfg.data)
+    if not hasattr(datamodule, "prepare_cache"):
+        raise ConfigError("this data is listening histories, which have no cache to prepare: "
+                          "cadenza-train reads them as it starts")  # fmt: skip
     prepared = datamodule.prepare_cache(force=bool(cfg.get("force", False)))
     # The one-line summary is logged by prepare(); here, which files were skipped and why.
     report = prepared.skipped_report()

@@ -71,28 +71,33 @@ def _hints(config_name: str, overrides: list[str]) -> Iterator[str]:
     register_resolvers()
     given, first_run = zip(*_one_run(overrides), strict=True) if overrides else ((), ())
     kept = dict(enumerate(first_run))
-    missing: list[tuple[str, str]] = []  # (key, value as given) of the overrides matching no key
+    # (bad key, the override's key after it, value as given) of the overrides matching no key:
+    # Hydra names the first part that is missing (`data.sorce` of `data.sorce.limit=3`).
+    missing: list[tuple[str, str, str]] = []
     for _ in range(MAX_TRIES):
         GlobalHydra.instance().clear()
         try:
             with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-                cfg = compose(config_name, overrides=list(kept.values()))
+                cfg = compose(config_name, overrides=list(kept.values()),
+                              return_hydra_config=True)  # fmt: skip
             break
         except ConfigCompositionException as e:
             key = getattr(e.__cause__, "full_key", None)
             if not str(e).startswith("Could not override") or not key:
                 return
-            at = next((i for i, o in kept.items() if o.split("=", 1)[0] == key), None)
+            at = next((i for i, o in kept.items()
+                       if (o.split("=", 1)[0] + ".").startswith(key + ".")), None)  # fmt: skip
             if at is None:
                 return
             kept.pop(at)
-            missing.append((key, given[at].split("=", 1)[1]))
+            written, value = given[at].split("=", 1)
+            missing.append((key, written[len(key) :], value))
         finally:
             GlobalHydra.instance().clear()
     else:
         return
-    for key, value in missing:
-        yield _nearest(cfg, key, value)
+    for key, rest, value in missing:
+        yield _nearest(cfg, key, rest, value)
 
 
 def _one_run(overrides: list[str]) -> Iterator[tuple[str, str]]:
@@ -110,21 +115,24 @@ def _one_run(overrides: list[str]) -> Iterator[tuple[str, str]]:
             yield line, line.split("=", 1)[0] + "=0"  # composes as a number
 
 
-def _nearest(cfg: DictConfig, key: str, value: str) -> str:
+def _nearest(cfg: DictConfig, key: str, rest: str, value: str) -> str:
     parent, _, name = key.rpartition(".")
     node = OmegaConf.select(cfg, parent) if parent else cfg
     prefix = f"{parent}." if parent else ""
     where = parent or "the config"
     if not isinstance(node, DictConfig):
         return f"{key}: {where} has no settings of its own"
-    keys = [str(k) for k in node if k not in HYDRA_KEYS]
-    near = difflib.get_close_matches(name, keys, n=1)
-    if near:
-        return f"{key} is not in {where}: did you mean {prefix}{near[0]}={value}?"
-    # Only now import the class (torch, Lightning: seconds) for the settings left at defaults.
-    found = constructor_settings(node)
-    defaults = [k for k in (found[1] if found else []) if k not in keys]  # settable with "+"
-    near = difflib.get_close_matches(name, defaults, n=1)
+    keys = [str(k) for k in node if k not in HYDRA_KEYS and k != "hydra"]
+    if not parent:  # a group of the defaults left out (experiment: null) is no key, yet
+        groups = [str(g) for g in cfg.hydra.runtime.choices if "/" not in g and "@" not in g]
+        keys += [g for g in groups if g not in keys]
+    # The constructor's settings the config leaves at their defaults (appended with "+"): one
+    # of them spelled right is no typo, and the nearest of all is the one meant.
+    found = constructor_settings(node) if not rest else None
+    defaults = [k for k in (found[1] if found else []) if k not in keys]
+    near = difflib.get_close_matches(name, keys + defaults, n=1)
+    if near and near[0] in keys:
+        return f"{key} is not in {where}: did you mean {prefix}{near[0]}{rest}={value}?"
     if near and found:
         why = f"{near[0]} is a setting of {found[0]} the config leaves at its default"
         return f"{key} is not in {where}: did you mean +{prefix}{near[0]}={value}? ({why})"
