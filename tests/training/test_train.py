@@ -92,11 +92,13 @@ def test_auto_resume_picks_the_newest_run_of_the_name(tmp_path: Path) -> None:
     cfg = compose_train(tmp_path, ["experiment=smoke", "ckpt_path=auto"])
     root = Path(cfg.paths.checkpoint_root)
     assert resume_path(cfg) is None
-    for i, run in enumerate(["2026-12-07_10-00-00", "2026-12-06_09-00-00_1", "other"]):
+    runs = ["2026-12-07_10-00-00", "2026-12-06_09-00-00", "2026-12-06_08-00-00_1", "other"]
+    for i, run in enumerate(runs):
         (root / run).mkdir(parents=True)
         (root / run / ("last.ckpt" if run != "other" else "epoch001.ckpt")).write_bytes(b"x")
         os.utime(root / run / "last.ckpt" if run != "other" else root / run, (i, 1000 + i))
-    assert resume_path(cfg) == str(root / "2026-12-06_09-00-00_1" / "last.ckpt")
+    # The newest written, but not a sweep's job (<date_time>_<job>): that run is the sweep's.
+    assert resume_path(cfg) == str(root / "2026-12-06_09-00-00" / "last.ckpt")
     given = compose_train(tmp_path, ["experiment=smoke", "ckpt_path=/x/run/last.ckpt"])
     assert resume_path(given) == "/x/run/last.ckpt"
 

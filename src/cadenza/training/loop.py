@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from cadenza.training.checks import (
 from cadenza.training.config import instantiate, job_suffix, register_resolvers
 
 log = logging.getLogger("cadenza")
+SWEEP_RUN = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+")  # paths.checkpoint_dir in a sweep
 DDP_STRATEGIES = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
 # Lightning's names (and aliases) for the precisions every family trains in.
 PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16", "16-mixed", "16")
@@ -162,7 +164,9 @@ def resume_path(cfg: DictConfig) -> str | None:
             f"name={cfg.name}): resume each with ckpt_path=.../last.ckpt"
         )
     root = Path(cfg.paths.checkpoint_root)
-    runs = sorted(root.glob("*/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    # A sweep's runs (<date_time>_<job>) are the sweep's: not what a single run goes on with.
+    runs = sorted((p for p in root.glob("*/last.ckpt") if not SWEEP_RUN.fullmatch(p.parent.name)),
+                  key=lambda p: p.stat().st_mtime)  # fmt: skip
     if not runs:
         log.info("ckpt_path=auto: no run of %s yet under %s, starting one", cfg.name, root)
         return None
