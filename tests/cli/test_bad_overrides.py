@@ -59,6 +59,13 @@ from tests.helpers import cli
             ["sample: this lstm model cannot filter next tokens"],
         ),
         (["experiment=smoke", "trainer=gpu"], 2, ["no CUDA GPU is visible", "trainer=cpu"]),
+        (["experiment=smoke", "trainer.max_time=10min"], 2, ["trainer.max_time must be DD:HH"]),
+        # Known once the data is prepared (an epoch's batches), still before any training.
+        (
+            ["experiment=smoke", "trainer.val_check_interval=100"],
+            2,
+            ["trainer.val_check_interval=100 is more than an epoch's 3 training batches"],
+        ),
         # A typo Hydra's own error advises appending with "+": named, with the nearest setting.
         (
             ["experiment=smoke", "+model.hiden_size=64"],
@@ -122,6 +129,8 @@ from tests.helpers import cli
         "sample-temperature-0",
         "sample-top-k-on-frames",
         "gpu-trainer-without-a-gpu",
+        "max-time-10min",
+        "val-check-interval-over-an-epoch",
         "appended-model-typo",
         "appended-trainer-typo",
         "appended-nested-typo",

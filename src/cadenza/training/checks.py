@@ -10,6 +10,7 @@ names its key.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -30,6 +31,8 @@ TRAINER_BATCHES = ("limit_train_batches", "limit_val_batches", "limit_test_batch
                    "limit_predict_batches", "val_check_interval", "overfit_batches")  # fmt: skip
 # callbacks.<name>.<key>: ModelCheckpoint's and EarlyStopping's integers.
 CALLBACK_INTS = {"patience": 0, "save_top_k": -1, "every_n_epochs": 0, "every_n_train_steps": 0}
+MAX_TIME = re.compile(r"\d+:\d{1,2}:\d{1,2}:\d{1,2}")  # trainer.max_time, DD:HH:MM:SS
+TIMEDELTA_KEYS = {"weeks", "days", "hours", "minutes", "seconds", "milliseconds", "microseconds"}
 OPTIMIZER_FLOATS = ("lr", "weight_decay", "eps", "momentum")  # torch: each >= 0
 
 
@@ -45,6 +48,8 @@ def check_run_config(cfg: DictConfig) -> None:
     for key in TRAINER_BATCHES:
         if trainer.get(key) is not None:
             _check_batches(f"trainer.{key}", trainer[key])
+    if trainer.get("max_time") is not None:
+        _check_max_time(trainer.max_time)
     for name, node in (cfg.get("callbacks") or {}).items():
         if node is None:
             continue
@@ -96,6 +101,38 @@ def check_accelerator(accelerator: Any) -> None:
         raise ConfigError(f"trainer.accelerator={accelerator}: no CUDA GPU is visible to this "
                           "process; train on the CPU with trainer=cpu (trainer=ddp_sim: two CPU "
                           "processes)")  # fmt: skip
+
+
+def _check_max_time(value: Any) -> None:
+    """Lightning's Timer takes "DD:HH:MM:SS" or timedelta's keywords; anything else failed
+    inside the Trainer's constructor with a message that did not name the key."""
+    if isinstance(value, str) and MAX_TIME.fullmatch(value):
+        return
+    if isinstance(value, dict | DictConfig) and value and set(value) <= TIMEDELTA_KEYS:
+        return
+    raise ConfigError(f"trainer.max_time must be DD:HH:MM:SS (00:04:00:00 is 4 hours) or "
+                      f"{{hours: 4}}-style keywords, got {_shown(value)}")  # fmt: skip
+
+
+def check_val_interval(trainer: Any, datamodule: Any) -> None:
+    """An integer trainer.val_check_interval over an epoch's training batches: Lightning says so
+    only inside fit, after the data is prepared, as a traceback."""
+    interval = trainer.val_check_interval
+    if (not isinstance(interval, int) or isinstance(interval, bool)
+            or trainer.check_val_every_n_epoch is None or trainer.fast_dev_run):  # fmt: skip
+        return
+    try:
+        batches = len(datamodule.train_dataloader())
+    except TypeError:  # an iterable dataset has no length: Lightning checks as it goes
+        return
+    limit = trainer.limit_train_batches
+    batches = min(batches, limit) if isinstance(limit, int) else int(batches * limit)
+    if interval > batches:
+        raise ConfigError(
+            f"trainer.val_check_interval={interval} is more than an epoch's {batches} training "
+            "batches: set trainer.val_check_interval=null (validate at each epoch's end) or a "
+            f"number up to {batches}"
+        )
 
 
 def _check_batches(name: str, value: Any) -> None:

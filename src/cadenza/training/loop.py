@@ -19,6 +19,7 @@ from cadenza.training.checks import (
     check_resumable,
     check_run_config,
     check_sample_abilities,
+    check_val_interval,
 )
 from cadenza.training.config import instantiate, job_suffix, register_resolvers
 
@@ -104,6 +105,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 f"({len(datamodule.dataset('train'))} for training): add files or raise "
                 "data.valid_fraction"
             )
+        check_val_interval(trainer, datamodule)
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
