@@ -55,6 +55,14 @@ def test_audio_folder_errors_say_what_to_do(tmp_path: Path) -> None:
         AudioFolderSource(tmp_path / "empty").items()
     with pytest.raises(ConfigError, match="data.source.max_seconds"):
         AudioFolderSource(tmp_path, max_seconds=-1)
+    # Audio through a MIDI codec: said before anything is read, with the codec that reads it.
+    from cadenza.data.datamodule import MusicDataModule
+    from cadenza.representations import PianoRollCodec
+
+    save_audio(tone(440.0, seconds=1.0), tmp_path / "a.wav")
+    with pytest.raises(ConfigError, match="gives audio, and the pianoroll codec encodes MIDI: "
+                                          "set representation=mel"):  # fmt: skip
+        MusicDataModule(AudioFolderSource(tmp_path), PianoRollCodec(), window_bars=1)
 
 
 def _midi_folder(folder: Path, n: int = 4) -> Path:

@@ -32,6 +32,7 @@ class AudioFolderSource(FolderSource):
 
     suffixes = AUDIO_SUFFIXES
     kind = "audio"
+    gives = "audio"
 
     def __init__(
         self,
@@ -60,6 +61,8 @@ class RenderedMidiSource(Source):
     The render cache folder is keyed by the MIDI source (with its file fingerprint), the
     synthesizer actually used, the sample rate and `max_seconds`.
     """
+
+    gives = "audio"
 
     def __init__(
         self,

@@ -130,6 +130,11 @@ class MusicDataModule(pl.LightningDataModule):
         if not 0.0 <= max_rest_fraction <= 1.0:
             raise ConfigError(f"data.max_rest_fraction must lie in [0, 1], got {max_rest_fraction}")
         self.max_rest_fraction = float(max_rest_fraction)
+        if getattr(source, "gives", "midi") == "audio" and codec.output == "midi":
+            # Before the window check, whose advice (window_bars=null) would only lead to
+            # every file skipped as corrupt.
+            raise ConfigError(f"{source.describe()} gives audio, and the {codec.name} codec "
+                              "encodes MIDI: set representation=mel")  # fmt: skip
         if self.window_bars is not None and not codec.cuts_windows:
             raise ConfigError(
                 f"data.window_bars needs a codec that cuts bar windows (melody, "

@@ -47,6 +47,7 @@ class Source(ABC):
     """A collection of pieces. `name` names the cache folder, so it is short and path-safe."""
 
     name: str
+    gives: str = "midi"  # what `load` returns: MIDI (a Score) or "audio" (a Waveform)
 
     @abstractmethod
     def items(self) -> list[SourceItem]:
@@ -532,6 +533,7 @@ class StyledSource(Source):
             raise CadenzaError(f"style names must be plain words (letters, digits, _ . -): {bad}")
         self.styles = dict(styles)
         self.style_names = list(styles)
+        self.gives = "audio" if all(s.gives == "audio" for s in styles.values()) else "midi"
         self.per_style = _check_limit(per_style)
         self.seed = int(seed)
         self.name = "styles-" + "-".join(self.style_names)
