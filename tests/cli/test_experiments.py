@@ -72,6 +72,13 @@ def test_full_size_experiment_runs_one_step_of_everything(
     extra = SLICES.get(experiment, [])
     if experiment == "midi_folder_lstm":
         extra = [f"data.root={real_midi_folder}"]
+    if experiment == "audio_folder_vae":  # four real tunes, rendered: a folder of recordings
+        from cadenza.io.render import render_to_file
+
+        for midi in sorted(real_midi_folder.glob("*.mid"))[:4]:
+            render_to_file(midi, tmp_path / "audio" / f"{midi.stem}.flac", synth="builtin",
+                           sample_rate=22050, max_seconds=12.0)  # fmt: skip
+        extra = [f"data.root={tmp_path / 'audio'}"]
     cfg = compose_train(tmp_path, [
         f"experiment={experiment}", "++trainer.fast_dev_run=true", "sample.n=1",
         "sample.steps=8", f"sample.out_dir={tmp_path}/s", *extra,
