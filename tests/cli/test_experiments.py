@@ -77,7 +77,7 @@ def test_full_size_experiment_runs_one_step_of_everything(
 
         for midi in sorted(real_midi_folder.glob("*.mid"))[:4]:
             render_to_file(midi, tmp_path / "audio" / f"{midi.stem}.flac", synth="builtin",
-                           sample_rate=22050, max_seconds=12.0)  # fmt: skip
+                           sample_rate=22050, max_seconds=6.0)  # fmt: skip
         extra = [f"data.root={tmp_path / 'audio'}"]
     cfg = compose_train(tmp_path, [
         f"experiment={experiment}", "++trainer.fast_dev_run=true", "sample.n=1",
@@ -137,7 +137,7 @@ def test_an_optuna_search_draws_each_trial_and_keeps_the_best_epoch(tmp_path: Pa
     proc = run_cli(
         "cadenza-train", "experiment=smoke", "hparams_search=jsb_lstm_optuna",
         "hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=1", "logger=none",
-        "sample.n=0", "test=false", cwd=tmp_path, timeout=600,
+        "trainer.max_epochs=1", "sample.n=0", "test=false", cwd=tmp_path, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     (results,) = (tmp_path / "outputs" / "multirun" / "smoke").glob("*/optimization_results.yaml")

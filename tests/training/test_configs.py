@@ -18,7 +18,7 @@ EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_builds_model_sized_from_codec(experiment: str, tmp_path: Path) -> None:
     overrides = [f"experiment={experiment}"]
-    if experiment == "midi_folder_lstm":
+    if experiment in ("midi_folder_lstm", "audio_folder_vae"):
         overrides.append(f"data.root={tmp_path}")
     if experiment == "styles_recommender":  # 10 pieces per style build the same way as 150
         overrides += ["data.source.per_style=10", "data.source.n_users=50"]
