@@ -161,7 +161,7 @@ def test_resuming_into_another_model_names_what_differs(tmp_path: Path) -> None:
                   cwd=tmp_path / "elsewhere")  # fmt: skip
     assert resumed.returncode == 2, resumed.stderr[-2000:]
     assert "model.hidden_size=24 (this run: 32)" in resumed.stderr
-    assert "its run was started as: cadenza-train " in resumed.stderr
+    assert "the command that wrote it was: cadenza-train " in resumed.stderr
     assert ("experiment=smoke logger=none test=false sample.n=0 trainer.max_epochs=1 "
             "model.hidden_size=24") in resumed.stderr  # fmt: skip
     assert "Traceback" not in resumed.stderr

@@ -163,7 +163,7 @@ def check_resumable(model: Any, ckpt: dict[str, Any], path: Any) -> None:
     what = f"a {family} model" if family != model.family else "a model"
     run = ckpt.get("cadenza_run") or {}
     started = run.get("overrides")
-    how = (f"; its run was started as: cadenza-train {' '.join(started)}" if started
+    how = (f"; the command that wrote it was: cadenza-train {' '.join(started)}" if started
            else " (the experiment and the overrides it was trained with)")  # fmt: skip
     raise ConfigError(
         f"ckpt_path={path} holds {what} of another shape than this run's {model.family} model"
