@@ -8,14 +8,11 @@ from omegaconf import DictConfig
 from cadenza.cli import CONFIG_DIR, run_task
 from cadenza.cli.typos import names_typos
 from cadenza.errors import ConfigError
-from cadenza.training.config import instantiate
+from cadenza.training.config import instantiate, job_suffix
 
 
 def prepare(cfg: DictConfig) -> str:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+    if job_suffix():  # a run of a sweep
         # The training job's own overrides, less its search: one dataset, prepared once.
         raise ConfigError("cadenza-prepare prepares one dataset: leave out -m and "
                           "hparams_search (each run of the sweep reads one cache)")  # fmt: skip

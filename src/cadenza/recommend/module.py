@@ -150,6 +150,11 @@ class RecommenderModule(CadenzaModule):
         if stage == "fit" and dm is not None and hasattr(dm, "catalog"):
             self.attach(dm.catalog)
 
+    def holds_plays(self, user: str) -> bool:
+        """Whether this model still holds plays of a known listener (none once forgotten)."""
+        row = self.user_rows.get(str(user))
+        return row is not None and bool(self.history_indptr[row + 1] > self.history_indptr[row])
+
     def history(self, users: torch.Tensor) -> torch.Tensor:
         """Known users' training histories as dense weights [B, I]."""
         out = torch.zeros(len(users), self.hparams.n_items, device=self.item_features.device)

@@ -408,7 +408,7 @@ def _has_taste(s: Served, user: str | None, history: list[str] | None) -> None:
     from cadenza.recommend.workflow import NoTasteError, listener_history
 
     if user is None and history is None:
-        return  # "exactly one of" is the workflow's to say
+        return  # a text (_one_listener has checked that exactly one is given)
     if user is not None and str(user) not in s.model.user_rows:
         # Not the workflow's error, which lists a few of the model's listeners as examples.
         raise NotFoundError(f"listener: {s.name!r} does not know this listener; name a "

@@ -172,8 +172,7 @@ class Forgetting:
 
         # Those it still holds plays of: a listener forgotten before is held no more, and a
         # second DELETE says so (found: false) instead of copying the model for nothing.
-        indptr, rows = s.model.history_indptr, s.model.user_rows
-        known = {u for u in users if u in rows and indptr[rows[u] + 1] > indptr[rows[u]]}
+        known = {u for u in users if s.model.holds_plays(u)}
         if not known:
             return False
         # A changed copy, swapped in by one assignment: requests already running finish on the
