@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from omegaconf import OmegaConf, open_dict
 
 from cadenza.io.midi import load_midi, tracks_of
 from cadenza.models import GenerativeModule
 from cadenza.training.loop import train
 from tests.fixtures.smoke import SmokeRuns
-from tests.helpers import compose_train, train_ddp_sim
+from tests.helpers import compose_train, config_dir, train_ddp_sim
 
 
 def _ckpts(folder: Path) -> list[Path]:
@@ -52,12 +54,25 @@ def test_smoke_experiment_trains_checkpoints_and_samples(smoke: SmokeRuns) -> No
     assert meta["controls"]["steps"] == 16
 
 
-def test_resume_restores_optimizer_and_loop_state(tmp_path: Path) -> None:
-    first = train(
-        compose_train(tmp_path / "a", ["experiment=smoke", "trainer.max_epochs=1", "test=false"])
-    )
+def test_resume_restores_optimizer_and_loop_state(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = compose_train(tmp_path / "a", ["experiment=smoke", "trainer.max_epochs=1", "test=false"])
+    with open_dict(cfg):  # the first part logs to wandb (offline: not logged in here)
+        cfg.logger = OmegaConf.load(config_dir() / "logger" / "wandb.yaml")
+        cfg.logger.wandb.save_dir = cfg.paths.output_dir
+    first = train(cfg)
+    import wandb
+
+    assert wandb.run is None  # ended: the next run in this process (a sweep's job) starts its own
     ckpt1 = torch.load(first["last_ckpt"], map_location="cpu", weights_only=True)
     steps1 = ckpt1["global_step"]
+    # The checkpoint names where its run logged, so a resume can go on in the same wandb run.
+    logs = ckpt1["cadenza_run"]["logs"]
+    assert logs["output_dir"] == cfg.paths.output_dir
+    wandb_id = logs["wandb_id"]
+    assert wandb_id and list(Path(cfg.paths.output_dir).glob(f"wandb/offline-run-*-{wandb_id}"))
+    _resumes_the_wandb_run_online_only(tmp_path, first["last_ckpt"], wandb_id)
     adam_step1 = next(iter(ckpt1["optimizer_states"][0]["state"].values()))["step"]
     assert steps1 > 0 and float(adam_step1) == steps1
 
@@ -82,6 +97,31 @@ def test_resume_restores_optimizer_and_loop_state(tmp_path: Path) -> None:
     assert ckpt2["global_step"] == 2 * steps1  # the second epoch continued the first
     adam_step2 = next(iter(ckpt2["optimizer_states"][0]["state"].values()))["step"]
     assert float(adam_step2) == 2 * steps1  # Adam moments continued, not restarted
+
+
+def _resumes_the_wandb_run_online_only(tmp_path: Path, ckpt: str, wandb_id: str) -> None:
+    """What a resume makes of the wandb logger, given the checkpoint's record (training
+    online needs the network: the logger's settings are what is checked)."""
+    from cadenza.training.loop import continue_logs
+
+    record = torch.load(ckpt, map_location="cpu", weights_only=True)["cadenza_run"]
+
+    def wandb_after(*overrides: str) -> dict:
+        cfg = compose_train(tmp_path / "c", ["experiment=smoke", f"ckpt_path={ckpt}"])
+        with open_dict(cfg):
+            cfg.logger = OmegaConf.load(config_dir() / "logger" / "wandb.yaml")
+            for override in overrides:
+                key, value = override.split("=")
+                OmegaConf.update(cfg, key, yaml.safe_load(value), force_add=True)
+        continue_logs(cfg, record)
+        return OmegaConf.to_container(cfg.logger.wandb)
+
+    online = wandb_after("logger.wandb.offline=false")
+    assert online["id"] == wandb_id and online["resume"] == "allow"
+    # Offline wandb never resumes a run (syncing both would keep one): a run of its own.
+    assert "id" not in wandb_after("logger.wandb.offline=true")
+    # A run id given on the command line wins.
+    assert wandb_after("logger.wandb.offline=false", "logger.wandb.id=mine")["id"] == "mine"
 
 
 def test_auto_resume_picks_the_newest_run_of_the_name(tmp_path: Path) -> None:

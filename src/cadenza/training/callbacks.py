@@ -59,21 +59,35 @@ class LatestLink(pl.Callback):
 
 class RunRecord(pl.Callback):
     """Writes what a checkpoint's run read into the checkpoint (`cadenza_run`: the `data`
-    config, resolved, without its codec, which the model carries; and the command line's
-    overrides): `cadenza-eval` then evaluates on the data the model was trained on without
-    being told, and a resume into another model names them. Plain values only, so
-    weights-only loading reads it."""
+    config, resolved, without its codec, which the model carries; the command line's
+    overrides; and where it logged: its output folder and its wandb run): `cadenza-eval` then
+    evaluates on the data the model was trained on without being told, a resume into another
+    model names them, and a resume goes on logging into the same wandb run
+    (`training.loop.continue_logs`). Plain values only, so weights-only loading reads it."""
 
     KEY = "cadenza_run"
 
-    def __init__(self, data: dict[str, Any], overrides: list[str] | None = None) -> None:
+    def __init__(self, data: dict[str, Any], overrides: list[str] | None = None,
+                 output_dir: str | None = None) -> None:  # fmt: skip
         self.data = {k: v for k, v in data.items() if k != "codec"}
         self.overrides = overrides  # the command line's, to say how to resume it
+        self.output_dir = output_dir
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        checkpoint[self.KEY] = {"data": self.data, "overrides": self.overrides}
+        checkpoint[self.KEY] = {"data": self.data, "overrides": self.overrides,
+                                "logs": {"output_dir": self.output_dir,
+                                         "wandb_id": _wandb_run_id(trainer)}}  # fmt: skip
+
+
+def _wandb_run_id(trainer: pl.Trainer) -> str | None:
+    """The id of the wandb run this trainer logs to, or None without one. `version` reads the
+    id without starting a run that has not started (which logging would have by now)."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    ids = [str(lg.version) for lg in trainer.loggers if isinstance(lg, WandbLogger) and lg.version]
+    return ids[0] if ids else None
 
 
 class SeenDataRecorder(pl.Callback):

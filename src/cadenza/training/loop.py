@@ -83,19 +83,36 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = resume_path(cfg)
     if ckpt_path is not None and not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={ckpt_path} does not exist: give the .ckpt file to resume")
+    saved = None
     if ckpt_path is not None:
         resume_in_place(cfg, Path(ckpt_path))
+        # Shapes, settings and logs only: memory-mapped, so fit's own load is the one real read.
+        saved = read_checkpoint(Path(ckpt_path), mmap=True)
+        continue_logs(cfg, saved.get(RunRecord.KEY) or {})
 
     datamodule, model, trainer = build(cfg)
     log.info("model: %s, %.2fM parameters", type(model).__name__, _params(model) / 1e6)
     check_sample_abilities(model, cfg.get("sample"))
-    if ckpt_path is not None:
-        # Shapes and settings only: memory-mapped, so fit's own load is the one real read.
-        check_resumable(model, read_checkpoint(Path(ckpt_path), mmap=True), ckpt_path)
+    if saved is not None:
+        check_resumable(model, saved, ckpt_path)
+        del saved  # its mapping of the file
     trainer.callbacks.append(LatestLink(Path(cfg.paths.checkpoint_root) / "latest.ckpt"))
+    output_dir = OmegaConf.select(cfg, "paths.output_dir", throw_on_resolution_failure=False)
     trainer.callbacks.append(
-        RunRecord(OmegaConf.to_container(cfg.data, resolve=True), _started_as())
+        RunRecord(OmegaConf.to_container(cfg.data, resolve=True), _started_as(), output_dir)
     )
+    ok = False
+    try:
+        result = _fit_test_sample(cfg, datamodule, model, trainer, ckpt_path)
+        ok = True
+        return result
+    finally:
+        end_wandb_run(trainer, ok)
+
+
+def _fit_test_sample(cfg: DictConfig, datamodule: Any, model: pl.LightningModule,
+                     trainer: pl.Trainer, ckpt_path: str | None) -> dict[str, Any]:  # fmt: skip
+    """`train`'s work once everything is built and checked."""
     if cfg.get("train", True):
         # Checkpoints and early stopping select on val/nll: fail now, clearly, without one.
         if len(datamodule.dataset("valid")) == 0 and not trainer.fast_dev_run:
@@ -153,6 +170,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
+def end_wandb_run(trainer: pl.Trainer, ok: bool) -> None:
+    """Each training run ends the wandb run it logged to. Lightning leaves it open, and the
+    next WandbLogger in the same process reuses an open run, so every job of a local sweep
+    (`-m`, one process) logged into the first job's run. A run that raised is marked failed."""
+    import sys
+
+    from pytorch_lightning.loggers import WandbLogger
+
+    wandb = sys.modules.get("wandb")  # imported only where a WandbLogger started a run
+    if (
+        wandb is not None
+        and wandb.run is not None
+        and any(isinstance(lg, WandbLogger) for lg in trainer.loggers)
+    ):
+        wandb.finish(exit_code=0 if ok else 1)
+
+
 def resume_path(cfg: DictConfig) -> str | None:
     """cfg.ckpt_path; `auto` is the newest run of this name's last.ckpt, or a fresh start when
     there is none: the same command line both starts a run and goes on with it, as a job that
@@ -188,6 +222,29 @@ def resume_in_place(cfg: DictConfig, ckpt_path: Path) -> None:
         cfg.paths.checkpoint_dir = str(run_dir)
     for tmp in remove_stale_temps(run_dir):
         log.info("removed %s, left by a write that was killed", tmp.name)
+
+
+def continue_logs(cfg: DictConfig, record: dict[str, Any]) -> None:
+    """A resumed run logs on into the wandb run of the part before it (the one its checkpoint
+    names), so a job that SLURM requeues after each preemption draws one curve, not one run per
+    requeue. Online only: wandb cannot resume an offline run, and syncing two offline runs of
+    one id keeps one of them (wandb/wandb#4624, #3841), so offline the part after a resume is
+    a run of its own. `logger.wandb.id`, where given, wins. Either way the log says where the
+    part before logged (the CSV and offline wandb logs are in its output folder)."""
+    logs = record.get("logs") or {}
+    if logs.get("output_dir"):
+        log.info("resuming: the part before logged to %s", logs["output_dir"])
+    wandb = OmegaConf.select(cfg, "logger.wandb")
+    earlier = logs.get("wandb_id")
+    if not wandb or not earlier or wandb.get("id"):
+        return
+    if wandb.get("offline"):
+        log.info("wandb is offline, and wandb cannot resume an offline run: this part logs to "
+                 "a run of its own (the part before is run %s)", earlier)  # fmt: skip
+        return
+    with open_dict(cfg):
+        wandb.id, wandb.resume = earlier, "allow"
+    log.info("wandb: going on with run %s", earlier)
 
 
 def _started_as() -> list[str] | None:
