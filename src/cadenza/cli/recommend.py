@@ -49,7 +49,8 @@ def recommend(cfg: DictConfig) -> list[dict]:
         from cadenza.recommend.text import check_description
 
         text = check_description(text)
-    ckpt = _checkpoint("ckpt", given, "recommender")
+    typed = "ckpt_path" if cfg.get("ckpt_path") is not None else "ckpt"  # said back as typed
+    ckpt = _checkpoint(typed, given, "recommender")
     if c.get("generator"):  # before the recommender loads: a typo costs no seconds
         # As the service says it: settings of the catalog's ranking do nothing here.
         if c.get("method", "hybrid") != "hybrid":
