@@ -81,11 +81,13 @@ def cli(command: str, *args: str, cwd: Path, timeout: float | None = None) -> Cl
                 code = 0
             except SystemExit as e:
                 code = int(e.code or 0)
-            except HydraException as e:  # what Hydra's CLI prints for a bad override
-                print(f"{type(e).__name__}: {e}", file=sys.stderr)
-                for line in typo_hints(config_name, list(args)):  # as names_typos adds
-                    print(f"cadenza: {line}", file=sys.stderr)
-                code = 1
+            except HydraException as e:  # a bad override: as names_typos reports it
+                hints = typo_hints(config_name, list(args))
+                for line in hints:  # the keys meant, in place of Hydra's report
+                    print(f"cadenza: error: {line}", file=sys.stderr)
+                if not hints:
+                    print(f"{type(e).__name__}: {e}", file=sys.stderr)
+                code = 2 if hints else 1
     finally:
         os.chdir(here)
         logger.removeHandler(handler)

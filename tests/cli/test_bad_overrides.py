@@ -82,24 +82,26 @@ from tests.helpers import cli
             2,
             ["data.source.limt is not a setting of Music21Source: did you mean data.source.limit?"],
         ),
-        # A key that is not in the config: Hydra's error, then the override as it was meant.
+        # A key that is not in the config: the override as it was meant, in place of Hydra's
+        # report (which advises appending the typo with "+").
         (
             ["experiment=smoke", "model.hiden_size=64", "trainer.max_epoch=3"],
-            1,
+            2,
             [
-                "Could not override 'model.hiden_size'",
-                "cadenza: model.hiden_size is not in model: did you mean model.hidden_size=64?",
-                "cadenza: trainer.max_epoch is not in trainer: did you mean trainer.max_epochs=3?",
+                "cadenza: error: model.hiden_size is not in model: did you mean "
+                "model.hidden_size=64?",
+                "cadenza: error: trainer.max_epoch is not in trainer: did you mean "
+                "trainer.max_epochs=3?",
             ],
         ),
         (
             ["experiment=smoke", "modle=vae"],
-            1,
-            ["cadenza: modle is not in the config: did you mean model=vae?"],
+            2,
+            ["cadenza: error: modle is not in the config: did you mean model=vae?"],
         ),
         (
             ["experiment=smoke", "trainer.accumulate_grad_batche=2"],
-            1,
+            2,
             [
                 "did you mean +trainer.accumulate_grad_batches=2? (accumulate_grad_batches is a "
                 "setting of Trainer the config leaves at its default)"
@@ -107,8 +109,8 @@ from tests.helpers import cli
         ),  # fmt: skip
         (
             ["experiment=smoke", "model.qqqqq=1"],
-            1,
-            ["cadenza: model.qqqqq is not in model, whose settings are codec, dropout"],
+            2,
+            ["cadenza: error: model.qqqqq is not in model, whose settings are codec, dropout"],
         ),
     ],
     ids=[
@@ -146,6 +148,8 @@ def test_bad_override(tmp_path: Path, args: list[str], code: int, messages: list
     for m in messages:
         assert m in proc.stderr
     assert "Traceback" not in proc.stderr
+    if "did you mean" in proc.stderr or "whose settings are" in proc.stderr:
+        assert "To append to your config use +" not in proc.stderr  # Hydra's advice, dropped
     assert not (tmp_path / "checkpoints").exists()  # nothing trained before the error
 
 

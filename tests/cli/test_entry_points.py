@@ -52,7 +52,8 @@ def test_a_key_not_in_the_config_gets_the_nearest_one(
     tmp_path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """The console script's own entry (@names_typos over @hydra.main), run in this process as
-    its script runs it: Hydra's error and exit status 1, then the key that was meant."""
+    its script runs it: the key that was meant in place of Hydra's report (whose advice is to
+    append the typo with "+"), and exit status 2."""
     from hydra.core.global_hydra import GlobalHydra
 
     from cadenza.cli.sample import main
@@ -66,6 +67,25 @@ def test_a_key_not_in_the_config_gets_the_nearest_one(
     finally:
         GlobalHydra.instance().clear()
     stderr = capfd.readouterr().err
-    assert exit_.value.code == 1, stderr
-    assert "Could not override 'temprature'" in stderr
-    assert "cadenza: temprature is not in the config: did you mean temperature=0.9?" in stderr
+    assert exit_.value.code == 2, stderr
+    hint = "cadenza: error: temprature is not in the config: did you mean temperature=0.9?"
+    assert stderr == hint + "\n"
+
+
+def test_hydras_report_is_held_only_while_it_may_be_replaced() -> None:
+    """Around Hydra's main, stderr passes every write on at once (logs of a long run too),
+    but holds Hydra's report of an override it could not apply: dropped for the hints, or
+    written as it was when none is near."""
+    import io
+
+    from cadenza.cli.typos import _HoldsOverrideErrors
+
+    out = io.StringIO()
+    held = _HoldsOverrideErrors(out)
+    held.write("[cadenza][INFO] - preparing\n")
+    assert out.getvalue() == "[cadenza][INFO] - preparing\n"
+    held.write("Could not override 'x'.\nTo append to your config use +x=1\n")
+    held.write("Key 'x' is not in struct\n")
+    assert out.getvalue() == "[cadenza][INFO] - preparing\n"
+    held.release()
+    assert out.getvalue().endswith("+x=1\nKey 'x' is not in struct\n")

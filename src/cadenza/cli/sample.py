@@ -34,6 +34,7 @@ def sample(cfg: DictConfig) -> list[str]:
     from cadenza.models.sampling import pick_device
 
     controls = OmegaConf.to_container(cfg, resolve=True)
+    _refuse_appended(controls)
     mode = controls.pop("mode", "prior")
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {list(MODES)}, got {mode!r}")
@@ -111,13 +112,27 @@ def unused_length(model: Any, mode: str, controls: dict[str, Any], typed: set[st
     return []
 
 
-def _typed() -> set[str]:
-    """The keys given on the command line (a default and a typed value look alike in cfg)."""
+def _refuse_appended(controls: dict[str, Any]) -> None:
+    """Every setting is in the config, so a key appended with `+` (Hydra's advice for a key it
+    does not know) is a typo: named with the nearest setting, before the checkpoint loads."""
+    import difflib
+
+    appended = {k for k in _typed("+") if k in controls}
+    for key in sorted(appended):
+        near = difflib.get_close_matches(key, [k for k in controls if k not in appended], n=1)
+        hint = f": did you mean {near[0]}={controls[key]}?" if near else ""
+        raise ConfigError(f"+{key}: cadenza-sample has no setting {key}{hint}")
+
+
+def _typed(prefix: str = "") -> set[str]:
+    """The keys given on the command line (a default and a typed value look alike in cfg);
+    `prefix="+"`: those appended."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return set()
-    return {o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task}
+    return {o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task
+            if o.startswith(prefix)}  # fmt: skip
 
 
 def _missing(key: str, example: str) -> str:

@@ -1,10 +1,12 @@
 """The nearest real key for an override whose key is not in the config.
 
 `cadenza-train model.hiden_size=64` gets Hydra's "Could not override 'model.hiden_size'" with the
-advice to append it as `+model.hiden_size=64`, which for a typo only moves the error. After
-Hydra's message the console scripts add one line per such key: the override as it was meant
-(`model.hidden_size=64`), or `+key=...` for a constructor setting the config leaves at its
-default. It runs only once Hydra has failed, so a good command line pays nothing for it.
+advice to append it as `+model.hiden_size=64`, which for a typo only moves the error. The console
+scripts hold that report back and, where they can name what was meant, print one line per such
+key in its place: the override as it was meant (`model.hidden_size=64`), or `+key=...` for a
+constructor setting the config leaves at its default; exit status 2, as for every other error of
+ours. Hydra's report is printed as it was where no key is near. The search runs only once Hydra
+has failed, so a good command line pays nothing for it.
 """
 
 from __future__ import annotations
@@ -25,23 +27,61 @@ MAX_TRIES = 12
 
 
 def names_typos(config_name: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
-    """Decorates a @hydra.main entry point: when Hydra exits with an error (status 1), print
-    the nearest key for each override whose key does not exist, then exit as Hydra did."""
+    """Decorates a @hydra.main entry point: when Hydra could not apply an override because its
+    key does not exist, say the nearest key for each such override instead of Hydra's report
+    (status 2), or Hydra's report where none is near (status 1, as Hydra exits)."""
 
     def wrap(hydra_main: Callable[[], Any]) -> Callable[[], Any]:
         @functools.wraps(hydra_main)
         def entry() -> Any:
+            real = sys.stderr
+            held = _HoldsOverrideErrors(real)
+            sys.stderr = held
             try:
                 return hydra_main()
             except SystemExit as e:
-                if e.code == 1:
-                    for line in typo_hints(*_config_and_overrides(config_name, sys.argv[1:])):
-                        print(f"cadenza: {line}", file=sys.stderr, flush=True)
-                raise
+                if e.code != 1 or not held.held:
+                    raise
+                hints = typo_hints(*_config_and_overrides(config_name, sys.argv[1:]))
+                if not hints:
+                    raise
+                held.held.clear()
+                for line in hints:
+                    print(f"cadenza: error: {line}", file=real, flush=True)
+                raise SystemExit(2) from None
+            finally:
+                sys.stderr = real
+                held.release()
 
         return entry
 
     return wrap
+
+
+class _HoldsOverrideErrors:
+    """stderr around Hydra's main: everything passes straight through, except Hydra's report
+    of an override it could not apply ("Could not override ..." and what follows it, written
+    just before Hydra exits), which is held until `release`, or dropped for the hints. Logging
+    handlers Hydra makes keep this stream; it only passes writes on after that."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.held: list[str] = []
+
+    def write(self, text: str) -> int:
+        if self.held or text.startswith("Could not override"):
+            self.held.append(text)
+            return len(text)
+        return self.stream.write(text)
+
+    def release(self) -> None:
+        if self.held:
+            self.stream.write("".join(self.held))
+            self.held.clear()
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno, encoding...
+        return getattr(self.stream, name)
 
 
 def _config_and_overrides(config_name: str, argv: list[str]) -> tuple[str, list[str]]:
