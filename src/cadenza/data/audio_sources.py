@@ -135,6 +135,10 @@ class RenderedMidiSource(Source):
         # What the file holds (16-bit), so a first run and a cached one encode the same samples.
         return load_audio(path)
 
+    def file_of(self, item: SourceItem) -> Path | None:
+        inner, _ = item.payload
+        return self.midi.file_of(inner)  # heard through any synthesizer, split as its MIDI
+
     def to_dict(self) -> dict[str, Any]:
         return {"type": "rendered_midi", "midi": self.midi.to_dict(), **self._render_spec()}
 

@@ -33,7 +33,8 @@ from cadenza.data.splits import SPLITS, assign_splits, check_fractions
 from cadenza.errors import BadFileError, BadMidiError, CadenzaError
 from cadenza.representations.base import Codec
 
-FORMAT_VERSION = 1
+# 2: pieces with a file of their own are split by its bytes, not by their encoded content.
+FORMAT_VERSION = 2
 log = logging.getLogger("cadenza")
 
 
@@ -177,12 +178,11 @@ def prepare(
             kept, skipped, duplicates_kept = _encode_into(source, codec, items, workers, raw)
         if not kept:
             raise CadenzaError(_nothing_usable(source, skipped))
-        splits = assign_splits(
-            [k["id"] for k in kept], [k["canonical"] for k in kept], valid_fraction, test_fraction
-        )
+        splits = assign_splits([k["split_id"] for k in kept], [k["canonical"] for k in kept],
+                               valid_fraction, test_fraction)  # fmt: skip
         if codec.learns_vocabulary:
-            # Hashes and splits come from the base encoding; the vocabulary is learned from the
-            # training pieces alone, then every piece is re-written in it.
+            # The vocabulary is learned from the training pieces alone (of the base encoding),
+            # then every piece is re-written in it.
             codec, relearned = _learn_vocabulary(codec, folder, raw_path, kept, splits)
             raw_path.unlink()
             raw_path = relearned
@@ -218,8 +218,8 @@ def _check_storage(codec: Codec) -> None:
 
 # --- encoding, inline or in worker processes ----------------------------------------------
 
-# (array or None, sha1 hex or None, reason or None, detail)
-_Result = tuple[np.ndarray | None, str | None, str | None, str]
+# (array or None, sha1 hex of the array or None, reason or None, detail, split id or None)
+_Result = tuple[np.ndarray | None, str | None, str | None, str, str | None]
 _WORKER_STATE: tuple[Source, Codec] | None = None
 
 
@@ -242,11 +242,25 @@ def _encode(source: Source, codec: Codec, item: SourceItem) -> _Result:
         arr = np.ascontiguousarray(x.detach().cpu().numpy().astype(codec.storage_dtype))
         if arr.shape[0] == 0:
             raise BadMidiError(item.key, "no_notes", "encodes to zero steps")
+        split_id = _file_digest(source.file_of(item))
     except BadFileError as e:
-        return None, None, e.reason, e.detail
+        return None, None, e.reason, e.detail, None
     except Exception as e:  # recorded per file as "corrupt", with its text
-        return None, None, "corrupt", f"{type(e).__name__}: {e}"
-    return arr, hashlib.sha1(arr.tobytes()).hexdigest(), None, ""
+        return None, None, "corrupt", f"{type(e).__name__}: {e}", None
+    return arr, hashlib.sha1(arr.tobytes()).hexdigest(), None, "", split_id
+
+
+def _file_digest(path: Path | None) -> str | None:
+    """sha1 of a piece's file: what places it in its split. Not the encoded content, which
+    differs from codec to codec (two tokenizers' test sets of POP909 shared 8 of ~100 songs),
+    nor its name, which a reorganised folder changes."""
+    if path is None:
+        return None
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _results(source: Source, codec: Codec, items: list[SourceItem], workers: int):
@@ -283,7 +297,8 @@ def _encode_into(
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]], int]:
     """Stream every encoded piece into `raw` (so memory stays flat on big corpora).
 
-    Returns kept pieces (id, key, canonical split, raw offset, length), skipped files, and how
+    Returns kept pieces (id, split id, key, canonical split, raw offset, length), skipped
+    files, and how
     many duplicates were kept because the dataset's own split names them.
     """
     kept: list[dict[str, Any]] = []
@@ -292,7 +307,8 @@ def _encode_into(
     duplicates_kept = 0
     offset = 0
     row = codec.row_shape
-    for item, (arr, digest, reason, detail) in zip(items, _results(source, codec, items, workers)):
+    results = _results(source, codec, items, workers)
+    for item, (arr, digest, reason, detail, split_id) in zip(items, results):
         if arr is None or digest is None:
             skipped.append({"key": item.key, "reason": str(reason), "detail": detail})
             continue
@@ -310,9 +326,8 @@ def _encode_into(
         seen.setdefault(digest, item.key)
         raw.write(arr.tobytes())
         n = int(arr.shape[0])
-        kept.append(
-            {"id": digest, "key": item.key, "canonical": item.split, "raw": offset, "length": n}
-        )
+        kept.append({"id": digest, "split_id": split_id or digest, "key": item.key,
+                     "canonical": item.split, "raw": offset, "length": n})  # fmt: skip
         offset += n
     return kept, skipped, duplicates_kept
 

@@ -63,6 +63,12 @@ class Source(ABC):
         more than notes to play (MIDI files: a PrettyMIDI, with pedal and volume controls)."""
         return self.load(item)
 
+    def file_of(self, item: SourceItem) -> Path | None:
+        """The file the piece is read from, whose bytes place it in its split (`prepare`): the
+        same piece then lands in the same split whatever codec reads it. None: the piece has no
+        file of its own (it is split by its encoded content)."""
+        return None
+
     @abstractmethod
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe description, including a content fingerprint; part of the cache key."""
@@ -150,6 +156,9 @@ class FolderSource(Source):
             for p in self._listing()
         ]
 
+    def file_of(self, item: SourceItem) -> Path | None:
+        return Path(item.payload)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "type": f"{self.kind.lower()}_folder",
@@ -208,6 +217,8 @@ class Pop909Source(MidiFolderSource):
         align: bool = True,
     ) -> None:
         super().__init__(root, limit)
+        # Its files sit in POP909/midi: named after the folder, every POP909 cache was "midi-..."
+        self.name = "pop909" if align else "pop909-unaligned"
         self.align = bool(align)
         self.annotations = (
             Path(annotations).expanduser().resolve()
@@ -252,6 +263,9 @@ class Pop909Source(MidiFolderSource):
         path, downbeat = item.payload
         pm = load_midi(path)
         return pm if downbeat is None else align_to_bar(pm, downbeat)
+
+    def file_of(self, item: SourceItem) -> Path | None:
+        return Path(item.payload[0])
 
     def to_dict(self) -> dict[str, Any]:
         st = self.annotations.stat() if self.annotations.is_file() else None
@@ -332,6 +346,9 @@ class Music21Source(Source):
         from cadenza.io.midi import load_midi_bytes
 
         return load_midi_bytes(corpus_to_midi_bytes(Path(item.payload)), item.key)
+
+    def file_of(self, item: SourceItem) -> Path | None:
+        return Path(item.payload)
 
     def to_dict(self) -> dict[str, Any]:
         paths = self._listing()
@@ -563,6 +580,10 @@ class StyledSource(Source):
     def load_for_render(self, item: SourceItem) -> Any:
         name, inner = item.payload
         return self.styles[name].load_for_render(inner)
+
+    def file_of(self, item: SourceItem) -> Path | None:
+        name, inner = item.payload
+        return self.styles[name].file_of(inner)
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "styles", "per_style": self.per_style, "seed": self.seed,

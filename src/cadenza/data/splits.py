@@ -1,8 +1,11 @@
-"""Deterministic train/valid/test split from each piece's content hash.
+"""Deterministic train/valid/test split from a hash of each piece.
 
-A piece's split depends only on its encoded content, never on file names or listing order, so the
-same piece lands in the same split on every machine, after a folder is reorganised, and when new
-files are added (old pieces never move between splits, which keeps test sets honest).
+The hash is of the piece's file (`Source.file_of`: its bytes), or of its encoded content where it
+has no file of its own. Never of the encoding where there is a file: two codecs then split a
+dataset the same way, so models that read it differently are tested on the same pieces. Never
+of file names or listing order either: the same piece lands in the same split on every machine,
+after a folder is reorganised, and when new files are added (old pieces never move between
+splits, which keeps test sets honest).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def hash_position(hash_hex: str) -> float:
 
 
 def split_for(hash_hex: str, valid_fraction: float, test_fraction: float) -> str:
-    """'train' | 'valid' | 'test' for one piece, from its sha1 hex digest."""
+    """'train' | 'valid' | 'test' for one piece, from its sha1 hex digest (file or content)."""
     u = hash_position(hash_hex)
     if u < test_fraction:
         return "test"
