@@ -164,6 +164,8 @@ def test_eval_without_data_reads_the_data_the_checkpoint_was_trained_on(
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["data"]["from"] == "checkpoint"
+    # The file evaluated, not only the path given (latest.ckpt is a link a later run moves).
+    assert report["checkpoint"] == str(Path(run.ckpt).resolve())
     assert report["data"]["source"] == "music21 corpus 'bach'"
     assert report["data"]["source_config"]["limit"] == 12  # the smoke experiment's, not the default
     assert report["metrics"]["test/nll"] == pytest.approx(run.result["metrics"]["test/nll"], 1e-4)

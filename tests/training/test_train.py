@@ -158,6 +158,21 @@ def test_auto_resume_in_a_sweep_is_refused(tmp_path: Path) -> None:
         HydraConfig.instance().cfg = None  # no later test sees a sweep's job
 
 
+def test_a_sweeps_runs_leave_latest_alone(tmp_path: Path) -> None:
+    """latest.ckpt is what cadenza-sample's examples read and cadenza-serve serves as <name>:
+    each run of a sweep relinking it left it on the sweep's last run, whatever it scored."""
+    from hydra.core.hydra_config import HydraConfig
+
+    job = ["experiment=smoke", "hydra.mode=MULTIRUN", "hydra.job.num=1", "trainer.max_epochs=1",
+           "test=false", "sample.n=0"]  # fmt: skip
+    try:
+        result = train(compose_train(tmp_path, job))
+    finally:
+        HydraConfig.instance().cfg = None  # no later test sees a sweep's job
+    assert Path(result["best_ckpt"]).is_file() and "latest_ckpt" not in result
+    assert not (tmp_path / "checkpoints" / "smoke" / "latest.ckpt").exists()
+
+
 def test_missing_resume_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     from cadenza.errors import ConfigError
 

@@ -167,7 +167,9 @@ def evaluate_nll(cfg: DictConfig) -> dict[str, float]:
     metrics = {k: float(v) for k, v in results.items()}
     out = Path(cfg.get("out") or DEFAULT_OUT["nll"])
     data = _data_used(cfg, datamodule) | {"from": origin}
-    report = {"ckpt_path": str(cfg.ckpt_path), "split": split, "data": data, "metrics": metrics}
+    # The file itself as well: latest.ckpt is a link that the next run moves.
+    report = {"ckpt_path": str(cfg.ckpt_path), "checkpoint": str(path.resolve()), "split": split,
+              "data": data, "metrics": metrics}  # fmt: skip
     write_atomically(out, json.dumps(report, indent=2))
     whence = "" if origin == "command line" else " (the data the checkpoint was trained on)"
     print(f"evaluated on the {split} split of {data['source']}{whence}")

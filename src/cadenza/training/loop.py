@@ -96,7 +96,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if saved is not None:
         check_resumable(model, saved, ckpt_path)
         del saved  # its mapping of the file
-    trainer.callbacks.append(LatestLink(Path(cfg.paths.checkpoint_root) / "latest.ckpt"))
+    if not job_suffix():  # a sweep's runs leave latest.ckpt (what is served) as it was
+        trainer.callbacks.append(LatestLink(Path(cfg.paths.checkpoint_root) / "latest.ckpt"))
     output_dir = OmegaConf.select(cfg, "paths.output_dir", throw_on_resolution_failure=False)
     trainer.callbacks.append(
         RunRecord(OmegaConf.to_container(cfg.data, resolve=True), _started_as(), output_dir)
@@ -138,8 +139,13 @@ def _fit_test_sample(cfg: DictConfig, datamodule: Any, model: pl.LightningModule
     if trainer.is_global_zero and (best or last):
         result["best_ckpt"], result["last_ckpt"] = best or None, last or None
         latest = Path(cfg.paths.checkpoint_root) / "latest.ckpt"
-        result["latest_ckpt"] = str(link_latest(Path(best or last), latest))
-        log.info("checkpoint: %s (-> %s)", latest, best or last)
+        if job_suffix():
+            # One of a sweep's runs is not what `latest.ckpt` (sampled from, served as <name>)
+            # should become: the sweep's next run would replace it, whatever it scored.
+            log.info("checkpoint: %s (a sweep's run: %s is left as it was)", best or last, latest)
+        else:
+            result["latest_ckpt"] = str(link_latest(Path(best or last), latest))
+            log.info("checkpoint: %s (-> %s)", latest, best or last)
 
     if cfg.get("test") and len(datamodule.split("test")) > 0:
         test_ckpt = best if best else None
