@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +227,9 @@ def resume_in_place(cfg: DictConfig, ckpt_path: Path) -> None:
     run_dir = ckpt_path.resolve().parent  # latest.ckpt is a link into its run's folder
     with open_dict(cfg):
         cfg.paths.checkpoint_dir = str(run_dir)
+    # Lightning warns of a checkpoint folder that holds files: here they are the point.
+    warnings.filterwarnings("ignore", message=f"Checkpoint directory {re.escape(str(run_dir))} "
+                            "exists and is not empty")  # fmt: skip
     for tmp in remove_stale_temps(run_dir):
         log.info("removed %s, left by a write that was killed", tmp.name)
 
