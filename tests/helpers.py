@@ -76,7 +76,12 @@ def cli(command: str, *args: str, cwd: Path, timeout: float | None = None) -> Cl
                 else:
                     GlobalHydra.instance().clear()
                     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-                        cfg = compose(config_name, overrides=list(args))
+                        cfg = compose(config_name, overrides=list(args), return_hydra_config=True)
+                    # As @hydra.main runs a task: Hydra's config is HydraConfig's (what was
+                    # typed: `_typed()`), not the task's.
+                    HydraConfig.instance().set_config(cfg)
+                    with open_dict(cfg):
+                        del cfg["hydra"]
                 run_task(task, cfg)
                 code = 0
             except SystemExit as e:
@@ -93,6 +98,7 @@ def cli(command: str, *args: str, cwd: Path, timeout: float | None = None) -> Cl
         logger.removeHandler(handler)
         logger.setLevel(level)
         GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None  # no later test sees this command's
     return CliResult(code, stdout.getvalue(), stderr.getvalue())
 
 

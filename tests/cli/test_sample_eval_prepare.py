@@ -308,6 +308,22 @@ def test_a_miditok_checkpoint_samples_midi_with_its_learned_vocabulary(
             assert ((t.notes[:, 2] >= 21) & (t.notes[:, 2] <= 108)).all()
 
 
+def test_a_bad_input_file_is_said_under_its_key(smoke: SmokeRuns, tmp_path: Path) -> None:
+    """A primer (or condition, input, a, b) that is not MIDI names the key that gave it; a
+    GAN, which has no encoder, refuses a= and b= (its walk would have ignored them)."""
+    (tmp_path / "notes.mid").write_text("not a MIDI file")
+    proc = cli("cadenza-sample", f"ckpt_path={smoke['smoke'].ckpt}", "primer=notes.mid",
+               f"out_dir={tmp_path}/s", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "cadenza: error: primer=notes.mid: not midi" in proc.stderr
+    proc = cli("cadenza-sample", f"ckpt_path={smoke['smoke_gan'].ckpt}", "mode=interpolate",
+               "a=x.mid", f"out_dir={tmp_path}/g", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "a=: the gan model has no encoder; mode=interpolate walks between two random" in (
+        proc.stderr)  # fmt: skip
+    assert not (tmp_path / "g").exists()
+
+
 def test_a_typed_length_the_model_will_not_use_is_said(smoke: SmokeRuns) -> None:
     """bars=16 on a 2-bar VAE, or with a melody to accompany, is a warning before sampling;
     the default length (bars=8, not typed) is silent."""
@@ -333,3 +349,7 @@ def test_a_typed_length_the_model_will_not_use_is_said(smoke: SmokeRuns) -> None
         "bars: an accompaniment is as long as its melody; steps= cuts it shorter"
     ]
     assert unused_length(lstm, "prior", melody, {"steps"}) == []
+    gan = GenerativeModule.load(smoke["smoke_gan"].ckpt)  # a walk has no input to be as long as
+    assert unused_length(gan, "interpolate", asked, {"bars"}) == [
+        "bars=16: the gan model's walk writes phrases of its own length; length is ignored"
+    ]

@@ -32,6 +32,8 @@ def test_reconstruct_writes_the_input_window_and_its_reconstruction(vae_ckpt, tm
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "r" / "samples.json").read_text())
     assert report["controls"]["mode"] == "reconstruct"
+    # What makes it again: with a temperature the seed picks the variations.
+    assert {"family": "vae", "n": 1, "seed": 0}.items() <= report["controls"].items()
     files = [s["file"] for s in report["inputs"] + report["samples"]]
     assert files == ["input.mid", "reconstruction_000.mid"]  # greedy: one answer
     for f in files:
@@ -45,6 +47,26 @@ def test_reconstruct_writes_the_input_window_and_its_reconstruction(vae_ckpt, tm
     window = codec.windows(codec.encode(load_midi(melody("jigs1"))).numpy(), 2)[0]
     got = codec.encode(load_midi(tmp_path / "r" / "input.mid")).tolist()
     assert got == window.tolist()[: len(got)]  # decoding drops trailing rests only
+
+
+def test_a_typed_prefix_names_an_explorations_files(vae_ckpt, tmp_path):
+    """prefix= names the files of every mode (a second run into one folder then keeps the
+    first's); n without a temperature is said to give one greedy answer."""
+    proc = cli(
+        "cadenza-sample", f"ckpt_path={vae_ckpt}", "mode=reconstruct", "n=3", "prefix=take",
+        f"input={melody('jigs1')}", f"out_dir={tmp_path}/r", "png=false", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "n=3: a reconstruction without temperature= is greedy, one answer" in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "r").glob("*.mid")) == ["input.mid", "take_000.mid"]
+    proc = cli(
+        "cadenza-sample", f"ckpt_path={vae_ckpt}", "mode=interpolate", "steps=3", "prefix=morph",
+        f"a={melody('jigs1')}", f"b={melody('waltzes1')}", f"out_dir={tmp_path}/i", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "i").glob("morph_*")) == [
+        "morph_000.mid", "morph_000.png", "morph_001.mid", "morph_001.png", "morph_002.mid",
+        "morph_002.png", "morph_sheet.png"]  # fmt: skip
 
 
 def test_interpolate_writes_the_path_and_one_sheet(vae_ckpt, tmp_path):

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cadenza.cli import CONFIG_DIR, run_task
 from cadenza.cli.typos import names_typos
-from cadenza.errors import ConfigError
+from cadenza.errors import BadFileError, ConfigError
 from cadenza.training.config import require
 
 log = logging.getLogger("cadenza.sample")
@@ -29,7 +29,7 @@ FILE_KEYS = ("render", "synth", "soundfont", "sample_rate", "tempo")  # how file
 
 
 def sample(cfg: DictConfig) -> list[str]:
-    from cadenza.generation import check_tempo, exploration, generate_to_files
+    from cadenza.generation import check_tempo
     from cadenza.models import Ability, GenerativeModule
     from cadenza.models.sampling import pick_device
 
@@ -46,55 +46,86 @@ def sample(cfg: DictConfig) -> list[str]:
     out_dir, png = controls.pop("out_dir"), controls.pop("png")
     audio = {k: controls.pop(k) for k in FILE_KEYS}
     check_tempo(audio["tempo"], model.codec.output)  # before any sampling
-    for line in unused_length(model, mode, controls, _typed()):
+    typed = _typed()
+    for line in unused_length(model, mode, controls, typed):
         log.warning(line)
     common: dict[str, Any] = {"seed": controls["seed"]}
-    if mode == "reconstruct":
-        path = inputs["input"] or _missing("input", "mode=reconstruct input=phrase.mid")
-        # Greedy decoding gives one answer; n variations need a temperature.
-        n = controls["n"] if controls["temperature"] is not None else 1
-        pieces = exploration.reconstruct_to_files(
-            model, path, out_dir, png, audio, n=n, temperature=controls["temperature"],
-            attribute=attribute, **common,
-        )  # fmt: skip
-    elif (
-        mode == "interpolate"
-        and not model.can(Ability.INTERPOLATE)
-        and model.can(Ability.LATENT_WALK)
-    ):
-        pieces = exploration.latent_walk_to_files(
-            model, out_dir, png, audio, steps=controls["steps"] or 8,
-            temperature=controls["temperature"], **common,
-        )  # fmt: skip
-    elif mode == "interpolate":
-        model.require(Ability.INTERPOLATE)
-        a = inputs["a"] or _missing("a", "mode=interpolate a=x.mid b=y.mid steps=8")
-        b = inputs["b"] or _missing("b", "mode=interpolate a=x.mid b=y.mid steps=8")
-        pieces = exploration.interpolate_to_files(
-            model, a, b, out_dir, png, audio, steps=controls["steps"] or 8,
-            temperature=controls["temperature"], **common,
-        )  # fmt: skip
-    elif attribute:
-        temperature = 1.0 if controls["temperature"] is None else controls["temperature"]
-        pieces, change = exploration.prior_with_attribute_to_files(
-            model, attribute, out_dir, png, audio, n=controls["n"], temperature=temperature,
-            prefix=controls["prefix"], **common,
-        )  # fmt: skip
-        print(
-            f"{change['attribute']}: {change['before']} -> {change['after']} {change['unit']} "
-            f"(change {change['change']:+}, asked {change['asked']:+} along the attribute vector)"
-        )
-    else:
-        pieces = generate_to_files(model, out_dir, png=png, **audio, **controls)
+    if "prefix" in typed:  # the files' stem; each exploration has its own default
+        common["prefix"] = controls["prefix"]
+    walks = not model.can(Ability.INTERPOLATE) and model.can(Ability.LATENT_WALK)
+    try:
+        pieces = _explore_or_sample(model, mode, controls, inputs, attribute, walks, typed,
+                                    out_dir, png, audio, common)  # fmt: skip
+    except BadFileError as e:  # the file a key named: say which key
+        given = {**inputs, "primer": controls.get("primer"), "condition": controls.get("condition")}
+        key = next((k for k, v in given.items() if v is not None and str(v) == e.path), None)
+        if key is None:
+            raise
+        raise ConfigError(f"{key}={e}") from None
     paths = [str(p.files.get("midi") or p.files["audio"]) for p in pieces]
     for p in paths:
         print(p)
     return paths
 
 
+def _explore_or_sample(model: Any, mode: str, controls: dict[str, Any], inputs: dict[str, Any],
+                       attribute: str | None, walks: bool, typed: set[str], out_dir: str,
+                       png: bool, audio: dict, common: dict[str, Any]) -> Any:  # fmt: skip
+    """The pieces of `mode`, written to `out_dir`."""
+    from cadenza.generation import exploration, generate_to_files
+    from cadenza.models import Ability
+
+    if mode == "reconstruct":
+        path = inputs["input"] or _missing("input", "mode=reconstruct input=phrase.mid")
+        # Greedy decoding gives one answer; n variations need a temperature.
+        n = controls["n"] if controls["temperature"] is not None else 1
+        if n != controls["n"] and "n" in typed:
+            log.warning("n=%d: a reconstruction without temperature= is greedy, one answer; "
+                        "give temperature=0.8 (say) for %d variations", controls["n"],
+                        controls["n"])  # fmt: skip
+        return exploration.reconstruct_to_files(
+            model, path, out_dir, png, audio, n=n, temperature=controls["temperature"],
+            attribute=attribute, **common,
+        )  # fmt: skip
+    if mode == "interpolate" and walks:
+        given = [k for k in ("a", "b") if inputs[k] is not None]
+        if given:  # as the service says it
+            raise ConfigError(
+                f"{' and '.join(f'{k}=' for k in given)}: the {model.family} model has no encoder; "
+                f"mode=interpolate walks between two random latents drawn from seed= (leave "
+                f"a= and b= out)"
+            )
+        return exploration.latent_walk_to_files(
+            model, out_dir, png, audio, steps=controls["steps"] or 8,
+            temperature=controls["temperature"], **common,
+        )  # fmt: skip
+    if mode == "interpolate":
+        model.require(Ability.INTERPOLATE)
+        a = inputs["a"] or _missing("a", "mode=interpolate a=x.mid b=y.mid steps=8")
+        b = inputs["b"] or _missing("b", "mode=interpolate a=x.mid b=y.mid steps=8")
+        return exploration.interpolate_to_files(
+            model, a, b, out_dir, png, audio, steps=controls["steps"] or 8,
+            temperature=controls["temperature"], **common,
+        )  # fmt: skip
+    if attribute:
+        temperature = 1.0 if controls["temperature"] is None else controls["temperature"]
+        pieces, change = exploration.prior_with_attribute_to_files(
+            model, attribute, out_dir, png, audio, n=controls["n"], temperature=temperature,
+            **{"prefix": controls["prefix"], **common},
+        )  # fmt: skip
+        print(
+            f"{change['attribute']}: {change['before']} -> {change['after']} {change['unit']} "
+            f"(change {change['change']:+}, asked {change['asked']:+} along the attribute vector)"
+        )
+        return pieces
+    return generate_to_files(model, out_dir, png=png, **audio, **controls)
+
+
 def unused_length(model: Any, mode: str, controls: dict[str, Any], typed: set[str]) -> list[str]:
     """What a typed `bars=`/`steps=` will not do here, said before sampling: the default length
     (bars=8) is silent, so a producer who asked for 16 bars and got a VAE's 2 learns why."""
+    from cadenza.models import Ability
+
     window = model.declaration().window_steps
     asked = [f"{k}={controls[k]}" for k in ("bars", "steps") if k in typed]
     if mode == "interpolate":
@@ -102,6 +133,10 @@ def unused_length(model: Any, mode: str, controls: dict[str, Any], typed: set[st
     if not asked:
         return []
     given = " and ".join(asked)
+    walks = not model.can(Ability.INTERPOLATE) and model.can(Ability.LATENT_WALK)
+    if mode == "interpolate" and walks:  # a walk has no input to be as long as
+        return [f"{given}: the {model.family} model's walk writes phrases of its own length; "
+                f"length is ignored"]  # fmt: skip
     if mode != "prior":
         return [f"{given}: mode={mode} writes windows as long as its input's; length is ignored"]
     if window is not None:

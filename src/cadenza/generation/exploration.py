@@ -52,7 +52,7 @@ class Exploration:
         # The layout of every samples.json (write_pieces' too): "controls", then the answer's
         # "samples"; here also the "inputs" it started from, and what the mode measured.
         controls = {k: v for k, v in self.report.items() if k not in REPORT_EXTRAS}
-        controls["tempo"] = audio.get("tempo")
+        controls |= {"render": audio.get("render"), "tempo": audio.get("tempo")}
         samples = [entries[p.name] for p in self.pieces]
         if self.report.get("mode") == "prior" and self.inputs:  # pieces[i] is inputs[i] shifted
             samples = [{**e, "base": entries[b.name]["file"]}
@@ -132,12 +132,13 @@ def reconstruct(
     generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
     ys = model.decode(z + shift, temperature=temperature, generator=generator)
     controls = {"family": model.family, "mode": "reconstruct", "input": describe_input(input),
-                "temperature": temperature, "seed": seed, "attribute": attribute}  # fmt: skip
+                "n": n, "temperature": temperature, "seed": seed,
+                "attribute": attribute}  # fmt: skip
     (source,) = _measure(model, to_pieces(model, [x], controls, names=["input"]))
     pieces = _measure(model, to_pieces(model, list(ys), controls, prefix, windows=True))
     for p in pieces:
         p.meta |= _similarity(model, p, source)
-    report = {k: v for k, v in controls.items() if k not in ("family", "seed")}
+    report = dict(controls)  # the seed too: with a temperature it picks the variations
     if attribute:
         base = to_pieces(model, [model.decode(z[:1])[0]], controls, "unshifted", windows=True)
         report["attribute_change"] = _change(model, attribute, base, pieces)
@@ -155,9 +156,10 @@ def interpolate(
     torch.manual_seed(check_int("seed", seed, minimum=0))
     path = model.interpolate(xa, xb, check_int("steps", steps, minimum=2), temperature=temperature)
     controls = {"family": model.family, "mode": "interpolate", "a": describe_input(a),
-                "b": describe_input(b), "steps": len(path), "temperature": temperature}  # fmt: skip
+                "b": describe_input(b), "steps": len(path), "temperature": temperature,
+                "seed": seed}  # fmt: skip
     pieces = _measure(model, to_pieces(model, list(path), controls, prefix, windows=True))
-    report = {k: v for k, v in controls.items() if k != "family"}
+    report = dict(controls)
     return Exploration(pieces, report, sheet=True)
 
 
@@ -176,11 +178,11 @@ def prior_with_attribute(
                           generator=torch.Generator().manual_seed(seed + 1))  # fmt: skip
     after = model.decode(z + shift, temperature=temperature,
                          generator=torch.Generator().manual_seed(seed + 1))  # fmt: skip
-    controls = {"family": model.family, "mode": "prior", "attribute": attribute,
+    controls = {"family": model.family, "mode": "prior", "n": n, "attribute": attribute,
                 "temperature": temperature, "seed": seed}  # fmt: skip
     base = _measure(model, to_pieces(model, list(before), controls, "base", windows=True))
     shifted = _measure(model, to_pieces(model, list(after), controls, prefix, windows=True))
-    report = {k: v for k, v in controls.items() if k != "family"}
+    report = dict(controls)
     report["attribute_change"] = _change(model, attribute, base, shifted)
     return Exploration(shifted, report, inputs=base)
 

@@ -202,7 +202,7 @@ def _controls(
 ) -> dict[str, Any]:  # fmt: skip
     """How a set of pieces was made, as its report records it."""
     return {
-        "family": model.family, "n": n, "seed": seed, "temperature": temperature,
+        "family": model.family, "mode": "prior", "n": n, "seed": seed, "temperature": temperature,
         "top_k": top_k, "top_p": top_p, "steps": length,
         "primer": describe_input(primer), "condition": describe_input(condition),
         "style": style, "codec": model.codec.to_dict(),
