@@ -94,6 +94,8 @@ def test_primer_is_continued(smoke_ckpt: Path, tmp_path: Path) -> None:
         (["CKPT", "device=cuda:99"], "device=cuda:99"),  # no GPU here, or not that many
         (["CKPT", "device=gpu"], "device='gpu' is not a device"),
         (["CKPT", "tempo=500"], "tempo must be null or quarter notes a minute in 20..400"),
+        (["CKPTDIR"], "is a folder, not a checkpoint: did you mean "),
+        (["CKPT", "bars=0"], "bars must be > 0"),
     ],
     ids=[
         "missing-ckpt",
@@ -106,12 +108,15 @@ def test_primer_is_continued(smoke_ckpt: Path, tmp_path: Path) -> None:
         "unusable-device",
         "not-a-device",
         "tempo-out-of-range",
+        "a-folder",
+        "no-bars",
     ],
 )
 def test_sample_errors_are_one_clear_line(
     smoke_ckpt: Path, tmp_path: Path, args: list[str], message: str
 ) -> None:
-    args = [f"ckpt_path={smoke_ckpt}" if a == "CKPT" else a for a in args]
+    named = {"CKPT": f"ckpt_path={smoke_ckpt}", "CKPTDIR": f"ckpt_path={smoke_ckpt.parent}"}
+    args = [named.get(a, a) for a in args]
     proc = cli("cadenza-sample", *args, f"out_dir={tmp_path}", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "cadenza: error:" in proc.stderr and message in proc.stderr

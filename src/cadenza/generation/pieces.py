@@ -90,7 +90,10 @@ def resolve_length(model: GenerativeModule, steps: Any, bars: Any) -> int:
     if steps is not None:
         return check_int("steps", steps)
     if bars is not None:
-        return model.codec.steps_for_bars(check_float("bars", bars, minimum=1e-6))
+        bars = check_float("bars", bars)
+        if bars <= 0:
+            raise ConfigError(f"bars must be > 0 (4/4 bars of new music), got {bars}")
+        return model.codec.steps_for_bars(bars)
     raise ConfigError("give a length: steps=N (model steps) or bars=N (4/4 bars)")
 
 

@@ -268,6 +268,10 @@ def read_checkpoint(
     """A checkpoint's dict with the weights only (torch.load(weights_only=True): a file from a
     stranger cannot run code); a missing or unreadable file is a CadenzaError. `mmap`: tensors
     stay on disk until read, for a caller that looks at shapes and settings only."""
+    if path.is_dir():  # a run's or an experiment's folder: name the file meant
+        inside = next((path / n for n in ("latest.ckpt", "last.ckpt") if (path / n).is_file()), None)
+        hint = f"did you mean {inside}?" if inside else "pass ckpt_path=/path/to/file.ckpt"
+        raise CadenzaError(f"{path} is a folder, not a checkpoint: {hint}")
     if not path.is_file():
         raise CadenzaError(f"checkpoint not found: {path} (pass ckpt_path=/path/to/file.ckpt)")
     try:
