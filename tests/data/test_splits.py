@@ -64,6 +64,13 @@ def test_tiny_folder_fills_valid_and_test_from_smallest_hashes() -> None:
     ]
 
 
+def test_an_empty_split_takes_from_the_other_held_out_split() -> None:
+    # Two pieces in test, one in train: valid takes test's smaller hash, not train's only one.
+    hashes = ["0" * 40, "1" + "0" * 39, "f" * 40]
+    assert [split_for(h, 0.25, 0.25) for h in hashes] == ["test", "test", "train"]
+    assert assign_splits(hashes, [None] * 3, 0.25, 0.25) == ["valid", "test", "train"]
+
+
 def test_train_is_never_empty() -> None:
     # Both hashes fall in test on their own; the larger one is moved back to train.
     hashes = ["0" * 40, "1" + "0" * 39]

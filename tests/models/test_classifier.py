@@ -178,6 +178,7 @@ def test_a_split_in_windows_holds_every_step_of_every_piece_once(tmp_path: Path)
                          valid_fraction=0.25, test_fraction=0.25)  # fmt: skip
     windows = dm.dataset("valid")
     split = dm.split("valid")
+    assert len(split) > 0
     for i in range(len(split)):
         rows = np.flatnonzero(windows.pieces == i)
         parts = [windows[int(j)][0] for j in rows]

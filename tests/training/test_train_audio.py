@@ -84,6 +84,8 @@ def test_cadenza_sample_writes_audio_from_a_mel_vae_checkpoint(
     assert bad.returncode == 2 and "cannot continue a primer (primer=)" in bad.stderr
     bad = cli("cadenza-sample", *args, "attribute=density:+1", cwd=tmp_path)
     assert bad.returncode == 2 and "cannot shift along attribute vectors" in bad.stderr
+    bad = cli("cadenza-sample", *args, "mode=reconstruct", "input=clip.txt", cwd=tmp_path)
+    assert bad.returncode == 2 and "clip.txt: no such file" in bad.stderr  # not "MIDI file"
 
 
 @pytest.mark.slow

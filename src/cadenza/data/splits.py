@@ -57,7 +57,8 @@ def assign_splits(
     Pieces without a canonical split are split by hash. A tiny folder can leave valid or test
     empty by chance, which silently disables validation; so when at least 3 pieces are hash-split
     and a split that was asked for (fraction > 0) is empty, the train piece with the smallest
-    hash moves there. Train is never left empty while pieces exist: the largest hash goes back.
+    hash moves there (or, with one train piece left, the other held-out split's, where it has
+    two). Train is never left empty while pieces exist: the largest hash goes back.
     All of this depends on hashes only, so it is as deterministic as the split itself.
     """
     out = [
@@ -74,8 +75,9 @@ def assign_splits(
     if not members("train"):
         out[max(free, key=lambda i: hashes[i])] = "train"
     if len(free) >= 3:
-        for split, fraction in (("valid", valid_fraction), ("test", test_fraction)):
-            train = members("train")
-            if fraction > 0 and not members(split) and len(train) >= 2:
-                out[train[0]] = split
+        for split, other, fraction in (("valid", "test", valid_fraction),
+                                       ("test", "valid", test_fraction)):  # fmt: skip
+            donor = next((m for m in (members("train"), members(other)) if len(m) >= 2), None)
+            if fraction > 0 and not members(split) and donor:
+                out[donor[0]] = split
     return out

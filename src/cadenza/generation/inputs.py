@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cadenza.errors import BadMidiError
+from cadenza.errors import BadMidiError, CadenzaError
 from cadenza.models.base import GenerativeModule
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -23,6 +23,9 @@ def read_music(model: GenerativeModule, source: Any) -> Any:
     if not isinstance(source, str | os.PathLike):
         return source
     path = Path(source)
+    if model.codec.output == "audio" and not path.is_file():  # not "no such MIDI file"
+        raise CadenzaError(f"{path}: no such file; check the path (a model of audio reads "
+                           f"{'/'.join(AUDIO_SUFFIXES)} or MIDI files)")  # fmt: skip
     if model.codec.output == "audio" and path.suffix.lower() in AUDIO_SUFFIXES:
         from cadenza.io.audio import load_audio
 

@@ -269,7 +269,8 @@ def read_checkpoint(
     stranger cannot run code); a missing or unreadable file is a CadenzaError. `mmap`: tensors
     stay on disk until read, for a caller that looks at shapes and settings only."""
     if path.is_dir():  # a run's or an experiment's folder: name the file meant
-        inside = next((path / n for n in ("latest.ckpt", "last.ckpt") if (path / n).is_file()), None)
+        files = [path / name for name in ("latest.ckpt", "last.ckpt")]
+        inside = next((f for f in files if f.is_file()), None)
         hint = f"did you mean {inside}?" if inside else "pass ckpt_path=/path/to/file.ckpt"
         raise CadenzaError(f"{path} is a folder, not a checkpoint: {hint}")
     if not path.is_file():
