@@ -298,8 +298,7 @@ def _encode_into(
     """Stream every encoded piece into `raw` (so memory stays flat on big corpora).
 
     Returns kept pieces (id, split id, key, canonical split, raw offset, length), skipped
-    files, and how
-    many duplicates were kept because the dataset's own split names them.
+    files, and how many duplicates were kept because the dataset's own split names them.
     """
     kept: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
