@@ -9,8 +9,8 @@ track first (drums dropped), as `representation=pianoroll tracks=merge` does; wi
 Program tokens keep instruments apart in one sequence.
 
 A learned vocabulary is fitted when the data is prepared, on the training split only
-(`cadenza.data.prepare`): pieces are first encoded with the base vocabulary, whose content hash
-places each one in its split as for any codec, then the vocabulary is learned from the training
+(`cadenza.data.prepare`): pieces are first encoded with the base vocabulary and placed in their
+splits as for any codec (by their files), then the vocabulary is learned from the training
 pieces and every piece is re-written in it. The learned vocabulary lives in the codec's dict, so a
 checkpoint rebuilds the tokenizer with no file at hand. Learned tokens span no bar line (REMI and
 TSD sequences are cut at their Bar tokens first, as MidiTok does).
