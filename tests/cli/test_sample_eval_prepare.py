@@ -271,6 +271,8 @@ def test_sample_render_wav_writes_audio_beside_each_midi(smoke_ckpt: Path, tmp_p
     assert proc.returncode == 0, proc.stderr[-2000:]
     mids = sorted(out.glob("*.mid"))
     assert len(mids) == 2
+    # One file a line, each MIDI followed by its audio: what a producer drags into a DAW.
+    assert proc.stdout.split() == [str(f) for m in mids for f in (m, m.with_suffix(".wav"))]
     for mid in mids:
         wave = load_audio(mid.with_suffix(".wav"))
         assert wave.sample_rate == 44100

@@ -63,8 +63,10 @@ def sample(cfg: DictConfig) -> list[str]:
             raise
         raise ConfigError(f"{key}={e}") from None
     paths = [str(p.files.get("midi") or p.files["audio"]) for p in pieces]
-    for p in paths:
-        print(p)
+    for piece, path in zip(pieces, paths, strict=True):
+        print(path)  # one file a line: the MIDI, then the audio rendered from it (render=)
+        if "midi" in piece.files and "audio" in piece.files:
+            print(piece.files["audio"])
     return paths
 
 
