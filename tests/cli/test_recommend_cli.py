@@ -95,6 +95,15 @@ def test_generated_candidates_are_scored_and_the_best_kept(
     for p in picks:
         assert Path(p["midi"]).stat().st_size > 20 and Path(p["png"]).is_file()
         assert 0.0 <= p["catalog_percentile"] <= 1.0
+    # A second run into the same folder would leave rank01_* of both side by side: refused.
+    again = cli("cadenza-recommend", f"ckpt={recommender_ckpt}", "user=listener3",
+                f"generator={generator_ckpt}", "candidates=4", "k=1", f"out_dir={out}",
+                cwd=tmp_path)  # fmt: skip
+    assert again.returncode == 2 and "holds an earlier run's picks (picks.json)" in again.stderr
+    (tmp_path / "afile").write_text("x")
+    bad = cli("cadenza-recommend", f"ckpt={recommender_ckpt}", "user=listener3",
+              f"out_dir={tmp_path}/afile", cwd=tmp_path)  # fmt: skip
+    assert bad.returncode == 2 and "cannot make the folder" in bad.stderr, bad.stderr[-2000:]
 
 
 def test_a_style_generator_is_conditioned_on_the_listeners_taste(

@@ -13,6 +13,7 @@ import torch
 from cadenza.errors import ConfigError
 from cadenza.recommend.baselines import ItemKNN, UserKNN
 from cadenza.recommend.explain import (
+    _split,
     content_gradients,
     explain_itemknn,
     explain_model_picks,
@@ -48,9 +49,10 @@ def test_listening_and_content_parts_add_up_to_each_score(model, method) -> None
             assert why["listening"] == 0.0 and "from plays" not in why["summary"]
         elif why["listening"] == 0.0:  # a cold track: content only, no split to say
             assert "from plays" not in why["summary"]
-        elif min(why["listening"], why["content"]) >= 0:  # the exact split, in words
-            split = (f"score {100 * why['shares']['listening']:.0f}% from plays, "
-                     f"{100 * why['shares']['content']:.0f}% from content")  # fmt: skip
+        elif min(round(why["listening"], 2), round(why["content"], 2)) >= 0:  # the split, in words
+            shares = {k: max(v, 0.0) for k, v in why["shares"].items()}  # as said: -0.0 is 0
+            split = (f"score {100 * shares['listening']:.0f}% from plays, "
+                     f"{100 * shares['content']:.0f}% from content")  # fmt: skip
             assert why["summary"].endswith(split), why["summary"]
         else:  # a part that pulls the score down is said as an amount, not a share
             assert why["summary"].endswith("pulled it down)"), why["summary"]
@@ -220,3 +222,11 @@ def test_the_latency_benchmark_runs_on_a_checkpoint(smoke: SmokeRuns, tmp_path) 
     assert row["with_reasons_ms"] > row["without_reasons_ms"] > 0
     assert row["gradients_max_abs_difference"] < 1e-5
     assert json.loads(out.read_text())["catalog"]["rows"] == [row]
+
+
+def test_a_part_that_rounds_to_nothing_pulls_nothing_down() -> None:
+    """A listening part of -0.0016 read "score +4.05: -0.00 from plays, +4.05 from content
+    (plays pulled it down)"."""
+    said = _split(-0.0016, 4.05, {"listening": -0.0004, "content": 1.0004})
+    assert said == "score 0% from plays, 100% from content"
+    assert "pulled it down" in _split(-0.5, 4.05, {"listening": -0.14, "content": 1.14})

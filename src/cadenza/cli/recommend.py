@@ -61,6 +61,7 @@ def recommend(cfg: DictConfig) -> list[dict]:
                               "each scored (leave index= out)")  # fmt: skip
         _checkpoint("generator", c["generator"], "generator")
     k = check_int("k", c["k"])
+    _check_out_dir(Path(c["out_dir"]), bool(c.get("generator")))  # before the model loads
     history = c.get("history")
     if history is not None and not isinstance(history, list):
         raise ConfigError("history must be a list of catalog keys or names: "
@@ -100,6 +101,18 @@ def recommend(cfg: DictConfig) -> list[dict]:
                 print(f"     {p.reasons['summary']}")
         print(out / "recommendations.json")
     return [asdict(p) for p in picks]
+
+
+def _check_out_dir(out: Path, generated: bool) -> None:
+    """out_dir can be written, and with a generator holds no earlier run's picks: rank01_* of
+    two runs side by side (and candidates an earlier, larger run left) would read as one."""
+    if generated and (out / "picks.json").exists():
+        raise ConfigError(f"out_dir={out} holds an earlier run's picks (picks.json): give each "
+                          f"run its own out_dir, or remove that one")  # fmt: skip
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"out_dir={out}: cannot make the folder ({e.strerror})") from None
 
 
 def _checkpoint(key: str, path: str, kind: str) -> str:

@@ -69,7 +69,10 @@ def _split(listening: float, content: float, shares: dict[str, float]) -> str:
     raise it: a part that pulls the score down would read as "-19% from plays, 119% from
     content", so then the parts are said as the amounts they add to the score."""
     total = listening + content
+    # As said: a part that rounds to 0.00 pulls nothing down ("-0.00 from plays" did).
+    listening, content = round(listening, 2) + 0.0, round(content, 2) + 0.0
     if listening >= 0 and content >= 0:
+        shares = {k: max(v, 0.0) for k, v in shares.items()}  # a share of -0.0004 reads "-0%"
         return (f"score {100 * shares['listening']:.0f}% from plays, "
                 f"{100 * shares['content']:.0f}% from content")  # fmt: skip
     down = " and ".join(what for what, part in (("plays", listening), ("content", content))
