@@ -30,7 +30,7 @@ FILE_KEYS = ("render", "synth", "soundfont", "sample_rate", "tempo")  # how file
 
 def sample(cfg: DictConfig) -> list[str]:
     from cadenza.generation import check_tempo
-    from cadenza.models import Ability, GenerativeModule
+    from cadenza.models import GenerativeModule
     from cadenza.models.sampling import pick_device
 
     controls = OmegaConf.to_container(cfg, resolve=True)
@@ -52,10 +52,9 @@ def sample(cfg: DictConfig) -> list[str]:
     common: dict[str, Any] = {"seed": controls["seed"]}
     if "prefix" in typed:  # the files' stem; each exploration has its own default
         common["prefix"] = controls["prefix"]
-    walks = not model.can(Ability.INTERPOLATE) and model.can(Ability.LATENT_WALK)
     try:
-        pieces = _explore_or_sample(model, mode, controls, inputs, attribute, walks, typed,
-                                    out_dir, png, audio, common)  # fmt: skip
+        pieces = _explore_or_sample(model, mode, controls, inputs, attribute, typed, out_dir, png,
+                                    audio, common)  # fmt: skip
     except BadFileError as e:  # the file a key named: say which key
         given = {**inputs, "primer": controls.get("primer"), "condition": controls.get("condition")}
         key = next((k for k, v in given.items() if v is not None and str(v) == e.path), None)
@@ -71,7 +70,7 @@ def sample(cfg: DictConfig) -> list[str]:
 
 
 def _explore_or_sample(model: Any, mode: str, controls: dict[str, Any], inputs: dict[str, Any],
-                       attribute: str | None, walks: bool, typed: set[str], out_dir: str,
+                       attribute: str | None, typed: set[str], out_dir: str,
                        png: bool, audio: dict, common: dict[str, Any]) -> Any:  # fmt: skip
     """The pieces of `mode`, written to `out_dir`."""
     from cadenza.generation import exploration, generate_to_files
@@ -89,7 +88,7 @@ def _explore_or_sample(model: Any, mode: str, controls: dict[str, Any], inputs: 
             model, path, out_dir, png, audio, n=n, temperature=controls["temperature"],
             attribute=attribute, **common,
         )  # fmt: skip
-    if mode == "interpolate" and walks:
+    if mode == "interpolate" and _walks(model):
         given = [k for k in ("a", "b") if inputs[k] is not None]
         if given:  # as the service says it
             raise ConfigError(
@@ -126,8 +125,6 @@ def _explore_or_sample(model: Any, mode: str, controls: dict[str, Any], inputs: 
 def unused_length(model: Any, mode: str, controls: dict[str, Any], typed: set[str]) -> list[str]:
     """What a typed `bars=`/`steps=` will not do here, said before sampling: the default length
     (bars=8) is silent, so a producer who asked for 16 bars and got a VAE's 2 learns why."""
-    from cadenza.models import Ability
-
     window = model.declaration().window_steps
     asked = [f"{k}={controls[k]}" for k in ("bars", "steps") if k in typed]
     if mode == "interpolate":
@@ -135,8 +132,7 @@ def unused_length(model: Any, mode: str, controls: dict[str, Any], typed: set[st
     if not asked:
         return []
     given = " and ".join(asked)
-    walks = not model.can(Ability.INTERPOLATE) and model.can(Ability.LATENT_WALK)
-    if mode == "interpolate" and walks:  # a walk has no input to be as long as
+    if mode == "interpolate" and _walks(model):  # a walk has no input to be as long as
         return [f"{given}: the {model.family} model's walk writes phrases of its own length; "
                 f"length is ignored"]  # fmt: skip
     if mode != "prior":
@@ -147,6 +143,13 @@ def unused_length(model: Any, mode: str, controls: dict[str, Any], typed: set[st
     if controls.get("condition") is not None and "bars" in typed:
         return ["bars: an accompaniment is as long as its melody; steps= cuts it shorter"]
     return []
+
+
+def _walks(model: Any) -> bool:
+    """mode=interpolate is a walk between random latents: a family with no encoder (a gan)."""
+    from cadenza.models import Ability
+
+    return not model.can(Ability.INTERPOLATE) and model.can(Ability.LATENT_WALK)
 
 
 def _refuse_appended(controls: dict[str, Any]) -> None:
