@@ -103,7 +103,7 @@ def test_cli_writes_table_and_json(folders: tuple[Path, Path], tmp_path: Path) -
         (["mode=music", "generated=REF", "reference=REF", "steps_per_beat=0"], "steps_per_beat"),
         (["mode=pitch"], "mode must be"),
         ([], "ckpt_path must be set"),
-        (["ckpt_path=model.ckpt"], "checkpoint not found: model.ckpt"),
+        (["ckpt_path=model.ckpt"], "model.ckpt: checkpoint not found"),
     ],
     ids=[
         "no-generated",

@@ -183,6 +183,30 @@ def test_a_missing_checkpoint_names_this_commands_key(lastfm_ckpt: Path, tmp_pat
         assert key == "ckpt_path" or "ckpt_path" not in proc.stderr
 
 
+def test_a_checkpoint_folder_names_the_file_in_it(lastfm_ckpt: Path, tmp_path) -> None:
+    """A run's folder given for a checkpoint is not "not found": the error names the file in it,
+    under the key typed, for cadenza-recommend (ckpt=, generator=) and cadenza-classify, as
+    cadenza-sample and cadenza-eval say it."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "latest.ckpt").symlink_to(lastfm_ckpt)
+    for command, args, said in (
+        ("cadenza-recommend", [f"ckpt={folder}", "user=2"],
+         f"ckpt={folder} is a folder, not a checkpoint: did you mean {folder}/latest.ckpt?"),
+        ("cadenza-recommend", [f"ckpt={lastfm_ckpt}", f"generator={empty}", "user=2"],
+         f"generator={empty} is a folder, not a checkpoint: pass generator=/path/to/"),
+        ("cadenza-classify", [f"ckpt_path={empty}", f"input={tmp_path}"],
+         f"ckpt_path={empty} is a folder, not a checkpoint: pass ckpt_path=/path/to/"),
+        ("cadenza-classify", [f"ckpt={tmp_path}/nope.ckpt", f"input={tmp_path}"],
+         f"ckpt={tmp_path}/nope.ckpt: checkpoint not found (pass ckpt=/path/to/classifier"),
+    ):  # fmt: skip
+        proc = cli(command, *args, cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert said in proc.stderr
+
+
 def test_forgotten_applies_a_services_forget_list(lastfm_ckpt, tmp_path, monkeypatch) -> None:
     """forgotten=WORK_DIR: the listeners a service with that work_dir forgot have no history
     here either; without it the checkpoint's histories are as trained."""

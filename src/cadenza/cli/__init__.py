@@ -49,9 +49,13 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-def checkpoint_arg(cfg: DictConfig) -> Any:
-    """`ckpt=`, or `ckpt_path=` as cadenza-train, -sample and -eval name it: a user who types
-    the other commands' key gets what they meant, not Hydra's advice to append a new key."""
+def checkpoint_arg(cfg: DictConfig, kind: str = "file") -> str:
+    """The checkpoint file of `ckpt=`, or of `ckpt_path=` as cadenza-train, -sample and -eval
+    name it: a user who types the other commands' key gets what they meant, not Hydra's advice
+    to append a new key. A missing file or a folder is said back under the key typed, before
+    anything loads."""
+    from cadenza.models.base import checkpoint_file  # torch: not for --help
+
     alias = cfg.get("ckpt_path")
     if alias is not None:
         given = None if OmegaConf.is_missing(cfg, "ckpt") else cfg.get("ckpt")
@@ -59,4 +63,6 @@ def checkpoint_arg(cfg: DictConfig) -> Any:
             raise ConfigError(f"give ckpt= or ckpt_path=, not both (ckpt={given}, "
                               f"ckpt_path={alias})")  # fmt: skip
         cfg.ckpt = alias
-    return require(cfg, "ckpt")
+    given = str(require(cfg, "ckpt"))
+    checkpoint_file(given, "ckpt" if alias is None else "ckpt_path", kind)
+    return given

@@ -24,7 +24,7 @@ def classify(cfg: DictConfig) -> dict:
     from cadenza.metrics.music_eval import write_report
     from cadenza.models import ClassifierModule
 
-    given = checkpoint_arg(cfg)  # before to_container: ckpt_path= fills ckpt
+    given = checkpoint_arg(cfg, "classifier")  # before to_container: ckpt_path= fills ckpt
     c = OmegaConf.to_container(cfg, resolve=True)
     model = ClassifierModule.load(given)
     top = check_int("top", c["top"])

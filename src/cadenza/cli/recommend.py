@@ -33,7 +33,7 @@ from cadenza.atomic import write_atomically
 from cadenza.cli import CONFIG_DIR, checkpoint_arg, run_task
 from cadenza.cli.typos import names_typos
 from cadenza.errors import ConfigError
-from cadenza.models.base import check_int
+from cadenza.models.base import check_int, checkpoint_file
 
 log = logging.getLogger("cadenza.recommend")
 
@@ -42,15 +42,13 @@ def recommend(cfg: DictConfig) -> list[dict]:
     from cadenza.recommend.module import RecommenderModule
     from cadenza.recommend.workflow import recommend_catalog, recommend_generated
 
-    given = checkpoint_arg(cfg)  # before to_container: ckpt_path= fills ckpt
+    ckpt = checkpoint_arg(cfg, "recommender")  # before to_container: ckpt_path= fills ckpt
     c = OmegaConf.to_container(cfg, resolve=True)
     text = c.get("text")
     if text is not None:  # checked before the model loads: a typo costs no seconds
         from cadenza.recommend.text import check_description
 
         text = check_description(text)
-    typed = "ckpt_path" if cfg.get("ckpt_path") is not None else "ckpt"  # said back as typed
-    ckpt = _checkpoint(typed, given, "recommender")
     if c.get("generator"):  # before the recommender loads: a typo costs no seconds
         # As the service says it: settings of the catalog's ranking do nothing here.
         if c.get("method", "hybrid") != "hybrid":
@@ -59,7 +57,7 @@ def recommend(cfg: DictConfig) -> list[dict]:
         if c.get("index", "exact") != "exact":
             raise ConfigError(f"index={c['index']} searches the catalog; generated pieces are "
                               "each scored (leave index= out)")  # fmt: skip
-        _checkpoint("generator", c["generator"], "generator")
+        checkpoint_file(c["generator"], "generator", "generator")
     k = check_int("k", c["k"])
     _check_out_dir(Path(c["out_dir"]), bool(c.get("generator")))  # before the model loads
     history = c.get("history")
@@ -113,14 +111,6 @@ def _check_out_dir(out: Path, generated: bool) -> None:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"out_dir={out}: cannot make the folder ({e.strerror})") from None
-
-
-def _checkpoint(key: str, path: str, kind: str) -> str:
-    """The checkpoint file `key=` names; a missing one is said in this command's own words
-    (the loader's own hint names `ckpt_path=`, another command's key)."""
-    if not Path(path).is_file():
-        raise ConfigError(f"{key}={path}: checkpoint not found (pass {key}=/path/to/{kind}.ckpt)")
-    return path
 
 
 def _forget(model: Any, work_dir: Path) -> None:

@@ -262,19 +262,29 @@ class GenerativeModule(CadenzaModule):
         return super().load(ckpt_path, map_location)
 
 
+def checkpoint_file(path: str | Path, key: str | None = None, kind: str = "file") -> Path:
+    """The checkpoint file `path` names, or a CadenzaError saying what to pass: a folder (a
+    run's, an experiment's) names the file in it. `key`: the command's key as typed, said back
+    (`generator=x: checkpoint not found`); without it the message names `ckpt_path=`."""
+    path = Path(path)
+    said, pass_ = (f"{key}={path}", key) if key else (str(path), "ckpt_path")
+    if path.is_dir():
+        files = [path / name for name in ("latest.ckpt", "last.ckpt")]
+        inside = next((f for f in files if f.is_file()), None)
+        hint = f"did you mean {inside}?" if inside else f"pass {pass_}=/path/to/{kind}.ckpt"
+        raise CadenzaError(f"{said} is a folder, not a checkpoint: {hint}")
+    if not path.is_file():
+        raise CadenzaError(f"{said}: checkpoint not found (pass {pass_}=/path/to/{kind}.ckpt)")
+    return path
+
+
 def read_checkpoint(
     path: Path, map_location: str | torch.device = "cpu", mmap: bool = False
 ) -> dict[str, Any]:
     """A checkpoint's dict with the weights only (torch.load(weights_only=True): a file from a
     stranger cannot run code); a missing or unreadable file is a CadenzaError. `mmap`: tensors
     stay on disk until read, for a caller that looks at shapes and settings only."""
-    if path.is_dir():  # a run's or an experiment's folder: name the file meant
-        files = [path / name for name in ("latest.ckpt", "last.ckpt")]
-        inside = next((f for f in files if f.is_file()), None)
-        hint = f"did you mean {inside}?" if inside else "pass ckpt_path=/path/to/file.ckpt"
-        raise CadenzaError(f"{path} is a folder, not a checkpoint: {hint}")
-    if not path.is_file():
-        raise CadenzaError(f"checkpoint not found: {path} (pass ckpt_path=/path/to/file.ckpt)")
+    checkpoint_file(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user problem
