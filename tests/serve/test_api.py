@@ -617,6 +617,14 @@ def test_openapi_schema_and_studio_page_are_published(client):
         "/api/health",
         "/api/files/{job}/{name}",
     } <= set(schema["paths"])
+    # 422 is documented where a request can be invalid, not on routes that take nothing.
+    answers = {(m, p): set(op["responses"]) for p, ops in schema["paths"].items()
+               for m, op in ops.items()}  # fmt: skip
+    for route in ("/api/health", "/api/live", "/api/ready", "/api/models", "/api/jobs"):
+        assert "422" not in answers["get", route], route
+    for route in ("/api/generate", "/api/uploads"):
+        assert "422" in answers["post", route]
+    assert "422" in answers["get", "/api/files/{job}/{name}"]
     fields = schema["components"]["schemas"]["GenerateRequest"]["properties"]
     assert {"model", "n", "temperature", "top_k", "top_p", "seed", "primer"} <= set(fields)
     page = client.get("/")

@@ -24,8 +24,10 @@ from typing import Annotated, Any
 
 from anyio import CapacityLimiter, to_thread
 from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, Security, UploadFile
+from fastapi.dependencies.utils import get_flat_params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -592,7 +594,18 @@ def create_app(settings: ServeSettings) -> FastAPI:
         found = bool(models or tokens or gone["jobs"] or gone["uploads"])
         return Forgotten(listener=pseudonym, models=models, **gone, found=found)
 
+    _document_422_where_answered(app)
     return app
+
+
+def _document_422_where_answered(app: FastAPI) -> None:
+    """Every route got the app's 422 (our error shape in place of FastAPI's); a route with no
+    parameter and no body has nothing to validate and never answers it, and a client generated
+    from the document should not handle what cannot come."""
+    for route in app.routes:
+        if isinstance(route, APIRoute) and not (get_flat_params(route.dependant)
+                                                or route.body_field):  # fmt: skip
+            route.responses.pop(422, None)
 
 
 def _bad_link(job: str, expires: int | None) -> str:
