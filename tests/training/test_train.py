@@ -203,3 +203,35 @@ def test_folder_too_small_for_a_validation_split_is_a_clear_error(tmp_path: Path
     cfg = compose_train(tmp_path, ["experiment=midi_folder_lstm", f"data.root={tmp_path}/midi"])
     with pytest.raises(ConfigError, match="no validation pieces.*data.valid_fraction"):
         train(cfg)
+
+
+def test_a_family_without_a_test_step_is_refused_before_it_trains(tmp_path: Path, monkeypatch):
+    """A new family that defines training and validation but not test_step (the README's
+    family contract) is told at start-up, not by Lightning's traceback after the whole fit."""
+    import pytorch_lightning as pl
+
+    from cadenza.errors import ConfigError
+    from cadenza.models.lstm import LSTMModule
+
+    monkeypatch.setattr(LSTMModule, "test_step", pl.LightningModule.test_step)
+    cfg = compose_train(tmp_path, ["experiment=smoke"])
+    with pytest.raises(ConfigError, match="lstm family defines no test_step.*or pass test=false"):
+        train(cfg)
+    assert not list(tmp_path.rglob("*.ckpt"))  # refused before a step was taken
+    cfg = compose_train(tmp_path / "untested", ["experiment=smoke", "test=false"])
+    assert "test/nll" not in train(cfg)["metrics"]  # without the test, the run is fine
+
+
+def test_a_monitor_that_validation_never_logs_is_said_after_the_sanity_check(tmp_path: Path):
+    """Checkpoints select by a metric the family must log; a key it does not log is named, with
+    what it does log, after the sanity check's two batches rather than at the first epoch's end."""
+    from cadenza.errors import ConfigError
+
+    cfg = compose_train(
+        tmp_path, ["experiment=smoke", "callbacks.model_checkpoint.monitor=val/nlll"]
+    )
+    with pytest.raises(
+        ConfigError, match=r"logs no val/nlll \(ModelCheckpoint\); it logs: val/nll"
+    ):
+        train(cfg)
+    assert not list(tmp_path.rglob("*.ckpt"))

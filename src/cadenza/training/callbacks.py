@@ -57,6 +57,29 @@ class LatestLink(pl.Callback):
             self.target = target
 
 
+class MonitoredMetrics(pl.Callback):
+    """Every metric a callback selects or stops by (ModelCheckpoint's, EarlyStopping's
+    `monitor`) is logged by the family's validation, checked after the sanity check's
+    validation batches: Lightning finds a missing one only at the first epoch's end, with a
+    traceback. A run without a sanity check is not checked here."""
+
+    def on_sanity_check_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from cadenza.errors import ConfigError
+
+        logged = set(trainer.callback_metrics)
+        wanted = {(type(c).__name__, c.monitor) for c in trainer.callbacks
+                  if isinstance(getattr(c, "monitor", None), str)}  # fmt: skip
+        missing = sorted((name, key) for name, key in wanted if key not in logged)
+        if missing:
+            family = getattr(pl_module, "family", type(pl_module).__name__)
+            said = ", ".join(f"{key} ({name})" for name, key in missing)
+            raise ConfigError(
+                f"the {family} family's validation logs no {said}; it logs: "
+                f"{', '.join(sorted(logged)) or 'nothing'}. Log that key in validation_step, "
+                "or point the callback's monitor at one it logs"
+            )
+
+
 class RunRecord(pl.Callback):
     """Writes what a checkpoint's run read into the checkpoint (`cadenza_run`: the `data`
     config, resolved, without its codec, which the model carries; the command line's

@@ -92,6 +92,21 @@ def check_sample_abilities(model: Any, sample: Any) -> None:
         raise ConfigError(f"sample: {e}") from None
 
 
+def check_steps(model: Any, stages: list[str]) -> None:
+    """The family defines the steps this run calls (training, validation, test), checked before
+    any of them: Lightning finds a missing test_step only once the whole fit is over."""
+    from pytorch_lightning.utilities.model_helpers import is_overridden
+
+    missing = [f"{stage}_step" for stage in stages if not is_overridden(f"{stage}_step", model)]
+    if missing:
+        family = getattr(model, "family", type(model).__name__)
+        raise ConfigError(
+            f"the {family} family defines no {' or '.join(missing)}: a family's validation_step "
+            "and test_step log val/nll and test/nll (what checkpoints select by), as "
+            "models/lstm.py's do" + ("; or pass test=false" if "test_step" in missing else "")
+        )
+
+
 def check_accelerator(accelerator: Any) -> None:
     """A GPU trainer on a machine without one fails here, saying what to use instead, rather
     than inside Lightning's accelerator set-up."""

@@ -13,13 +13,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cadenza.errors import ConfigError
 from cadenza.models.base import Ability, CadenzaModule, GenerativeModule, read_checkpoint
-from cadenza.training.callbacks import LatestLink, RunRecord
+from cadenza.training.callbacks import LatestLink, MonitoredMetrics, RunRecord
 from cadenza.training.checkpoint_io import AtomicCheckpointIO, link_latest
 from cadenza.training.checks import (
     check_accelerator,
     check_resumable,
     check_run_config,
     check_sample_abilities,
+    check_steps,
     check_val_interval,
 )
 from cadenza.training.config import instantiate, job_suffix, register_resolvers
@@ -94,6 +95,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     datamodule, model, trainer = build(cfg)
     log.info("model: %s, %.2fM parameters", type(model).__name__, _params(model) / 1e6)
     check_sample_abilities(model, cfg.get("sample"))
+    fits, tests = bool(cfg.get("train", True)), bool(cfg.get("test"))
+    check_steps(model, ["training", "validation"] * fits + ["test"] * tests)
+    trainer.callbacks.append(MonitoredMetrics())
     if saved is not None:
         check_resumable(model, saved, ckpt_path)
         del saved  # its mapping of the file
