@@ -89,6 +89,13 @@ def test_cli_writes_table_and_json(folders: tuple[Path, Path], tmp_path: Path) -
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "used_pitch_classes" in proc.stdout and "broken.mid" in proc.stdout
+    # The two-track piece makes a track1 the one-track reference lacks: said, not only nan.
+    assert ("note: tracks are compared by position, and the sets differ: generated track0, "
+            "track1; reference track0") in proc.stdout  # fmt: skip
+    # Each skipped file is listed once, under its set (the log line counts them).
+    listed = [line for line in proc.stdout.splitlines() if "broken.mid" in line]
+    assert len(listed) == 2 and listed[0].startswith("skipped 1 unreadable MIDI file(s), the")
+    assert listed[1].startswith("skipped (generated): ") and listed[1].count("broken.mid") == 1
     report = json.loads(out.read_text())
     assert set(report) >= {"reference", "generated", "overlap", "kl", "skipped"}
     assert report["reference"]["used_pitch_classes"] == 5.0
@@ -104,6 +111,7 @@ def test_cli_writes_table_and_json(folders: tuple[Path, Path], tmp_path: Path) -
         (["mode=pitch"], "mode must be"),
         ([], "ckpt_path must be set"),
         (["ckpt_path=model.ckpt"], "model.ckpt: checkpoint not found"),
+        (["mode=music", "generated=REF", "reference=REF", "out=REF"], "is a folder: give the"),
     ],
     ids=[
         "no-generated",
@@ -112,6 +120,7 @@ def test_cli_writes_table_and_json(folders: tuple[Path, Path], tmp_path: Path) -
         "bad-mode",
         "nll-without-ckpt",
         "nll-missing-ckpt",
+        "out-is-a-folder",
     ],
 )
 def test_cli_errors_are_one_clear_line(

@@ -130,3 +130,20 @@ def test_eval_frechet_embeds_two_folders_and_reports_skipped_files(
     one = cli("cadenza-eval", "mode=frechet", f"generated={lonely}", f"reference={reference}",
               f"encoder={encoder}", cwd=tmp_path)  # fmt: skip
     assert one.returncode == 2 and "at least 2" in one.stderr
+    # 3 pieces in 16 dimensions: the printout says the distance is mostly bias.
+    assert "note: 3 pieces in a 16-dimensional embedding" in res.stdout
+    # What a user gets wrong, each said under the key typed, before anything is embedded.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for args, said in (
+        ([f"generated={generated}", f"encoder={encoder}"],
+         "reference must be set: mode=frechet compares"),
+        ([f"generated={generated}", f"reference={empty}", f"encoder={encoder}"],
+         f"reference={empty} holds no .mid/.midi files (searched recursively): give reference="),
+        ([f"generated={generated}", f"reference={reference}", f"encoder={tmp_path}/no.ckpt"],
+         f"encoder={tmp_path}/no.ckpt: checkpoint not found (pass encoder=/path/to/classifier"),
+        ([f"generated={generated}", f"reference={reference}", f"encoder={encoder}",
+          f"out={empty}"], f"out={empty} is a folder: give the report's file"),
+    ):  # fmt: skip
+        bad = cli("cadenza-eval", "mode=frechet", *args, cwd=tmp_path)
+        assert bad.returncode == 2 and said in bad.stderr, bad.stderr

@@ -31,7 +31,7 @@ def classify(cfg: DictConfig) -> dict:
     target = Path(str(require(cfg, "input"))).expanduser()
     if not target.exists():
         raise ConfigError(f"input={target} is neither a file nor a folder")
-    files = model.input_files(target)
+    files = model.input_files(target, "input")
     classes, pieces, skipped = model.classes, [], []
     for path in files:
         try:

@@ -36,11 +36,25 @@ def evaluate(cfg: DictConfig) -> dict:
     mode = cfg.get("mode", "nll")
     if mode not in DEFAULT_OUT:
         raise ConfigError(f"mode must be 'nll', 'music' or 'frechet', got {mode!r}")
+    _check_out(cfg.get("out"))  # before the work: a folder there failed only at the end
     if mode == "music":
         return evaluate_music_cli(cfg)
     if mode == "frechet":
         return evaluate_frechet(cfg)
     return evaluate_nll(cfg)
+
+
+def _check_out(out: object) -> None:
+    """`out=` names the report's file: a folder there is refused before anything is computed."""
+    if out is not None and Path(str(out)).is_dir():
+        raise ConfigError(f"out={out} is a folder: give the report's file, e.g. "
+                          f"out={Path(str(out)) / 'eval.json'}")  # fmt: skip
+
+
+def _tracks(metrics: dict) -> list[str]:
+    """The tracks (track0, ...) a set's per-track statistics hold (not pairs: track0-track1)."""
+    suffixes = {k.split("/", 1)[1] for k in metrics if "/" in k}
+    return sorted(s for s in suffixes if "-" not in s)
 
 
 def evaluate_music_cli(cfg: DictConfig) -> dict:
@@ -57,6 +71,11 @@ def evaluate_music_cli(cfg: DictConfig) -> dict:
         cfg.get("generated"), cfg.get("reference"), steps_per_beat=steps_per_beat
     )
     print(format_table(report))
+    generated, reference = _tracks(report["generated"]), _tracks(report["reference"])
+    if generated != reference:  # e.g. one merged piano roll against POP909's three tracks
+        print(f"note: tracks are compared by position, and the sets differ: generated "
+              f"{', '.join(generated) or 'none'}; reference {', '.join(reference) or 'none'} "
+              f"(a track one set lacks is nan)")  # fmt: skip
     for item in report["skipped"]:
         print(f"skipped ({item['set']}): {item['path']}: {item['reason']}")
     out = write_report(report, cfg.get("out") or DEFAULT_OUT["music"])
@@ -68,7 +87,7 @@ def evaluate_frechet(cfg: DictConfig) -> dict:
     from cadenza.metrics.frechet import embed_folder, frechet_report
     from cadenza.metrics.music_eval import _check_input, write_report
     from cadenza.models import ClassifierModule
-    from cadenza.models.base import check_int
+    from cadenza.models.base import check_int, checkpoint_file
 
     if cfg.get("encoder") is None:
         raise ConfigError(
@@ -76,11 +95,11 @@ def evaluate_frechet(cfg: DictConfig) -> dict:
             "`encoder=checkpoints/styles_classifier/latest.ckpt` (cadenza-train "
             "experiment=styles_classifier makes one)"
         )
-    model = ClassifierModule.load(cfg.encoder)
+    model = ClassifierModule.load(checkpoint_file(cfg.encoder, "encoder", "classifier"))
     bootstrap = check_int("bootstrap", cfg.get("bootstrap", 200), minimum=0)
     sets, skipped = {}, []
     for key in ("generated", "reference"):
-        emb, names, bad = embed_folder(model, _check_input(key, cfg.get(key)))
+        emb, names, bad = embed_folder(model, _check_input(key, cfg.get(key), "frechet"), key)
         skipped += [{"set": key, **b} for b in bad]
         if len(emb) < 2:
             raise ConfigError(f"{key}: {len(emb)} readable MIDI file(s); a Fréchet distance "
@@ -96,6 +115,11 @@ def evaluate_frechet(cfg: DictConfig) -> dict:
         f"Fréchet distance {report['frechet']:.3f}{interval}, "
         f"{report['n']['generated']} generated vs {report['n']['reference']} reference pieces"
     )
+    fewest, dim = min(report["n"]["generated"], report["n"]["reference"]), report["n"]["dim"]
+    if fewest < dim:
+        print(f"note: {fewest} pieces in a {dim}-dimensional embedding: the distance is mostly "
+              "small-sample bias; compare only sets of equal sizes, beside two real sets of the "
+              "same size (docs/training.md)")  # fmt: skip
     for o in report["outliers"][:5]:
         print(f"  outlier {o['mahalanobis']:7.2f}  beyond {100 * o['reference_percentile']:5.1f}% "
               f"of the reference: {o['piece']}")  # fmt: skip

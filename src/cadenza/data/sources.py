@@ -104,32 +104,34 @@ def _fingerprint(paths: list[Path], base: Path) -> dict[str, Any]:
     return {"files": len(paths), "bytes": total, "fingerprint": h.hexdigest()}
 
 
-def list_files(root: Path, suffixes: tuple[str, ...], kind: str, limit: int | None) -> list[Path]:
+def list_files(
+    root: Path, suffixes: tuple[str, ...], kind: str, limit: int | None, key: str | None = None
+) -> list[Path]:
     """Files under `root` with one of `suffixes` (any letter case), recursively, sorted by path,
-    the first `limit`; a missing or empty folder is a CadenzaError that says what to set."""
+    the first `limit`; a missing or empty folder is a CadenzaError that says what to set: the
+    data config's root, or `key=` where a command's own key named the folder."""
+    if key:
+        where, fix = f"{key}={root}", f"give {key}= a folder or file of {kind}"
+    else:
+        where = f"{kind} folder {root}"
+        fix = f"point the data config at your files with `data.root=/path/to/{kind.lower()}`"
     if not root.is_dir():
-        raise CadenzaError(
-            f"{kind} folder {root} does not exist. Point the data config at your files with "
-            f"`data.root=/path/to/{kind.lower()}` (or set CADENZA_DATA)."
-        )
+        also = "" if key else " (or set CADENZA_DATA)"
+        raise CadenzaError(f"{where} does not exist: {fix}{also}")
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
     if not paths:
         raise CadenzaError(
-            f"{kind} folder {root} holds no {'/'.join(suffixes)} files (searched recursively). "
-            f"Point the data config at your files with `data.root=/path/to/{kind.lower()}`."
+            f"{where} holds no {'/'.join(suffixes)} files (searched recursively): {fix}"
         )
     return paths[:limit] if limit else paths
 
 
-def midi_files(path: Path) -> list[Path]:
-    """A MIDI file itself, or every MIDI file under a folder (`list_files`): what a command
-    given `input=` or `generated=` reads."""
-    return piece_files(path, MIDI_SUFFIXES, "MIDI")
-
-
-def piece_files(path: Path, suffixes: tuple[str, ...], kind: str) -> list[Path]:
-    """A file itself, or every file with one of `suffixes` under a folder (`list_files`)."""
-    return [path] if path.is_file() else list_files(path, suffixes, kind, None)
+def piece_files(
+    path: Path, suffixes: tuple[str, ...], kind: str, key: str | None = None
+) -> list[Path]:
+    """A file itself, or every file with one of `suffixes` under a folder (`list_files`);
+    `key`: the command's key that named it, said back in the error for an empty folder."""
+    return [path] if path.is_file() else list_files(path, suffixes, kind, None, key)
 
 
 class FolderSource(Source):

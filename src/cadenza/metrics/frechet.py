@@ -94,15 +94,18 @@ def frechet_report(
             "outliers": outliers}  # fmt: skip
 
 
-def embed_folder(model: Any, folder: str | Path) -> tuple[np.ndarray, list[str], list[dict]]:
+def embed_folder(
+    model: Any, folder: str | Path, key: str | None = None
+) -> tuple[np.ndarray, list[str], list[dict]]:
     """Every MIDI file (audio, for a mel classifier) under `folder` (or the file itself) ->
     (embeddings [N, D], their paths,
     [{"path", "reason"}] of the files skipped as unreadable; the reason is BadFileError's stable
-    key, then its detail, as music_rolls gives it)."""
+    key, then its detail, as music_rolls gives it). `key`: the command's key naming the folder,
+    said back if it holds no such file."""
     from cadenza.errors import BadFileError
 
     rows, kept, skipped = [], [], []
-    for path in model.input_files(Path(folder)):
+    for path in model.input_files(Path(folder), key):
         try:
             rows.append(model.embed(model.read_piece(path)).numpy())
             kept.append(str(path))

@@ -14,10 +14,10 @@ from cadenza.metrics.music_rolls import load_rolls
 from cadenza.metrics.music_sets import set_metrics
 
 
-def _check_input(key: str, value: Any) -> Path:
+def _check_input(key: str, value: Any, mode: str = "music") -> Path:
     if value is None or str(value) in ("", "???"):
         raise ConfigError(
-            f"{key} must be set: mode=music compares two MIDI folders, "
+            f"{key} must be set: mode={mode} compares two MIDI folders, "
             f"add `generated=DIR reference=DIR` to the command line"
         )
     path = Path(str(value))

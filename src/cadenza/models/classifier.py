@@ -270,15 +270,15 @@ class ClassifierModule(CadenzaModule):
         """Whether this classifier reads audio (a mel codec) rather than MIDI."""
         return self.codec.output == "audio"
 
-    def input_files(self, path: Path) -> list[Path]:
+    def input_files(self, path: Path, key: str | None = None) -> list[Path]:
         """A file, or every file this classifier reads under a folder (MIDI, or audio for a
-        mel classifier)."""
+        mel classifier); `key`: the command's key that named it, for an empty folder's error."""
         from cadenza.data.sources import MIDI_SUFFIXES, piece_files
         from cadenza.io.audio import AUDIO_SUFFIXES
 
         if self.hears_audio:
-            return piece_files(path, AUDIO_SUFFIXES, "audio")
-        return piece_files(path, MIDI_SUFFIXES, "MIDI")
+            return piece_files(path, AUDIO_SUFFIXES, "audio", key)
+        return piece_files(path, MIDI_SUFFIXES, "MIDI", key)
 
     def read_piece(self, path: str | Path) -> torch.Tensor:
         """A MIDI file (an audio file, for a mel classifier) -> its codec tensor [T, ...].
