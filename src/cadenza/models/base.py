@@ -209,7 +209,22 @@ class GenerativeModule(CadenzaModule):
         generator: torch.Generator | None = None,
         **controls: Any,
     ) -> list[torch.Tensor]:
-        """n pieces as codec tensors (tokens [L] or frames [T, D]), each of its own length."""
+        """n pieces as codec tensors (tokens [L] or frames [T, D]), each of its own length, on
+        the CPU.
+
+        max_len: the most steps a returned piece holds, a primer included (a family with a
+            window, `window_steps`, may only crop it); None: the family's default length.
+        temperature: scales the logits (or the prior's spread, for latent families).
+        generator: a torch.Generator, or the service's RowGenerators (one seeded stream per
+            request in a batch). Draw only through `cadenza.models.sampling` (`uniform`,
+            `normal`, `sample_categorical`), which read either, so a request batched with
+            others gets the notes it would get alone.
+        condition: the condition of a family that declares CONDITION (ignored otherwise).
+        controls: the ability-specific inputs a family declares (`top_k`, `top_p` with
+            TOKEN_FILTERS, `primer` with CONTINUE, `style` with STYLE, `attribute` with
+            ATTRIBUTES); one asked of a family without its ability is `self.require(...)`'s
+            clear error, as LSTMModule.sample does for top_k.
+        """
         raise NotImplementedError
 
     # The methods of the optional abilities. A family that declares one overrides its method;
