@@ -179,7 +179,9 @@ class GenerativeModule(CadenzaModule):
         return frozenset({Ability.PRIOR})
 
     def declaration(self) -> Declaration:
-        return Declaration(self.family, self.abilities, self.window_steps, self.codec.output)
+        # frozenset(): a family that declares a plain set still gives a hashable declaration.
+        return Declaration(self.family, frozenset(self.abilities), self.window_steps,
+                           self.codec.output)  # fmt: skip
 
     def can(self, ability: Ability) -> bool:
         return ability in self.abilities
