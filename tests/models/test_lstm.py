@@ -333,3 +333,23 @@ def test_sampling_through_the_cell_matches_stepping_nn_lstm(
     assert len(fast) == len(slow) == 4
     for a, b in zip(fast, slow, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("family", ["lstm", "transformer"])
+def test_a_token_model_refuses_melody_windows_which_have_no_start_or_end(family: str) -> None:
+    """Melody ids 1 and 2 are HOLD and REST: read as BOS and EOS, a model never held a note and
+    stopped at the first rest. Refused when the model is built, naming what works."""
+    from cadenza.models.transformer import TransformerModule
+    from cadenza.representations.melody import MelodyCodec
+
+    melody = {"codec": MelodyCodec().to_dict()}
+    build = {"lstm": lambda: LSTMModule(**melody, **SMALL),
+             "transformer": lambda: TransformerModule(**melody, d_model=16, n_layers=1,
+                                                      n_heads=2)}[family]  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=rf"representation=melody: the {family} family's token "
+        r"model needs pieces with start and end tokens \(representation=events",
+    ):
+        build()
+    assert LSTMModule(**KINDS["tokens"]).eos_id == TOKENS.eos_id == 2  # events: its own ids

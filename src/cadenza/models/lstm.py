@@ -23,11 +23,18 @@ from cadenza.representations.base import Codec
 DEFAULT_BARS = 8
 
 
-def _token_id(codec: Codec, names: tuple[str, ...], default: int) -> int:
-    for name in names:
-        if hasattr(codec, name):
-            return int(getattr(codec, name))
-    return default
+def sequence_ids(codec: Codec, family: str) -> tuple[int, int, int]:
+    """(pad, bos, eos) of a token codec whose pieces start and end with tokens of their own: a
+    language model starts from BOS and stops at EOS. Melody windows have none (their ids 1 and 2
+    are HOLD and REST, which a model would take for BOS and EOS: it never held a note and
+    stopped at the first rest), so they are refused, naming what works."""
+    if not all(hasattr(codec, f"{t}_id") for t in ("pad", "bos", "eos")):
+        raise ConfigError(
+            f"representation={codec.name}: the {family} family's token model needs pieces with "
+            f"start and end tokens (representation=events or representation=miditok); "
+            f"{codec.name} windows have none (model=vae reads them)"
+        )
+    return int(codec.pad_id), int(codec.bos_id), int(codec.eos_id)
 
 
 class LSTMModule(GenerativeModule):
@@ -79,9 +86,7 @@ class LSTMModule(GenerativeModule):
                 output, nade_hidden,
             )  # fmt: skip
         else:
-            self.pad_id = _token_id(self.codec, ("pad_id", "PAD"), 0)
-            self.bos_id = _token_id(self.codec, ("bos_id", "BOS"), 1)
-            self.eos_id = _token_id(self.codec, ("eos_id", "EOS"), 2)
+            self.pad_id, self.bos_id, self.eos_id = sequence_ids(self.codec, self.family)
             self.net = TokenLSTM(
                 self.codec.vocab_size, hidden_size, num_layers, dropout, embedding_dim, self.pad_id
             )

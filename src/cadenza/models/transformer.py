@@ -25,7 +25,7 @@ from cadenza.models.components.transformer import (
     TokenTransformer,
     windowed_token_loss,
 )
-from cadenza.models.lstm import LSTMModule, _token_id
+from cadenza.models.lstm import LSTMModule, sequence_ids
 
 
 def _check_styles(styles: Any) -> list[str]:
@@ -132,9 +132,7 @@ class TransformerModule(LSTMModule):
                 n_kv_heads, len(styles),
             )  # fmt: skip
         else:
-            self.pad_id = _token_id(self.codec, ("pad_id", "PAD"), 0)
-            self.bos_id = _token_id(self.codec, ("bos_id", "BOS"), 1)
-            self.eos_id = _token_id(self.codec, ("eos_id", "EOS"), 2)
+            self.pad_id, self.bos_id, self.eos_id = sequence_ids(self.codec, self.family)
             self.net = TokenTransformer(
                 self.codec.vocab_size, d_model, n_layers, n_heads, dropout, self.pad_id,
                 n_kv_heads, len(styles),

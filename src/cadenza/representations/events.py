@@ -35,6 +35,7 @@ class EventCodec(Codec):
 
     name = "events"
     kind = "tokens"
+    pad_id, bos_id, eos_id = PAD, BOS, EOS
 
     def __init__(
         self,
