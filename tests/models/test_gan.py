@@ -155,6 +155,8 @@ def test_bad_config_values_name_the_key() -> None:
         small_gan(codec, grid="beat")
     with pytest.raises(ConfigError, match="model.minibatch_std"):
         small_gan(codec, minibatch_std=-1)
+    with pytest.raises(ConfigError, match="model.bars is null.*set data.window_bars=4"):
+        small_gan(codec, bars=None)
     with pytest.raises(ConfigError, match="model.condition_track"):
         small_gan(codec, condition_track="name:DRUMS")
     with pytest.raises(ConfigError, match="steps_per_beat"):
