@@ -297,6 +297,12 @@ def test_a_melody_or_primer_longer_than_the_cap_is_refused(settings):
 
     short = replace(settings, limits=Limits(max_steps=32))
     with TestClient(create_app(short)) as c:
+        # The form offers the bars that fit the steps: 32 steps are 4 bars of smoke's 2-a-beat
+        # grid (not limits.max_bars, 8), and the default comes down with the cap.
+        bars = c.get("/api/models/smoke").json()["controls"]["bars"]
+        assert bars["max"] == 4 and bars["default"] == 4
+        r = c.post("/api/generate", json={"model": "smoke", "bars": bars["max"]})
+        assert r.status_code == 200, r.text
         tune = upload(c, melody("hpps1").read_bytes(), "tune.mid")
         r = c.post("/api/generate", json={"model": "smoke_gan_accompaniment",
                                           "condition": tune["upload"]})  # fmt: skip

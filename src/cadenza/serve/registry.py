@@ -137,6 +137,14 @@ def _range(lo: float, hi: float, default: Any) -> dict[str, Any]:
     return {"min": lo, "max": hi, "default": default}
 
 
+def _bars_range(codec: Any, limits: Limits, default: float) -> dict[str, Any]:
+    """Bars up to limits.max_bars that also fit limits.max_steps in this codec's steps (a token
+    model's bar is many steps: 40 bars of events are 2,400), so a form offers what is taken."""
+    most = next((b for b in range(limits.max_bars, 0, -1)
+                 if codec.steps_for_bars(b) <= limits.max_steps), 1)  # fmt: skip
+    return _range(1, most, min(default, most))
+
+
 def describe(s: Served, limits: Limits, caller: Caller,
              defaults: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """What the studio and API clients need to build a form for this model: each control's
@@ -182,7 +190,7 @@ def describe(s: Served, limits: Limits, caller: Caller,
             # An accompaniment is as long as its melody: no bars (steps may cut it).
             "bars": None
             if fixed or "generate" not in modes(s)
-            else _range(1, limits.max_bars, d["bars"]),
+            else _bars_range(s.model.codec, limits, d["bars"]),
             "steps": None if fixed else _range(1, limits.max_steps, None),
             # null: 1.0 for new pieces (the model as trained)
             "temperature": _range(0.05, 5.0, d["temperature"] or 1.0),
