@@ -193,6 +193,43 @@ def _accompany_a_melody(driver: Any, tmp_path: Path) -> None:
     assert len(driver.find_elements("css selector", "#results [data-testid=result-item]")) >= 1
 
 
+def _form_checks(driver: Any) -> None:
+    """What a studio walk found: the page checks its own numbers, a new key keeps the form
+    (and does not swallow the click it was left for), an interpolation with empty fields takes
+    the service's defaults, and a generator to pick from fixes the ranking method."""
+    alert = driver.find_element("css selector", "[role=alert]")
+    _select(driver, "model", "smoke")
+    _set_number(driver, "n", 100)  # the service's cap here is 4
+    driver.find_element("id", "generate").click()
+    _wait_for(driver, "the page's range check", lambda d: alert.text.startswith("Pieces: "), 10)
+    assert driver.find_element("id", "results").get_attribute("data-state") is None  # not sent
+    _idle(driver)
+    _select(driver, "model", "smoke_transformer")
+    _set_number(driver, "n", 3)
+    key = driver.find_element("id", "api-key")
+    key.send_keys("not-needed-here")
+    driver.find_element("id", "seed").click()  # leaving the field reloads the models
+    _wait_for(driver, "the reload", lambda d: not d.find_element("id", "generate").get_attribute(
+        "disabled"), 10)  # fmt: skip
+    assert driver.find_element("id", "model").get_attribute("value") == "smoke_transformer"
+    assert driver.find_element("id", "n").get_attribute("value") == "3"
+    key.clear()
+    driver.find_element("id", "seed").click()
+    _idle(driver)
+    _select(driver, "model", "smoke_gan")  # a latent walk: no uploads to give
+    for field in ("interp-seed", "interp-steps"):
+        driver.find_element("id", field).clear()
+    driver.find_element("id", "interpolate").click()
+    _wait_done(driver, "interp-results", "a latent walk with empty fields", GENERATE_TIMEOUT_S)
+    _select(driver, "rec-generator", "smoke")
+    method = driver.find_element("id", "rec-method")
+    assert method.get_attribute("disabled") and method.get_attribute("value") == "hybrid"
+    _select(driver, "rec-generator", "")
+    assert not method.get_attribute("disabled")
+    _set_number(driver, "interp-steps", 5)
+    _set_number(driver, "interp-seed", 0)
+
+
 def _generate_two_pieces(driver: Any) -> None:
     # A token Transformer takes every sampling control, the filters included.
     _select(driver, "model", "smoke_transformer")
@@ -338,6 +375,7 @@ def test_studio_generates_recommends_and_reports_errors(
     assert "smoke" in generators and "smoke_recommender" not in generators
 
     _bad_primer_is_reported(browser, serve_url, tmp_path)
+    _form_checks(browser)
     _generate_two_pieces(browser)
     _classify(browser)
     _recommend(browser)
