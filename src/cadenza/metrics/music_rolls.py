@@ -80,7 +80,7 @@ def load_rolls(
 
     A file that cannot be read (empty, not MIDI, truncated, corrupt, no notes, missing) or has no
     note in the pitch range is skipped with a reason (BadMidiError's stable key, then its detail)
-    and one warning counts them (the caller reports the list); the rest of the folder is read.
+    and one warning lists them all; the rest of the folder is still read.
     """
     if int(steps_per_beat) != steps_per_beat or steps_per_beat < 1:
         raise ConfigError(f"steps_per_beat must be a positive integer, got {steps_per_beat!r}")
@@ -106,7 +106,6 @@ def load_rolls(
         else:
             rolls.append(roll)
     if skipped:
-        first, reason = skipped[0]
-        log.warning("skipped %d unreadable MIDI file(s), the first %s (%s)", len(skipped),
-                    first, reason)  # fmt: skip
+        listing = "; ".join(f"{p} ({reason})" for p, reason in skipped)
+        log.warning("skipped %d unreadable MIDI file(s): %s", len(skipped), listing)
     return rolls, skipped

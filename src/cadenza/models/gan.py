@@ -179,8 +179,10 @@ class GANModule(GenerativeModule):
         if binarize not in BINARIZE:
             raise ConfigError(f"model.binarize must be one of {list(BINARIZE)}, got {binarize!r}")
         if bars is None:  # as the VAE says it: the hint of check_int (model.bars=256) misleads
-            raise ConfigError("model.bars is null: the gan family writes fixed phrases; set "
-                              "data.window_bars=4 (MuseGAN's phrase), which model.bars follows")
+            raise ConfigError(
+                "model.bars is null: the gan family writes fixed phrases; set "
+                "data.window_bars=4 (MuseGAN's phrase), which model.bars follows"
+            )
         bars = check_int("model.bars", bars)
         latent_size = check_int("model.latent_size", latent_size)
         generator_hidden = check_int("model.generator_hidden", generator_hidden, minimum=4)
