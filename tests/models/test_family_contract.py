@@ -9,30 +9,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.utils import get_class
 
 from cadenza.generation import generate, write_pieces
 from cadenza.models import FAMILIES, Ability, AbilityError, GenerativeModule
-from cadenza.paths import config_dir
 from tests.fixtures.abilities import ability_inputs, use_ability
-from tests.fixtures.smoke import SMOKE_EXPERIMENTS, SmokeRuns
+from tests.fixtures.smoke import SmokeRuns, generative_experiments, model_class
 
-
-def _model_class(experiment: str) -> type:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-        cfg = compose("train", overrides=[f"experiment={experiment}"])
-    GlobalHydra.instance().clear()
-    return get_class(cfg.model._target_)
-
-
-GENERATIVE = [e for e in SMOKE_EXPERIMENTS if issubclass(_model_class(e), GenerativeModule)]
+GENERATIVE = generative_experiments()
 
 
 def test_every_registered_family_has_a_smoke_experiment() -> None:
-    covered = {_model_class(e).family for e in GENERATIVE}
+    covered = {model_class(e).family for e in GENERATIVE}
     registered = {f for f, cls in FAMILIES.items() if issubclass(cls, GenerativeModule)}
     assert registered <= covered, (
         f"add configs/experiment/smoke_<family>.yaml for {sorted(registered - covered)}"
