@@ -17,7 +17,6 @@ interval and every generated piece's outlier score (`cadenza.metrics.frechet`).
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import hydra
@@ -68,17 +67,10 @@ def evaluate_music_cli(cfg: DictConfig) -> dict:
         or steps_per_beat < 1
     ):
         raise ConfigError(f"steps_per_beat must be a positive integer, got {steps_per_beat!r}")
-    # Each skipped file is printed below under its set; the reader's own warning, which lists
-    # them all again, is for library callers.
-    rolls_log = logging.getLogger("cadenza.metrics.music_rolls")
-    level = rolls_log.level
-    rolls_log.setLevel(logging.ERROR)
-    try:
-        report = evaluate_music(
-            cfg.get("generated"), cfg.get("reference"), steps_per_beat=steps_per_beat
-        )
-    finally:
-        rolls_log.setLevel(level)
+    # Each skipped file is printed below under its set, so the reader does not list them too.
+    report = evaluate_music(
+        cfg.get("generated"), cfg.get("reference"), steps_per_beat=steps_per_beat, warn=False
+    )
     print(format_table(report))
     generated, reference = _tracks(report["generated"]), _tracks(report["reference"])
     if generated != reference:  # e.g. one merged piano roll against POP909's three tracks

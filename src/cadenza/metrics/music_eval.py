@@ -32,6 +32,7 @@ def evaluate_music(
     steps_per_beat: int = 12,
     low_pitch: int = 0,
     high_pitch: int = 127,
+    warn: bool = True,
 ) -> dict[str, Any]:
     """Report for two folders (or files) of MIDI.
 
@@ -39,13 +40,14 @@ def evaluate_music(
     "kl": {feature: float}, "method": {feature: "kde" | "histogram" | "too few values"},
     "n_pieces": {"reference": int, "generated": int}, "skipped": [{"set", "path", "reason"}]}.
     Unreadable files are skipped and listed; a set with no readable file is a ConfigError
-    naming its key (`generated` or `reference`).
+    naming its key (`generated` or `reference`). `warn`: the reader's warning listing the skipped
+    files (off where the caller prints `skipped` itself).
     """
     rolls: dict[str, list[Any]] = {}
     skipped: list[dict[str, str]] = []
     for key, value in (("generated", generated), ("reference", reference)):
         path = _check_input(key, value)
-        rolls[key], bad = load_rolls(path, steps_per_beat, low_pitch, high_pitch)
+        rolls[key], bad = load_rolls(path, steps_per_beat, low_pitch, high_pitch, warn)
         skipped += [{"set": key, "path": p, "reason": r} for p, r in bad]
         if not rolls[key]:
             reasons = ", ".join(sorted({r.split(":")[0] for _, r in bad})) or "no .mid/.midi files"

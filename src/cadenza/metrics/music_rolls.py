@@ -75,6 +75,7 @@ def load_rolls(
     steps_per_beat: int = 12,
     low_pitch: int = 0,
     high_pitch: int = 127,
+    warn: bool = True,
 ) -> tuple[list[Roll], list[tuple[str, str]]]:
     """(one Roll per readable file, [(path, reason)] of the files skipped).
 
@@ -105,7 +106,7 @@ def load_rolls(
             skipped.append((str(path), f"no notes in pitches {low_pitch}..{high_pitch}"))
         else:
             rolls.append(roll)
-    if skipped:
+    if skipped and warn:  # warn=False: the caller reports the list itself
         listing = "; ".join(f"{p} ({reason})" for p, reason in skipped)
         log.warning("skipped %d unreadable MIDI file(s): %s", len(skipped), listing)
     return rolls, skipped
