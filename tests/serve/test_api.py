@@ -83,6 +83,10 @@ def test_models_describe_each_family_with_its_controls(client):
     assert lstm["controls"]["tempo"] == {"min": 20, "max": 400, "default": None}
     assert lstm["codec"]["name"] == "pianoroll" and lstm["codec"]["low_pitch"] == 36
     assert {"interpolate", "attribute"} <= set(vae["modes"]) and vae["controls"]["bars"] is None
+    # What attribute= can move, in its units, and what an amount of 1.0 asks for.
+    density = {a["name"]: a for a in vae["attributes"]}["density"]
+    assert density["unit"] == "notes per bar" and density["gap"] > 0
+    assert lstm["attributes"] == [] and models["smoke_transformer"]["attributes"] == []
     assert "latent_walk" in gan["modes"]
     tf = models["smoke_transformer"]  # tokens: the filters are offered
     assert tf["family"] == "transformer" and "primer" in tf["modes"] and tf["output"] == "midi"
@@ -225,6 +229,10 @@ def test_vae_interpolates_between_two_uploads_and_samples_with_an_attribute(clie
         assert load_midi_bytes(fetch(client, base["midi"])).instruments is not None
     report = json.loads(fetch(client, shifted["report"]))
     assert [s["base"] for s in report["samples"]] == ["base_000.mid", "base_001.mid"]
+    # The answer says what the shift did, as the report does.
+    assert shifted["attribute_change"] == report["attribute_change"]
+    assert shifted["attribute_change"]["attribute"] == "density"
+    assert shifted["attribute_change"]["asked"] == 1.5
     assert [s["file"] for s in report["inputs"]] == ["base_000.mid", "base_001.mid"]
     r = client.post("/api/interpolate", json={"model": "smoke_vae", "a": a, "steps": 3})
     assert r.status_code == 422 and "a and b" in r.json()["error"]

@@ -230,6 +230,62 @@ def _form_checks(driver: Any) -> None:
     _set_number(driver, "interp-seed", 0)
 
 
+def _producer_controls(driver: Any, tmp_path: Path) -> None:
+    """The controls the API had and the page lacked: a VAE's attribute shift (each piece
+    beside the same draw unshifted, and what the shift measured), a mix of styles, and a MIDI
+    file rendered to audio."""
+    from cadenza.io.midi import clip_midi, load_midi, save_midi
+    from tests.fixtures.data import data_root
+
+    _select(driver, "model", "smoke_vae")
+    assert not driver.find_element("id", "attribute-amount").is_displayed()  # none chosen
+    _select(driver, "attribute", "density")
+    assert driver.find_element("id", "attribute-info").text.startswith("1 ≈ +")
+    _set_number(driver, "n", 2)
+    _set_number(driver, "attribute-amount", 1.5)
+    driver.find_element("id", "generate").click()
+    _wait_done(driver, "results", "2 pieces shifted in density", GENERATE_TIMEOUT_S)
+    pairs = driver.find_elements("css selector", "#results [data-testid=result-pair]")
+    assert len(pairs) == 2
+    titles = [h.text for h in pairs[0].find_elements("css selector", "h3")]
+    assert titles[0].startswith("sample_000 (shifted)") and titles[1].startswith("base_000 (as")
+    change = driver.find_element("css selector", "[data-testid=attribute-change]").text
+    assert "density shifted by +1.50 (about +" in change and "notes per bar" in change, change
+    _set_number(driver, "n", 1)
+    _select(driver, "attribute", "")
+
+    _select(driver, "model", "smoke_styles")
+    assert not driver.find_element("id", "style-mix").is_displayed()
+    _select(driver, "style", "__mix__")
+    weights = {"jsb": 3, "nottingham": 0, "pop909": 1, "piano_midi": 0}
+    for i, w in enumerate(weights.values()):
+        _set_number(driver, f"style-w-{i}", w)
+    _set_number(driver, "bars", 1)
+    driver.find_element("id", "generate").click()
+    _wait_done(driver, "results", "a piece in a mix of styles", GENERATE_TIMEOUT_S)
+    report = driver.find_element("css selector", "#results .summary a").get_attribute("href")
+    status, _, raw = _fetch(report)
+    assert status == 200 and json.loads(raw)["controls"]["style"] == {"jsb": 3.0, "pop909": 1.0}
+    _select(driver, "style", "")
+
+    tune = tmp_path / "to_hear.mid"
+    nottingham = data_root() / "nottingham" / "MIDI" / "melody" / "hpps2.mid"
+    save_midi(clip_midi(load_midi(nottingham), 8.0), tune)
+    driver.find_element("id", "render").click()  # nothing uploaded yet: said, nothing sent
+    alert = driver.find_element("css selector", "[role=alert]")
+    _wait_for(driver, "the missing file", lambda d: "MIDI file to render" in alert.text, 10)
+    _idle(driver)
+    driver.find_element("id", "render-file").send_keys(str(tune))
+    info = driver.find_element("id", "render-file-info")
+    _wait_for(driver, "the upload", lambda d: "to_hear.mid" in info.text, 30)
+    _idle(driver)
+    driver.find_element("id", "render").click()
+    _wait_done(driver, "render-results", "the rendered file", GENERATE_TIMEOUT_S)
+    audio = driver.find_element("css selector", "#render-results [data-testid=result-audio]")
+    status, headers, wav = _fetch(audio.get_attribute("src"))
+    assert status == 200 and wav[:4] == b"RIFF" and headers["content-type"].startswith("audio/wav")
+
+
 def _generate_two_pieces(driver: Any) -> None:
     # A token Transformer takes every sampling control, the filters included.
     _select(driver, "model", "smoke_transformer")
@@ -376,6 +432,7 @@ def test_studio_generates_recommends_and_reports_errors(
 
     _bad_primer_is_reported(browser, serve_url, tmp_path)
     _form_checks(browser)
+    _producer_controls(browser, tmp_path)
     _generate_two_pieces(browser)
     _classify(browser)
     _recommend(browser)

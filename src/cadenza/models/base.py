@@ -268,6 +268,12 @@ class GenerativeModule(CadenzaModule):
         self.require(Ability.ATTRIBUTES)
         raise NotImplementedError
 
+    def attribute_gaps_by_name(self) -> dict[str, float]:
+        """The attributes `attribute_shift` can move -> what an amount of 1.0 asks for, in the
+        attribute's units (metrics.attributes.ATTRIBUTES)."""
+        self.require(Ability.ATTRIBUTES)
+        raise NotImplementedError
+
     def as_piece(self, x: torch.Tensor) -> torch.Tensor:
         """A window as the model returns it -> the codec's own shape (identity by default)."""
         return x

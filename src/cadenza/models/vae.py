@@ -257,6 +257,12 @@ class VAEModule(GenerativeModule):
             )
         return float(amount) * self.attribute_vectors[a]
 
+    def attribute_gaps_by_name(self) -> dict[str, float]:
+        """Fitted attributes -> the gap between the data's top and bottom quarters (what an
+        amount of 1.0 asks for); an attribute without a vector is left out."""
+        gaps = self.attribute_gaps.tolist()
+        return {name: round(gap, 4) for name, gap in zip(ATTRIBUTES, gaps) if gap != 0.0}
+
     @torch.no_grad()
     def fit_attributes(self, windows: torch.Tensor, batch_size: int = 256) -> None:
         """Refit the attribute vectors from windows [N, T(, K)] (e.g. the training windows)."""

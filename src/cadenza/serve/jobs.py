@@ -217,6 +217,7 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
         audio = {"render": _render(req.render, s), "tempo": tempo, **settings.render_options}
         alone = batcher.slot if batcher is not None else nullcontext  # a slot, unless held
         unshifted: list[Piece] = []  # attribute=: the same draws without the shift
+        change = None
         if req.attribute:
             from cadenza.generation.exploration import prior_with_attribute
 
@@ -225,6 +226,7 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
                 shifted = prior_with_attribute(s.model, req.attribute, n=c["n"], seed=c["seed"],
                                                temperature=temperature)  # fmt: skip
                 pieces, unshifted = shifted.write(folder, **audio), shifted.inputs
+                change = shifted.report["attribute_change"]
         elif batcher is not None and primer is None and condition is None and batchable:
             shared = {"temperature": c["temperature"], "top_k": c["top_k"], "top_p": c["top_p"],
                       "steps": req.steps, "bars": bars, "style": req.style}  # fmt: skip
@@ -241,7 +243,9 @@ def generate(s: Served, req: GenerateRequest, store: Store, settings: ServeSetti
                               primer=primer, condition=condition, style=req.style,
                               record=inputs)  # fmt: skip
                 write_pieces(pieces, folder, **audio)
-        return _job(store, job, s, folder, pieces, controls, t0, inputs=unshifted)
+        out = _job(store, job, s, folder, pieces, controls, t0, inputs=unshifted)
+        out.attribute_change = change
+        return out
 
     return _in_job(store, caller, work, submit=submit)
 

@@ -16,6 +16,7 @@ import torch
 
 from cadenza.errors import CadenzaError
 from cadenza.generation.writers import TEMPO_RANGE
+from cadenza.metrics.attributes import ATTRIBUTES
 from cadenza.models import Ability, CadenzaModule, ClassifierModule, GenerativeModule
 from cadenza.models.base import read_checkpoint
 from cadenza.recommend.index import ExactIndex, NearestNeighbourIndex
@@ -145,6 +146,15 @@ def _bars_range(codec: Any, limits: Limits, default: float) -> dict[str, Any]:
     return _range(1, most, min(default, most))
 
 
+def _attributes(s: Served) -> list[dict[str, Any]]:
+    """What `attribute=NAME:AMOUNT` can move on this model: each fitted attribute, its unit, and
+    `gap`, what an amount of 1.0 asks for (the data's top quarter's mean minus its bottom's)."""
+    if not s.model.can(Ability.ATTRIBUTES):
+        return []
+    return [{"name": name, "unit": ATTRIBUTES[name], "gap": gap}
+            for name, gap in s.model.attribute_gaps_by_name().items()]  # fmt: skip
+
+
 def describe(s: Served, limits: Limits, caller: Caller,
              defaults: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """What the studio and API clients need to build a form for this model: each control's
@@ -185,6 +195,7 @@ def describe(s: Served, limits: Limits, caller: Caller,
         "abilities": sorted(declaration.abilities),
         "window_steps": declaration.window_steps,
         "styles": s.model.styles,
+        "attributes": _attributes(s),
         "controls": {
             "n": _range(1, limits.max_n, d["n"]),
             # An accompaniment is as long as its melody: no bars (steps may cut it).

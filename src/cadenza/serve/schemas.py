@@ -128,6 +128,10 @@ class Job(BaseModel):
                                "from, where the job wrote it: with `attribute`, the same draws "
                                "unshifted (`base_NNN`), one per item, to hear what the shift "
                                "changed")  # fmt: skip
+    attribute_change: dict[str, Any] | None = Field(
+        None, description="with `attribute`: the attribute's mean over the items and over the "
+        "same draws unshifted (`before`, `after`, `change`, its `unit`, the amount `asked`)",
+    )  # fmt: skip
     sheet: str | None = None
     report: str | None = None
 
