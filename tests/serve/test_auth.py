@@ -292,6 +292,36 @@ def test_an_expired_or_altered_file_link_says_so_and_how_to_get_a_new_one(keyed,
     assert k.client.get(status["result"]["items"][0]["midi"]).status_code == 200
 
 
+def test_an_expiry_no_clock_can_name_is_a_401_not_a_500(keyed):
+    r = keyed.client.get("/api/files/x/a.mid?expires=-99999999999999999999&sig=x")
+    assert r.status_code == 401 and "link expired;" in r.json()["error"], r.text
+
+
+def test_a_background_recommendation_is_recorded_under_a_pseudonym(keyed):
+    """Its record on disk names the listener by pseudonym and keeps no signed link; read back,
+    the listener's own token sees their ID, an admin the pseudonym (as the logs name them)."""
+    k = keyed
+    r = k.client.post("/api/jobs/recommend", headers=k.headers("listener-a"), json={
+        "model": "smoke_recommender", "generator": "smoke", "candidates": 2, "k": 1,
+        "bars": 1})  # fmt: skip
+    assert r.status_code == 202, r.text
+    url, task = r.json()["url"], r.json()["id"]
+    deadline = time.monotonic() + 60
+    while (status := k.client.get(url, headers=k.headers("listener-a")).json())["status"] in (
+        "queued", "running") and time.monotonic() < deadline:  # fmt: skip
+        time.sleep(0.05)
+    assert status["status"] == "done", status
+    record = (k.settings.work_dir / "tasks" / task / "task.json").read_text()
+    assert k.users[0] not in record and "sig=" not in record
+    pseudonym = k.client.app.state.pseudonyms.of(k.users[0])
+    assert pseudonym in record
+    assert status["result"]["listener"]["user"] == k.users[0]
+    assert "user_pseudonym" not in status["result"]["listener"]
+    assert k.client.get(status["result"]["picks"][0]["midi"]).status_code == 200  # signed again
+    admin = k.client.get(url, headers=k.headers("admin")).json()["result"]["listener"]
+    assert admin["user"] is None and admin["user_pseudonym"] == pseudonym
+
+
 def test_health_and_probes_are_public_and_tell_nothing_secret(keyed, checkpoints):
     k = keyed
     r = k.client.get("/api/health")

@@ -215,3 +215,43 @@ def test_shutdown_finishes_the_running_job(checkpoints, tmp_path):
     stopper.join(timeout=120)
     record = json.loads((tmp_path / "work" / "tasks" / task["id"] / "task.json").read_text())
     assert record["status"] == "done" and record["result"]["items"]
+
+
+def test_one_key_cannot_fill_the_queue_for_the_others(tmp_path):
+    """max_queued_jobs_per_key: a key's next job over its share is a 503 naming the setting;
+    another key's still queues."""
+    from contextlib import contextmanager
+
+    from cadenza.serve.auth import Caller
+    from cadenza.serve.errors import RequestError
+    from cadenza.serve.store import Store
+    from cadenza.serve.tasks import Tasks
+
+    release = threading.Event()
+
+    class HeldWorkers:  # every job waits for its worker slot until released
+        n = 1
+
+        @contextmanager
+        def slot(self, wait: bool = False):
+            release.wait(30)
+            yield
+
+    class Answer:
+        def model_dump(self, mode: str) -> dict:
+            return {}
+
+    store = Store(tmp_path, keep_jobs=50, keep_uploads=50)
+    tasks = Tasks(store, HeldWorkers(), max_queued=10, max_queued_per_key=2)
+    a = Caller("a", frozenset({"generate"}), key_id="aa" * 8)
+    b = Caller("b", frozenset({"generate"}), key_id="bb" * 8)
+    try:
+        for _ in range(2):
+            tasks.submit("generate", a, None, Answer)
+        with pytest.raises(RequestError, match="max_queued_jobs_per_key=2") as refused:
+            tasks.submit("generate", a, None, Answer)
+        assert refused.value.status == 503 and "this key (a)" in str(refused.value)
+        tasks.submit("generate", b, None, Answer)
+    finally:
+        release.set()
+        tasks.shutdown()

@@ -40,6 +40,10 @@ def valid_generate_succeeds(client) -> None:
         ('{"model": "smoke_gan", "primer": "00000000000000000000000000000000"}', 400, "primer"),
         ('{"model": "smoke", "primer": "00000000000000000000000000000000"}', 404, "no upload"),
         ('{"model": "smoke", "primer": "../../etc/passwd"}', 404, "no upload"),
+        ('{"model": "smoke", "bars": 1e-300}', 422, "less than one step"),
+        ('{"model": "smoke_vae", "attribute": "density:nan"}', 422, "finite number"),
+        ('{"model": "smoke_vae", "attribute": "density:-inf"}', 422, "finite number"),
+        ('{"model": "smoke_vae", "attribute": "density:+11"}', 422, "between -10 and 10"),
     ],
     ids=[
         "truncated-json",
@@ -58,6 +62,10 @@ def valid_generate_succeeds(client) -> None:
         "primer-on-gan",
         "unknown-upload",
         "path-as-upload",
+        "bars-under-a-step",
+        "attribute-nan",
+        "attribute-inf",
+        "attribute-too-far",
     ],  # fmt: skip
 )
 def test_bad_generate_requests_get_a_clear_4xx(client, body, status, says) -> None:
@@ -93,6 +101,59 @@ def test_bad_uploads_are_refused_and_nothing_is_kept(client, settings, make, sta
     r = client.post("/api/uploads", files={"file": ("good.mid", real, "audio/midi")})
     assert r.status_code == 201
     valid_generate_succeeds(client)
+
+
+def test_a_malformed_multipart_upload_is_a_documented_422(client) -> None:
+    """The framework's own parse errors (no boundary, too many fields) are invalid requests,
+    answered as the OpenAPI document says uploads can be."""
+    documented = client.get("/openapi.json").json()["paths"]["/api/uploads"]["post"]["responses"]
+    for headers, body in (
+        ({"content-type": "multipart/form-data"}, b"--x\r\n"),  # no boundary
+        ({"content-type": "multipart/form-data; boundary=b"},
+         b"".join(b'--b\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nv\r\n' % i
+                  for i in range(1001)) + b"--b--\r\n"),
+    ):  # fmt: skip
+        r = client.post("/api/uploads", content=body, headers=headers)
+        assert r.status_code == 422, r.text
+        assert r.json()["error"].startswith("body: not a valid request body")
+        assert str(r.status_code) in documented
+
+
+def test_render_refuses_a_file_longer_than_its_cap_before_any_work(client, settings) -> None:
+    """A few bytes of MIDI can ask for an hour of audio: refused, naming the setting."""
+    import io
+
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI()
+    organ = pretty_midi.Instrument(program=19)
+    organ.notes.append(pretty_midi.Note(velocity=90, pitch=60, start=0.0, end=3599.0))
+    pm.instruments.append(organ)
+    buf = io.BytesIO()
+    pm.write(buf)
+    assert len(buf.getvalue()) < 100
+    up = client.post("/api/uploads", files={"file": ("long.mid", buf.getvalue(), "audio/midi")})
+    assert up.status_code == 201, up.text
+    jobs_before = sorted((settings.work_dir / "jobs").iterdir())
+    r = client.post("/api/render", json={"upload": up.json()["upload"]})
+    assert r.status_code == 422, r.text
+    assert "3599 s" in r.json()["error"] and "limits.max_render_seconds" in r.json()["error"]
+    assert sorted((settings.work_dir / "jobs").iterdir()) == jobs_before
+
+
+def test_made_up_methods_are_counted_as_other_not_as_new_series(client) -> None:
+    for i in range(3):
+        client.request(f"M{i:05d}SECRET", "/api/health")
+    text = client.get("/metrics").text
+    assert "SECRET" not in text and 'method="other"' in text
+
+
+def test_every_answer_forbids_framing_sniffing_and_referers(client) -> None:
+    for path in ("/", "/api/health", "/api/no_such_route"):
+        h = client.get(path).headers
+        assert h["x-frame-options"] == "DENY" and h["x-content-type-options"] == "nosniff"
+        assert h["content-security-policy"] == "frame-ancestors 'none'"
+        assert h["referrer-policy"] == "no-referrer"
 
 
 def test_unknown_routes_and_methods_answer_in_the_same_shape(client) -> None:
@@ -145,6 +206,23 @@ def test_a_crash_inside_a_job_is_a_500_and_the_service_keeps_serving(client, set
     monkeypatch.undo()
     assert client.get("/api/health").json()["status"] == "ok"
     valid_generate_succeeds(client)
+
+
+def test_a_crash_is_logged_with_the_path_as_sent(client, monkeypatch, caplog) -> None:
+    """Decoded, a %0A in the path would start a line of the attacker's in the log."""
+    import logging
+
+    store = client.app.state.store
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated")
+
+    monkeypatch.setattr(store, "job_file", boom)
+    with caplog.at_level(logging.ERROR, logger="cadenza"):
+        r = client.get("/api/files/x%0AINFO%3A%20forged/a.mid")
+    assert r.status_code == 500
+    (line,) = [rec.getMessage() for rec in caplog.records if "failed" in rec.getMessage()]
+    assert "\n" not in line and "x%0AINFO%3A%20forged" in line
 
 
 def test_workers_answer_busy_instead_of_queueing_forever() -> None:

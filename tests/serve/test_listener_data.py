@@ -134,6 +134,11 @@ def test_the_access_log_names_listeners_by_pseudonym_and_hides_link_signatures(t
     line = caplog.records[-1].getMessage()
     assert "/api/files/ab12/picks.json?expires=1796653715&sig=... " in line
     assert "091b5b3fe0" not in line
+    # The app decodes the query's names: `%73ig` is `sig` to it, and to the mask.
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET",
+                    "/api/files/ab12/a.mid?expires=1&%73Ig=091b5b3fe0", "1.1", 200)  # fmt: skip
+    assert "091b5b3fe0" not in caplog.records[-1].getMessage()
     # The secret is made once, owner-only, and the same pseudonym comes back from it.
     assert (tmp_path / ".pseudonym_key").stat().st_mode & 0o077 == 0
     assert Pseudonyms.load(None, tmp_path).of("listener 42") == pseudonyms.of("listener 42")
@@ -178,7 +183,37 @@ def test_jobs_and_uploads_expire_after_keep_hours(tmp_path):
     with pytest.raises(Exception, match="at most 2 h"):
         store.job_dir(old_job, OPEN)
     owner = json.loads((store.jobs / new_job / ".owner").read_text())
-    assert owner == {"key": "open", "listener": None}
+    assert owner == {"key": "open", "key_id": None, "listener": None}
+
+
+def test_a_key_made_again_under_a_revoked_name_reads_nothing_of_the_old_one(tmp_path):
+    """Jobs belong to the key (its fingerprint), not its name; what a listener's token made is
+    stamped as that listener's, so forgetting them removes it after the token is revoked."""
+    from cadenza.serve.auth import Caller
+    from cadenza.serve.errors import RequestError
+
+    pseudonyms = Pseudonyms.load(None, tmp_path)
+    store = Store(tmp_path / "work", keep_jobs=10, keep_uploads=10, pseudonym_of=pseudonyms.of)
+    old = Caller("app-a", frozenset({"generate"}), "listener1", key_id="aa" * 8)
+    again = Caller("app-a", frozenset({"generate"}), "listener9", key_id="bb" * 8)
+    job, _ = store.new_job(old)
+    upload, _ = store.save_upload(b"MThd", old)
+    assert store.job_dir(job, old)
+    with pytest.raises(RequestError, match="another key"):
+        store.job_dir(job, again)
+    with pytest.raises(RequestError, match="another key"):
+        store.upload_path(upload, again)
+    # A record from before fingerprints is still its key name's.
+    legacy = store.jobs / job / ".owner"
+    legacy.write_text(json.dumps({"key": "app-a", "listener": None}))
+    assert store.job_dir(job, again)
+    # The old token is revoked (no token names listener1 now); forgetting still finds both.
+    legacy.write_text(json.dumps({"key": "app-a", "key_id": "aa" * 8,
+                                  "listener": pseudonyms.of("listener1")}))  # fmt: skip
+    assert store.remove_listener(pseudonyms.of("listener1"), tokens=set()) == {
+        "jobs": 1,
+        "uploads": 1,
+    }
 
 
 def test_job_and_upload_folders_are_owner_only(tmp_path):

@@ -8,6 +8,7 @@ the mean code of windows low in it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -95,6 +96,9 @@ def parse_attribute(spec: str) -> tuple[str, float]:
             f"attribute must be NAME:AMOUNT with NAME one of {sorted(ATTRIBUTES)}, got {spec!r}"
         )
     try:
-        return name, float(amount)
+        value = float(amount)
     except ValueError:
-        raise ValueError(f"attribute amount must be a number, got {amount!r} in {spec!r}") from None
+        value = float("nan")
+    if not math.isfinite(value):  # "nan" and "inf" parse as floats
+        raise ValueError(f"attribute amount must be a finite number, got {amount!r} in {spec!r}")
+    return name, value

@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from anyio import CapacityLimiter, to_thread
 from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, Security, UploadFile
@@ -68,6 +69,7 @@ from cadenza.serve.store import Store, Sweeper
 from cadenza.serve.tasks import Tasks
 
 log = logging.getLogger("cadenza")
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 STUDIO = Path(__file__).parent / "static" / "studio.html"
 
 
@@ -187,7 +189,8 @@ class Contained:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
-                headers = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                headers = [*message.get("headers", []), (b"x-request-id", rid.encode()),
+                           *SECURITY_HEADERS]  # fmt: skip
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -200,6 +203,13 @@ class Contained:
         finally:
             REQUEST_ID.reset(token)
             self.record(scope, status, time.perf_counter() - t0, rid)
+
+
+# On every answer: no page of the service framed by another site (clickjacking the studio's
+# buttons), no content type guessed from a file's bytes, and no signed link sent on as a Referer.
+SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                    (b"content-security-policy", b"frame-ancestors 'none'"),
+                    (b"referrer-policy", b"no-referrer")]  # fmt: skip
 
 
 async def _no_body() -> Message:
@@ -227,7 +237,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
                                  settings.pseudonym_key_env)  # fmt: skip
     links = FileLinks(pseudonyms.derive("file-links"), settings.link_minutes)
     store = Store(settings.work_dir, settings.keep_jobs, settings.keep_uploads,
-                  settings.keep_hours, links)  # fmt: skip
+                  settings.keep_hours, links, pseudonym_of=pseudonyms.of)  # fmt: skip
     forgotten = Forgetting(served, ForgetList(store.root / "forgotten.json"), pseudonyms)
     ListenerPaths.install(pseudonyms)
     metrics = ServiceMetrics()
@@ -241,7 +251,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
     batcher = Batcher(workers.slot, settings.batch_window_ms / 1000, settings.batch_rows,
                       metrics.observe_batch)  # fmt: skip
     sweeper = Sweeper(store, settings.keep_hours, metrics)
-    tasks = Tasks(store, workers, settings.max_queued_jobs, metrics)
+    tasks = Tasks(store, workers, settings.max_queued_jobs, metrics, pseudonym_of=pseudonyms.of,
+                  max_queued_per_key=settings.max_queued_jobs_per_key)  # fmt: skip
     metrics.tasks_queued.set_function(tasks.depth)
     started = time.monotonic()
 
@@ -311,6 +322,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
     # Starlette's own (unknown route 404, wrong method 405) as well as ours.
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        if e.status_code == 400:
+            # The framework's only 400: a body it could not parse (a multipart form without
+            # its boundary, with too many fields...), which is an invalid request like bad JSON.
+            return error(422, f"body: not a valid request body ({e.detail})")
         response = error(e.status_code, str(e.detail))
         if e.headers:  # 405's Allow
             response.headers.update(e.headers)
@@ -318,15 +333,20 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     def record(scope: Scope, status: int, seconds: float, rid: str) -> None:
         route = getattr(scope.get("route") or _starlette_route(app, scope), "path", "unmatched")
-        metrics.observe(route, scope["method"], status, seconds)
-        log.log(request_level, "%s %s %d", scope["method"], route, status, extra={"fields": {
-            "request_id": rid, "method": scope["method"], "route": route, "status": status,
+        # Any token is a method to HTTP: one a client makes up is counted as "other", or each
+        # new one would be a new metric series (and its text a label anyone could write).
+        method = scope["method"] if scope["method"] in HTTP_METHODS else "other"
+        metrics.observe(route, method, status, seconds)
+        log.log(request_level, "%s %s %d", method, route, status, extra={"fields": {
+            "request_id": rid, "method": method, "route": route, "status": status,
             "ms": round(1000 * seconds, 1),
             "caller": scope.get("state", {}).get("caller")}})  # fmt: skip
 
     def broke(scope: Scope, e: Exception) -> Response:
-        log.exception("request %s %s failed", scope["method"],
-                      ListenerPaths.mask(scope["path"], pseudonyms))  # fmt: skip
+        # The path as sent (percent-encoded): decoded, a %0A would start a forged log line.
+        method = scope["method"] if scope["method"] in HTTP_METHODS else "other"
+        log.exception("request %s %s failed", method,
+                      ListenerPaths.mask(quote(scope["path"]), pseudonyms))  # fmt: skip
         return error(500, f"internal error ({type(e).__name__}); the service is still up")
 
     app.add_middleware(Contained, record=record, broke=broke)
@@ -612,8 +632,11 @@ def _bad_link(job: str, expires: int | None) -> str:
     """Why a signed file link was refused, and where a working one comes from. A past expiry
     is called expired whatever its signature: either way its holder needs a new link."""
     if expires is not None and expires < time.time():
-        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(expires))
-        why = f"this file link expired at {when}"
+        try:
+            when = time.strftime(" at %Y-%m-%d %H:%M:%S UTC", time.gmtime(expires))
+        except (OverflowError, OSError, ValueError):  # no time this platform can name
+            when = ""
+        why = f"this file link expired{when}"
     else:
         why = "this file link's signature is wrong (altered, or for another file or expiry)"
     return (f"{why}; ask for a new link: GET /api/files/{job} (with the key that made the "

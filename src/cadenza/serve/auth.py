@@ -58,6 +58,9 @@ class Caller:
     scopes: frozenset[str]
     listener: str | None = None  # a listener token's listener
     open: bool = False  # no keys configured: every request is allowed
+    # The key's fingerprint (the start of its digest): what owns a job, so a key revoked and
+    # made again under the same name does not inherit the old one's jobs.
+    key_id: str | None = None
 
     @property
     def admin(self) -> bool:
@@ -82,9 +85,14 @@ class Caller:
             raise RequestError(403, f"this key ({self.name}) is {bound}; a listener's data "
                                     "is read only with their token or an admin key")  # fmt: skip
 
-    def owns(self, owner: str | None) -> bool:
-        """Whether a job or upload written by key `owner` is this caller's to read."""
-        return self.admin or owner == self.name
+    def owns(self, owner: dict[str, Any]) -> bool:
+        """Whether a job or upload whose owner record is `owner` is this caller's to read: the
+        key that wrote it (by fingerprint; by name in records from before fingerprints)."""
+        if self.admin:
+            return True
+        if owner.get("key_id") is not None:
+            return owner["key_id"] == self.key_id
+        return owner.get("key") is not None and owner.get("key") == self.name
 
 
 OPEN = Caller("open", frozenset(SCOPES), open=True)
@@ -146,7 +154,7 @@ class Keyring:
                 found = key
         if found is None:
             raise RequestError(401, "this API key is not valid")
-        return Caller(found.name, found.scopes, found.listener)
+        return Caller(found.name, found.scopes, found.listener, key_id=found.sha256[:8].hex())
 
 
 def parse_keys(text: str, where: str) -> list[Key]:

@@ -137,6 +137,9 @@ def _length(s: Served, req: Sampling, settings: ServeSettings) -> float | None:
     if steps > lim.max_steps:
         raise _fail(422, f"bars: {bars:g} bars are {steps} model steps, over the service's "
                          f"cap of {lim.max_steps} (limits.max_steps)")  # fmt: skip
+    if steps < 1:
+        raise _fail(422, f"bars: {bars:g} bars are less than one step of this model; ask for "
+                         f"at least {1 / s.model.codec.steps_for_bars(1):g} of a bar")  # fmt: skip
     return bars
 
 
@@ -349,6 +352,12 @@ def render(req: RenderRequest, store: Store, settings: ServeSettings, caller: Ca
     from cadenza.io.midi import load_midi_bytes
 
     pm = load_midi_bytes(*_midi_source(req, store, caller))
+    seconds, cap = pm.get_end_time(), settings.limits.max_render_seconds
+    if seconds > cap:  # before any work: its audio's time, memory and disk grow with it
+        what = "upload" if req.upload else "file"
+        raise _fail(422, f"{what}: the MIDI file lasts {seconds:.0f} s, over the service's cap "
+                         f"of {cap} s for rendering (limits.max_render_seconds); clip it "
+                         "first")  # fmt: skip
 
     def work(job: str, folder: Path) -> Job:
         t0 = time.perf_counter()

@@ -99,7 +99,8 @@ class ForgetList:
 
 LISTENER_PATH = re.compile(r"(/api/listeners/)([^/?\s]+)")
 # A signed link's signature opens its file without a key until it expires: not for a log.
-LINK_SIGNATURE = re.compile(r"([?&]sig=)[^&\s]*")
+# The query's names are percent-decoded before use, so `%73ig=` is `sig=` too.
+LINK_SIGNATURE = re.compile(r"([?&](?:s|%73)(?:i|%69)(?:g|%67)=)[^&\s]*", re.IGNORECASE)
 
 
 class ListenerPaths(logging.Filter):

@@ -9,8 +9,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cadenza.generation.writers import TEMPO_RANGE
+from cadenza.metrics.attributes import parse_attribute
 
 UploadId = str  # 32 hex characters, from POST /api/uploads
+MAX_ATTRIBUTE_SHIFT = 10.0  # attribute=NAME:AMOUNT, |AMOUNT| at most this
 
 
 class Request(BaseModel):
@@ -41,13 +43,27 @@ class GenerateRequest(Sampling):
     n: int | None = Field(None, ge=1, description="null: the service default")
     primer: UploadId | None = Field(None, description="an upload to continue (lstm)")
     condition: UploadId | None = Field(None, description="a melody to accompany (conditional gan)")
-    attribute: str | None = Field(None, max_length=40, description="vae: e.g. density:+1.5")
+    attribute: str | None = Field(None, max_length=40, description="vae: NAME:AMOUNT, e.g. "
+                                  "density:+1.5 (one of the model's `attributes`; AMOUNT in "
+                                  "its gaps, -10 to 10)")  # fmt: skip
     style: str | dict[str, float] | None = Field(
         None,
         description="a style-conditional model's style (one of its `styles`), or a mix of them "
         "(style -> non-negative weight)",
     )
     render: bool = Field(False, description="also render each piece to WAV")
+
+    @field_validator("attribute")
+    @classmethod
+    def _attribute(cls, attribute: str | None) -> str | None:
+        """NAME:AMOUNT with a known name and a finite amount of at most MAX_ATTRIBUTE_SHIFT
+        (in gaps between the data's quarters: far past the data, a code decodes to noise)."""
+        if attribute is not None:
+            _, amount = parse_attribute(attribute)  # ValueError: a 422 naming the field
+            if abs(amount) > MAX_ATTRIBUTE_SHIFT:
+                raise ValueError(f"the amount must be between -{MAX_ATTRIBUTE_SHIFT:g} and "
+                                 f"{MAX_ATTRIBUTE_SHIFT:g}, got {amount:g}")  # fmt: skip
+        return attribute
 
 
 class InterpolateRequest(Request):
@@ -250,7 +266,8 @@ class TaskStatus(BaseModel):
     finished: float | None = None
     result: dict[str, Any] | None = Field(
         None, description="once done: what the immediate endpoint answers (a Job, or "
-        "Recommendations)",
+        "Recommendations; read back, a recommendation's `listener.user` is the listener's ID "
+        "to their own token, and null beside `user_pseudonym` to an admin)",
     )  # fmt: skip
     error: dict[str, Any] | None = Field(None, description="once failed: {status, error}")
     url: str

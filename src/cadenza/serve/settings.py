@@ -34,6 +34,8 @@ class Limits:
     max_candidates: int = 64  # generated pieces scored per recommend request
     max_k: int = 100
     max_history: int = 1000  # catalog tracks naming a new listener's taste
+    # A MIDI file rendered to audio (POST /api/render): a one-note file can ask for an hour.
+    max_render_seconds: int = 600
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class ServeSettings:
     batch_window_ms: float = 10.0
     # Background jobs (POST /api/jobs/...) waiting to start, at most; one more is a 503.
     max_queued_jobs: int = 64
+    # ... of them one key's, at most: one client cannot fill the queue for the others.
+    max_queued_jobs_per_key: int = 16
     # Where generators sample: cpu | cuda | cuda:N | auto (a CUDA GPU when one is visible).
     # Recommenders and classifiers stay on the CPU: a recommendation is one small matrix product.
     device: str = "cpu"
@@ -180,6 +184,7 @@ class ServeSettings:
             "keep_uploads",
             "max_models",
             "max_queued_jobs",
+            "max_queued_jobs_per_key",
         ):
             check_int(key, getattr(self, key))
         check_int("sample.sample_rate", self.sample["sample_rate"])

@@ -2,9 +2,11 @@
 
 Names that reach the file system are ours (random hex ids) or checked against a strict pattern
 and resolved inside the folder they belong to, so no request can name a path outside work_dir.
-Each job and upload is a folder holding an `.owner` record: the key that made it, and the
-pseudonym of the listener whose data it holds (if any). Only that key or an admin reads it
-back, and forgetting a listener deletes every folder with their pseudonym. The disk stays
+Each job and upload is a folder holding an `.owner` record: the key that made it (its name, and
+its fingerprint, which is what owns it), and the pseudonym of the listener whose data it holds
+(if any: the listener a recommendation was for, or whose token made it). Only that key or an
+admin reads it back, and forgetting a listener deletes every folder with their pseudonym, made
+by a token since revoked or not. The disk stays
 bounded twice over: the oldest folders beyond keep_jobs / keep_uploads go as new ones arrive,
 and any older than keep_hours go at the next sweep.
 """
@@ -18,6 +20,7 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +37,8 @@ UPLOAD = "upload.mid"
 
 class Store:
     def __init__(self, work_dir: Path, keep_jobs: int, keep_uploads: int,
-                 keep_hours: float | None = None, links: FileLinks | None = None
-                 ) -> None:  # fmt: skip
+                 keep_hours: float | None = None, links: FileLinks | None = None,
+                 pseudonym_of: Callable[[str], str] | None = None) -> None:  # fmt: skip
         self.root = work_dir.resolve()
         self.jobs = self.root / "jobs"
         self.uploads = self.root / "uploads"
@@ -46,6 +49,7 @@ class Store:
             d.chmod(0o700)  # a work_dir an earlier version made world-readable too
         self.keep_jobs, self.keep_uploads, self.keep_hours = keep_jobs, keep_uploads, keep_hours
         self.links = links
+        self.pseudonym_of = pseudonym_of  # a listener token's folders are stamped as its listener's
         self._lock = threading.Lock()
 
     def url(self, job: str, path: Path | str | None) -> str | None:
@@ -68,6 +72,8 @@ class Store:
         name = secrets.token_hex(16)
         path = under / name
         path.mkdir(mode=0o700)
+        if listener is None and caller.listener is not None and self.pseudonym_of is not None:
+            listener = self.pseudonym_of(caller.listener)  # what their token makes is theirs
         _write_owner(path, caller, listener)
         self._prune(under, keep, newest=path)
         return name, path
@@ -117,7 +123,7 @@ class Store:
     def task_folders(self, caller: Caller) -> list[Path]:
         """The records `caller` may read (an admin: all)."""
         return [p for p in self.tasks.iterdir()
-                if ID.fullmatch(p.name) and caller.owns(_read_owner(p).get("key"))]  # fmt: skip
+                if ID.fullmatch(p.name) and caller.owns(_read_owner(p))]  # fmt: skip
 
     # --- uploads ----------------------------------------------------------------------------
     def save_upload(self, data: bytes, caller: Caller) -> tuple[str, Path]:
@@ -140,7 +146,8 @@ class Store:
     # --- a listener's data, and expiry --------------------------------------------------------
     def remove_listener(self, pseudonym: str, tokens: set[str]) -> dict[str, int]:
         """Delete every job and upload holding `pseudonym`'s data, or made with one of their
-        listener `tokens` (key names). -> how many of each went."""
+        listener `tokens` (key names: records written before folders were stamped with their
+        token's listener). -> how many of each went."""
         gone = {"jobs": 0, "uploads": 0}
         for kind, folder in (("jobs", self.jobs), ("uploads", self.uploads), ("jobs", self.tasks)):
             for entry in list(folder.iterdir()):
@@ -196,7 +203,8 @@ class Store:
 
 
 def _write_owner(folder: Path, caller: Caller, listener: str | None) -> None:
-    write_atomically(folder / OWNER, json.dumps({"key": caller.name, "listener": listener}))
+    owner = {"key": caller.name, "key_id": caller.key_id, "listener": listener}
+    write_atomically(folder / OWNER, json.dumps(owner))
 
 
 def _read_owner(folder: Path) -> dict[str, Any]:
@@ -207,7 +215,7 @@ def _read_owner(folder: Path) -> dict[str, Any]:
 
 
 def _check_owner(folder: Path, caller: Caller, what: str) -> None:
-    if not caller.owns(_read_owner(folder).get("key")):
+    if not caller.owns(_read_owner(folder)):
         raise RequestError(403, f"{what} was made with another key; only that key or an admin "
                                 "key reads it")  # fmt: skip
 

@@ -11,11 +11,13 @@ Its record, `work_dir/tasks/<id>/task.json`, is written at every change of statu
 running, done, failed, cancelled), with the result when it is done. After a restart the finished
 ones are read back; one that was queued or running then is marked failed, saying to submit it
 again. Records are owned (`.owner`, as jobs are), expire with keep_hours, and go with their
-listener. Progress is the fraction of the current sampling loop (`cadenza.progress`); cancelling
-a running job stops it at its next step and deletes what it wrote. A cancel that arrives after
-the sampling, while the pieces are written or rendered, is honoured when the work returns: the
-job ends cancelled and its folder is deleted. Whether it ends done or cancelled is decided under
-the lock the cancel takes, so a cancel answered while the job runs is never lost.
+listener. A record names its listener by pseudonym (read back, their own token sees their ID
+again), and keeps its file links unsigned: reading it signs them afresh. Progress is the
+fraction of the current sampling loop (`cadenza.progress`); cancelling a running job stops it at
+its next step and deletes what it wrote. A cancel that arrives after the sampling, while the
+pieces are written or rendered, is honoured when the work returns: the job ends cancelled and
+its folder is deleted. Whether it ends done or cancelled is decided under the lock the cancel
+takes, so a cancel answered while the job runs is never lost.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class Task:
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     progress: Progress = field(default_factory=Progress, repr=False)
+    owner: str | None = field(default=None, repr=False)  # the key's, for its share of the queue
 
     def view(self) -> dict[str, Any]:
         """What GET /api/jobs/{id} answers (the `TaskStatus` schema)."""
@@ -66,13 +69,13 @@ class Task:
 
 
 class Tasks:
-    def __init__(self, store: Store, workers: Any, max_queued: int, metrics: Any = None) -> None:
-        self.store, self.workers, self.max_queued, self.metrics = (
-            store,
-            workers,
-            max_queued,
-            metrics,
-        )
+    def __init__(self, store: Store, workers: Any, max_queued: int, metrics: Any = None,
+                 pseudonym_of: Callable[[str], str] = lambda listener: listener,
+                 max_queued_per_key: int | None = None) -> None:  # fmt: skip
+        self.store, self.workers, self.metrics = store, workers, metrics
+        self.max_queued = max_queued
+        self.pseudonym_of = pseudonym_of
+        self.max_queued_per_key = max_queued_per_key or max_queued
         self.pool = ThreadPoolExecutor(max_workers=workers.n, thread_name_prefix="cadenza-job")
         self._live: dict[str, Task] = {}
         self._lock = threading.Lock()
@@ -82,13 +85,20 @@ class Tasks:
     def submit(self, kind: str, caller: Caller, listener: str | None,
                work: Callable[[], Any]) -> Task:  # fmt: skip
         """Queue `work` (it returns a pydantic model: the endpoint's answer) as `caller`'s."""
+        owner = caller.key_id or caller.name
         with self._lock:
             waiting = sum(t.status == "queued" for t in self._live.values())
             if waiting >= self.max_queued:
                 raise RequestError(503, f"busy: {waiting} jobs are queued (max_queued_jobs="
                                         f"{self.max_queued}); retry later")  # fmt: skip
+            # One key cannot fill the queue for everyone else.
+            own = sum(t.status == "queued" and t.owner == owner for t in self._live.values())
+            if own >= self.max_queued_per_key:
+                raise RequestError(503, f"busy: this key ({caller.name}) has {own} jobs queued "
+                                        f"(max_queued_jobs_per_key={self.max_queued_per_key}); "
+                                        "retry when one has started")  # fmt: skip
             task_id, _ = self.store.new_task(caller, listener)
-            task = Task(task_id, kind)
+            task = Task(task_id, kind, owner=owner)
             self._live[task_id] = task
         self._save(task)
         self.pool.submit(self._run, task, work)
@@ -101,8 +111,37 @@ class Tasks:
         if live is not None:
             return live
         task = _load(folder)
-        task.result = self._relinked(task.result)
+        task.result = self._relinked(self._named(task.result, caller))
         return task
+
+    def _named(self, result: dict[str, Any] | None, caller: Caller) -> dict[str, Any] | None:
+        """A recommendation's record names its listener by pseudonym; their own token reads
+        their ID back (an admin reads the pseudonym, as the logs name them)."""
+        listener = (result or {}).get("listener")
+        if not isinstance(listener, dict) or listener.get("user_pseudonym") is None:
+            return result
+        if caller.listener is not None and (
+            self.pseudonym_of(caller.listener) == listener["user_pseudonym"]
+        ):
+            listener = {k: v for k, v in listener.items() if k != "user_pseudonym"}
+            listener["user"] = caller.listener
+        return {**result, "listener": listener}
+
+    def _for_disk(self, value: Any) -> Any:
+        """A result as its record keeps it: links without their signatures (a link opens its
+        file to whoever reads it; `_relinked` signs them again), the listener by pseudonym."""
+        if isinstance(value, dict):
+            out = {k: self._for_disk(v) for k, v in value.items()}
+            listener = out.get("listener")
+            if isinstance(listener, dict) and listener.get("user") is not None:
+                pseudonym = self.pseudonym_of(str(listener["user"]))
+                out["listener"] = {**listener, "user": None, "user_pseudonym": pseudonym}
+            return out
+        if isinstance(value, list):
+            return [self._for_disk(v) for v in value]
+        if isinstance(value, str) and (link := FILE_LINK.fullmatch(value)):
+            return f"/api/files/{link['job']}/{link['name']}"
+        return value
 
     def _relinked(self, value: Any) -> Any:
         """A finished job's answer with its file links signed afresh: the record keeps the links
@@ -205,6 +244,7 @@ class Tasks:
     def _save(self, task: Task) -> None:
         record = {k: v for k, v in task.view().items() if k != "url"}
         record["progress"] = task.progress.fraction
+        record["result"] = self._for_disk(record["result"])
         # FileNotFoundError: its folder was deleted (its listener forgotten, or expired) while
         # it ran; the record goes with it.
         with contextlib.suppress(FileNotFoundError):
