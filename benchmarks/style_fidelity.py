@@ -8,8 +8,10 @@ centroid of the recommender's 45 note features (symbolic_features.NOTE_FEATURES:
 interval, duration, rhythm and texture statistics, blind to key, register, tempo, dynamics,
 instrumentation and length), standardised on the style catalog (150 pieces per style).
 
-The same classifier on crops of real held-out pieces of the same length is the reference: how
-often it hears the right style when the style is certainly there.
+The same classifier on crops of real pieces of the same length is the reference: how often it
+hears the right style when the style is certainly there. They are pieces neither the ear nor the
+model has met: outside the 150 a style that the catalog and `data=styles` both draw (seed 0),
+so the reference measures the ear on unseen music, as the generated pieces are.
 
     CADENZA_DATA=../shared/data python benchmarks/style_fidelity.py [--minutes 15] [--n 24] \
         [cadenza-train overrides, e.g. model.d_model=128]
@@ -74,19 +76,33 @@ class StyleEar:
         return {"heard_as": share, "pieces": len(heard), "empty": empty}
 
 
-def real_crops(styles: list[str], n: int, bars: float) -> dict[str, list[Any]]:
-    """n held-out (test split, else last) pieces of each style, clipped to `bars` 4/4 bars at
-    each piece's own tempo (its first quarter-note duration)."""
+def real_crops(styles: list[str], n: int, bars: float, per_style: int = 150,
+               seed: int = 0) -> dict[str, list[Any]]:  # fmt: skip
+    """n pieces of each style that neither the ear's catalog nor the model's corpus holds (the
+    `per_style` drawn with `seed`, the same draw for both), spread evenly over the rest by key,
+    clipped to `bars` 4/4 bars at each piece's own tempo (its first quarter-note duration)."""
     from cadenza.io.midi import as_pretty_midi, clip_midi
-    from cadenza.recommend.style_catalog import style_source
+    from cadenza.recommend.style_catalog import STYLES, style_source
+
+    def drawn(items: list[Any], position: int) -> set[str]:
+        rng = np.random.default_rng([seed, position])
+        return {items[i].key for i in rng.choice(len(items), min(per_style, len(items)),
+                                                 replace=False)}  # fmt: skip
 
     out = {}
     for s in styles:
         src = style_source(s)
-        items = sorted(src.items(), key=lambda it: it.key)
-        test = [it for it in items if it.split == "test"] or items[-n:]
+        listed = src.items()
+        items = sorted(listed, key=lambda it: it.key)
+        # The catalog draws from the items sorted by key, StyledSource in the source's order
+        # (they differ for JSB's Coconet arrays): neither draw is unseen.
+        seen = drawn(items, STYLES.index(s)) | drawn(listed, styles.index(s))
+        unseen = [it for it in items if it.key not in seen]
+        if len(unseen) < n:
+            sys.exit(f"{s}: only {len(unseen)} pieces outside the {per_style} drawn; ask for "
+                     f"fewer (--n)")  # fmt: skip
         pieces = []
-        for it in test[:n]:
+        for it in [unseen[int(i)] for i in np.linspace(0, len(unseen) - 1, n)]:
             pm = as_pretty_midi(src.load(it))
             tempo = pm.get_tempo_changes()[1]
             qpm = float(tempo[0]) if len(tempo) else 120.0
