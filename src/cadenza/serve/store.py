@@ -6,9 +6,9 @@ Each job and upload is a folder holding an `.owner` record: the key that made it
 its fingerprint, which is what owns it), and the pseudonym of the listener whose data it holds
 (if any: the listener a recommendation was for, or whose token made it). Only that key or an
 admin reads it back, and forgetting a listener deletes every folder with their pseudonym, made
-by a token since revoked or not. The disk stays
-bounded twice over: the oldest folders beyond keep_jobs / keep_uploads go as new ones arrive,
-and any older than keep_hours go at the next sweep.
+by a token since revoked or not. The disk stays bounded twice over: the oldest folders beyond
+keep_jobs / keep_uploads go as new ones arrive, and any older than keep_hours go at the next
+sweep.
 """
 
 from __future__ import annotations
