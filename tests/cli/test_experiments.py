@@ -156,3 +156,12 @@ def test_an_optuna_search_draws_each_trial_and_keeps_the_best_epoch(tmp_path: Pa
     assert len(best_epochs) == 2
     study = yaml.safe_load(results.read_text())
     assert study["best_value"] == pytest.approx(min(best_epochs), abs=1e-4)
+    # The sweep's summary: each job's result, the best first, with its overrides and checkpoint.
+    import csv
+
+    with (results.parent / "summary.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(int(r["job"]) for r in rows) == [0, 1] and {r["status"] for r in rows} == {"done"}
+    assert float(rows[0]["val/nll"]) == pytest.approx(study["best_value"], abs=1e-4)
+    assert float(rows[0]["val/nll"]) <= float(rows[1]["val/nll"])
+    assert Path(rows[0]["best_ckpt"]).is_file() and "model.hidden_size=" in rows[0]["overrides"]

@@ -4,6 +4,7 @@ samples, and DDP on 2 CPU processes."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -54,7 +55,7 @@ def test_smoke_experiment_trains_checkpoints_and_samples(smoke: SmokeRuns) -> No
     assert meta["controls"]["steps"] == 16
 
 
-def test_resume_restores_optimizer_and_loop_state(tmp_path: Path, monkeypatch) -> None:
+def test_resume_restores_optimizer_and_loop_state(tmp_path: Path, monkeypatch, caplog) -> None:
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("WANDB_SILENT", "true")
     cfg = compose_train(tmp_path / "a", ["experiment=smoke", "trainer.max_epochs=1", "test=false"])
@@ -76,19 +77,28 @@ def test_resume_restores_optimizer_and_loop_state(tmp_path: Path, monkeypatch) -
     adam_step1 = next(iter(ckpt1["optimizer_states"][0]["state"].values()))["step"]
     assert steps1 > 0 and float(adam_step1) == steps1
 
-    resumed = train(
-        compose_train(
-            tmp_path / "b",
-            [
-                "experiment=smoke",
-                "trainer.max_epochs=2",
-                "test=false",
-                f"ckpt_path={first['last_ckpt']}",
-            ],
+    # Resumed with other settings (the learning rate, a batch size): said, and that the
+    # optimizer's state, its learning rate with it, comes from the checkpoint.
+    with caplog.at_level(logging.WARNING, logger="cadenza"):
+        resumed = train(
+            compose_train(
+                tmp_path / "b",
+                [
+                    "experiment=smoke",
+                    "trainer.max_epochs=2",
+                    "test=false",
+                    f"ckpt_path={first['last_ckpt']}",
+                    "model.optimizer.lr=0.0001",
+                    "data.eval_batch_size=2",
+                ],
+            )
         )
-    )
+    (said,) = [r.getMessage() for r in caplog.records if "resuming with settings" in r.getMessage()]
+    assert "model.optimizer.lr=0.0001 (the run's: 0.001)" in said
+    assert "data.eval_batch_size=2 (the run's: None)" in said and "does not take effect" in said
     ckpt2 = torch.load(resumed["last_ckpt"], map_location="cpu", weights_only=True)
     assert ckpt2["epoch"] == 1
+    assert ckpt2["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.001)
     # What a sweep is returned: the best epoch's val/nll (over both parts), as the best
     # checkpoint is named, never worse than the last epoch's.
     best = resumed["best"]["val/nll"]
@@ -136,24 +146,50 @@ def test_auto_resume_picks_the_newest_run_of_the_name(tmp_path: Path) -> None:
     for i, run in enumerate(runs):
         (root / run).mkdir(parents=True)
         (root / run / ("last.ckpt" if run != "other" else "epoch001.ckpt")).write_bytes(b"x")
-        os.utime(root / run / "last.ckpt" if run != "other" else root / run, (i, 1000 + i))
+        written = root / run / ("last.ckpt" if run != "other" else "epoch001.ckpt")
+        os.utime(written, (i, 1000 + i) if run != "other" else (0, 999))  # "other": the oldest
     # The newest written, but not a sweep's job (<date_time>_<job>): that run is the sweep's.
     assert resume_path(cfg) == str(root / "2026-12-06_09-00-00" / "last.ckpt")
+    # A run killed while it wrote its first last.ckpt goes on from its best checkpoint (the
+    # whole training state too); the killed write's temp file is no checkpoint.
+    killed = root / "2026-12-07_11-00-00"
+    killed.mkdir()
+    (killed / "epoch000-nll3.0000.ckpt").write_bytes(b"x")
+    (killed / ".last.ckpt.999.1.0.tmp").write_bytes(b"half")
+    assert resume_path(cfg) == str(killed / "epoch000-nll3.0000.ckpt")
     given = compose_train(tmp_path, ["experiment=smoke", "ckpt_path=/x/run/last.ckpt"])
     assert resume_path(given) == "/x/run/last.ckpt"
 
 
-def test_auto_resume_in_a_sweep_is_refused(tmp_path: Path) -> None:
-    """The runs of a sweep share a name: each would resume the newest of them all."""
+def test_auto_resume_in_a_sweep_goes_on_with_the_jobs_own_run(tmp_path: Path) -> None:
+    """The jobs of a sweep share a name: ckpt_path=auto takes this job's own folder (named
+    after its output folder, <sweep's time>_<num>, which a SLURM requeue keeps), never the
+    newest of the sweep's."""
     from hydra.core.hydra_config import HydraConfig
 
-    from cadenza.errors import ConfigError
     from cadenza.training.loop import resume_path
 
-    sweep = ["experiment=smoke", "ckpt_path=auto", "hydra.mode=MULTIRUN", "hydra.job.num=3"]
+    sweep = [
+        "experiment=smoke",
+        "ckpt_path=auto",
+        "hydra.mode=MULTIRUN",
+        "hydra.job.num=3",
+        f"hydra.runtime.output_dir={tmp_path}/outputs/multirun/smoke/2026-12-07_10-00-00/3",
+    ]
     try:
-        with pytest.raises(ConfigError, match="ckpt_path=auto cannot tell the runs of a sweep"):
-            resume_path(compose_train(tmp_path, sweep))
+        cfg = compose_train(tmp_path, sweep)
+        with open_dict(cfg):  # as configs/paths has it (compose_train fixes it for the tests)
+            paths = OmegaConf.to_container(OmegaConf.load(config_dir() / "paths" / "default.yaml"))
+            cfg.paths.checkpoint_dir = paths["checkpoint_dir"]
+        own = Path(cfg.paths.checkpoint_dir)
+        assert own.name == "2026-12-07_10-00-00_3"
+        assert resume_path(cfg) is None  # nothing of its own yet: it starts
+        other = own.with_name("2026-12-07_10-00-00_4")
+        for run in (own, other):
+            run.mkdir(parents=True)
+            (run / "last.ckpt").write_bytes(b"x")
+        os.utime(own / "last.ckpt", (1, 1))  # the other job's is newer
+        assert resume_path(cfg) == str(own / "last.ckpt")
     finally:
         HydraConfig.instance().cfg = None  # no later test sees a sweep's job
 
@@ -235,3 +271,67 @@ def test_a_monitor_that_validation_never_logs_is_said_after_the_sanity_check(tmp
     ):
         train(cfg)
     assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path: Path, monkeypatch):
+    """claim_dir (a run's checkpoint folder, and where its output folder moves): the first
+    process to make a path has it, the next gets path.2, path.3 (mkdir is atomic); asked again,
+    a process gets the folder it made; a distributed run's other ranks take it as it is."""
+    from cadenza.training import run_folders
+
+    config = run_folders  # the module whose claims are reset between "processes"
+    monkeypatch.setattr(config, "_CLAIMED", {})
+    for var in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(var, raising=False)
+    base = tmp_path / "checkpoints" / "smoke" / "2026-12-07_21-41-51"
+    assert config.claim_dir(base) == str(base) and base.is_dir()
+    assert config.claim_dir(base) == str(base)  # the same process: the same folder
+    monkeypatch.setattr(config, "_CLAIMED", {})  # another process, the same second
+    assert config.claim_dir(base) == f"{base}.2"
+    monkeypatch.setattr(config, "_CLAIMED", {})
+    assert config.claim_dir(base) == f"{base}.3"
+    monkeypatch.setattr(config, "_CLAIMED", {})
+    monkeypatch.setenv("RANK", "1")  # torchrun's second rank: the first's folder
+    assert config.claim_dir(base) == str(base)
+    # A run's folder of that kind is a single run's to ckpt_path=auto, a sweep's job's is not.
+    from cadenza.training.loop import SWEEP_RUN
+
+    assert not SWEEP_RUN.fullmatch(f"{base.name}.2")
+    assert SWEEP_RUN.fullmatch(f"{base.name}_3.2") and SWEEP_RUN.fullmatch(f"{base.name}_3")
+
+
+def test_a_sweeps_summary_lists_each_job_the_best_first(tmp_path: Path) -> None:
+    """summary.csv from the jobs' result.json, the best first by the metric; a job that wrote
+    no result (it failed) is listed last, as such."""
+    from cadenza.training.sweep_summary import summarise, write_result
+
+    for job, nll in ((0, 3.5), (1, 2.5), (3, 4.0)):
+        (tmp_path / str(job)).mkdir()
+        write_result(tmp_path / str(job), {"metrics": {"val/nll": nll + 0.1, "test/nll": nll},
+                                           "best": {"val/nll": nll}, "best_ckpt": f"/c/{job}"},
+                     [f"model.dropout=0.{job}"])  # fmt: skip
+    (tmp_path / "2").mkdir()  # failed before it wrote a result
+    rows = summarise(tmp_path)
+    assert [r["job"] for r in rows] == [1, 0, 3, 2]
+    assert rows[0]["val/nll"] == 2.5 and rows[0]["overrides"] == "model.dropout=0.1"
+    assert rows[-1]["status"].startswith("no result")
+    text = (tmp_path / "summary.csv").read_text().splitlines()
+    assert text[0] == "job,status,val/nll,overrides,test/nll,best_ckpt" and len(text) == 5
+
+
+def test_a_run_started_in_the_same_second_moves_to_its_own_output_folder(tmp_path: Path):
+    """Hydra names output folders to the second: the first process to mark one keeps it, the
+    next moves to <time>.2 with its config record (.hydra), and writes everything there."""
+    from cadenza.training.run_folders import OWNER_MARK, own_output_dir
+
+    cfg = compose_train(tmp_path, ["experiment=smoke", "model.hidden_size=24"])
+    shared = Path(cfg.paths.output_dir)
+    shared.mkdir(parents=True)
+    (shared / OWNER_MARK).write_text("1\n")  # another process's (pid 1)
+    moved = own_output_dir(cfg)
+    assert moved == shared.with_name(f"{shared.name}.2") and cfg.paths.output_dir == str(moved)
+    assert cfg.sample.out_dir == f"{moved}/samples"  # what follows the output folder, follows
+    assert (moved / OWNER_MARK).read_text().strip() == str(os.getpid())
+    record = OmegaConf.load(moved / ".hydra" / "config.yaml")
+    assert record.model.hidden_size == 24
+    assert own_output_dir(cfg) == moved  # this process's own folder, asked again

@@ -155,6 +155,27 @@ def _one_run(overrides: list[str]) -> Iterator[tuple[str, str]]:
             yield line, line.split("=", 1)[0] + "=0"  # composes as a number
 
 
+def _homes(cfg: DictConfig, name: str, depth: int = 2) -> Iterator[str]:
+    """Keys named `name` inside the config's groups (up to `depth` levels down)."""
+    frontier = [("", cfg)]
+    for _ in range(depth):
+        nxt = []
+        for prefix, node in frontier:
+            for k in node:
+                if k == "hydra":
+                    continue
+                try:
+                    child = node._get_node(k)  # the node itself: no interpolation resolved
+                except Exception:  # noqa: BLE001 - a hint is a courtesy
+                    continue
+                if isinstance(child, DictConfig):
+                    path = f"{prefix}{k}"
+                    if name in child:
+                        yield f"{path}.{name}"
+                    nxt.append((f"{path}.", child))
+        frontier = nxt
+
+
 def _nearest(cfg: DictConfig, key: str, rest: str, value: str) -> str:
     parent, _, name = key.rpartition(".")
     node = OmegaConf.select(cfg, parent) if parent else cfg
@@ -168,6 +189,10 @@ def _nearest(cfg: DictConfig, key: str, rest: str, value: str) -> str:
         keys += [g for g in groups if g not in keys]
     # The constructor's settings the config leaves at their defaults (appended with "+"): one
     # of them spelled right is no typo, and the nearest of all is the one meant.
+    if not parent:  # a group's setting given without its group (enable_progress_bar=false)
+        homes = list(_homes(cfg, name))
+        if homes:
+            return f"{key} is not in the config: did you mean {homes[0]}{rest}={value}?"
     found = constructor_settings(node) if not rest else None
     defaults = [k for k in (found[1] if found else []) if k not in keys]
     near = difflib.get_close_matches(name, keys + defaults, n=1)

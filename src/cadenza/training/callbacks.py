@@ -82,7 +82,8 @@ class MonitoredMetrics(pl.Callback):
 
 class RunRecord(pl.Callback):
     """Writes what a checkpoint's run read into the checkpoint (`cadenza_run`: the `data`
-    config, resolved, without its codec, which the model carries; the command line's
+    config, resolved, without its codec, which the model carries; the `model` config, resolved,
+    optimizer included, which the model's hyperparameters are not; the command line's
     overrides; and where it logged: its output folder and its wandb run): `cadenza-eval` then
     evaluates on the data the model was trained on without being told, a resume into another
     model names them, and a resume goes on logging into the same wandb run
@@ -91,15 +92,18 @@ class RunRecord(pl.Callback):
     KEY = "cadenza_run"
 
     def __init__(self, data: dict[str, Any], overrides: list[str] | None = None,
-                 output_dir: str | None = None) -> None:  # fmt: skip
+                 output_dir: str | None = None,
+                 model: dict[str, Any] | None = None) -> None:  # fmt: skip
         self.data = {k: v for k, v in data.items() if k != "codec"}
+        self.model = model
         self.overrides = overrides  # the command line's, to say how to resume it
         self.output_dir = output_dir
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        checkpoint[self.KEY] = {"data": self.data, "overrides": self.overrides,
+        checkpoint[self.KEY] = {"data": self.data, "model": self.model,
+                                "overrides": self.overrides,
                                 "logs": {"output_dir": self.output_dir,
                                          "wandb_id": _wandb_run_id(trainer)}}  # fmt: skip
 

@@ -10,6 +10,7 @@ names its key.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -18,6 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from cadenza.errors import ConfigError
 from cadenza.generation.controls import check_sample_controls
 from cadenza.models.base import check_float, check_int
+
+log = logging.getLogger("cadenza")
 
 # trainer.<key>: the smallest integer Lightning takes (-1: no limit).
 TRAINER_INTS = {
@@ -107,15 +110,43 @@ def check_steps(model: Any, stages: list[str]) -> None:
         )
 
 
-def check_accelerator(accelerator: Any) -> None:
-    """A GPU trainer on a machine without one fails here, saying what to use instead, rather
-    than inside Lightning's accelerator set-up."""
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
+
+def check_accelerator(accelerator: Any, devices: Any = "auto") -> None:
+    """A GPU trainer on a machine without one, an accelerator Cadenza does not train on, or a
+    device count Lightning would refuse fail here naming the key, rather than inside
+    Lightning's accelerator set-up."""
     import torch
 
+    if accelerator is not None and str(accelerator) not in ACCELERATORS:
+        raise ConfigError(f"trainer.accelerator={accelerator} is not one Cadenza trains on: use "
+                          f"{', '.join(ACCELERATORS)}")  # fmt: skip
+    if not _devices_ok(devices):
+        raise ConfigError(f"trainer.devices must be how many devices (an integer >= 1, or -1 / "
+                          f"auto for every visible one) or a list of device indices, got "
+                          f"{_shown(devices)}")  # fmt: skip
     if str(accelerator) in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"trainer.accelerator={accelerator}: no CUDA GPU is visible to this "
                           "process; train on the CPU with trainer=cpu (trainer=ddp_sim: two CPU "
                           "processes)")  # fmt: skip
+
+
+def _devices_ok(devices: Any) -> bool:
+    if devices is None or devices == "auto":
+        return True
+    if isinstance(devices, bool):
+        return False
+    if isinstance(devices, int):
+        return devices >= 1 or devices == -1
+    if isinstance(devices, str):  # "2", "-1" or "0,1"
+        parts = devices.split(",")
+        return all(p.strip().lstrip("-").isdigit() for p in parts) and (
+            len(parts) > 1 or int(parts[0]) >= 1 or int(parts[0]) == -1)  # fmt: skip
+    try:
+        return len(devices) > 0 and all(isinstance(d, int) and d >= 0 for d in devices)
+    except TypeError:
+        return False
 
 
 def _check_max_time(value: Any) -> None:
@@ -185,6 +216,44 @@ def check_resumable(model: Any, ckpt: dict[str, Any], path: Any) -> None:
         f"{': ' + '; '.join(differ[:8]) if differ else ''}. Resume with the settings it was "
         f"trained with{how}"
     )
+
+
+def check_same_settings(cfg: DictConfig, ckpt: dict[str, Any]) -> list[str]:
+    """A resume goes on with the model and data settings its checkpoint was trained with
+    unless told otherwise: this says which of this run's differ (a resume is how a run gets
+    more epochs; a setting changed on the way is easy to miss), and that the optimizer's, its
+    learning rate among them, do not take effect (Lightning restores the optimizer's state from
+    the checkpoint). -> the differences, as said."""
+    record = ckpt.get("cadenza_run") or {}
+    # The run's model config (optimizer included), else its hyperparameters (older runs).
+    hp = _flat(dict(record.get("model") or ckpt.get("hyper_parameters") or {}))
+    ours = _flat(OmegaConf.to_container(cfg.model, resolve=True))
+    differ = [f"model.{k}={_shown(v)} (the run's: {_shown(hp[k])})"
+              for k, v in sorted(ours.items()) if k in hp and hp[k] != v]  # fmt: skip
+    theirs = _flat(dict(record.get("data") or {}))
+    if theirs:
+        data = OmegaConf.to_container(cfg.data, resolve=True)
+        mine = _flat({k: v for k, v in data.items() if k != "codec"})
+        differ += [f"data.{k}={_shown(v)} (the run's: {_shown(theirs[k])})"
+                   for k, v in sorted(mine.items()) if k in theirs and theirs[k] != v]  # fmt: skip
+    if differ:
+        optimizer = [d for d in differ if d.startswith("model.optimizer.")]
+        log.warning("resuming with settings other than the run's: %s%s", "; ".join(differ),
+                    ". The optimizer's state, its learning rate included, is restored from the "
+                    "checkpoint: a changed model.optimizer.* does not take effect (start a new "
+                    "run, or fine-tune from it, for that)" if optimizer else "")  # fmt: skip
+    return differ
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"optimizer": {"lr": 0.1}} -> {"optimizer.lr": 0.1}."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            out |= _flat(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _shown(value: Any) -> str:

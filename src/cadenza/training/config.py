@@ -39,11 +39,28 @@ def job_suffix() -> str:
     return f"_{hydra_cfg.job.num}"
 
 
+def run_name(timestamp: str) -> str:
+    """A run's checkpoint folder name (paths.checkpoint_dir): `timestamp` for a single run; a
+    sweep's job's is its output folder's, the sweep's folder and the job's number
+    (`<date_time>_<num>`), which the job keeps when SLURM requeues it, so that `ckpt_path=auto`
+    finds its own last.ckpt again."""
+    suffix = job_suffix()
+    if not suffix:
+        return timestamp
+    from hydra.core.hydra_config import HydraConfig
+
+    output_dir = OmegaConf.select(HydraConfig.get(), "runtime.output_dir", default=None)
+    sweep = Path(output_dir).parent.name if output_dir else timestamp
+    return f"{sweep}{suffix}"
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("cadenza_wandb_offline"):
         OmegaConf.register_new_resolver("cadenza_wandb_offline", lambda: not wandb_logged_in())
-    if not OmegaConf.has_resolver("cadenza_job_suffix"):
+    if not OmegaConf.has_resolver("cadenza_job_suffix"):  # configs written before run_name
         OmegaConf.register_new_resolver("cadenza_job_suffix", job_suffix)
+    if not OmegaConf.has_resolver("cadenza_run_name"):
+        OmegaConf.register_new_resolver("cadenza_run_name", run_name)
 
 
 def instantiate(node: Any, **kwargs: Any) -> Any:

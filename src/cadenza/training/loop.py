@@ -12,21 +12,31 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cadenza.errors import ConfigError
-from cadenza.models.base import Ability, CadenzaModule, GenerativeModule, read_checkpoint
+from cadenza.models.base import (
+    Ability,
+    CadenzaModule,
+    GenerativeModule,
+    check_int,
+    read_checkpoint,
+)
 from cadenza.training.callbacks import LatestLink, MonitoredMetrics, RunRecord
 from cadenza.training.checkpoint_io import AtomicCheckpointIO, link_latest
 from cadenza.training.checks import (
     check_accelerator,
     check_resumable,
     check_run_config,
+    check_same_settings,
     check_sample_abilities,
     check_steps,
     check_val_interval,
 )
 from cadenza.training.config import instantiate, job_suffix, register_resolvers
+from cadenza.training.run_folders import claim_dir, keep_run_record, own_output_dir, remove_empty
+from cadenza.training.sweep_summary import write_result
 
 log = logging.getLogger("cadenza")
-SWEEP_RUN = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+")  # paths.checkpoint_dir in a sweep
+# paths.checkpoint_dir in a sweep (.N: claim_dir's, for one started in the same second)
+SWEEP_RUN = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+(\.\d+)?")
 DDP_STRATEGIES = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
 # Lightning's names (and aliases) for the precisions every family trains in.
 PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16", "16-mixed", "16")
@@ -43,7 +53,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
     """Everything `train` needs, validated before any data is prepared or any step is taken."""
     register_resolvers()
     check_precision(cfg.trainer.get("precision", "32-true"))
-    check_accelerator(cfg.trainer.get("accelerator"))
+    check_accelerator(cfg.trainer.get("accelerator"), cfg.trainer.get("devices", "auto"))
     check_run_config(cfg)
     datamodule = instantiate(cfg.data)
     # The model is sized from the codec (the recommender: from its catalog), so no dimension is
@@ -81,7 +91,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Train (or resume with cfg.ckpt_path), then test the best checkpoint; returns metrics and
     the paths it wrote."""
     if cfg.get("seed") is not None:
-        pl.seed_everything(int(cfg.seed), workers=True)
+        pl.seed_everything(check_int("seed", cfg.seed, minimum=0), workers=True)
     ckpt_path = resume_path(cfg)
     if ckpt_path is not None and not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={ckpt_path} does not exist: give the .ckpt file to resume")
@@ -91,7 +101,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # Shapes, settings and logs only: memory-mapped, so fit's own load is the one real read.
         saved = read_checkpoint(Path(ckpt_path), mmap=True)
         continue_logs(cfg, saved.get(RunRecord.KEY) or {})
+    output_dir = own_output_dir(cfg) if not job_suffix() else None  # a sweep's: numbered
+    claimed = None
+    if ckpt_path is None and not job_suffix():  # a new run's folder is its own (claim_dir)
+        with open_dict(cfg):
+            cfg.paths.checkpoint_dir = claimed = claim_dir(cfg.paths.checkpoint_dir)
+    handed = {"saved": saved}  # _build_and_run lets go of it (a memory map of the file)
+    del saved
+    try:
+        return _build_and_run(cfg, ckpt_path, handed)
+    finally:
+        if claimed is not None:  # a run that wrote nothing leaves no folder (nor its parents)
+            remove_empty(Path(claimed), Path(cfg.paths.root_dir))
+        if output_dir is not None:
+            keep_run_record(cfg, output_dir / ".hydra")
 
+
+def _build_and_run(cfg: DictConfig, ckpt_path: str | None,
+                   handed: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    saved = handed.pop("saved")
     datamodule, model, trainer = build(cfg)
     log.info("model: %s, %.2fM parameters", type(model).__name__, _params(model) / 1e6)
     check_sample_abilities(model, cfg.get("sample"))
@@ -99,13 +127,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_steps(model, ["training", "validation"] * fits + ["test"] * tests)
     trainer.callbacks.append(MonitoredMetrics())
     if saved is not None:
-        check_resumable(model, saved, ckpt_path)
+        check_resumable(model, saved, ckpt_path)  # another shape: an error
+        check_same_settings(cfg, saved)  # the same shape, other settings: said
         del saved  # its mapping of the file
     if not job_suffix():  # a sweep's runs leave latest.ckpt (what is served) as it was
         trainer.callbacks.append(LatestLink(Path(cfg.paths.checkpoint_root) / "latest.ckpt"))
     output_dir = OmegaConf.select(cfg, "paths.output_dir", throw_on_resolution_failure=False)
     trainer.callbacks.append(
-        RunRecord(OmegaConf.to_container(cfg.data, resolve=True), _started_as(), output_dir)
+        RunRecord(
+            OmegaConf.to_container(cfg.data, resolve=True),
+            _started_as(),
+            output_dir,
+            model=OmegaConf.to_container(cfg.model, resolve=True),
+        )  # fmt: skip
     )
     ok = False
     try:
@@ -178,6 +212,9 @@ def _fit_test_sample(cfg: DictConfig, datamodule: Any, model: pl.LightningModule
         pieces = generate_to_files(sampler, sample_cfg.pop("out_dir"), record=record, **sample_cfg)
         result["samples"] = [str(p.files.get("midi") or p.files["audio"]) for p in pieces]
         log.info("wrote %d samples to %s", n_samples, cfg.sample.out_dir)
+    if trainer.is_global_zero:  # what a sweep's summary.csv reads (training/sweep_summary.py)
+        output_dir = OmegaConf.select(cfg, "paths.output_dir", throw_on_resolution_failure=False)
+        write_result(output_dir, result, _started_as())
     return result
 
 
@@ -201,24 +238,38 @@ def end_wandb_run(trainer: pl.Trainer, ok: bool) -> None:
 def resume_path(cfg: DictConfig) -> str | None:
     """cfg.ckpt_path; `auto` is the newest run of this name's last.ckpt, or a fresh start when
     there is none: the same command line both starts a run and goes on with it, as a job that
-    SLURM requeues after a preemption or its time limit runs it again."""
+    SLURM requeues after a preemption or its time limit runs it again. A sweep's job goes on
+    with its own run (its folder is named after its output folder, which a requeue keeps):
+    the jobs of a sweep share a name, so the newest of them is not this job's."""
     given = cfg.get("ckpt_path")
     if given != "auto":
         return given
-    if job_suffix():  # the jobs of a sweep share a name: each would resume the newest of all
-        raise ConfigError(
-            f"ckpt_path=auto cannot tell the runs of a sweep apart (they share "
-            f"name={cfg.name}): resume each with ckpt_path=.../last.ckpt"
-        )
+    if job_suffix():
+        own = Path(cfg.paths.checkpoint_dir) / "last.ckpt"
+        if own.is_file():
+            log.info("ckpt_path=auto: resuming %s, this sweep job's own run", own)
+            return str(own)
+        log.info("ckpt_path=auto: this sweep job has no run yet (%s), starting one", own.parent)
+        return None
     root = Path(cfg.paths.checkpoint_root)
     # A sweep's runs (<date_time>_<job>) are the sweep's: not what a single run goes on with.
-    runs = sorted((p for p in root.glob("*/last.ckpt") if not SWEEP_RUN.fullmatch(p.parent.name)),
+    runs = sorted((p for p in map(_resumable, root.glob("*/"))
+                   if p is not None and not SWEEP_RUN.fullmatch(p.parent.name)),
                   key=lambda p: p.stat().st_mtime)  # fmt: skip
     if not runs:
         log.info("ckpt_path=auto: no run of %s yet under %s, starting one", cfg.name, root)
         return None
     log.info("ckpt_path=auto: resuming %s, the newest run of %s", runs[-1], cfg.name)
     return str(runs[-1])
+
+
+def _resumable(run: Path) -> Path | None:
+    """A run folder's checkpoint to go on from: last.ckpt, else (killed while it wrote its
+    first last.ckpt) its newest checkpoint, which holds the whole training state too."""
+    if (run / "last.ckpt").is_file():
+        return run / "last.ckpt"
+    found = [p for p in run.glob("*.ckpt") if p.is_file() and not p.name.startswith(".")]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
 def resume_in_place(cfg: DictConfig, ckpt_path: Path) -> None:
