@@ -168,10 +168,26 @@ def _bad_primer_is_reported(driver: Any, base: str, tmp_path: Path) -> None:
     _idle(driver)
 
 
-def _accompany_a_melody(driver: Any, tmp_path: Path) -> None:
-    """A track-conditional GAN offers a melody upload, not a piece from nothing."""
+def _melody_clip(path: Path, tune: str, seconds: float) -> Path:
+    """The first `seconds` of a Nottingham melody, written to `path`."""
     from cadenza.io.midi import clip_midi, load_midi, save_midi
     from tests.fixtures.data import data_root
+
+    save_midi(clip_midi(load_midi(data_root() / "nottingham" / "MIDI" / "melody" / f"{tune}.mid"),
+                        seconds), path)  # fmt: skip
+    return path
+
+
+def _upload_in_page(driver: Any, field: str, path: Path) -> None:
+    """A file chosen in one of the page's file fields, uploaded as it is chosen."""
+    driver.find_element("id", field).send_keys(str(path))
+    info = driver.find_element("id", f"{field}-info")
+    _wait_for(driver, f"the upload of {path.name}", lambda d: path.name in info.text, 30)
+    _idle(driver)
+
+
+def _accompany_a_melody(driver: Any, tmp_path: Path) -> None:
+    """A track-conditional GAN offers a melody upload, not a piece from nothing."""
 
     _select(driver, "model", "smoke_gan_accompaniment")
     assert driver.find_element("id", "condition").is_displayed()
@@ -181,13 +197,8 @@ def _accompany_a_melody(driver: Any, tmp_path: Path) -> None:
     alert = driver.find_element("css selector", "[role=alert]")
     _wait_for(driver, "the missing melody", lambda d: "upload one first" in alert.text, 10)
     _idle(driver)
-    tune = tmp_path / "tune.mid"  # the first 8 bars of a Nottingham melody
-    nottingham = data_root() / "nottingham" / "MIDI" / "melody" / "hpps1.mid"
-    save_midi(clip_midi(load_midi(nottingham), 16.0), tune)
-    driver.find_element("id", "condition").send_keys(str(tune))
-    info = driver.find_element("id", "condition-info")
-    _wait_for(driver, "the melody upload", lambda d: "tune.mid" in info.text, 30)
-    _idle(driver)
+    # The first 8 bars of a Nottingham melody
+    _upload_in_page(driver, "condition", _melody_clip(tmp_path / "tune.mid", "hpps1", 16.0))
     driver.find_element("id", "generate").click()
     _wait_done(driver, "results", "an accompaniment", GENERATE_TIMEOUT_S)
     assert len(driver.find_elements("css selector", "#results [data-testid=result-item]")) >= 1
@@ -234,8 +245,6 @@ def _producer_controls(driver: Any, tmp_path: Path) -> None:
     """The controls the API had and the page lacked: a VAE's attribute shift (each piece
     beside the same draw unshifted, and what the shift measured), a mix of styles, and a MIDI
     file rendered to audio."""
-    from cadenza.io.midi import clip_midi, load_midi, save_midi
-    from tests.fixtures.data import data_root
 
     _select(driver, "model", "smoke_vae")
     assert not driver.find_element("id", "attribute-amount").is_displayed()  # none chosen
@@ -269,16 +278,12 @@ def _producer_controls(driver: Any, tmp_path: Path) -> None:
     _select(driver, "style", "")
 
     tune = tmp_path / "to_hear.mid"
-    nottingham = data_root() / "nottingham" / "MIDI" / "melody" / "hpps2.mid"
-    save_midi(clip_midi(load_midi(nottingham), 8.0), tune)
+    _melody_clip(tune, "hpps2", 8.0)
     driver.find_element("id", "render").click()  # nothing uploaded yet: said, nothing sent
     alert = driver.find_element("css selector", "[role=alert]")
     _wait_for(driver, "the missing file", lambda d: "MIDI file to render" in alert.text, 10)
     _idle(driver)
-    driver.find_element("id", "render-file").send_keys(str(tune))
-    info = driver.find_element("id", "render-file-info")
-    _wait_for(driver, "the upload", lambda d: "to_hear.mid" in info.text, 30)
-    _idle(driver)
+    _upload_in_page(driver, "render-file", tune)
     driver.find_element("id", "render").click()
     _wait_done(driver, "render-results", "the rendered file", GENERATE_TIMEOUT_S)
     audio = driver.find_element("css selector", "#render-results [data-testid=result-audio]")
