@@ -335,3 +335,22 @@ def test_a_run_started_in_the_same_second_moves_to_its_own_output_folder(tmp_pat
     record = OmegaConf.load(moved / ".hydra" / "config.yaml")
     assert record.model.hidden_size == 24
     assert own_output_dir(cfg) == moved  # this process's own folder, asked again
+
+
+def test_a_checkpoint_records_its_data_paths_absolute(tmp_path: Path, monkeypatch) -> None:
+    """The default paths are relative to where training ran (./data/processed): recorded as
+    they are, cadenza-eval run from another folder would look for the data in the wrong place."""
+    from cadenza.training.callbacks import RunRecord
+
+    monkeypatch.chdir(tmp_path)
+    record = RunRecord(
+        {
+            "cache_dir": "./data/processed",
+            "root": "/abs",
+            "batch_size": 4,
+            "source": {"root": "../midi"},
+        }
+    )
+    assert record.data["cache_dir"] == str(tmp_path / "data" / "processed")
+    assert record.data["source"]["root"] == str(tmp_path.parent / "midi")
+    assert record.data["root"] == "/abs" and record.data["batch_size"] == 4

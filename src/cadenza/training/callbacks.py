@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,8 @@ class RunRecord(pl.Callback):
     def __init__(self, data: dict[str, Any], overrides: list[str] | None = None,
                  output_dir: str | None = None,
                  model: dict[str, Any] | None = None) -> None:  # fmt: skip
-        self.data = {k: v for k, v in data.items() if k != "codec"}
+        # Relative paths (./data/processed) made absolute: cadenza-eval may run elsewhere.
+        self.data = _absolute({k: v for k, v in data.items() if k != "codec"})
         self.model = model
         self.overrides = overrides  # the command line's, to say how to resume it
         self.output_dir = output_dir
@@ -106,6 +108,17 @@ class RunRecord(pl.Callback):
                                 "overrides": self.overrides,
                                 "logs": {"output_dir": self.output_dir,
                                          "wandb_id": _wandb_run_id(trainer)}}  # fmt: skip
+
+
+def _absolute(value: Any) -> Any:
+    """Strings that are relative paths (./x, ../x) as absolute ones, anywhere in `value`."""
+    if isinstance(value, dict):
+        return {k: _absolute(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_absolute(v) for v in value]
+    if isinstance(value, str) and (value.startswith(("./", "../")) or value in (".", "..")):
+        return os.path.abspath(value)
+    return value
 
 
 def _wandb_run_id(trainer: pl.Trainer) -> str | None:
