@@ -333,9 +333,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     def record(scope: Scope, status: int, seconds: float, rid: str) -> None:
         route = getattr(scope.get("route") or _starlette_route(app, scope), "path", "unmatched")
-        # Any token is a method to HTTP: one a client makes up is counted as "other", or each
-        # new one would be a new metric series (and its text a label anyone could write).
-        method = scope["method"] if scope["method"] in HTTP_METHODS else "other"
+        method = _method(scope)
         metrics.observe(route, method, status, seconds)
         log.log(request_level, "%s %s %d", method, route, status, extra={"fields": {
             "request_id": rid, "method": method, "route": route, "status": status,
@@ -344,8 +342,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     def broke(scope: Scope, e: Exception) -> Response:
         # The path as sent (percent-encoded): decoded, a %0A would start a forged log line.
-        method = scope["method"] if scope["method"] in HTTP_METHODS else "other"
-        log.exception("request %s %s failed", method,
+        log.exception("request %s %s failed", _method(scope),
                       ListenerPaths.mask(quote(scope["path"]), pseudonyms))  # fmt: skip
         return error(500, f"internal error ({type(e).__name__}); the service is still up")
 
@@ -626,6 +623,13 @@ def _document_422_where_answered(app: FastAPI) -> None:
         if isinstance(route, APIRoute) and not (get_flat_params(route.dependant)
                                                 or route.body_field):  # fmt: skip
             route.responses.pop(422, None)
+
+
+def _method(scope: Scope) -> str:
+    """The request's method as metrics and logs name it. Any token is a method to HTTP: one a
+    client makes up is "other", or each would be a new metric series (and a label anyone
+    could write)."""
+    return scope["method"] if scope["method"] in HTTP_METHODS else "other"
 
 
 def _bad_link(job: str, expires: int | None) -> str:
