@@ -127,33 +127,21 @@ class Tasks:
             listener["user"] = caller.listener
         return {**result, "listener": listener}
 
-    def _for_disk(self, value: Any) -> Any:
+    def _for_disk(self, result: dict[str, Any] | None) -> dict[str, Any] | None:
         """A result as its record keeps it: links without their signatures (a link opens its
         file to whoever reads it; `_relinked` signs them again), the listener by pseudonym."""
-        if isinstance(value, dict):
-            out = {k: self._for_disk(v) for k, v in value.items()}
-            listener = out.get("listener")
-            if isinstance(listener, dict) and listener.get("user") is not None:
-                pseudonym = self.pseudonym_of(str(listener["user"]))
-                out["listener"] = {**listener, "user": None, "user_pseudonym": pseudonym}
-            return out
-        if isinstance(value, list):
-            return [self._for_disk(v) for v in value]
-        if isinstance(value, str) and (link := FILE_LINK.fullmatch(value)):
-            return f"/api/files/{link['job']}/{link['name']}"
-        return value
+        out = _map_links(result, lambda job, name: f"/api/files/{job}/{name}")
+        listener = (out or {}).get("listener")
+        if isinstance(listener, dict) and listener.get("user") is not None:
+            pseudonym = self.pseudonym_of(str(listener["user"]))
+            out["listener"] = {**listener, "user": None, "user_pseudonym": pseudonym}
+        return out
 
     def _relinked(self, value: Any) -> Any:
         """A finished job's answer with its file links signed afresh: the record keeps the links
         signed when it finished, which expire (link_minutes); reading it again gives new ones,
         as an expired link's 401 tells its holder."""
-        if isinstance(value, dict):
-            return {k: self._relinked(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._relinked(v) for v in value]
-        if isinstance(value, str) and (link := FILE_LINK.fullmatch(value)):
-            return self.store.url(link["job"], link["name"])
-        return value
+        return _map_links(value, self.store.url)
 
     def cancel(self, task_id: str, caller: Caller) -> Task:
         task = self.get(task_id, caller)
@@ -265,6 +253,17 @@ class Tasks:
                 task.error = {"status": 503, "error": "the service restarted before this job "
                                                       "finished; submit it again"}  # fmt: skip
                 self._save(task)
+
+
+def _map_links(value: Any, link: Callable[[str, str], Any]) -> Any:
+    """`value` with every file link in it replaced by link(job, name), anywhere in it."""
+    if isinstance(value, dict):
+        return {k: _map_links(v, link) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_links(v, link) for v in value]
+    if isinstance(value, str) and (found := FILE_LINK.fullmatch(value)):
+        return link(found["job"], found["name"])
+    return value
 
 
 def _load(folder: Path) -> Task:
