@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from fastapi.testclient import TestClient
 
 from cadenza.errors import ConfigError
 from cadenza.serve.app import create_app
-from cadenza.serve.auth import Keyring, key_entry, new_key
+from cadenza.serve.auth import OPEN, Caller, Keyring, key_entry, new_key
+from cadenza.serve.errors import RequestError
+from cadenza.serve.fairness import KeyShare
 from cadenza.serve.settings import ServeSettings
 from tests.fixtures.data import data_root
 
@@ -351,6 +354,50 @@ def test_the_openapi_document_names_the_key_and_the_401_and_403_answers(keyed):
             assert body["$ref"].endswith("/ErrorBody")
 
 
+def test_one_key_cannot_hold_every_worker(keyed):
+    """max_requests_per_key: with a key's share of model requests in flight, its next one is a
+    429 at once (Retry-After, documented), while another key's is served; each request gives
+    its place back when answered, a refused or failed one too."""
+    share = keyed.client.app.state.key_share
+    producer = keyed.client.app.state.keyring.caller(keyed.keys["producer"])
+    body = {"model": "smoke", "n": 1, "bars": 1, "seed": 1}
+    assert share.cap(producer) == keyed.settings.max_requests_per_key == 8
+    with ExitStack() as held:  # the producer's 8 requests, still running
+        for _ in range(8):
+            held.enter_context(share.hold(producer))
+        refused = keyed.client.post("/api/generate", json=body, headers=keyed.headers("producer"))
+        assert refused.status_code == 429, refused.text
+        assert refused.headers["retry-after"] == "1"
+        assert "this key (producer) already has 8" in refused.json()["error"]
+        served = keyed.client.post("/api/generate", json=body, headers=keyed.headers("listener-a"))
+        assert served.status_code == 200, served.text
+    for model, answer in (("smoke", 200), ("no_such_model", 404)):  # a failed one lets go too
+        r = keyed.client.post("/api/generate", json={**body, "model": model},
+                              headers=keyed.headers("producer"))  # fmt: skip
+        assert r.status_code == answer, r.text
+        assert share.held(producer) == 0
+    paths = keyed.client.get("/openapi.json").json()["paths"]
+    for path in ("/api/generate", "/api/interpolate", "/api/render", "/api/classify",
+                 "/api/recommend"):  # fmt: skip
+        assert "429" in paths[path]["post"]["responses"], path
+    assert "429" not in paths["/api/jobs/generate"]["post"]["responses"]  # its own share: 503
+
+
+def test_a_keys_own_share_wins_and_a_service_without_keys_has_none():
+    share = KeyShare(limit=8)
+    backend = Caller("backend", frozenset({"generate"}), key_id="ab" * 8, max_requests=1)
+    with share.hold(backend):
+        second = share.hold(backend)
+        with pytest.raises(RequestError, match="already has 1") as refused:
+            second.__enter__()
+    assert refused.value.status == 429
+    assert share.held(backend) == 0
+    with ExitStack() as held:
+        for _ in range(20):
+            held.enter_context(share.hold(OPEN))
+    assert KeyShare(limit=None).cap(Caller("x", frozenset(), key_id="cd" * 8)) is None
+
+
 def test_keys_compare_in_constant_time_over_every_stored_digest(monkeypatch):
     keys = {f"k{i}": new_key() for i in range(5)}
     ring = Keyring.load(None, yaml.safe_dump({"keys": [
@@ -385,8 +432,24 @@ def test_keys_compare_in_constant_time_over_every_stored_digest(monkeypatch):
             "unique",
         ),
         ("keys: {a: 1}", "list"),
+        (
+            "keys: [{name: a, sha256: '" + "0" * 64 + "', scopes: [admin], max_requests: 0}]",
+            "keys[0].max_requests",
+        ),
+        (
+            "keys: [{name: a, sha256: '" + "0" * 64 + "', scopes: [admin], max_requests: '8'}]",
+            "keys[0].max_requests",
+        ),
     ],
-    ids=["short-digest", "unknown-scope", "unknown-field", "duplicate-name", "not-a-list"],
+    ids=[
+        "short-digest",
+        "unknown-scope",
+        "unknown-field",
+        "duplicate-name",
+        "not-a-list",
+        "zero-requests",
+        "requests-as-text",
+    ],
 )
 def test_a_malformed_keys_file_fails_at_start_up_saying_where(checkpoints, tmp_path, text, says):
     (tmp_path / "keys.yaml").write_text(text)
@@ -436,6 +499,12 @@ def test_cadenza_keys_makes_lists_and_revokes_keys(tmp_path):
     assert (
         keys("new", "--name", "app-7f3a", "--scopes", "admin", "--file", str(path)).returncode == 2
     )
-    assert "app-7f3a: recommend  listener 42" in keys("list", "--file", str(path)).stdout
-    assert keys("revoke", "--name", "app-7f3a", "--file", str(path)).returncode == 0
+    backend = keys("new", "--name", "backend", "--scopes", "generate", "--max-requests", "64",
+                   "--file", str(path))  # fmt: skip
+    assert Keyring.load(path, None, "X").caller(backend.stdout.strip()).max_requests == 64
+    listed = keys("list", "--file", str(path)).stdout
+    assert "app-7f3a: recommend  listener 42" in listed
+    assert "backend: generate  max_requests 64" in listed
+    for name in ("app-7f3a", "backend"):
+        assert keys("revoke", "--name", name, "--file", str(path)).returncode == 0
     assert Keyring.load(path, None, "X").open

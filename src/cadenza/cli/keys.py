@@ -2,6 +2,7 @@
 
     cadenza-keys new --name platform --scopes generate recommend --file keys.yaml
     cadenza-keys new --name app-user-7f3a --scopes recommend --listener 42 --file keys.yaml
+    cadenza-keys new --name web-backend --scopes generate --max-requests 64 --file keys.yaml
     cadenza-keys list --file keys.yaml
     cadenza-keys revoke --name app-user-7f3a --file keys.yaml
 
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     new.add_argument("--name", required=True, help="who holds it (unique; shown in logs)")
     new.add_argument("--scopes", nargs="+", required=True, choices=SCOPES)
     new.add_argument("--listener", default=None, help="bind it to this listener ID")
+    new.add_argument("--max-requests", type=_at_least_one, default=None,
+                     help="model requests it may have in flight at once (default: the "
+                     "service's max_requests_per_key); e.g. a platform's backend key")  # fmt: skip
     new.add_argument("--file", type=Path, default=None, help="the keys file to add it to")
     listing = sub.add_parser("list", help="the keys in a file (names and scopes, no digests)")
     listing.add_argument("--file", type=Path, required=True)
@@ -43,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"cadenza-keys: {e}", file=sys.stderr)
         return 2
+
+
+def _at_least_one(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def _names_listener(name: str, listener: str) -> bool:
@@ -81,7 +91,7 @@ def _new(args: argparse.Namespace) -> int:
                           "appears only as a pseudonym; name the token another way (e.g. "
                           "app-user-7f3a)")  # fmt: skip
     key = new_key()
-    entry = key_entry(args.name, key, sorted(set(args.scopes)), args.listener)
+    entry = key_entry(args.name, key, sorted(set(args.scopes)), args.listener, args.max_requests)
     if args.file is None:
         print(key)
         print("# add to the keys file (or CADENZA_API_KEYS) under `keys:`:", file=sys.stderr)
@@ -101,7 +111,8 @@ def _new(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     for e in _entries(args.file):
         listener = f"  listener {e['listener']}" if e.get("listener") is not None else ""
-        print(f"{e['name']}: {', '.join(e['scopes'])}{listener}")
+        most = f"  max_requests {e['max_requests']}" if e.get("max_requests") else ""
+        print(f"{e['name']}: {', '.join(e['scopes'])}{listener}{most}")
     return 0
 
 

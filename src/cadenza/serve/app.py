@@ -42,6 +42,7 @@ from cadenza.serve import jobs
 from cadenza.serve.auth import Caller, FileLinks
 from cadenza.serve.batching import Batcher
 from cadenza.serve.errors import NotFoundError, RequestError
+from cadenza.serve.fairness import KeyShare
 from cadenza.serve.logs import REQUEST_ID, request_id
 from cadenza.serve.metrics import CONTENT_TYPE as METRICS_TYPE
 from cadenza.serve.metrics import ServiceMetrics
@@ -100,9 +101,26 @@ def needs(scope: str) -> Any:
     return check
 
 
+def working(scope: str) -> Any:
+    """A dependency: the caller, holding `scope`, whose model request counts against its key's
+    share of the workers until it is answered (fairness.py; 429 over the share)."""
+    # As a default, not in the annotation: annotations are strings here (the __future__
+    # import), and FastAPI resolves them in the module, where `scope` is not.
+    scoped = Depends(needs(scope))
+
+    async def hold(request: Request, caller: Caller = scoped) -> AsyncIterator[Caller]:
+        with request.app.state.key_share.hold(caller):
+            yield caller
+
+    return hold
+
+
 AnyKey = Annotated[Caller, Depends(_caller)]
 Generate = Annotated[Caller, Depends(needs("generate"))]
 Recommend = Annotated[Caller, Depends(needs("recommend"))]
+# The immediate model routes: the same scopes, within the key's share of the workers.
+Generating = Annotated[Caller, Depends(working("generate"))]
+Recommending = Annotated[Caller, Depends(working("recommend"))]
 
 
 class Workers:
@@ -280,6 +298,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.state.settings, app.state.store, app.state.served = settings, store, served
     app.state.pseudonyms, app.state.sweeper, app.state.metrics = pseudonyms, sweeper, metrics
     app.state.tasks, app.state.batcher = tasks, batcher
+    app.state.key_share = KeyShare(settings.max_requests_per_key)
 
     def model(name: str, kind: str | None = None) -> Served:
         s = served.get(name)
@@ -298,7 +317,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     # --- errors: one JSON shape, one clear sentence -----------------------------------------
     def error(status: int, message: str, **extra: Any) -> JSONResponse:
-        headers = {"Retry-After": "5"} if status == 503 else None
+        # 429: the key's own requests answer within seconds; 503: every worker is busy.
+        headers = {"Retry-After": {429: "1", 503: "5"}[status]} if status in (429, 503) else None
         if status == 401:
             headers = {"WWW-Authenticate": 'Bearer realm="cadenza"'}
         return JSONResponse({"error": message, "status": status, **extra}, status_code=status,
@@ -438,6 +458,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return UploadInfo(**jobs.save_upload(store, caller, data, file.filename or "upload.mid"))
 
     work_errors = (*keyed, 400, 404, 413, 422, 503)
+    # What the immediate model routes may answer besides: a key over its share (fairness.py).
+    immediate = documented(*work_errors, *((429,) if keyed else ()))
 
     def for_listener(req: RecommendRequest, caller: Caller) -> RecommendRequest:
         if req.user is not None:
@@ -447,8 +469,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         forgotten.refresh()
         return req
 
-    @app.post("/api/generate", responses=documented(*work_errors))
-    def generate(req: GenerateRequest, caller: Generate
+    @app.post("/api/generate", responses=immediate)
+    def generate(req: GenerateRequest, caller: Generating
                  ) -> Job:  # fmt: skip
         s = model(req.model, "generator")
         sweeper.maybe()
@@ -457,9 +479,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
         metrics.jobs.labels("generate").inc()
         return out
 
-    @app.post("/api/interpolate", responses=documented(*work_errors))
+    @app.post("/api/interpolate", responses=immediate)
     def interpolate(req: InterpolateRequest,
-                    caller: Generate) -> Job:  # fmt: skip
+                    caller: Generating) -> Job:  # fmt: skip
         s = model(req.model, "generator")
         sweeper.maybe()
         # The slot is taken inside, once the request is checked (as generate's batcher does),
@@ -468,15 +490,15 @@ def create_app(settings: ServeSettings) -> FastAPI:
         metrics.jobs.labels("interpolate").inc()
         return out
 
-    @app.post("/api/render", responses=documented(*work_errors))
-    def render(req: RenderRequest, caller: Generate) -> Job:
+    @app.post("/api/render", responses=immediate)
+    def render(req: RenderRequest, caller: Generating) -> Job:
         sweeper.maybe()
         out = jobs.render(req, store, settings, caller, slot=workers.slot)
         metrics.jobs.labels("render").inc()
         return out
 
-    @app.post("/api/classify", responses=documented(*work_errors))
-    def classify(req: ClassifyRequest, caller: Generate) -> Classification:
+    @app.post("/api/classify", responses=immediate)
+    def classify(req: ClassifyRequest, caller: Generating) -> Classification:
         """The classes a served classifier gives one MIDI file: an upload, or a .mid file of a
         job (a generated piece: is it in the style asked for?). The generate scope, as the
         uploads it reads."""
@@ -485,8 +507,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         metrics.jobs.labels("classify").inc()
         return out
 
-    @app.post("/api/recommend", responses=documented(*work_errors))
-    async def recommend(req: RecommendRequest, caller: Recommend
+    @app.post("/api/recommend", responses=immediate)
+    async def recommend(req: RecommendRequest, caller: Recommending
                         ) -> Recommendations:  # fmt: skip
         """For `user`: that listener's token or an admin key. A listener token that names no
         one (no user, history or text) asks for its own listener."""

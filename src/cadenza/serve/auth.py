@@ -11,6 +11,11 @@ SHA-256, in a keys file or an environment variable (a Kubernetes Secret can be e
         sha256: 60303a...
         scopes: [recommend]
         listener: "42"            # a listener token: that listener's data, and no one else's
+      - name: web-backend
+        sha256: 2c26b4...
+        scopes: [generate, recommend]
+        max_requests: 64          # model requests in flight at once (default: the service's
+                                  # max_requests_per_key; fairness.py)
 
 Scopes: `generate` (sample, interpolate, render, upload), `recommend`, and `admin` (everything,
 every listener's data, deleting it). A plain SHA-256 is enough for keys of 256 random bits (no
@@ -36,6 +41,7 @@ from cadenza.errors import ConfigError
 from cadenza.serve.errors import RequestError
 
 SCOPES = ("generate", "recommend", "admin")
+KEY_FIELDS = ("name", "sha256", "scopes", "listener", "max_requests")
 KEY_BYTES = 32
 
 
@@ -61,6 +67,8 @@ class Caller:
     # The key's fingerprint (the start of its digest): what owns a job, so a key revoked and
     # made again under the same name does not inherit the old one's jobs.
     key_id: str | None = None
+    # Model requests this key may have in flight; None: the service's max_requests_per_key.
+    max_requests: int | None = None
 
     @property
     def admin(self) -> bool:
@@ -104,6 +112,7 @@ class Key:
     sha256: bytes
     scopes: frozenset[str]
     listener: str | None = None
+    max_requests: int | None = None
 
 
 @dataclass
@@ -154,7 +163,8 @@ class Keyring:
                 found = key
         if found is None:
             raise RequestError(401, "this API key is not valid")
-        return Caller(found.name, found.scopes, found.listener, key_id=found.sha256[:8].hex())
+        return Caller(found.name, found.scopes, found.listener, key_id=found.sha256[:8].hex(),
+                      max_requests=found.max_requests)  # fmt: skip
 
 
 def parse_keys(text: str, where: str) -> list[Key]:
@@ -174,10 +184,9 @@ def parse_keys(text: str, where: str) -> list[Key]:
 def _key(entry: Any, where: str) -> Key:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: expected a mapping with name, sha256 and scopes")
-    unknown = sorted(set(entry) - {"name", "sha256", "scopes", "listener"})
+    unknown = sorted(set(entry) - set(KEY_FIELDS))
     if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {unknown}; known: name, sha256, scopes, "
-                          "listener")  # fmt: skip
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {', '.join(KEY_FIELDS)}")
     name, hexdigest, scopes = entry.get("name"), entry.get("sha256"), entry.get("scopes")
     if not isinstance(name, str) or not name.strip():
         raise ConfigError(f"{where}.name: a non-empty name is required")
@@ -193,14 +202,22 @@ def _key(entry: Any, where: str) -> Key:
     listener = entry.get("listener")
     if listener is not None and not isinstance(listener, str | int):
         raise ConfigError(f"{where}.listener: a listener ID, got {listener!r}")
-    return Key(name.strip(), raw, frozenset(scopes), None if listener is None else str(listener))
+    most = entry.get("max_requests")
+    if most is not None and (type(most) is not int or most < 1):
+        raise ConfigError(f"{where}.max_requests: a whole number >= 1 (model requests in flight "
+                          f"at once), got {most!r}")  # fmt: skip
+    return Key(name.strip(), raw, frozenset(scopes), None if listener is None else str(listener),
+               most)  # fmt: skip
 
 
-def key_entry(name: str, key: str, scopes: list[str], listener: str | None) -> dict[str, Any]:
+def key_entry(name: str, key: str, scopes: list[str], listener: str | None,
+              max_requests: int | None = None) -> dict[str, Any]:  # fmt: skip
     """What the keys file holds for `key` (its digest, never the key)."""
     entry: dict[str, Any] = {"name": name, "sha256": digest(key), "scopes": scopes}
     if listener is not None:
         entry["listener"] = str(listener)
+    if max_requests is not None:
+        entry["max_requests"] = max_requests
     return entry
 
 

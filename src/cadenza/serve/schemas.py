@@ -249,6 +249,10 @@ ERRORS: dict[int, dict[str, Any]] = {
     404: _error("no such model, job, upload or file"),
     413: _error("the request body or upload is over limits.max_upload_bytes"),
     422: _error("a field is missing, of the wrong type, or over one of the service's caps"),
+    429: _error(
+        "this key already has max_requests_per_key model requests in flight (or its "
+        "own max_requests); retry after Retry-After"
+    ),
     503: _error("every worker stayed busy for queue_timeout_s; retry after Retry-After"),
 }
 

@@ -59,6 +59,10 @@ class ServeSettings:
     max_queued_jobs: int = 64
     # ... of them one key's, at most: one client cannot fill the queue for the others.
     max_queued_jobs_per_key: int = 16
+    # Model requests (generate, interpolate, render, classify, recommend) one key may have in
+    # flight, running or waiting for a worker; one more is a 429 (serve/fairness.py). A key's
+    # own `max_requests` in the keys file wins; null: no share.
+    max_requests_per_key: int | None = 8
     # Where generators sample: cpu | cuda | cuda:N | auto (a CUDA GPU when one is visible).
     # Recommenders and classifiers stay on the CPU: a recommendation is one small matrix product.
     device: str = "cpu"
@@ -209,7 +213,7 @@ class ServeSettings:
         check_float("link_minutes", self.link_minutes, minimum=1.0)
         if self.keep_hours is not None:
             check_float("keep_hours", self.keep_hours, minimum=0.0)
-        for key in ("torch_threads", "malloc_arenas"):
+        for key in ("torch_threads", "malloc_arenas", "max_requests_per_key"):
             if getattr(self, key) is not None:
                 check_int(key, getattr(self, key))
         if self.log_format not in ("text", "json"):
