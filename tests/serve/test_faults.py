@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from cadenza.errors import ConfigError
-from cadenza.serve.app import Workers
+from cadenza.serve.app import POLICIES, Workers
 from cadenza.serve.errors import RequestError
 from cadenza.serve.settings import ServeSettings
 from tests.fixtures.data import data_root
@@ -149,11 +149,31 @@ def test_made_up_methods_are_counted_as_other_not_as_new_series(client) -> None:
 
 
 def test_every_answer_forbids_framing_sniffing_and_referers(client) -> None:
-    for path in ("/", "/api/health", "/api/no_such_route"):
-        h = client.get(path).headers
+    """And says what its page may run: the studio its own files, the API's answers nothing, the
+    docs' pages inline script from this service only (the browser test sees none refused)."""
+    policies = {"/": "studio", "/studio/studio.js": "studio", "/api/health": "api",
+                "/api/no_such_route": "api", "/docs": "docs", "/redoc": "docs"}  # fmt: skip
+    for path, page in policies.items():
+        r = client.get(path)
+        h = r.headers
         assert h["x-frame-options"] == "DENY" and h["x-content-type-options"] == "nosniff"
-        assert h["content-security-policy"] == "frame-ancestors 'none'"
+        policy = h["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy and "object-src 'none'" in policy
+        assert policy == POLICIES[page], path
+        assert ("'unsafe-inline'" in policy) == (page == "docs"), path
         assert h["referrer-policy"] == "no-referrer"
+    assert POLICIES["api"].startswith("default-src 'none'")
+
+
+def test_the_studio_page_runs_its_own_files_and_no_other(client) -> None:
+    page = client.get("/").text
+    assert "<script>" not in page and "<style>" not in page and " style=" not in page
+    for name, media in (("studio.js", "text/javascript"), ("studio.css", "text/css")):
+        r = client.get(f"/studio/{name}")
+        assert r.status_code == 200 and r.headers["content-type"].startswith(media)
+        assert f'"/studio/{name}"' in page
+    for name in ("studio.html", "..%2Fapp.py", "studio.jsx"):
+        assert client.get(f"/studio/{name}").status_code == 404, name
 
 
 def test_unknown_routes_and_methods_answer_in_the_same_shape(client) -> None:

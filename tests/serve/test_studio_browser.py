@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import time
 import urllib.error
@@ -106,6 +107,16 @@ def _console(driver: Any) -> str:
         return "\n".join(e["message"] for e in driver.get_log("browser"))
     except Exception:  # noqa: BLE001 - only a diagnostic
         return "(console unavailable)"
+
+
+def _refused(driver: Any) -> list[str]:
+    """What the page's Content-Security-Policy refused since the last look (a script, style or
+    fetch the policy forgot would fail silently in a user's browser)."""
+    return [
+        e["message"]
+        for e in driver.get_log("browser")
+        if "Content Security Policy" in e["message"] or "Refused to" in e["message"]
+    ]
 
 
 def _wait_for(driver: Any, what: str, condition: Any, timeout: float) -> Any:
@@ -448,6 +459,7 @@ def test_studio_generates_recommends_and_reports_errors(
     _full_page_screenshot(browser, shot)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 10_000
+    assert not _refused(browser)
 
 
 def test_the_api_docs_render_with_no_internet(serve_url: str, browser: Any) -> None:
@@ -465,3 +477,8 @@ def test_the_api_docs_render_with_no_internet(serve_url: str, browser: Any) -> N
         except TimeoutException:
             pytest.fail(f"{page} showed no operations within 30 s\n{_console(browser)}")
         assert "/api/generate" in browser.find_element("tag name", "body").text, page
+        # ReDoc's bundle fetches its logo from cdn.redoc.ly: the policy keeps the page from
+        # reaching anything outside the service, and nothing of the service's is refused.
+        for refused in _refused(browser):
+            outside = re.search(r"Loading the \w+ '([^']+)'", refused)
+            assert outside and not outside.group(1).startswith(serve_url), (page, refused)

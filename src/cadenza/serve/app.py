@@ -71,7 +71,8 @@ from cadenza.serve.tasks import Tasks
 
 log = logging.getLogger("cadenza")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-STUDIO = Path(__file__).parent / "static" / "studio.html"
+STUDIO = Path(__file__).parent / "static"
+STUDIO_FILES = {"studio.js": "text/javascript", "studio.css": "text/css"}
 
 
 # --- who is asking: module-level, since route annotations are resolved in this module ----------
@@ -208,7 +209,8 @@ class Contained:
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
                 headers = [*message.get("headers", []), (b"x-request-id", rid.encode()),
-                           *SECURITY_HEADERS]  # fmt: skip
+                           *SECURITY_HEADERS,
+                           (b"content-security-policy", _policy(scope))]  # fmt: skip
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -226,8 +228,30 @@ class Contained:
 # On every answer: no page of the service framed by another site (clickjacking the studio's
 # buttons), no content type guessed from a file's bytes, and no signed link sent on as a Referer.
 SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-                    (b"content-security-policy", b"frame-ancestors 'none'"),
                     (b"referrer-policy", b"no-referrer")]  # fmt: skip
+# What a page may run and load (Content-Security-Policy), by what is answered. The studio runs
+# its own two files and talks to this service only, so an injected script or style would not
+# run. The API's answers (JSON, MIDI, PNG, WAV) run nothing. /docs and /redoc are Swagger UI's
+# and ReDoc's pages, whose inline script and styles need 'unsafe-inline': they may load and
+# fetch from this service alone (no spec from elsewhere, nothing sent elsewhere).
+_FRAMED = "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+POLICIES = {
+    "studio": "default-src 'self'; img-src 'self' data:; form-action 'none'; " + _FRAMED,
+    "docs": "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' "
+    "'unsafe-inline'; img-src 'self' data:; worker-src 'self' blob:; " + _FRAMED,
+    "api": "default-src 'none'; form-action 'none'; " + _FRAMED,
+}
+DOCS_PAGES = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
+
+
+def _policy(scope: Scope) -> bytes:
+    """The Content-Security-Policy of the answer to this request (POLICIES)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    page = "studio" if path == "/" or path.startswith("/studio/") else None
+    page = page or ("docs" if path in DOCS_PAGES else "api")
+    return POLICIES[page].encode()
 
 
 async def _no_body() -> Message:
@@ -371,7 +395,14 @@ def create_app(settings: ServeSettings) -> FastAPI:
     # --- read-only ------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
     def studio() -> FileResponse:
-        return FileResponse(STUDIO, media_type="text/html")
+        return FileResponse(STUDIO / "studio.html", media_type="text/html")
+
+    @app.get("/studio/{name}", include_in_schema=False)
+    def studio_file(name: str) -> FileResponse:
+        """The studio's script and style: named here, so no request reaches another file."""
+        if name not in STUDIO_FILES:
+            raise NotFoundError(f"no studio file {name!r}")
+        return FileResponse(STUDIO / name, media_type=STUDIO_FILES[name])
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
