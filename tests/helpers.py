@@ -168,10 +168,11 @@ def start_cli(command: str, *args: str, cwd: Path) -> subprocess.Popen[str]:
 
 
 def train_ddp_sim(
-    tmp_path: Path, experiment: str, strategy: str = "ddp_fork"
+    tmp_path: Path, experiment: str, strategy: str = "ddp_fork", test: bool = False
 ) -> tuple[dict, list[dict]]:
     """train() one epoch of `experiment` on 2 CPU processes (trainer=ddp_sim), recording which
     training items each rank saw. -> (train's result, [rank 0's record, rank 1's record]).
+    test: also test, logging to a CSVLogger in tmp_path/csv.
 
     strategy: ddp_fork by default: forked ranks start with this process's imports, where
     trainer=ddp_sim's ddp_spawn pays ~7 s of importing torch and Lightning per rank. The DDP
@@ -186,11 +187,13 @@ def train_ddp_sim(
         tmp_path,
         [
             f"experiment={experiment}", "trainer=ddp_sim", f"trainer.strategy={strategy}",
-            "trainer.max_epochs=1", "test=false",
+            "trainer.max_epochs=1", f"test={str(test).lower()}",
             "sample.n=0", "+callbacks.seen._target_=cadenza.training.callbacks.SeenDataRecorder",
             f"+callbacks.seen.out_dir={seen_dir}",
         ],
     )  # fmt: skip
+    if test:
+        cfg = with_csv_logger(cfg, tmp_path)
     result = train(cfg)
     ranks = [json.loads((seen_dir / f"seen_rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
@@ -200,6 +203,6 @@ def train_ddp_sim(
 def with_csv_logger(cfg: DictConfig, save_dir: Path) -> DictConfig:
     """cfg logging to a CSVLogger under save_dir (compose_train switches loggers off)."""
     with open_dict(cfg):
-        cfg.logger = {"csv": {"_target_": "pytorch_lightning.loggers.CSVLogger",
+        cfg.logger = {"csv": {"_target_": "cadenza.training.csv_log.RunCSVLogger",
                               "save_dir": str(save_dir), "name": "csv"}}  # fmt: skip
     return cfg

@@ -42,10 +42,14 @@ def test_smoke_vae_logs_every_metric_per_epoch_and_samples(smoke: SmokeRuns) -> 
 @pytest.mark.slow
 def test_vae_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     data_root()
-    result, ranks = train_ddp_sim(tmp_path, "smoke_vae")
+    result, ranks = train_ddp_sim(tmp_path, "smoke_vae", test=True)
     seen0, seen1 = set(ranks[0]["seen"]), set(ranks[1]["seen"])
     assert seen0 and seen1 and len(seen0 & seen1) <= 1
     assert seen0 | seen1 == set(range(ranks[0]["dataset_size"]))  # every training window
     model = GenerativeModule.load(result["latest_ckpt"])
     assert isinstance(model, VAEModule)
     assert math.isfinite(result["metrics"]["val/recon_acc_sampled"])
+    # Fit and test, each in processes of their own, log to one version of the run's CSV.
+    assert [p.name for p in (tmp_path / "csv").iterdir()] == ["version_0"]
+    logged = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    assert "test/nll" in logged and "val/nll" in logged

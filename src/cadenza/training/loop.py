@@ -163,6 +163,7 @@ def _fit_test_sample(cfg: DictConfig, datamodule: Any, model: pl.LightningModule
                 "data.valid_fraction"
             )
         check_val_interval(trainer, datamodule)
+        pin_logger_versions(trainer)
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
@@ -216,6 +217,15 @@ def _fit_test_sample(cfg: DictConfig, datamodule: Any, model: pl.LightningModule
         output_dir = OmegaConf.select(cfg, "paths.output_dir", throw_on_resolution_failure=False)
         write_result(output_dir, result, _started_as())
     return result
+
+
+def pin_logger_versions(trainer: pl.Trainer) -> None:
+    """One version folder for all of a run's phases (training/csv_log.py says why)."""
+    from cadenza.training.csv_log import RunCSVLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, RunCSVLogger):
+            logger.pin_version()
 
 
 def end_wandb_run(trainer: pl.Trainer, ok: bool) -> None:
