@@ -337,6 +337,37 @@ def test_a_run_started_in_the_same_second_moves_to_its_own_output_folder(tmp_pat
     assert own_output_dir(cfg) == moved  # this process's own folder, asked again
 
 
+def test_a_moved_run_logs_its_first_line_in_its_own_folder(tmp_path: Path):
+    """The move comes before anything is logged: the seed's line, the first, is in the moved
+    run's train.log and not in the folder it left."""
+    import logging
+
+    from cadenza.errors import ConfigError
+    from cadenza.training.run_folders import OWNER_MARK
+
+    cfg = compose_train(tmp_path, ["experiment=smoke", "seed=5",
+                                   f"ckpt_path={tmp_path}/missing.ckpt"])  # fmt: skip
+    shared = Path(cfg.paths.output_dir)
+    shared.mkdir(parents=True)
+    (shared / OWNER_MARK).write_text("1\n")  # another process's (pid 1)
+    root, handler = logging.getLogger(), logging.FileHandler(shared / "train.log")
+    level = root.level
+    root.addHandler(handler)  # as Hydra's job logging has it
+    root.setLevel(logging.INFO)
+    try:
+        with pytest.raises(ConfigError, match="missing.ckpt does not exist"):
+            train(cfg)
+    finally:
+        for h in [h for h in root.handlers if isinstance(h, logging.FileHandler)
+                  and str(tmp_path) in h.baseFilename]:  # fmt: skip
+            root.removeHandler(h)
+            h.close()
+        root.setLevel(level)
+    moved = shared.with_name(f"{shared.name}.2")
+    assert "Seed set to 5" in (moved / "train.log").read_text()
+    assert "Seed set to 5" not in (shared / "train.log").read_text()
+
+
 def test_a_checkpoint_records_its_data_paths_absolute(tmp_path: Path, monkeypatch) -> None:
     """The default paths are relative to where training ran (./data/processed): recorded as
     they are, cadenza-eval run from another folder would look for the data in the wrong place."""

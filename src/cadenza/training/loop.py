@@ -90,6 +90,9 @@ def strategy_for(model: CadenzaModule, strategy: Any) -> Any:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train (or resume with cfg.ckpt_path), then test the best checkpoint; returns metrics and
     the paths it wrote."""
+    # First: from its first log line on, this run writes in a folder of its own (a run of the
+    # same name started in the same second moves out, run_folders.py); a sweep's are numbered.
+    output_dir = own_output_dir(cfg) if not job_suffix() else None
     if cfg.get("seed") is not None:
         pl.seed_everything(check_int("seed", cfg.seed, minimum=0), workers=True)
     ckpt_path = resume_path(cfg)
@@ -101,7 +104,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         # Shapes, settings and logs only: memory-mapped, so fit's own load is the one real read.
         saved = read_checkpoint(Path(ckpt_path), mmap=True)
         continue_logs(cfg, saved.get(RunRecord.KEY) or {})
-    output_dir = own_output_dir(cfg) if not job_suffix() else None  # a sweep's: numbered
     claimed = None
     if ckpt_path is None and not job_suffix():  # a new run's folder is its own (claim_dir)
         with open_dict(cfg):
