@@ -200,12 +200,9 @@ def check_resumable(model: Any, ckpt: dict[str, Any], path: Any) -> None:
     family = hp.get("family")
     if family == model.family and theirs == ours:
         return
-    mine = dict(model.hparams)
-    differ = [
-        f"model.{k}={_shown(hp.get(k))} (this run: {_shown(mine.get(k))})"
-        for k in sorted(set(hp) | set(mine))
-        if k != "family" and hp.get(k) != mine.get(k)
-    ]
+    mine = {k: v for k, v in dict(model.hparams).items() if k != "family"}
+    hp.pop("family", None)
+    differ = _differences("model", hp, mine, "this run", shared_only=False)
     what = f"a {family} model" if family != model.family else "a model"
     run = ckpt.get("cadenza_run") or {}
     started = run.get("overrides")
@@ -228,14 +225,12 @@ def check_same_settings(cfg: DictConfig, ckpt: dict[str, Any]) -> list[str]:
     # The run's model config (optimizer included), else its hyperparameters (older runs).
     hp = _flat(dict(record.get("model") or ckpt.get("hyper_parameters") or {}))
     ours = _flat(OmegaConf.to_container(cfg.model, resolve=True))
-    differ = [f"model.{k}={_shown(v)} (the run's: {_shown(hp[k])})"
-              for k, v in sorted(ours.items()) if k in hp and hp[k] != v]  # fmt: skip
+    differ = _differences("model", ours, hp, "the run's")
     theirs = _flat(dict(record.get("data") or {}))
     if theirs:
         data = OmegaConf.to_container(cfg.data, resolve=True)
         mine = _flat({k: v for k, v in data.items() if k != "codec"})
-        differ += [f"data.{k}={_shown(v)} (the run's: {_shown(theirs[k])})"
-                   for k, v in sorted(mine.items()) if k in theirs and theirs[k] != v]  # fmt: skip
+        differ += _differences("data", mine, theirs, "the run's")
     if differ:
         optimizer = [d for d in differ if d.startswith("model.optimizer.")]
         log.warning("resuming with settings other than the run's: %s%s", "; ".join(differ),
@@ -243,6 +238,15 @@ def check_same_settings(cfg: DictConfig, ckpt: dict[str, Any]) -> list[str]:
                     "checkpoint: a changed model.optimizer.* does not take effect (start a new "
                     "run, or fine-tune from it, for that)" if optimizer else "")  # fmt: skip
     return differ
+
+
+def _differences(group: str, shown: dict[str, Any], other: dict[str, Any], whose: str,
+                 shared_only: bool = True) -> list[str]:  # fmt: skip
+    """Each key whose values differ, in key order, said as `group.key=<shown's> (<whose>:
+    <other's>)`: of the keys both hold, or (shared_only=False) either holds (missing: None)."""
+    keys = set(shown) & set(other) if shared_only else set(shown) | set(other)
+    return [f"{group}.{k}={_shown(shown.get(k))} ({whose}: {_shown(other.get(k))})"
+            for k in sorted(keys) if shown.get(k) != other.get(k)]  # fmt: skip
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
