@@ -36,6 +36,9 @@ class Piece:
     meta: dict[str, Any]
     controls: dict[str, Any]
     files: dict[str, Path] = field(default_factory=dict)  # what writers wrote: midi/png/audio
+    # The report entry of its files as last written (write_piece): at a `tempo`, their seconds
+    # are not the piece's own, which stays as the model made it.
+    written: dict[str, Any] = field(default_factory=dict)
     # A model of audio features: the spectrogram it made, in dB [T, M], for its picture.
     spectrogram_db: np.ndarray | None = None
     frames_per_second: float | None = None

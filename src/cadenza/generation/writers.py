@@ -57,19 +57,30 @@ def write_piece(
 
     MIDI: `<name>.mid`, `<name>.png` with `png`, `<name>.<render>` with `render` (a silent
     piece keeps its MIDI file and gets no audio). Audio: `<name>.wav` and a spectrogram PNG.
-    `tempo` (quarter notes a minute) puts the piece's notes on the same beats at that tempo
-    first: `piece.music` and its seconds become what was written."""
+    `tempo` (quarter notes a minute) writes the piece's notes on the same beats at that tempo;
+    the piece itself is left as it was (another write without a tempo writes it as the model
+    made it). The entry, also kept as `piece.written`, gives the written files' seconds."""
     out = Path(out_dir)
     title = title or piece.name.replace("_", " ")
+    music, meta = piece.music, piece.meta
     if check_tempo(tempo, piece.output) is not None:
         from cadenza.io.midi import at_tempo
 
-        piece.music = at_tempo(piece.music, tempo)
-        piece.meta["seconds"] = round(piece.music.get_end_time(), 3)
+        music = at_tempo(piece.music, tempo)
+        meta = {**meta, "seconds": round(music.get_end_time(), 3)}
+    piece.written = entry = _write(piece, music, meta, out, png, render, synth, soundfont,
+                                   sample_rate, title)  # fmt: skip
+    return entry
+
+
+def _write(piece: Piece, music: Any, meta: dict[str, Any], out: Path, png: bool,
+           render: str | None, synth: str, soundfont: str | None, sample_rate: int,
+           title: str) -> dict[str, Any]:  # fmt: skip
+    """write_piece's files, of `music` (the piece's, at the tempo asked)."""
     if piece.output == "audio":
         from cadenza.io.audio import save_audio
 
-        piece.files["audio"] = save_audio(piece.music, out / f"{piece.name}.wav")
+        piece.files["audio"] = save_audio(music, out / f"{piece.name}.wav")
         if png:
             from cadenza.viz import save_spectrogram_png
 
@@ -77,21 +88,21 @@ def write_piece(
                 piece.spectrogram_db, out / f"{piece.name}.png", piece.frames_per_second,
                 title=title,
             )  # fmt: skip
-        return {"file": piece.files["audio"].name, **piece.meta}
+        return {"file": piece.files["audio"].name, **meta}
     from cadenza.io.midi import save_midi
 
-    path = save_midi(piece.music, out / f"{piece.name}.mid")
+    path = save_midi(music, out / f"{piece.name}.mid")
     piece.files["midi"] = path
     if png:
         from cadenza.viz import save_pianoroll_png
 
-        piece.files["png"] = save_pianoroll_png(piece.music, path.with_suffix(".png"), title=title)
-    entry = {"file": path.name, **piece.meta}
+        piece.files["png"] = save_pianoroll_png(music, path.with_suffix(".png"), title=title)
+    entry = {"file": path.name, **meta}
     if check_render(render) is not None and piece.notes:
         from cadenza.io.render import render_to_file
 
         piece.files["audio"] = render_to_file(
-            piece.music, path.with_suffix(f".{render}"), sample_rate=sample_rate, synth=synth,
+            music, path.with_suffix(f".{render}"), sample_rate=sample_rate, synth=synth,
             soundfont=soundfont,
         )  # fmt: skip
         entry["audio"] = piece.files["audio"].name

@@ -83,7 +83,8 @@ def _in_job(store: Store, caller: Caller, work: Callable[[str, Path], Any],
 
 def _items(store: Store, job: str, pieces: list[Piece]) -> list[Item]:
     """One item per piece: the URLs of the files written for it, and what was measured."""
-    return [Item(name=p.name, notes=p.notes, seconds=p.seconds,
+    # The seconds of the files written (at the tempo asked), not of the piece as sampled.
+    return [Item(name=p.name, notes=p.notes, seconds=p.written.get("seconds", p.seconds),
                  **{kind: store.url(job, p.files.get(kind)) for kind in ("midi", "png", "audio")})
             for p in pieces]  # fmt: skip
 
