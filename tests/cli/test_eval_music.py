@@ -58,14 +58,33 @@ def test_evaluate_music_report(folders: tuple[Path, Path], tmp_path: Path) -> No
 
 @pytest.mark.parametrize(
     ("generated", "message"),
-    [(None, "generated must be set"), ("nowhere", "generated=nowhere")],
-    ids=["unset", "missing-folder"],
+    [
+        (None, "generated must be set"),
+        ("nowhere", "generated=nowhere"),
+        ([], "a list of MIDI file paths, got an empty list"),
+        ([b"MThd"], r"a list of MIDI file paths, got \['bytes'\]"),
+        (3, "got int"),
+    ],
+    ids=["unset", "missing-folder", "empty-list", "list-of-bytes", "a-number"],
 )
 def test_evaluate_music_names_the_bad_key(
     folders: tuple[Path, Path], generated: str | None, message: str
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         evaluate_music(generated, folders[1])
+
+
+def test_a_list_of_files_is_a_set_as_a_folder_is(folders: tuple[Path, Path]) -> None:
+    """From Python, a set is also a list of files (as sorted(folder.glob("*.mid")) gives);
+    a broken or missing one is skipped and listed, as in a folder."""
+    generated, reference = folders
+    files = [*sorted(generated.rglob("*.mid")), *sorted(generated.rglob("*.MID"))]
+    listed = evaluate_music([*files, generated / "missing.mid"], [str(p) for p in
+                            sorted(reference.glob("*.mid"))])  # fmt: skip
+    whole = evaluate_music(generated, reference)
+    assert listed["n_pieces"] == whole["n_pieces"] == {"reference": 3, "generated": 3}
+    assert listed["generated"] == pytest.approx(whole["generated"], nan_ok=True)
+    assert {Path(s["path"]).name for s in listed["skipped"]} == {"broken.mid", "missing.mid"}
 
 
 def test_a_folder_of_broken_files_is_a_clear_error(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,22 @@ from cadenza.metrics.music_rolls import load_rolls
 from cadenza.metrics.music_sets import set_metrics
 
 
-def _check_input(key: str, value: Any, mode: str = "music") -> Path:
+def _check_input(key: str, value: Any, mode: str = "music") -> Path | list[Path]:
+    """A folder, a MIDI file, or (from Python) a list of MIDI files, as given for `key`."""
     if value is None or str(value) in ("", "???"):
         raise ConfigError(
-            f"{key} must be set: mode={mode} compares two MIDI folders, "
-            f"add `generated=DIR reference=DIR` to the command line"
+            f"{key} must be set: mode={mode} compares two sets of MIDI files (folders, files, or "
+            f"from Python lists of files); on the command line add `generated=DIR reference=DIR`"
         )
-    path = Path(str(value))
+    if isinstance(value, list | tuple):
+        if not value or not all(isinstance(v, str | PathLike) for v in value):
+            kinds = [type(v).__name__ for v in value][:3] or "an empty list"
+            raise ConfigError(f"{key}: a list of MIDI file paths, got {kinds}")
+        return [Path(v) for v in value]  # a missing one is skipped and listed, as in a folder
+    if not isinstance(value, str | PathLike):
+        raise ConfigError(f"{key}: a folder, a MIDI file or a list of MIDI files, got "
+                          f"{type(value).__name__}")  # fmt: skip
+    path = Path(value)
     if not path.exists():
         raise ConfigError(f"{key}={path}: no such folder or MIDI file; check the path")
     return path
@@ -34,7 +44,7 @@ def evaluate_music(
     high_pitch: int = 127,
     warn: bool = True,
 ) -> dict[str, Any]:
-    """Report for two folders (or files) of MIDI.
+    """Report for two sets of MIDI: each a folder, a file, or a list of files.
 
     {"reference": set_metrics, "generated": set_metrics, "overlap": {feature: float},
     "kl": {feature: float}, "method": {feature: "kde" | "histogram" | "too few values"},
@@ -51,7 +61,8 @@ def evaluate_music(
         skipped += [{"set": key, "path": p, "reason": r} for p, r in bad]
         if not rolls[key]:
             reasons = ", ".join(sorted({r.split(":")[0] for _, r in bad})) or "no .mid/.midi files"
-            raise ConfigError(f"{key}={path}: no readable MIDI files ({reasons})")
+            shown = f"{len(path)} files" if isinstance(path, list) else path
+            raise ConfigError(f"{key}={shown}: no readable MIDI files ({reasons})")
     comparison = compare_sets(rolls["generated"], rolls["reference"])
     return {
         "reference": set_metrics(rolls["reference"]),
