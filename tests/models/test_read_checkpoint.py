@@ -44,3 +44,17 @@ def test_each_unreadable_checkpoint_says_what_is_wrong(smoke: SmokeRuns, tmp_pat
         assert says in str(err.value), (name, str(err.value))
     assert not (tmp_path / "ran").exists()  # the pickled call never ran
     assert read_checkpoint(smoke["smoke"].ckpt)["state_dict"]  # the whole file still reads
+
+
+def test_a_model_loads_onto_the_device_asked_or_says_there_is_none(smoke: SmokeRuns) -> None:
+    """map_location is where the model ends up; a CUDA device this process lacks is said as
+    such, not as a damaged file (torch's message, read as one, said the archive was broken)."""
+    model = GenerativeModule.load(smoke["smoke"].ckpt, map_location="cpu")
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
+    if torch.cuda.is_available():
+        on_gpu = GenerativeModule.load(smoke["smoke"].ckpt, map_location="cuda")
+        assert {p.device.type for p in on_gpu.parameters()} == {"cuda"}
+        return
+    with pytest.raises(CadenzaError, match="sees no CUDA device") as err:
+        GenerativeModule.load(smoke["smoke"].ckpt, map_location="cuda")
+    assert "damaged" not in str(err.value) and "map_location='cpu'" in str(err.value)

@@ -141,9 +141,11 @@ class CadenzaModule(pl.LightningModule):
 
     @classmethod
     def load(cls, ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> Any:
-        """Rebuild a family from a checkpoint: codec and hyper-parameters come from inside it."""
+        """Rebuild a family from a checkpoint: codec and hyper-parameters come from inside it.
+        The model is on `map_location` (a device this process can use)."""
         path = Path(ckpt_path)
-        return cls.from_checkpoint(read_checkpoint(path, map_location), path)
+        model = cls.from_checkpoint(read_checkpoint(path, map_location), path)
+        return model.to(torch.device(map_location))
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any], path: str | Path) -> Any:
@@ -308,6 +310,12 @@ def read_checkpoint(
     stranger cannot run code); a missing or unreadable file is a CadenzaError. `mmap`: tensors
     stay on disk until read, for a caller that looks at shapes and settings only."""
     checkpoint_file(path)
+    device = torch.device(map_location)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        # torch's own message would be read as a damaged file (_why_unreadable).
+        raise CadenzaError(f"map_location={map_location}: this process sees no CUDA device "
+                           f"(CUDA_VISIBLE_DEVICES, or a CPU build of torch); load {path.name} "
+                           "with map_location='cpu'")  # fmt: skip
     try:
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user problem
