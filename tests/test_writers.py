@@ -4,6 +4,7 @@ never the piece, so a second write is of the piece as the model made it."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,35 @@ def test_writing_at_a_tempo_leaves_the_piece_as_it_was(tmp_path: Path) -> None:
     assert again["controls"]["tempo"] is None and again["samples"][0]["seconds"] == own
     written = load_midi_bytes((tmp_path / "own" / "jig.mid").read_bytes())
     assert written.get_end_time() == pytest.approx(own, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("controls", "says"),
+    [
+        ({"prefix": "../outside"}, "prefix='../outside': a file-name stem"),
+        ({"prefix": "/tmp/x"}, "not a path"),
+        ({"prefix": ""}, "a file-name stem"),
+        ({"seed": 2**70}, "seed must be <= 9223372036854775807"),
+        ({"seed": -1}, "seed must be >= 0"),
+        ({"seed": 1.5}, "seed must be an integer"),
+    ],
+    ids=["dot-dot", "absolute", "empty", "seed-too-large", "seed-negative", "seed-fraction"],
+)
+def test_a_bad_prefix_or_seed_is_refused_before_sampling(smoke, controls, says) -> None:
+    from cadenza.errors import ConfigError
+    from cadenza.generation import generate
+    from cadenza.models import GenerativeModule
+
+    model = GenerativeModule.load(smoke["smoke"].ckpt)
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        generate(model, 1, bars=1, **controls)
+
+
+def test_a_whole_float_seed_is_that_integer_in_the_record(smoke) -> None:
+    from cadenza.generation import generate
+    from cadenza.models import GenerativeModule
+
+    model = GenerativeModule.load(smoke["smoke"].ckpt)
+    (a,), (b,) = generate(model, 1, seed=1.0, bars=1), generate(model, 1, seed=1, bars=1)
+    assert a.controls["seed"] == 1 and isinstance(a.controls["seed"], int)
+    assert a.tensor.equal(b.tensor)

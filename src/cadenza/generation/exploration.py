@@ -21,7 +21,7 @@ from cadenza.generation.inputs import describe_input, window_tensor
 from cadenza.generation.pieces import Piece, to_pieces
 from cadenza.generation.writers import check_tempo, write_piece, write_report, write_sheet
 from cadenza.metrics.attributes import ATTRIBUTES, parse_attribute, window_attributes
-from cadenza.models.base import Ability, GenerativeModule, check_int
+from cadenza.models.base import Ability, GenerativeModule, check_int, check_seed
 from cadenza.progress import stop_if_cancelled
 
 # What an exploration measured, beside its controls in samples.json.
@@ -124,12 +124,12 @@ def reconstruct(
     n > 1 only differs with a temperature): variations around an idea. With `attribute`, the
     code is shifted first."""
     model.require(Ability.RECONSTRUCT)
-    n = check_int("n", n)
+    n, seed = check_int("n", n), check_seed(seed)
     x = window_tensor(model, input)
     mu, _ = model.encode(x[None])
     z = mu.cpu().repeat(n, 1)
     shift = _shift(model, attribute, z.shape[1])
-    generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    generator = torch.Generator().manual_seed(seed)
     ys = model.decode(z + shift, temperature=temperature, generator=generator)
     controls = {"family": model.family, "mode": "reconstruct", "input": describe_input(input),
                 "n": n, "temperature": temperature, "seed": seed,
@@ -152,8 +152,9 @@ def interpolate(
     """`steps` windows along the latent path from a's first window to b's (endpoints
     included)."""
     model.require(Ability.INTERPOLATE)
+    seed = check_seed(seed)
     xa, xb = window_tensor(model, a), window_tensor(model, b)
-    torch.manual_seed(check_int("seed", seed, minimum=0))
+    torch.manual_seed(seed)
     path = model.interpolate(xa, xb, check_int("steps", steps, minimum=2), temperature=temperature)
     controls = {"family": model.family, "mode": "interpolate", "a": describe_input(a),
                 "b": describe_input(b), "steps": len(path), "temperature": temperature,
@@ -170,7 +171,7 @@ def prior_with_attribute(
     """n prior samples decoded twice, from z and from z + the attribute shift (same draws):
     the shifted ones are the answer, the unshifted `base_NNN` ones its inputs."""
     model.require(Ability.ATTRIBUTES)
-    n = check_int("n", n)
+    n, seed = check_int("n", n), check_seed(seed)
     latent = model.hparams.latent_size
     shift = _shift(model, attribute, latent)
     z = torch.randn(n, latent, generator=torch.Generator().manual_seed(seed))
@@ -194,7 +195,8 @@ def latent_walk(
     """A family with no encoder walks between two random points of its latent space (drawn
     from `seed`): `steps` phrases along the great circle between them."""
     model.require(Ability.LATENT_WALK)
-    g = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    seed = check_seed(seed)
+    g = torch.Generator().manual_seed(seed)
     scale = 1.0 if temperature is None else temperature
     path = [{k: v * scale for k, v in z.items()} for z in model.interpolation_latents(steps, g)]
     rolls = [model.sample(1, latents=[z])[0] for z in path]

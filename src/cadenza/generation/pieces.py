@@ -9,6 +9,7 @@ pieces on without reading back what they wrote.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,13 @@ import torch
 from cadenza.errors import ConfigError
 from cadenza.generation.inputs import condition_tensor, describe_input, primer_tensor
 from cadenza.io.midi import tracks_of
-from cadenza.models.base import Ability, GenerativeModule, check_float, check_int
+from cadenza.models.base import (
+    Ability,
+    GenerativeModule,
+    check_float,
+    check_int,
+    check_seed,
+)
 
 log = logging.getLogger("cadenza")
 
@@ -69,6 +76,7 @@ def to_pieces(
 ) -> list[Piece]:
     """Decode codec tensors (as `sample` returns them; `windows`: as a latent model's decode
     returns them, reshaped by `model.as_piece`) into pieces, measuring each."""
+    check_prefix(prefix)
     output = model.codec.output
     pieces = []
     for i, x in enumerate(tensors):
@@ -86,6 +94,18 @@ def to_pieces(
             piece.frames_per_second = model.codec.frames_per_second
         pieces.append(piece)
     return pieces
+
+
+PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_prefix(prefix: Any) -> str:
+    """The stem of the pieces' file names (`<prefix>_000.mid`): a name, never a path, so no
+    piece is written outside the folder it is written to."""
+    if not isinstance(prefix, str) or not PREFIX.fullmatch(prefix):
+        raise ConfigError(f"prefix={prefix!r}: a file-name stem of letters, digits, '.', '_' "
+                          "and '-' (not a path: pieces are written in out_dir)")  # fmt: skip
+    return prefix
 
 
 def resolve_length(model: GenerativeModule, steps: Any, bars: Any) -> int:
@@ -126,10 +146,11 @@ def generate(
 
     The same seed and controls give the same notes (one torch.Generator drives every draw).
     """
-    n = check_int("n", n)
+    n, seed = check_int("n", n), check_seed(seed)
+    check_prefix(prefix)
     if primer is not None and condition is not None:
         raise ConfigError("give primer= or condition=, not both")
-    generator = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    generator = torch.Generator().manual_seed(seed)
     tensors, length, temperature = _sample(model, n, generator, temperature, top_k, top_p, steps,
                                            bars, primer, condition, style)  # fmt: skip
     controls = _controls(model, n, seed, temperature, top_k, top_p, length, primer, condition,
@@ -156,9 +177,8 @@ def generate_batch(
 
     if not requests:
         return []
-    for n, seed in requests:
-        check_int("n", n)
-        check_int("seed", seed, minimum=0)
+    check_prefix(prefix)
+    requests = [(check_int("n", n), check_seed(seed)) for n, seed in requests]
     rows = RowGenerators([(n, torch.Generator().manual_seed(seed)) for n, seed in requests])
     tensors, length, temperature = _sample(model, rows.rows, rows, temperature, top_k, top_p,
                                            steps, bars, None, None, style)  # fmt: skip

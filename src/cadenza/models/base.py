@@ -365,7 +365,7 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def check_int(name: str, value: Any, *, minimum: int = 1) -> int:
+def check_int(name: str, value: Any, *, minimum: int = 1, maximum: int | None = None) -> int:
     """Validate a config integer at start-up; the message names the key."""
     if isinstance(value, bool) or not isinstance(value, int):
         try:
@@ -379,7 +379,18 @@ def check_int(name: str, value: Any, *, minimum: int = 1) -> int:
             ) from None
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be <= {maximum}, got {value}")
     return value
+
+
+SEED_MAX = 2**63 - 1  # what a torch.Generator takes
+
+
+def check_seed(seed: Any, name: str = "seed") -> int:
+    """A sampling seed: a whole number in 0..2**63-1 (1.0 is 1; 2**70 is an error naming the
+    key, where torch.Generator said "Overflow when unpacking long long")."""
+    return check_int(name, seed, minimum=0, maximum=SEED_MAX)
 
 
 def check_float(

@@ -94,7 +94,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # same name started in the same second moves out, run_folders.py); a sweep's are numbered.
     output_dir = own_output_dir(cfg) if not job_suffix() else None
     if cfg.get("seed") is not None:
-        pl.seed_everything(check_int("seed", cfg.seed, minimum=0), workers=True)
+        # Lightning's and NumPy's bound: a larger seed was replaced by 0, with a warning.
+        pl.seed_everything(check_int("seed", cfg.seed, minimum=0, maximum=2**32 - 1), workers=True)
     ckpt_path = resume_path(cfg)
     if ckpt_path is not None and not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path={ckpt_path} does not exist: give the .ckpt file to resume")
