@@ -287,3 +287,25 @@ def test_recommender_trains_under_ddp_on_two_processes(tmp_path: Path) -> None:
     assert "val/ndcg@10" in result["metrics"]
     seen = [set(r["seen"]) for r in ranks]
     assert seen[0] and seen[1] and not seen[0] & seen[1]  # each rank trained its own users
+
+
+def test_from_python_a_generator_may_be_its_checkpoint_and_bad_arguments_say_so(
+    recommender_ckpt: Path, generator_ckpt: Path, tmp_path: Path
+) -> None:
+    """The Python API as the CLI: a generator given as its checkpoint's path; a history given
+    as one string, and k=0, are ConfigErrors naming the argument (a string was read as one
+    track per character)."""
+    from cadenza.errors import ConfigError
+    from cadenza.recommend.workflow import recommend_catalog, recommend_generated
+
+    model = RecommenderModule.load(recommender_ckpt)
+    picks = recommend_generated(model, str(generator_ckpt), tmp_path / "picks", user="listener3",
+                                candidates=3, k=1, bars=2, png=False)  # fmt: skip
+    assert len(picks) == 1 and Path(picks[0].midi).is_file()
+    track = model.hparams.item_keys[0]
+    with pytest.raises(ConfigError, match=r"history: a list of catalog tracks, got one string"):
+        recommend_catalog(model, history=track)
+    assert recommend_catalog(model, history=[track], k=2)
+    for bad in (0, 1.5):
+        with pytest.raises(ConfigError, match="^k must be"):
+            recommend_catalog(model, history=[track], k=bad)

@@ -73,6 +73,9 @@ def _lookups(model: Any) -> tuple[dict[str, int], dict[str, list[int]]]:
 
 def history_ids(model: Any, history: list[Any]) -> list[int]:
     """Catalog ids [len(history)] of the tracks a listener names, by key or by name."""
+    if isinstance(history, str):  # iterated, it would be one track per character
+        raise ConfigError(f"history: a list of catalog tracks, got one string {history!r}; "
+                          f"pass history=[{history!r}]")  # fmt: skip
     names = item_names(model)
     by_key, by_name = _lookups(model)
     ids, unknown, ambiguous = [], [], []

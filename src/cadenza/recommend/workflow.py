@@ -23,7 +23,7 @@ import torch
 
 from cadenza.atomic import write_atomically
 from cadenza.errors import BadFileError, CadenzaError, ConfigError
-from cadenza.models.base import Ability
+from cadenza.models.base import Ability, GenerativeModule, check_int
 from cadenza.recommend.catalog_names import history_ids, item_names
 from cadenza.recommend.index import NearestNeighbourIndex, make_index
 from cadenza.recommend.module import RecommenderModule
@@ -141,6 +141,7 @@ def recommend_catalog(
     `name_listeners` false: user-kNN's reasons rank the like-minded listeners, not name them."""
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    k = check_int("k", k)
     if method in NEIGHBOURHOODS:
         return _neighbourhood_picks(model, method, user, history, context, text, k,
                                     exclude_seen, explain, name_listeners)  # fmt: skip
@@ -332,7 +333,8 @@ def recommend_generated(
     report_user: str | None = None,
     **controls: Any,
 ) -> list[Pick]:
-    """Sample `candidates` pieces (controls: seed, temperature, top_k, top_p, bars, steps,
+    """Sample `candidates` pieces from `generator` (a GenerativeModule, or its checkpoint's
+    path) (controls: seed, temperature, top_k, top_p, bars, steps,
     primer, style), keep the k best for the listener in out_dir as rank01_....mid +
     picks.json; every candidate's MIDI stays in `candidates/`. The pieces are scored in memory,
     as generated; `tempo` (quarter notes a minute) is the tempo the k best are written at.
@@ -344,6 +346,9 @@ def recommend_generated(
     from cadenza.generation import generate
     from cadenza.generation.writers import check_tempo, write_piece
 
+    if isinstance(generator, str | Path):  # a checkpoint, as the CLI's generator= is
+        generator = GenerativeModule.load(generator)
+    k, candidates = check_int("k", k), check_int("candidates", candidates)
     if k > candidates:
         raise ConfigError(f"k={k} is more than candidates={candidates}")
     if generator.codec.output != "midi":
