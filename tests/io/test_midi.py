@@ -296,3 +296,10 @@ def test_controls_and_key_signatures_go_through_pretty_midi():
     back = load_midi_bytes(midi_to_bytes(pm))
     assert [(c.number, c.value) for c in back.instruments[0].control_changes] == [(64, 127)]
     assert [k.key_number for k in back.key_signature_changes] == [2]
+
+
+@pytest.mark.parametrize("given", ["piece.mid", b"MThd", None], ids=["path", "bytes", "none"])
+def test_a_codec_given_a_path_says_to_read_the_file_first(given) -> None:
+    for codec in (PianoRollCodec(), EventCodec()):
+        with pytest.raises(TypeError, match=r"expected a PrettyMIDI .*load_midi\(path\)"):
+            codec.encode(given)

@@ -352,6 +352,11 @@ def tracks_of(pm: pretty_midi.PrettyMIDI | Score, include_drums: bool = True) ->
     """Instruments in file order (empty ones kept, so indices stay stable), notes sorted."""
     if isinstance(pm, Score):  # sorted and read-only already
         return [t for t in pm.tracks if include_drums or not t.is_drum]
+    if not isinstance(pm, pretty_midi.PrettyMIDI):
+        # Every codec's encode, and the piano rolls, read music through here: a path or bytes
+        # would otherwise fail as "'str' object has no attribute 'instruments'".
+        raise TypeError(f"expected a PrettyMIDI (or a symusic Score), got {type(pm).__name__}; "
+                        "read a file with cadenza.io.midi.load_midi(path)")  # fmt: skip
     out = []
     for inst in pm.instruments:
         if inst.is_drum and not include_drums:
