@@ -176,6 +176,10 @@ def test_dict_round_trip_and_estimates():
     assert ev.steps_for_bars(4) == 240  # 4 bars x 2 s x 30 tokens/s
     with pytest.raises(AttributeError):
         _ = codec.feature_dim
+    typo = {**d, "velocity_bin": 8}
+    with pytest.raises(ConfigError, match="'velocity_bin' is not a setting of the events codec: "
+                       "did you mean velocity_bins"):  # fmt: skip
+        Codec.from_dict(typo)
 
 
 def test_max_note_seconds_cuts_droning_generated_notes() -> None:

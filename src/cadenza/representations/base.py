@@ -7,6 +7,8 @@ checkpoint; `Codec.from_dict()` rebuilds the exact codec for sampling with no co
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 import numbers
 from abc import ABC, abstractmethod
@@ -118,6 +120,15 @@ class Codec(ABC):
         name = d.pop("name", None)
         if name not in _REGISTRY:
             raise ConfigError(f"unknown codec {name!r}; known codecs: {sorted(_REGISTRY)}")
+        params = inspect.signature(_REGISTRY[name]).parameters
+        takes = [k for k, p in params.items() if p.kind is not p.VAR_KEYWORD]
+        open_ended = len(takes) < len(params)  # a **settings codec checks its own
+        unknown = [] if open_ended else [k for k in d if k not in takes]
+        if unknown:  # a TypeError about __init__ would not say which codec, or what it takes
+            near = difflib.get_close_matches(str(unknown[0]), takes, n=1)
+            hint = f"did you mean {near[0]}? " if near else ""
+            raise ConfigError(f"{unknown[0]!r} is not a setting of the {name} codec: {hint}its "
+                              f"settings are {', '.join(takes)}")  # fmt: skip
         return _REGISTRY[name](**d)
 
     @property
