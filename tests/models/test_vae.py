@@ -316,3 +316,22 @@ def test_bar_content_target_is_the_set_of_ids_in_each_bar_and_trains_the_encoder
     model.hparams.bar_content_weight = 0.0
     torch.manual_seed(1)
     torch.testing.assert_close(with_content, model.training_step(batch, 0) + content)
+
+
+def test_an_interpolation_with_a_temperature_is_its_seeds_alone(smoke) -> None:
+    """Its draws come from a generator of its own: the same seed gives the same notes, and
+    torch's global generator (shared by a service's request threads) is left as it was."""
+    from cadenza.generation.exploration import interpolate
+    from tests.fixtures.data import data_root
+
+    model = GenerativeModule.load(smoke["smoke_vae"].ckpt)
+    melodies = data_root() / "nottingham" / "MIDI" / "melody"
+    a, b = melodies / "jigs1.mid", melodies / "waltzes1.mid"
+    before = torch.get_rng_state()
+    first = interpolate(model, a, b, steps=3, temperature=1.5, seed=4).pieces
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(99)  # whatever the global state, the notes are the seed's
+    again = interpolate(model, a, b, steps=3, temperature=1.5, seed=4).pieces
+    other = interpolate(model, a, b, steps=3, temperature=1.5, seed=5).pieces
+    assert all(torch.equal(x.tensor, y.tensor) for x, y in zip(first, again))
+    assert not all(torch.equal(x.tensor, y.tensor) for x, y in zip(first, other))

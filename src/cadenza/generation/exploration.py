@@ -154,8 +154,11 @@ def interpolate(
     model.require(Ability.INTERPOLATE)
     seed = check_seed(seed)
     xa, xb = window_tensor(model, a), window_tensor(model, b)
-    torch.manual_seed(seed)
-    path = model.interpolate(xa, xb, check_int("steps", steps, minimum=2), temperature=temperature)
+    # A generator of its own, not torch's global one: a service interpolates in several
+    # threads at once, and each request's seed must decide its notes alone.
+    generator = torch.Generator().manual_seed(seed)
+    path = model.interpolate(xa, xb, check_int("steps", steps, minimum=2), temperature=temperature,
+                             generator=generator)  # fmt: skip
     controls = {"family": model.family, "mode": "interpolate", "a": describe_input(a),
                 "b": describe_input(b), "steps": len(path), "temperature": temperature,
                 "seed": seed}  # fmt: skip

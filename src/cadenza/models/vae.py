@@ -236,14 +236,19 @@ class VAEModule(GenerativeModule):
 
     @torch.no_grad()
     def interpolate(
-        self, a: torch.Tensor, b: torch.Tensor, steps: int = 8, temperature: float | None = None
+        self,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        steps: int = 8,
+        temperature: float | None = None,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Two windows [T(, K)] -> `steps` windows [steps, T, K] along the slerp of their codes
-        (endpoints included)."""
+        (endpoints included); with a temperature, `generator` draws the notes."""
         steps = check_int("steps", steps, minimum=2)
         mu, _ = self.encode(torch.stack([torch.as_tensor(a), torch.as_tensor(b)]))
         path = slerp(mu[0], mu[1], torch.linspace(0, 1, steps, device=mu.device))
-        return self.decode(path, temperature)
+        return self.decode(path, temperature, generator=generator)
 
     def attribute_shift(self, name: str, amount: float) -> torch.Tensor:
         """[Z]: `amount` times the named attribute vector (fit from data; see fit_attributes)."""
