@@ -489,8 +489,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return UploadInfo(**jobs.save_upload(store, caller, data, file.filename or "upload.mid"))
 
     work_errors = (*keyed, 400, 404, 413, 422, 503)
-    # What the immediate model routes may answer besides: a key over its share (fairness.py).
-    immediate = documented(*work_errors, *((429,) if keyed else ()))
+    # What the immediate model routes may answer besides: a key over its share (fairness.py),
+    # where some key has one.
+    shared = settings.max_requests_per_key is not None or any(
+        k.max_requests is not None for k in keyring.keys
+    )
+    immediate = documented(*work_errors, *((429,) if keyed and shared else ()))
 
     def for_listener(req: RecommendRequest, caller: Caller) -> RecommendRequest:
         if req.user is not None:
