@@ -643,4 +643,6 @@ def test_openapi_schema_and_studio_page_are_published(client):
     assert {"model", "n", "temperature", "top_k", "top_p", "seed", "primer"} <= set(fields)
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert "/api/jobs/" in page.text and "/api/recommend" in page.text
+    script = client.get("/studio/studio.js").text  # the page's one script
+    assert '<script src="/studio/studio.js">' in page.text
+    assert "/api/jobs/" in script and "/api/recommend" in script

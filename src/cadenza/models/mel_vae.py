@@ -120,9 +120,15 @@ class MelVAEModule(GenerativeModule):
 
     @torch.no_grad()
     def interpolate(
-        self, a: torch.Tensor, b: torch.Tensor, steps: int = 8, temperature: float | None = None
+        self,
+        a: torch.Tensor,
+        b: torch.Tensor,
+        steps: int = 8,
+        temperature: float | None = None,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Two windows [T, M] -> [steps, T, M] along the slerp of their codes."""
+        """Two windows [T, M] -> [steps, T, M] along the slerp of their codes. The decoder
+        draws nothing (its mel frames are its means): `generator` is taken, as VAE's, unused."""
         steps = check_int("steps", steps, minimum=2)
         mu, _ = self.encode(torch.stack([torch.as_tensor(a), torch.as_tensor(b)]))
         return self.decode(slerp(mu[0], mu[1], torch.linspace(0, 1, steps, device=mu.device)))
