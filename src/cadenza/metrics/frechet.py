@@ -95,13 +95,13 @@ def frechet_report(
 
 
 def embed_folder(
-    model: Any, folder: str | Path, key: str | None = None
+    model: Any, folder: str | Path, key: str = "folder"
 ) -> tuple[np.ndarray, list[str], list[dict]]:
     """Every MIDI file (audio, for a mel classifier) under `folder` (or the file itself) ->
     (embeddings [N, D], their paths,
     [{"path", "reason"}] of the files skipped as unreadable; the reason is BadFileError's stable
-    key, then its detail, as music_rolls gives it). `key`: the command's key naming the folder,
-    said back if it holds no such file."""
+    key, then its detail, as music_rolls gives it). `key`: the command's key naming the folder
+    (from Python: this argument's name), said back if it holds no such file."""
     from cadenza.errors import BadFileError
 
     rows, kept, skipped = [], [], []

@@ -290,16 +290,18 @@ class GenerativeModule(CadenzaModule):
 def checkpoint_file(path: str | Path, key: str | None = None, kind: str = "file") -> Path:
     """The checkpoint file `path` names, or a CadenzaError saying what to pass: a folder (a
     run's, an experiment's) names the file in it. `key`: the command's key as typed, said back
-    (`generator=x: checkpoint not found`); without it the message names `ckpt_path=`."""
+    (`generator=x: checkpoint not found (pass generator=...)`); without it (a Python caller's
+    path) the message says what to give, not a command's key."""
     path = Path(path)
-    said, pass_ = (f"{key}={path}", key) if key else (str(path), "ckpt_path")
+    said = f"{key}={path}" if key else str(path)
+    give = f"pass {key}=/path/to/{kind}.ckpt" if key else "give the path of a .ckpt file"
     if path.is_dir():
         files = [path / name for name in ("latest.ckpt", "last.ckpt")]
         inside = next((f for f in files if f.is_file()), None)
-        hint = f"did you mean {inside}?" if inside else f"pass {pass_}=/path/to/{kind}.ckpt"
+        hint = f"did you mean {inside}?" if inside else give
         raise CadenzaError(f"{said} is a folder, not a checkpoint: {hint}")
     if not path.is_file():
-        raise CadenzaError(f"{said}: checkpoint not found (pass {pass_}=/path/to/{kind}.ckpt)")
+        raise CadenzaError(f"{said}: checkpoint not found ({give})")
     return path
 
 
