@@ -165,3 +165,9 @@ def test_dict_round_trip_and_sizes():
 def test_bad_params_raise_config_error(bad):
     with pytest.raises(ConfigError):
         PianoRollCodec(**bad)
+
+
+def test_decoding_frames_of_another_width_says_what_it_expected() -> None:
+    codec = PianoRollCodec()
+    with pytest.raises(ValueError, match=r"expected frames \[T, 88\] .* got \[4, 7\]"):
+        codec.decode(torch.zeros(4, 7))

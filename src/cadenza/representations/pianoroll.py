@@ -94,6 +94,9 @@ class PianoRollCodec(Codec):
         Values > 0.5 count as on, so probabilities from a model decode too.
         """
         arr = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
+        if arr.ndim != 2 or arr.shape[1] != self.feature_dim:
+            raise ValueError(f"expected frames [T, {self.feature_dim}] ({self.n_tracks} track(s) x "
+                             f"{self.n_pitches} pitches), got {list(arr.shape)}")  # fmt: skip
         return roll_runs(arr.reshape(len(arr), self.n_tracks, self.n_pitches) > 0.5, self.low_pitch)
 
     def decode(self, x: torch.Tensor) -> Any:
