@@ -54,6 +54,15 @@ def test_a_bad_prefix_or_seed_is_refused_before_sampling(smoke, controls, says) 
         generate(model, 1, bars=1, **controls)
 
 
+def test_a_numeric_prefix_is_its_digits(smoke) -> None:
+    """Hydra reads prefix=2024 as a number: it names the files as the digits would."""
+    from cadenza.generation import generate
+    from cadenza.models import GenerativeModule
+
+    model = GenerativeModule.load(smoke["smoke"].ckpt)
+    assert [p.name for p in generate(model, 2, bars=1, prefix=2024)] == ["2024_000", "2024_001"]
+
+
 def test_a_whole_float_seed_is_that_integer_in_the_record(smoke) -> None:
     from cadenza.generation import generate
     from cadenza.models import GenerativeModule

@@ -152,7 +152,8 @@ def test_every_answer_forbids_framing_sniffing_and_referers(client) -> None:
     """And says what its page may run: the studio its own files, the API's answers nothing, the
     docs' pages inline script from this service only (the browser test sees none refused)."""
     policies = {"/": "studio", "/studio/studio.js": "studio", "/api/health": "api",
-                "/api/no_such_route": "api", "/docs": "docs", "/redoc": "docs"}  # fmt: skip
+                "/api/no_such_route": "api", "/docs": "docs", "/redoc": "docs",
+                "/api/files/nojob/a.wav": "files"}  # fmt: skip
     for path, page in policies.items():
         r = client.get(path)
         h = r.headers
@@ -160,7 +161,8 @@ def test_every_answer_forbids_framing_sniffing_and_referers(client) -> None:
         policy = h["content-security-policy"]
         assert "frame-ancestors 'none'" in policy and "object-src 'none'" in policy
         assert policy == POLICIES[page], path
-        assert ("'unsafe-inline'" in policy) == (page == "docs"), path
+        assert ("'unsafe-inline'" in policy) == (page in ("docs", "files")), path
+        assert "script-src" not in policy or page == "docs", path
         assert h["referrer-policy"] == "no-referrer"
     assert POLICIES["api"].startswith("default-src 'none'")
 

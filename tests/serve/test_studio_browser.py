@@ -460,6 +460,25 @@ def test_studio_generates_recommends_and_reports_errors(
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 10_000
     assert not _refused(browser)
+    _a_link_opened_in_a_tab_plays_and_shows(browser)
+
+
+def _a_link_opened_in_a_tab_plays_and_shows(driver: Any) -> None:
+    """A job's signed link opened on its own (the files' Content-Security-Policy lets the
+    browser's own player and image viewer load them, and runs nothing else)."""
+    audio = driver.find_element("css selector", "[data-testid=result-audio]").get_attribute("src")
+    png = driver.find_element("css selector", "[data-testid=result-png]").get_attribute("src")
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(audio)
+    ready = WebDriverWait(driver, 20, poll_frequency=0.2).until(lambda d: d.execute_script(
+        "const m = document.querySelector('video, audio');"
+        "return m && (m.error ? 'error ' + m.error.code : m.readyState > 0);"))  # fmt: skip
+    assert ready is True, f"{ready}\n{_console(driver)}"
+    driver.get(png)
+    width = driver.execute_script("return document.images[0] && document.images[0].naturalWidth")
+    assert width and width > 100
+    assert not _refused(driver)
 
 
 def test_the_api_docs_render_with_no_internet(serve_url: str, browser: Any) -> None:

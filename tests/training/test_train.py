@@ -337,6 +337,25 @@ def test_a_run_started_in_the_same_second_moves_to_its_own_output_folder(tmp_pat
     assert own_output_dir(cfg) == moved  # this process's own folder, asked again
 
 
+def test_a_csv_version_given_by_hand_is_not_continued(tmp_path: Path) -> None:
+    """The CSV logger goes on with a metrics file only in a version it chose itself (fit's and
+    test's phases); a version given by hand may be another run's, and is Lightning's to treat
+    as it always did (warned of, and started afresh), so two runs' rows never mix."""
+    from cadenza.training.csv_log import RunCSVLogger
+
+    chosen = RunCSVLogger(tmp_path, name="csv")
+    chosen.pin_version()
+    chosen.log_metrics({"val/nll": 3.0}, step=0)
+    chosen.save()
+    again = RunCSVLogger(tmp_path, name="csv", version=chosen.version)
+    again.pin_version()
+    with pytest.warns(UserWarning, match="exists and is not empty"):
+        again.log_metrics({"val/nll": 2.0}, step=0)
+    again.save()
+    rows = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
+    assert rows == ["step,val/nll", "0,2.0"]
+
+
 def test_a_moved_run_logs_its_first_line_in_its_own_folder(tmp_path: Path):
     """The move comes before anything is logged: the seed's line, the first, is in the moved
     run's train.log and not in the folder it left."""

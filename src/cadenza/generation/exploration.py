@@ -64,7 +64,8 @@ class Exploration:
             prefix = self.pieces[0].name.rsplit("_", 1)[0]
             alphas = np.linspace(0, 1, len(self.pieces))
             write_sheet(self.pieces, out / f"{prefix}_sheet.png",
-                        [f"{i}: t={t:.2f}" for i, t in enumerate(alphas)])  # fmt: skip
+                        [f"{i}: t={t:.2f}" for i, t in enumerate(alphas)],
+                        tempo=audio.get("tempo"))  # fmt: skip
         write_report(out, report)
         return self.pieces
 

@@ -76,7 +76,7 @@ def to_pieces(
 ) -> list[Piece]:
     """Decode codec tensors (as `sample` returns them; `windows`: as a latent model's decode
     returns them, reshaped by `model.as_piece`) into pieces, measuring each."""
-    check_prefix(prefix)
+    prefix = check_prefix(prefix)
     output = model.codec.output
     pieces = []
     for i, x in enumerate(tensors):
@@ -101,7 +101,10 @@ PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 def check_prefix(prefix: Any) -> str:
     """The stem of the pieces' file names (`<prefix>_000.mid`): a name, never a path, so no
-    piece is written outside the folder it is written to."""
+    piece is written outside the folder it is written to. A number is its digits (Hydra reads
+    prefix=2024 as one)."""
+    if isinstance(prefix, int) and not isinstance(prefix, bool):
+        prefix = str(prefix)
     if not isinstance(prefix, str) or not PREFIX.fullmatch(prefix):
         raise ConfigError(f"prefix={prefix!r}: a file-name stem of letters, digits, '.', '_' "
                           "and '-' (not a path: pieces are written in out_dir)")  # fmt: skip
@@ -147,7 +150,7 @@ def generate(
     The same seed and controls give the same notes (one torch.Generator drives every draw).
     """
     n, seed = check_int("n", n), check_seed(seed)
-    check_prefix(prefix)
+    prefix = check_prefix(prefix)
     if primer is not None and condition is not None:
         raise ConfigError("give primer= or condition=, not both")
     generator = torch.Generator().manual_seed(seed)
@@ -177,7 +180,7 @@ def generate_batch(
 
     if not requests:
         return []
-    check_prefix(prefix)
+    prefix = check_prefix(prefix)
     requests = [(check_int("n", n), check_seed(seed)) for n, seed in requests]
     rows = RowGenerators([(n, torch.Generator().manual_seed(seed)) for n, seed in requests])
     tensors, length, temperature = _sample(model, rows.rows, rows, temperature, top_k, top_p,

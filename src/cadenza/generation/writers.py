@@ -145,8 +145,10 @@ def write_pieces(
     return [p.files.get("midi") or p.files["audio"] for p in pieces]
 
 
-def write_sheet(pieces: list[Piece], path: str | Path, titles: list[str]) -> Path:
-    """One picture of several pieces (piano rolls, or spectrograms for audio)."""
+def write_sheet(pieces: list[Piece], path: str | Path, titles: list[str],
+                tempo: float | None = None) -> Path:  # fmt: skip
+    """One picture of several pieces (piano rolls, or spectrograms for audio); `tempo`: the
+    pieces as write_piece wrote them at it."""
     if pieces and pieces[0].output == "audio":
         from cadenza.viz import save_spectrogram_sheet
 
@@ -154,4 +156,9 @@ def write_sheet(pieces: list[Piece], path: str | Path, titles: list[str]) -> Pat
         return save_spectrogram_sheet(dbs, path, pieces[0].frames_per_second, titles)
     from cadenza.viz import save_pianoroll_sheet
 
-    return save_pianoroll_sheet([p.music for p in pieces], path, titles)
+    music = [p.music for p in pieces]
+    if check_tempo(tempo) is not None:
+        from cadenza.io.midi import at_tempo
+
+        music = [at_tempo(m, tempo) for m in music]
+    return save_pianoroll_sheet(music, path, titles)

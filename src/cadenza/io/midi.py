@@ -355,7 +355,8 @@ def tracks_of(pm: pretty_midi.PrettyMIDI | Score, include_drums: bool = True) ->
     if not isinstance(pm, pretty_midi.PrettyMIDI):
         # Every codec's encode, and the piano rolls, read music through here: a path or bytes
         # would otherwise fail as "'str' object has no attribute 'instruments'".
-        raise TypeError(f"expected a PrettyMIDI (or a symusic Score), got {type(pm).__name__}; "
+        raise TypeError(f"expected a PrettyMIDI (or a cadenza.io.midi Score), got "
+                        f"{type(pm).__name__}; "
                         "read a file with cadenza.io.midi.load_midi(path)")  # fmt: skip
     out = []
     for inst in pm.instruments:

@@ -92,6 +92,9 @@ class CadenzaModule(pl.LightningModule):
     # DDP must look for parameters without gradients (a GAN's alternating steps leave one net
     # without any); the training loop asks the strategy for it only where a family says so.
     ddp_find_unused_parameters: ClassVar[bool] = False
+    # Whether `load(map_location=...)` moves it there (generators); recommenders and classifiers
+    # build their inputs on the CPU, so they stay there.
+    runs_on_devices: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -142,10 +145,11 @@ class CadenzaModule(pl.LightningModule):
     @classmethod
     def load(cls, ckpt_path: str | Path, map_location: str | torch.device = "cpu") -> Any:
         """Rebuild a family from a checkpoint: codec and hyper-parameters come from inside it.
-        The model is on `map_location` (a device this process can use)."""
+        A generative model is on `map_location` (a device this process can use); recommenders
+        and classifiers run on the CPU (a few small matrix products), wherever it was read."""
         path = Path(ckpt_path)
         model = cls.from_checkpoint(read_checkpoint(path, map_location), path)
-        return model.to(torch.device(map_location))
+        return model.to(torch.device(map_location)) if model.runs_on_devices else model
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any], path: str | Path) -> Any:
@@ -167,6 +171,8 @@ class CadenzaModule(pl.LightningModule):
 class GenerativeModule(CadenzaModule):
     """A family that writes music. Subclasses set `family`, override `abilities` when they can
     do more than sample new pieces, and set `window_steps` when every piece has one length."""
+
+    runs_on_devices: ClassVar[bool] = True
 
     checkpoint_kind = "Cadenza generative model"
 

@@ -231,7 +231,8 @@ SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options"
                     (b"referrer-policy", b"no-referrer")]  # fmt: skip
 # What a page may run and load (Content-Security-Policy), by what is answered. The studio runs
 # its own two files and talks to this service only, so an injected script or style would not
-# run. The API's answers (JSON, MIDI, PNG, WAV) run nothing. /docs and /redoc are Swagger UI's
+# run. The API's answers run nothing; a job's file (MIDI, PNG, WAV) opened in a tab plays or
+# shows in the browser's own viewer. /docs and /redoc are Swagger UI's
 # and ReDoc's pages, whose inline script and styles need 'unsafe-inline': they may load and
 # fetch from this service alone (no spec from elsewhere, nothing sent elsewhere).
 _FRAMED = "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
@@ -240,6 +241,10 @@ POLICIES = {
     "docs": "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' "
     "'unsafe-inline'; img-src 'self' data:; worker-src 'self' blob:; " + _FRAMED,
     "api": "default-src 'none'; form-action 'none'; " + _FRAMED,
+    # A job's file opened in a tab (a signed link): the browser's own player or image viewer
+    # loads the file and styles itself inline; nothing of the file's may run.
+    "files": "default-src 'none'; media-src 'self'; img-src 'self'; style-src 'unsafe-inline'; "
+    "form-action 'none'; " + _FRAMED,
 }
 DOCS_PAGES = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc"})
 
@@ -250,7 +255,8 @@ def _policy(scope: Scope) -> bytes:
     if root and path.startswith(root):
         path = path[len(root) :]
     page = "studio" if path == "/" or path.startswith("/studio/") else None
-    page = page or ("docs" if path in DOCS_PAGES else "api")
+    page = page or ("docs" if path in DOCS_PAGES else None)
+    page = page or ("files" if path.startswith("/api/files/") else "api")
     return POLICIES[page].encode()
 
 

@@ -17,8 +17,16 @@ from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
 
 class _ContinuingWriter(ExperimentWriter):
+    def __init__(self, log_dir: str, continues: bool) -> None:
+        self.continues = continues  # before the parent's __init__, which checks the folder
+        super().__init__(log_dir)
+
     def _check_log_dir_exists(self) -> None:
         # In place of a warning and deleting the file: go on with it (its header's columns).
+        # Only for a version this run chose (pin_version): one given by hand (logger.csv.version)
+        # may be another run's, whose rows must not mix with these.
+        if not self.continues:
+            return super()._check_log_dir_exists()
         if self._fs.isfile(self.metrics_file_path):
             with self._fs.open(self.metrics_file_path, "r", newline="") as f:
                 self.metrics_keys = sorted(next(csv.reader(f), []))
@@ -33,10 +41,14 @@ class RunCSVLogger(CSVLogger):
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _ContinuingWriter(log_dir=self.log_dir)
+            chose = getattr(self, "_chose_version", False)
+            self._experiment = _ContinuingWriter(self.log_dir, continues=chose)
         return self._experiment
 
     def pin_version(self) -> None:
         """Take the next free version_N now: processes started for fit and for test inherit it
-        (each would otherwise take the next one free when it first logs)."""
-        self.version  # noqa: B018 - the property picks and keeps it
+        (each would otherwise take the next one free when it first logs). A version given by
+        hand is left as it is, and Lightning's writer treats its folder as it always did."""
+        if self._version is None:
+            self.version  # noqa: B018 - the property picks and keeps it
+            self._chose_version = True
