@@ -71,3 +71,16 @@ def test_a_whole_float_seed_is_that_integer_in_the_record(smoke) -> None:
     (a,), (b,) = generate(model, 1, seed=1.0, bars=1), generate(model, 1, seed=1, bars=1)
     assert a.controls["seed"] == 1 and isinstance(a.controls["seed"], int)
     assert a.tensor.equal(b.tensor)
+
+
+def test_a_primer_may_be_a_numpy_array_of_the_codecs_values(smoke) -> None:
+    from cadenza.generation import generate
+    from cadenza.models import GenerativeModule
+
+    model = GenerativeModule.load(smoke["smoke"].ckpt)
+    (first,) = generate(model, 1, bars=1, seed=0)
+    (a,) = generate(model, 1, bars=1, seed=1, primer=first.tensor.numpy())
+    (b,) = generate(model, 1, bars=1, seed=1, primer=first.tensor)
+    assert a.tensor.equal(b.tensor)
+    with pytest.raises(TypeError, match="expected a PrettyMIDI"):
+        generate(model, 1, bars=1, seed=1, primer=[1, 5, 6])

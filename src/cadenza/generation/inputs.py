@@ -1,6 +1,7 @@
 """What a producer hands a model: a primer to continue, a melody to accompany, a phrase to
-reconstruct or interpolate. Each may be a file, a PrettyMIDI (or Waveform), or a tensor already
-in the checkpoint's own codec; files are read with the data pipeline's guards."""
+reconstruct or interpolate. Each may be a file, a PrettyMIDI (or Waveform), or a tensor (or
+NumPy array) already in the checkpoint's own codec; files are read with the data pipeline's
+guards."""
 
 from __future__ import annotations
 
@@ -36,9 +37,12 @@ def read_music(model: GenerativeModule, source: Any) -> Any:
 
 
 def encode(model: GenerativeModule, source: Any) -> torch.Tensor:
-    """A tensor passes through; music is encoded with the checkpoint's own codec."""
+    """A tensor (or a NumPy array of the codec's values) passes through; music is encoded with
+    the checkpoint's own codec."""
     if isinstance(source, torch.Tensor):
         return source
+    if isinstance(source, np.ndarray):
+        return torch.as_tensor(source, dtype=model.codec.tensor_dtype)
     return model.codec.encode(read_music(model, source))
 
 
