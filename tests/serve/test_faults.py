@@ -173,7 +173,7 @@ def test_the_studio_page_runs_its_own_files_and_no_other(client) -> None:
     for name, media in (("studio.js", "text/javascript"), ("studio.css", "text/css")):
         r = client.get(f"/studio/{name}")
         assert r.status_code == 200 and r.headers["content-type"].startswith(media)
-        assert f'"/studio/{name}"' in page
+        assert f'"studio/{name}"' in page  # under the page's <base>: the root_path
     for name in ("studio.html", "..%2Fapp.py", "studio.jsx"):
         assert client.get(f"/studio/{name}").status_code == 404, name
 

@@ -27,7 +27,7 @@ from anyio import CapacityLimiter, to_thread
 from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, Security, UploadFile
 from fastapi.dependencies.utils import get_flat_params
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
@@ -237,7 +237,9 @@ SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options"
 # fetch from this service alone (no spec from elsewhere, nothing sent elsewhere).
 _FRAMED = "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 POLICIES = {
-    "studio": "default-src 'self'; img-src 'self' data:; form-action 'none'; " + _FRAMED,
+    # base-uri 'self': the page's own <base> (the root_path), and no other.
+    "studio": "default-src 'self'; img-src 'self' data:; form-action 'none'; base-uri 'self'; "
+    "object-src 'none'; frame-ancestors 'none'",
     "docs": "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' "
     "'unsafe-inline'; img-src 'self' data:; worker-src 'self' blob:; " + _FRAMED,
     "api": "default-src 'none'; form-action 'none'; " + _FRAMED,
@@ -283,7 +285,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
     keyring = settings.keyring()
     pseudonyms = Pseudonyms.load(_env(settings.pseudonym_key_env), settings.work_dir.resolve(),
                                  settings.pseudonym_key_env)  # fmt: skip
-    links = FileLinks(pseudonyms.derive("file-links"), settings.link_minutes)
+    root = settings.root_path  # links in answers are followed from outside, under it
+    links = FileLinks(pseudonyms.derive("file-links"), settings.link_minutes, root)
     store = Store(settings.work_dir, settings.keep_jobs, settings.keep_uploads,
                   settings.keep_hours, links, pseudonym_of=pseudonyms.of)  # fmt: skip
     forgotten = Forgetting(served, ForgetList(store.root / "forgotten.json"), pseudonyms)
@@ -315,6 +318,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     # studio does: FastAPI's own pages fetch them from a CDN, and were blank offline.
     app = FastAPIOffline(
         lifespan=lifespan,
+        root_path=root,
         title="Cadenza",
         version=__version__,
         description="Sample, interpolate, render, classify and recommend music with trained "
@@ -399,9 +403,17 @@ def create_app(settings: ServeSettings) -> FastAPI:
     app.add_middleware(Contained, record=record, broke=broke)
 
     # --- read-only ------------------------------------------------------------------------
+    # The page's links are relative to its <base>: the service's root_path, where a proxy
+    # serves it (a page at /cadenza, without its slash, would resolve them against /).
+    studio_page = (
+        (STUDIO / "studio.html")
+        .read_text()
+        .replace('<base href="/">', f'<base href="{quote(root)}/">')
+    )
+
     @app.get("/", include_in_schema=False)
-    def studio() -> FileResponse:
-        return FileResponse(STUDIO / "studio.html", media_type="text/html")
+    def studio() -> HTMLResponse:
+        return HTMLResponse(studio_page)
 
     @app.get("/studio/{name}", include_in_schema=False)
     def studio_file(name: str) -> FileResponse:
@@ -580,7 +592,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     # --- the same work in the background ---------------------------------------------------
     def queued(kind: str, caller: Caller, listener: str | None = None) -> jobs.Submit:
         def submit(work: Any) -> TaskStatus:
-            return TaskStatus(**tasks.submit(kind, caller, listener, work).view())
+            return TaskStatus(**tasks.submit(kind, caller, listener, work).view(root))
 
         return submit
 
@@ -631,12 +643,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.get("/api/jobs", responses=documented(*keyed))
     def my_jobs(caller: AnyKey) -> TaskList:
         """This key's background jobs, newest first (an admin: everyone's)."""
-        return TaskList(jobs=[TaskStatus(**t.view()) for t in tasks.mine(caller)])
+        return TaskList(jobs=[TaskStatus(**t.view(root)) for t in tasks.mine(caller)])
 
     @app.get("/api/jobs/{job}", responses=documented(*keyed, 404))
     def job_status(job: str, caller: AnyKey) -> TaskStatus:
         """Status, progress, and once done the result (or the error) of a background job."""
-        return TaskStatus(**tasks.get(job, caller).view())
+        return TaskStatus(**tasks.get(job, caller).view(root))
 
     @app.delete("/api/jobs/{job}", responses=documented(*keyed, 404))
     def cancel_job(job: str, caller: AnyKey) -> TaskStatus:
@@ -644,7 +656,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         and what it wrote is deleted. One cancelled after its sampling, while it writes or
         renders its files, still answers `running`, then ends `cancelled` with its files
         deleted. A finished job is left as it is."""
-        return TaskStatus(**tasks.cancel(job, caller).view())
+        return TaskStatus(**tasks.cancel(job, caller).view(root))
 
     # --- a listener's own data --------------------------------------------------------------
     @app.get("/api/listeners/{listener}/history", responses=documented(*keyed, 400, 404))

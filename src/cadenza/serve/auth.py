@@ -226,8 +226,9 @@ class FileLinks:
     <img> and download links cannot send an Authorization header, so a job's answer carries
     links that work without one, for `minutes`, for that one file only."""
 
-    def __init__(self, secret: bytes, minutes: float) -> None:
+    def __init__(self, secret: bytes, minutes: float, prefix: str = "") -> None:
         self._secret, self.minutes = secret, minutes
+        self.prefix = prefix  # the service's root_path: links are followed from outside
 
     def _sign(self, job: str, name: str, expires: int) -> str:
         message = f"{job}/{name}/{expires}".encode()
@@ -235,7 +236,8 @@ class FileLinks:
 
     def url(self, job: str, name: str) -> str:
         expires = int(time.time() + self.minutes * 60)
-        return f"/api/files/{job}/{name}?expires={expires}&sig={self._sign(job, name, expires)}"
+        return (f"{self.prefix}/api/files/{job}/{name}?expires={expires}"
+                f"&sig={self._sign(job, name, expires)}")  # fmt: skip
 
     def valid(self, job: str, name: str, expires: int | None, sig: str | None) -> bool:
         if expires is None or sig is None or expires < time.time():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from cadenza.serve.auth import Keyring
 from cadenza.serve.privacy import check_secret
 
 log = logging.getLogger("cadenza")
+ROOT_PATH = re.compile(r"(/(?!\.+(?:/|$))[A-Za-z0-9._-]+)*")  # /a/b; no . or .. segment
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,10 @@ class ServeSettings:
     work_dir: Path = Path("outputs/serve")
     host: str = "127.0.0.1"
     port: int = 8000
+    # The path a reverse proxy serves the service under (e.g. /cadenza for
+    # https://example.org/cadenza/): the links in answers, the studio and /docs carry it. The
+    # proxy may pass requests on with the prefix or without it.
+    root_path: str = ""
     limits: Limits = field(default_factory=Limits)
     # Model work running at once; more requests wait up to queue_timeout_s, then get a 503.
     workers: int = 2
@@ -178,6 +184,10 @@ class ServeSettings:
         else:
             log.info("cadenza-serve: %d API key(s) from %s", len(keys.keys), keys.source)
         pick_device(self.device, "device")
+        if not isinstance(self.root_path, str) or not ROOT_PATH.fullmatch(self.root_path):
+            raise ConfigError(f"root_path={self.root_path!r} must be empty or a path such as "
+                              "/cadenza (a leading /, none at the end; letters, digits, "
+                              "- _ .)")  # fmt: skip
         check_int("port", self.port, minimum=0)
         if self.port > 65535:
             raise ConfigError(f"port must be <= 65535, got {self.port}")

@@ -43,7 +43,8 @@ from cadenza.serve.store import ID, Store
 
 log = logging.getLogger("cadenza")
 FINISHED = ("done", "failed", "cancelled")
-FILE_LINK = re.compile(r"/api/files/(?P<job>[0-9a-f]{32})/(?P<name>[^/?]+)(\?.*)?")
+# A file's link, signed or not, under the service's root_path or not.
+FILE_LINK = re.compile(r"(/[^?]*)?/api/files/(?P<job>[0-9a-f]{32})/(?P<name>[^/?]+)(\?.*)?")
 
 
 @dataclass
@@ -59,13 +60,14 @@ class Task:
     progress: Progress = field(default_factory=Progress, repr=False)
     owner: str | None = field(default=None, repr=False)  # the key's, for its share of the queue
 
-    def view(self) -> dict[str, Any]:
-        """What GET /api/jobs/{id} answers (the `TaskStatus` schema)."""
+    def view(self, prefix: str = "") -> dict[str, Any]:
+        """What GET /api/jobs/{id} answers (the `TaskStatus` schema); `prefix`: the service's
+        root_path, which its `url` is followed under."""
         done = 1.0 if self.status == "done" else round(self.progress.fraction, 3)
         return {"id": self.id, "kind": self.kind, "status": self.status, "progress": done,
                 "submitted": self.submitted, "started": self.started,
                 "finished": self.finished, "result": self.result, "error": self.error,
-                "url": f"/api/jobs/{self.id}"}  # fmt: skip
+                "url": f"{prefix}/api/jobs/{self.id}"}  # fmt: skip
 
 
 class Tasks:

@@ -39,7 +39,7 @@ function setBusy(on, what) {
 // Cancel stops it, and closing the page loses nothing (the job finishes on the service).
 let currentJob = null;
 async function inBackground(kind, body, what) {
-  const task = await postJSON(`/api/jobs/${kind}`, body);
+  const task = await postJSON(`api/jobs/${kind}`, body);
   currentJob = task.url;
   $("job-progress").hidden = false; $("job-cancel").hidden = false;
   try {
@@ -232,7 +232,7 @@ function watchUpload(id) {
     if (!file) return;
     run(`Uploading ${file.name}…`, async () => {
       try {
-        const up = await api("/api/uploads", { method: "POST", body: (() => { const f = new FormData(); f.append("file", file); return f; })() });
+        const up = await api("api/uploads", { method: "POST", body: (() => { const f = new FormData(); f.append("file", file); return f; })() });
         uploads[id] = up.upload;
         $(`${id}-info`).textContent = `${up.filename}: ${up.notes} notes, ${Number(up.seconds).toFixed(1)} s, ${up.tracks} track(s)`;
         if (CLEARABLE.includes(id)) $(`${id}-clear`).hidden = false;
@@ -286,7 +286,7 @@ $("interpolate").addEventListener("click", () => run("Interpolating…", async (
     body.a = uploads["interp-a"]; body.b = uploads["interp-b"];
   }
   resetResults($("interp-results"));
-  try { showJob($("interp-results"), await postJSON("/api/interpolate", body)); } catch (e) { $("interp-results").dataset.state = "error"; throw e; }
+  try { showJob($("interp-results"), await postJSON("api/interpolate", body)); } catch (e) { $("interp-results").dataset.state = "error"; throw e; }
 }));
 
 // A classifier reads an uploaded file, or a piece just generated (is it in the style asked for?).
@@ -331,14 +331,14 @@ $("classify").addEventListener("click", () => run("Classifying…", async () => 
   else if (uploads["clf-file"]) body.upload = uploads["clf-file"];
   else throw new Error("Upload a MIDI file, or generate a piece, to classify.");
   resetResults($("clf-results"));
-  try { showClasses(await postJSON("/api/classify", body)); } catch (e) { $("clf-results").dataset.state = "error"; throw e; }
+  try { showClasses(await postJSON("api/classify", body)); } catch (e) { $("clf-results").dataset.state = "error"; throw e; }
 }));
 
 // A MIDI file heard as the service renders it (the SoundFont it renders generated pieces with).
 $("render").addEventListener("click", () => run("Rendering…", async () => {
   if (!uploads["render-file"]) throw new Error("Upload a MIDI file to render.");
   resetResults($("render-results"));
-  try { showJob($("render-results"), await postJSON("/api/render", { upload: uploads["render-file"] })); }
+  try { showJob($("render-results"), await postJSON("api/render", { upload: uploads["render-file"] })); }
   catch (e) { $("render-results").dataset.state = "error"; throw e; }
 }));
 
@@ -405,7 +405,7 @@ $("recommend").addEventListener("click", () => run("Recommending…", async () =
   }
   resetResults($("rec-results"));
   try {
-    showPicks(gen ? await inBackground("recommend", body, "Generating and scoring…") : await postJSON("/api/recommend", body));
+    showPicks(gen ? await inBackground("recommend", body, "Generating and scoring…") : await postJSON("api/recommend", body));
   } catch (e) { $("rec-results").dataset.state = "error"; throw e; }
 }));
 
@@ -421,7 +421,7 @@ function restoreForm(kept) {
   }
 }
 async function loadModels() {
-  const listing = await api("/api/models");
+  const listing = await api("api/models");
   const kept = models.length ? keepForm() : null;
   models = listing.models;
   fillSelect($("model"), generators().map((m) => m.name));
@@ -446,7 +446,7 @@ async function loadModels() {
 }
 async function showHealth() {  // public: shown whatever the key
   try {
-    const health = await api("/api/health");
+    const health = await api("api/health");
     $("health").textContent = `v${health.version} · ${health.models} model(s) · ${health.workers} worker(s)`;
   } catch (e) { $("health").textContent = ""; }
 }
