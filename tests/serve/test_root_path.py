@@ -40,7 +40,13 @@ def test_the_studio_page_resolves_its_links_under_the_prefix(proxied, passed_on)
     assert '<script src="studio/studio.js">' in page.text  # relative: under the <base>
     assert proxied.get(f"{passed_on}studio/studio.js").status_code == 200
     assert "base-uri 'self'" in page.headers["content-security-policy"]
-    assert proxied.get("/openapi.json").json()["servers"] == [{"url": ROOT}]
+    assert proxied.head(passed_on).status_code == 200
+    assert proxied.get(f"{passed_on}openapi.json").json()["servers"] == [{"url": ROOT}]
+    # /docs and its scripts (a mount of static files, which Starlette finds under the prefix)
+    docs = proxied.get(f"{passed_on}docs")
+    assert docs.status_code == 200 and f"{ROOT}/static-offline-docs/" in docs.text
+    script = proxied.get(f"{passed_on}static-offline-docs/swagger-ui-bundle.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
 
 
 def test_answers_link_under_the_prefix_and_the_links_work(proxied) -> None:

@@ -184,6 +184,26 @@ class BodyLimit:
         await response({"type": "http"}, _no_body, send)
 
 
+class UnderRoot:
+    """A service behind a proxy at `root` (settings.root_path): every request as if the proxy
+    kept the prefix. `root_path` in the scope is what the links in answers, /docs and the
+    OpenAPI servers are made under; a path the proxy stripped gets the prefix back, since
+    Starlette finds a mount's files (the docs' scripts) only under it. Set here rather than
+    as FastAPI(root_path=...), which FastAPI deprecates in favour of the server's setting."""
+
+    def __init__(self, app: ASGIApp, root: str) -> None:
+        self.app, self.root, self.raw = app, root, root.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if not (path == self.root or path.startswith(self.root + "/")):
+                raw = scope.get("raw_path") or path.encode()
+                scope = {**scope, "path": self.root + path, "raw_path": self.raw + raw}
+            scope = {**scope, "root_path": self.root}
+        await self.app(scope, receive, send)
+
+
 class Contained:
     """Every request: an ID (logs.py) in its logs and its X-Request-ID header, its metrics by
     route template and a log line (`record`), and any failure contained (`broke` makes the
@@ -318,7 +338,6 @@ def create_app(settings: ServeSettings) -> FastAPI:
     # studio does: FastAPI's own pages fetch them from a CDN, and were blank offline.
     app = FastAPIOffline(
         lifespan=lifespan,
-        root_path=root,
         title="Cadenza",
         version=__version__,
         description="Sample, interpolate, render, classify and recommend music with trained "
@@ -401,6 +420,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return error(500, f"internal error ({type(e).__name__}); the service is still up")
 
     app.add_middleware(Contained, record=record, broke=broke)
+    if root:  # outermost: the metrics, logs and policies see the path as the proxy's
+        app.add_middleware(UnderRoot, root=root)
 
     # --- read-only ------------------------------------------------------------------------
     # The page's links are relative to its <base>: the service's root_path, where a proxy
@@ -411,7 +432,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         .replace('<base href="/">', f'<base href="{quote(root)}/">')
     )
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)  # HEAD: proxies' checks
     def studio() -> HTMLResponse:
         return HTMLResponse(studio_page)
 
