@@ -337,6 +337,15 @@ def test_a_run_started_in_the_same_second_moves_to_its_own_output_folder(tmp_pat
     assert own_output_dir(cfg) == moved  # this process's own folder, asked again
 
 
+def test_a_training_seed_lightning_cannot_take_fails_naming_the_key(tmp_path: Path) -> None:
+    """Lightning replaced a seed over 32 bits by 0, with a warning only."""
+    from cadenza.errors import ConfigError
+
+    cfg = compose_train(tmp_path, ["experiment=smoke", f"seed={2**32}"])
+    with pytest.raises(ConfigError, match="seed must be <= 4294967295"):
+        train(cfg)
+
+
 def test_a_csv_version_given_by_hand_is_not_continued(tmp_path: Path) -> None:
     """The CSV logger goes on with a metrics file only in a version it chose itself (fit's and
     test's phases); a version given by hand may be another run's, and is Lightning's to treat
