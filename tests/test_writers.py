@@ -41,8 +41,19 @@ def test_writing_at_a_tempo_leaves_the_piece_as_it_was(tmp_path: Path) -> None:
         ({"seed": 2**70}, "seed must be <= 9223372036854775807"),
         ({"seed": -1}, "seed must be >= 0"),
         ({"seed": 1.5}, "seed must be an integer"),
+        ({"bars": 1e9}, "bars must be > 0 and <= 10000 (4/4 bars of new music), got 1e+09"),
+        ({"steps": 10**9, "bars": None}, "steps must be <= "),
     ],
-    ids=["dot-dot", "absolute", "empty", "seed-too-large", "seed-negative", "seed-fraction"],
+    ids=[
+        "dot-dot",
+        "absolute",
+        "empty",
+        "seed-too-large",
+        "seed-negative",
+        "seed-fraction",
+        "bars-1e9",
+        "steps-1e9",
+    ],
 )
 def test_a_bad_prefix_or_seed_is_refused_before_sampling(smoke, controls, says) -> None:
     from cadenza.errors import ConfigError
@@ -51,7 +62,7 @@ def test_a_bad_prefix_or_seed_is_refused_before_sampling(smoke, controls, says) 
 
     model = GenerativeModule.load(smoke["smoke"].ckpt)
     with pytest.raises(ConfigError, match=re.escape(says)):
-        generate(model, 1, bars=1, **controls)
+        generate(model, 1, **({"bars": 1} | controls))
 
 
 def test_a_numeric_prefix_is_its_digits(smoke) -> None:

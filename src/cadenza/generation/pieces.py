@@ -111,14 +111,21 @@ def check_prefix(prefix: Any) -> str:
     return prefix
 
 
+# The longest piece one call writes: hours of music, past which a length is a typo (bars=1e9
+# sampled until killed). The service's own caps (limits.max_bars, max_steps) are far lower.
+MAX_BARS = 10_000
+
+
 def resolve_length(model: GenerativeModule, steps: Any, bars: Any) -> int:
     """Length in model steps: `steps` wins; else `bars` (4/4) converted by the codec."""
+    most = model.codec.steps_for_bars(MAX_BARS)
     if steps is not None:
-        return check_int("steps", steps)
+        return check_int("steps", steps, maximum=most)
     if bars is not None:
         bars = check_float("bars", bars)
-        if bars <= 0:
-            raise ConfigError(f"bars must be > 0 (4/4 bars of new music), got {bars}")
+        if bars <= 0 or bars > MAX_BARS:
+            raise ConfigError(f"bars must be > 0 and <= {MAX_BARS} (4/4 bars of new music), "
+                              f"got {bars:g}")  # fmt: skip
         return model.codec.steps_for_bars(bars)
     raise ConfigError("give a length: steps=N (model steps) or bars=N (4/4 bars)")
 
