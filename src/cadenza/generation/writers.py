@@ -62,25 +62,11 @@ def write_piece(
     made it). The entry, also kept as `piece.written`, gives the written files' seconds."""
     out = Path(out_dir)
     title = title or piece.name.replace("_", " ")
-    music, meta = piece.music, piece.meta
-    if check_tempo(tempo, piece.output) is not None:
-        from cadenza.io.midi import at_tempo
-
-        music = at_tempo(piece.music, tempo)
-        meta = {**meta, "seconds": round(music.get_end_time(), 3)}
-    piece.written = entry = _write(piece, music, meta, out, png, render, synth, soundfont,
-                                   sample_rate, title)  # fmt: skip
-    return entry
-
-
-def _write(piece: Piece, music: Any, meta: dict[str, Any], out: Path, png: bool,
-           render: str | None, synth: str, soundfont: str | None, sample_rate: int,
-           title: str) -> dict[str, Any]:  # fmt: skip
-    """write_piece's files, of `music` (the piece's, at the tempo asked)."""
+    tempo = check_tempo(tempo, piece.output)  # a model of audio takes none: said here
     if piece.output == "audio":
         from cadenza.io.audio import save_audio
 
-        piece.files["audio"] = save_audio(music, out / f"{piece.name}.wav")
+        piece.files["audio"] = save_audio(piece.music, out / f"{piece.name}.wav")
         if png:
             from cadenza.viz import save_spectrogram_png
 
@@ -88,16 +74,20 @@ def _write(piece: Piece, music: Any, meta: dict[str, Any], out: Path, png: bool,
                 piece.spectrogram_db, out / f"{piece.name}.png", piece.frames_per_second,
                 title=title,
             )  # fmt: skip
-        return {"file": piece.files["audio"].name, **meta}
-    from cadenza.io.midi import save_midi
+        piece.written = {"file": piece.files["audio"].name, **piece.meta}
+        return piece.written
+    from cadenza.io.midi import at_tempo, save_midi
 
+    music = piece.music if tempo is None else at_tempo(piece.music, tempo)
     path = save_midi(music, out / f"{piece.name}.mid")
     piece.files["midi"] = path
     if png:
         from cadenza.viz import save_pianoroll_png
 
         piece.files["png"] = save_pianoroll_png(music, path.with_suffix(".png"), title=title)
-    entry = {"file": path.name, **meta}
+    entry = {"file": path.name, **piece.meta}
+    if music is not piece.music:
+        entry["seconds"] = round(music.get_end_time(), 3)
     if check_render(render) is not None and piece.notes:
         from cadenza.io.render import render_to_file
 
@@ -106,6 +96,7 @@ def _write(piece: Piece, music: Any, meta: dict[str, Any], out: Path, png: bool,
             soundfont=soundfont,
         )  # fmt: skip
         entry["audio"] = piece.files["audio"].name
+    piece.written = entry
     return entry
 
 

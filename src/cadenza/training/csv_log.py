@@ -36,13 +36,14 @@ class RunCSVLogger(CSVLogger):
     """CSVLogger whose version is chosen once, in the launching process (`pin_version`), and
     whose metrics file every later phase of the run appends to."""
 
+    _chose_version = False  # pin_version picked the version (not one given by hand)
+
     @property
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
-            chose = getattr(self, "_chose_version", False)
-            self._experiment = _ContinuingWriter(self.log_dir, continues=chose)
+            self._experiment = _ContinuingWriter(self.log_dir, continues=self._chose_version)
         return self._experiment
 
     def pin_version(self) -> None:
